@@ -1,0 +1,3 @@
+from spawn_db.cli.main import main
+
+main()

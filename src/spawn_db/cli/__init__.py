@@ -1,0 +1,1 @@
+"""The ``spawn`` command line: parse, call the library, print."""

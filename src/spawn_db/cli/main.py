@@ -1,0 +1,107 @@
+"""Entry point: global options, the shared ``App`` context, and the error boundary.
+
+Library modules are imported inside commands, not here, so ``spawn --help`` and
+``spawn --version`` start without loading Jinja, rich or the hashing code.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from spawn_db import __version__
+from spawn_db.cli.context import App
+from spawn_db.errors import SpawnError
+
+class SpawnGroup(click.Group):
+    """Translates ``SpawnError`` into a one-line message and its exit code, once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SpawnError as exc:
+            app = ctx.obj if isinstance(ctx.obj, App) else None
+            if app is not None and app.debug:
+                raise
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            _silence_broken_pipe()
+            ctx.exit(1)
+
+
+def _silence_broken_pipe() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from spawn_db.pgbin import describe_binaries
+
+    click.echo(f"spawn {__version__}")
+    click.echo(describe_binaries())
+    ctx.exit(0)
+
+
+@click.group(cls=SpawnGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+    help="Show the version and the PostgreSQL binaries spawn would use.",
+)
+@click.option("--config-file", metavar="PATH", help="Config file (default: spawn.toml; "
+              "env SPAWN_CONFIG_FILE).")
+@click.option("--target", metavar="NAME", help="Target from spawn.toml (env SPAWN_TARGET).")
+@click.option("-e", "--environment", metavar="NAME",
+              help="Override the environment (`env` in templates; env SPAWN_ENVIRONMENT).")
+@click.option("-d", "--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_file: str | None,
+    target: str | None,
+    environment: str | None,
+    debug: bool,
+) -> None:
+    """Spawn: a database build system for PostgreSQL.
+
+    Components are reusable SQL edited in place; migrations are Jinja templates
+    that include them, pinned to a content-addressed snapshot, and applied
+    through psql; tests diff psql output against golden files.
+    """
+    from spawn_db.config import Overrides
+
+    ctx.obj = App(
+        overrides=Overrides.from_flags(
+            config_file=config_file, target=target, environment=environment
+        ),
+        debug=debug,
+    )
+
+
+def _register() -> None:
+    from spawn_db.cli import db, migration, project, sqltest
+
+    cli.add_command(project.init)
+    cli.add_command(project.check)
+    cli.add_command(migration.migration)
+    cli.add_command(sqltest.test)
+    cli.add_command(db.db)
+    cli.add_command(project.completion)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="spawn")
+
+
+if __name__ == "__main__":
+    main()

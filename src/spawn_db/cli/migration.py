@@ -1,0 +1,66 @@
+"""``spawn migration ...``: new, build, pin (and, with a database, apply/adopt/status)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from spawn_db.cli.context import App, pass_app
+from spawn_db.cli.output import info, stream, warn
+
+variables_option = click.option(
+    "--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
+    help="JSON, TOML or YAML file exposed to templates as `variables`.",
+)
+
+
+def load_variables_option(path: str | None) -> Any:
+    from spawn_db.variables import load_variables
+
+    return load_variables(path)
+
+
+@click.group()
+def migration() -> None:
+    """Create, build, pin and apply migrations."""
+
+
+@migration.command("new")
+@click.argument("name")
+@pass_app
+def new(app: App, name: str) -> None:
+    """Create migrations/<timestamp>-NAME/up.sql and print the new migration's name."""
+    from spawn_db.migrations import new_migration
+
+    info(new_migration(app.config(), name))
+
+
+@migration.command("build")
+@click.argument("migration_name", metavar="MIGRATION")
+@click.option("--pinned", is_flag=True, help="Resolve components from the migration's pin.")
+@variables_option
+@pass_app
+def build(app: App, migration_name: str, pinned: bool, variables_path: str | None) -> None:
+    """Render MIGRATION's up.sql to stdout."""
+    from spawn_db.migrations import build_migration, is_pinned
+
+    config = app.config()
+    variables = load_variables_option(variables_path)
+    chunks = build_migration(config, migration_name, pinned=pinned, variables=variables)
+    if not pinned and is_pinned(config, migration_name):
+        warn(
+            f"{migration_name} is pinned: `spawn migration apply` renders it from the pin, "
+            "not from the working tree shown here; add --pinned to see what will be applied"
+        )
+    stream(chunks, trailer="\n")
+
+
+@migration.command("pin")
+@click.argument("migration_name", metavar="MIGRATION")
+@pass_app
+def pin(app: App, migration_name: str) -> None:
+    """Snapshot components/ into pinned/ and write MIGRATION's lock.toml."""
+    from spawn_db.migrations import pin_migration
+
+    info(pin_migration(app.config(), migration_name))

@@ -1,0 +1,67 @@
+"""``spawn init``, ``spawn check`` and ``spawn completion``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from spawn_db.cli.context import App, pass_app
+from spawn_db.cli.output import emit_json, info, warn
+
+
+@click.command()
+@click.option(
+    "--docker", "docker", is_flag=False, flag_value="spawn", default=None, metavar="[DB]",
+    help="Write docker-compose.yaml and a target that runs psql in its container "
+    "(database DB, default spawn).",
+)
+@pass_app
+def init(app: App, docker: str | None) -> None:
+    """Create spawn.toml and the spawn/ folders in the current directory."""
+    from spawn_db.project import init_project
+
+    config_file = app.overrides.config_file
+    path = Path(config_file) if config_file else Path.cwd() / "spawn.toml"
+    path = path if path.is_absolute() else Path.cwd() / path
+    result = init_project(path.parent, config_name=path.name, docker_database=docker)
+    info(f"Created {result.config_path}")
+    target = "docker (direct)" if docker else "embedded"
+    info(f"Target `local` uses the {target} database. Next: spawn migration new <name>")
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+@pass_app
+def check(app: App, fmt: str) -> None:
+    """Warn about every migration that is not pinned; exit 1 if any."""
+    from spawn_db.migrations import check as run_check
+
+    config = app.config()
+    warnings = run_check(config)
+    if fmt == "json":
+        emit_json({"ok": not warnings,
+                   "warnings": [{"migration": w.migration, "message": w.message}
+                                for w in warnings]})
+    else:
+        for w in warnings:
+            warn(w.message)
+        if not warnings:
+            info("All migrations are pinned.")
+    if warnings:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (eval it in your shell's rc file)."""
+    from click.shell_completion import get_completion_class
+
+    from spawn_db.cli.main import cli
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    comp = cls(cli, {}, "spawn", "_SPAWN_COMPLETE")
+    click.echo(comp.source())

@@ -1,0 +1,305 @@
+"""``spawn.toml`` parsed into frozen dataclasses, with CLI and ``SPAWN_*`` overrides.
+
+Loading never prints: unknown keys become ``Config.warnings`` for the CLI to
+show, because older Rust-tool configs carry retired keys and must still load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from spawn_db.errors import ConfigError
+
+CONFIG_FILE_NAME = "spawn.toml"
+DEFAULT_SCHEMA = "_spawn"
+DEFAULT_ENVIRONMENT = "prod"
+ENGINES = ("postgres-psql",)
+COMMAND_KINDS = ("direct", "provider", "embedded")
+
+TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets")
+TARGET_KEYS = (
+    "engine",
+    "spawn_database",
+    "spawn_schema",
+    "environment",
+    "command",
+    "postgres_bin",
+)
+COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
+
+CommandKind = Literal["direct", "provider", "embedded"]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """How to reach psql for a target (SPEC §2 ``command``)."""
+
+    kind: CommandKind
+    direct: tuple[str, ...] = ()
+    provider: tuple[str, ...] = ()
+    append: tuple[str, ...] = ()
+    database: str = "postgres"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    engine: str
+    command: CommandSpec
+    spawn_schema: str = DEFAULT_SCHEMA
+    spawn_database: str | None = None
+    environment: str | None = None
+    postgres_bin: str | None = None
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Values from flags and environment variables; flags win over variables."""
+
+    config_file: str | None = None
+    target: str | None = None
+    environment: str | None = None
+
+    @classmethod
+    def from_flags(
+        cls,
+        *,
+        config_file: str | None,
+        target: str | None,
+        environment: str | None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Overrides:
+        env = os.environ if environ is None else environ
+        return cls(
+            config_file=config_file or env.get("SPAWN_CONFIG_FILE") or None,
+            target=target or env.get("SPAWN_TARGET") or None,
+            environment=environment or env.get("SPAWN_ENVIRONMENT") or None,
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    spawn_folder: Path
+    targets: Mapping[str, TargetConfig]
+    default_target: str | None = None
+    top_environment: str | None = None
+    environment_override: str | None = None
+    target_override: str | None = None
+    project_id: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def project_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def components_dir(self) -> Path:
+        return self.spawn_folder / "components"
+
+    @property
+    def migrations_dir(self) -> Path:
+        return self.spawn_folder / "migrations"
+
+    @property
+    def tests_dir(self) -> Path:
+        return self.spawn_folder / "tests"
+
+    @property
+    def pinned_dir(self) -> Path:
+        return self.spawn_folder / "pinned"
+
+    @property
+    def target_name(self) -> str | None:
+        return self.target_override or self.default_target
+
+    def target(self) -> TargetConfig:
+        """The selected target; an error that says what to add when there is none."""
+        name = self.target_name
+        if name is None:
+            raise ConfigError(
+                f"{self.path}: no target selected; set `target = \"<name>\"` at the top of "
+                "the file or pass --target NAME"
+            )
+        found = self.targets.get(name)
+        if found is None:
+            raise ConfigError(
+                f"{self.path}: target {name!r} is not defined{_suggest(name, self.targets)}; "
+                f"add a [targets.{name}] table or pick one of: "
+                f"{', '.join(sorted(self.targets)) or '(none defined)'}"
+            )
+        return found
+
+    @property
+    def environment(self) -> str:
+        """``env`` for templates: -e, SPAWN_ENVIRONMENT, top-level, target's, then prod."""
+        if self.environment_override:
+            return self.environment_override
+        if self.top_environment:
+            return self.top_environment
+        if self.target_name is None:
+            return DEFAULT_ENVIRONMENT
+        return self.target().environment or DEFAULT_ENVIRONMENT
+
+
+def find_config_file(overrides: Overrides, cwd: Path | None = None) -> Path:
+    base = cwd or Path.cwd()
+    path = Path(overrides.config_file) if overrides.config_file else Path(CONFIG_FILE_NAME)
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        if overrides.config_file:
+            raise ConfigError(f"config file {path} does not exist; check --config-file")
+        raise ConfigError(
+            f"no {CONFIG_FILE_NAME} in {base}; run `spawn init` to create a project here, "
+            "or pass --config-file PATH"
+        )
+    return path
+
+
+def load_config(overrides: Overrides | None = None, cwd: Path | None = None) -> Config:
+    overrides = overrides or Overrides()
+    path = find_config_file(overrides, cwd)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}; fix the syntax and try again") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
+    return parse_config(raw, path, overrides)
+
+
+def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Config:
+    warnings: list[str] = []
+    _warn_unknown(raw, TOP_LEVEL_KEYS, f"{path}", warnings)
+
+    folder = raw.get("spawn_folder")
+    if not isinstance(folder, str) or not folder:
+        raise ConfigError(
+            f"{path}: `spawn_folder` is missing; add `spawn_folder = \"spawn\"` "
+            "(the folder holding components/, migrations/, tests/ and pinned/)"
+        )
+    targets_raw = raw.get("targets", {})
+    if not isinstance(targets_raw, dict):
+        raise ConfigError(f"{path}: `targets` must be a table of [targets.<name>] sections")
+    targets = {
+        name: _parse_target(name, table, path, warnings) for name, table in targets_raw.items()
+    }
+    config = Config(
+        path=path,
+        spawn_folder=(path.parent / folder),
+        targets=targets,
+        default_target=_optional_str(raw, "target", path),
+        top_environment=_optional_str(raw, "environment", path),
+        environment_override=overrides.environment,
+        target_override=overrides.target,
+        project_id=_optional_str(raw, "project_id", path),
+        warnings=tuple(warnings),
+    )
+    if overrides.target is not None:
+        config.target()
+    return config
+
+
+def _parse_target(
+    name: str, table: Any, path: Path, warnings: list[str]
+) -> TargetConfig:
+    where = f"[targets.{name}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {where} must be a table")
+    _warn_unknown(table, TARGET_KEYS, f"{path} {where}", warnings)
+    engine = table.get("engine")
+    if engine is None:
+        raise ConfigError(f"{path}: {where} has no engine; add `engine = \"postgres-psql\"`")
+    if engine not in ENGINES:
+        raise ConfigError(
+            f"{path}: {where} engine {engine!r} is not supported; use `engine = \"postgres-psql\"`"
+        )
+    command = table.get("command")
+    if command is None:
+        raise ConfigError(
+            f"{path}: {where} has no command; add for example "
+            '`command = { kind = "embedded" }` or '
+            '`command = { kind = "direct", direct = ["psql", "mydb"] }`'
+        )
+    return TargetConfig(
+        name=name,
+        engine=engine,
+        command=_parse_command(command, path, where, warnings),
+        spawn_schema=_optional_str(table, "spawn_schema", path, where) or DEFAULT_SCHEMA,
+        spawn_database=_optional_str(table, "spawn_database", path, where),
+        environment=_optional_str(table, "environment", path, where),
+        postgres_bin=_optional_str(table, "postgres_bin", path, where),
+    )
+
+
+def _parse_command(raw: Any, path: Path, where: str, warnings: list[str]) -> CommandSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {where} command must be a table like {{ kind = \"direct\" }}")
+    _warn_unknown(raw, COMMAND_KEYS, f"{path} {where} command", warnings)
+    kind = raw.get("kind")
+    if kind not in COMMAND_KINDS:
+        raise ConfigError(
+            f"{path}: {where} command kind {kind!r} is not one of {', '.join(COMMAND_KINDS)}"
+        )
+    direct = _argv(raw, "direct", path, where)
+    provider = _argv(raw, "provider", path, where)
+    append = _argv(raw, "append", path, where)
+    if kind == "direct" and not direct:
+        raise ConfigError(
+            f"{path}: {where} command kind \"direct\" needs `direct = [\"psql\", ...]`"
+        )
+    if kind == "provider" and not provider:
+        raise ConfigError(
+            f"{path}: {where} command kind \"provider\" needs `provider = [argv]`, the command "
+            "that prints the psql command line"
+        )
+    database = raw.get("database", "postgres")
+    if not isinstance(database, str) or not database:
+        raise ConfigError(f"{path}: {where} command `database` must be a non-empty string")
+    return CommandSpec(kind=kind, direct=direct, provider=provider, append=append,
+                       database=database)
+
+
+def _argv(raw: Mapping[str, Any], key: str, path: Path, where: str) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: {where} command `{key}` must be a list of strings")
+    return tuple(value)
+
+
+def _optional_str(
+    raw: Mapping[str, Any], key: str, path: Path, where: str = ""
+) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        place = f" {where}" if where else ""
+        raise ConfigError(f"{path}:{place} `{key}` must be a string, not {value!r}")
+    return value
+
+
+def _warn_unknown(
+    raw: Mapping[str, Any], known: tuple[str, ...], where: str, warnings: list[str]
+) -> None:
+    for key in raw:
+        if key not in known:
+            warnings.append(
+                f"warning: unknown key `{key}` in {where} (ignored; the closest known key is "
+                f"`{_closest(key, known)}`)"
+            )
+
+
+def _closest(name: str, candidates: tuple[str, ...]) -> str:
+    return max(candidates, key=lambda c: difflib.SequenceMatcher(None, name, c).ratio())
+
+
+def _suggest(name: str, candidates: Mapping[str, Any] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return f" (did you mean `{close[0]}`?)" if close else ""

@@ -1,0 +1,110 @@
+"""One error family for everything Spawn reports to a user.
+
+Library code raises these; the CLI catches ``SpawnError`` once and turns it
+into a message on stderr and an exit code. Each message is one sentence that
+names the file, line or object involved and says how to fix it.
+"""
+
+from __future__ import annotations
+
+USAGE_EXIT = 2
+FAILURE_EXIT = 1
+
+
+class SpawnError(Exception):
+    """Base of every error Spawn reports to a user."""
+
+    exit_code: int = USAGE_EXIT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(SpawnError):
+    """spawn.toml, a target, a flag or an environment variable is wrong."""
+
+
+class UsageError(SpawnError):
+    """A command was called with arguments that cannot work."""
+
+
+class NotFoundError(SpawnError):
+    """A named migration, test or file does not exist."""
+
+
+class TemplateError(SpawnError):
+    """A template failed to parse or render; names the file and line."""
+
+    exit_code = FAILURE_EXIT
+
+    def __init__(self, message: str, *, template: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.template = template
+        self.line = line
+
+
+class VariablesError(SpawnError):
+    """A --variables file cannot be read or parsed."""
+
+
+class PinStoreError(SpawnError):
+    """An object of the pin store is missing or corrupt, or a lock file is invalid."""
+
+    exit_code = FAILURE_EXIT
+
+
+class DatabaseError(SpawnError):
+    """The database cannot be reached or set up."""
+
+    exit_code = FAILURE_EXIT
+
+
+class EmbeddedServerError(DatabaseError):
+    """The project-local PostgreSQL server cannot be found, created or started."""
+
+
+class PsqlError(DatabaseError):
+    """psql exited non-zero; carries its exit code and error text."""
+
+    def __init__(self, message: str, *, exit_code: int | None = None, stderr: str = ""):
+        super().__init__(message)
+        self.psql_exit_code = exit_code
+        self.stderr = stderr
+
+
+class MigrationError(SpawnError):
+    """A migration cannot be applied or recorded."""
+
+    exit_code = FAILURE_EXIT
+
+
+class MigrationFailed(MigrationError):
+    """The migration's SQL failed; the failure has been recorded."""
+
+
+class PreviousAttemptFailed(MigrationError):
+    """The latest history row is FAILURE or ATTEMPTED and --retry was not given."""
+
+
+class NotPinned(MigrationError):
+    """An unpinned migration was asked to apply without --no-pin."""
+
+    exit_code = USAGE_EXIT
+
+
+class LockUnavailable(MigrationError):
+    """The migration lock stayed taken by another session for too long."""
+
+
+class NotRecorded(MigrationError):
+    """A migration ran but its outcome could not be written to the history."""
+
+
+class TestError(SpawnError):
+    """A golden-file test could not be run (not: its output differed)."""
+
+    __test__ = False

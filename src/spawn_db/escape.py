@@ -1,0 +1,79 @@
+"""Quoting of literals and identifiers by libpq's rules.
+
+Every value Spawn puts into SQL, whether it comes from a template or from
+Spawn's own bookkeeping, passes through this module, so a reviewer can check
+injection safety in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spawn_db.errors import SpawnError
+
+
+class EscapeError(SpawnError):
+    """A value cannot be represented in PostgreSQL text (it contains NUL)."""
+
+    exit_code = 1
+
+
+def _refuse_nul(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise EscapeError(
+            f"cannot quote {what} {text[:40]!r}: PostgreSQL text cannot contain a NUL "
+            "character; remove it or pass the value as bytes"
+        )
+
+
+def escape_literal(text: str) -> str:
+    """Quote ``text`` as a string literal exactly like libpq's ``PQescapeLiteral``.
+
+    Quotes are doubled; when the text contains a backslash, backslashes are
+    doubled too and the literal gets the `` E`` prefix, so the result means the
+    same whatever ``standard_conforming_strings`` is set to.
+    """
+    _refuse_nul(text, "literal")
+    body = text.replace("'", "''")
+    if "\\" in text:
+        return " E'" + body.replace("\\", "\\\\") + "'"
+    return "'" + body + "'"
+
+
+def escape_identifier(text: str) -> str:
+    """Quote ``text`` as an identifier exactly like libpq's ``PQescapeIdentifier``."""
+    _refuse_nul(text, "identifier")
+    return '"' + text.replace('"', '""') + '"'
+
+
+def escape_bytea(data: bytes) -> str:
+    """A ``bytea`` literal in hex format."""
+    return "'\\x" + data.hex() + "'::bytea"
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A value already quoted as an SQL literal; ``str()`` gives the SQL."""
+
+    sql: str
+
+    @classmethod
+    def of(cls, value: str) -> Literal:
+        return cls(escape_literal(value))
+
+    def __str__(self) -> str:
+        return self.sql
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """One or more identifiers joined with dots, each quoted; ``str()`` gives the SQL."""
+
+    sql: str
+
+    @classmethod
+    def of(cls, *parts: str) -> Identifier:
+        return cls(".".join(escape_identifier(p) for p in parts))
+
+    def __str__(self) -> str:
+        return self.sql

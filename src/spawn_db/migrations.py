@@ -1,0 +1,129 @@
+"""Migrations as library functions: new, build, pin and check (SPEC §3).
+
+Each function takes the loaded ``Config`` first and returns a result; the CLI
+prints it. Rendering yields chunks so callers can stream them.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spawn_db.config import Config
+from spawn_db.errors import NotPinned, UsageError
+from spawn_db.fsutil import atomic_write_text
+from spawn_db.project import Project, validate_name
+from spawn_db.store import PinnedTree, PinStore, read_lock, write_lock
+from spawn_db.template import ComponentSource, PinnedSource, Renderer, WorkingTreeSource
+
+NEW_MIGRATION_TEXT = "BEGIN;\n\nCOMMIT;\n"
+
+
+def new_migration(config: Config, name: str, *, now: datetime.datetime | None = None) -> str:
+    """Create ``migrations/<UTC timestamp>-<name>/up.sql``; return the folder name."""
+    validate_name(name, "migration")
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%d%H%M%S")
+    folder_name = f"{stamp}-{name}"
+    folder = config.migrations_dir / folder_name
+    if folder.exists():
+        raise UsageError(f"{folder} already exists; wait a second or choose another name")
+    folder.mkdir(parents=True)
+    atomic_write_text(folder / "up.sql", NEW_MIGRATION_TEXT)
+    return folder_name
+
+
+@dataclass(frozen=True)
+class MigrationSource:
+    """What a migration renders from: its template and where its components come from."""
+
+    name: str
+    folder: Path
+    pin: str | None
+    components: ComponentSource
+    template_text: str
+
+
+def migration_source(config: Config, name: str, *, pinned: bool) -> MigrationSource:
+    project = Project(config)
+    folder = project.find_migration(name)
+    pin = read_lock(folder)
+    if pinned:
+        if pin is None:
+            raise NotPinned(
+                f"migration {name} is not pinned (no lock.toml); run "
+                f"`spawn migration pin {name}` first"
+            )
+        tree = PinnedTree(PinStore(config.pinned_dir), pin, context=f"migration {name}")
+        components: ComponentSource = PinnedSource(tree, f"the pin {pin} of migration {name}")
+    else:
+        components = WorkingTreeSource(config.components_dir)
+    text = _read_template(folder / "up.sql")
+    return MigrationSource(name, folder, pin, components, text)
+
+
+def _read_template(path: Path) -> str:
+    from spawn_db.errors import TemplateError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+
+
+def compile_migration(config: Config, source: MigrationSource) -> Renderer:
+    from spawn_db.template import compile_template
+
+    display = Project(config).display(source.folder / "up.sql")
+    return compile_template(source.template_text, display, source.components)
+
+
+def template_context(config: Config, variables: Any) -> dict[str, Any]:
+    return {"env": config.environment, "variables": variables}
+
+
+def build_migration(
+    config: Config, name: str, *, pinned: bool = False, variables: Any = None
+) -> Iterator[str]:
+    """Chunks of the rendered ``up.sql``; compiled before the first chunk is yielded."""
+    source = migration_source(config, name, pinned=pinned)
+    renderer = compile_migration(config, source)
+    return renderer.generate(template_context(config, variables or {}))
+
+
+def is_pinned(config: Config, name: str) -> bool:
+    return read_lock(Project(config).find_migration(name)) is not None
+
+
+def pin_migration(config: Config, name: str) -> str:
+    """Snapshot the whole components tree into the store, write lock.toml, return the root."""
+    folder = Project(config).find_migration(name)
+    components = config.components_dir
+    if not components.is_dir():
+        raise UsageError(f"{components} does not exist; create it (spawn init does) and retry")
+    root = PinStore(config.pinned_dir).snapshot(components)
+    write_lock(folder, root)
+    return root
+
+
+@dataclass(frozen=True)
+class CheckWarning:
+    migration: str
+    message: str
+
+
+def check(config: Config) -> list[CheckWarning]:
+    """Every migration that has ``up.sql`` but no ``lock.toml``."""
+    project = Project(config)
+    warnings = []
+    for name in project.migration_names():
+        if not (project.migration_dir(name) / "lock.toml").exists():
+            warnings.append(
+                CheckWarning(
+                    name,
+                    f"migration {name} is not pinned; run `spawn migration pin {name}`",
+                )
+            )
+    return warnings

@@ -1,0 +1,186 @@
+"""The project on disk (SPEC §1): creating it, and finding migrations and tests in it."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from spawn_db.config import CONFIG_FILE_NAME, Config
+from spawn_db.errors import NotFoundError, UsageError
+from spawn_db.fsutil import atomic_write_text
+from spawn_db.store import toml_string
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+TIMESTAMP_PREFIX = re.compile(r"^\d{14}-")
+SPAWN_FOLDERS = ("components", "migrations", "tests", "pinned")
+GITIGNORE_ENTRY = ".spawn/"
+
+
+def validate_name(name: str, what: str) -> str:
+    """A migration or test name must be one plain folder name."""
+    if not NAME_PATTERN.match(name) or name in (".", ".."):
+        raise UsageError(
+            f"invalid {what} name {name!r}: use letters, digits, `-`, `_` and `.` only "
+            "(no `/`, spaces or leading `.`), e.g. add-users"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class InitResult:
+    config_path: Path
+    created: tuple[Path, ...]
+
+
+def init_project(
+    directory: Path,
+    *,
+    config_name: str = CONFIG_FILE_NAME,
+    docker_database: str | None = None,
+    spawn_folder: str = "spawn",
+) -> InitResult:
+    """Create ``spawn.toml`` and the folders; refuses when a config already exists."""
+    config_path = directory / config_name
+    if config_path.exists():
+        raise UsageError(
+            f"{config_path} already exists; this folder is already a Spawn project "
+            "(delete the file to start over)"
+        )
+    if docker_database is not None:
+        validate_name(docker_database, "database")
+    directory.mkdir(parents=True, exist_ok=True)
+    created: list[Path] = []
+    for folder in SPAWN_FOLDERS:
+        path = directory / spawn_folder / folder
+        path.mkdir(parents=True, exist_ok=True)
+        keep = path / ".gitkeep"
+        if not keep.exists():
+            keep.touch()
+            created.append(keep)
+    if docker_database is not None:
+        compose = directory / "docker-compose.yaml"
+        if compose.exists():
+            raise UsageError(f"{compose} already exists; remove it or run init without --docker")
+        atomic_write_text(compose, _docker_compose(docker_database))
+        created.append(compose)
+    if _ensure_gitignore(directory / ".gitignore"):
+        created.append(directory / ".gitignore")
+    atomic_write_text(config_path, _config_text(spawn_folder, docker_database))
+    created.append(config_path)
+    return InitResult(config_path, tuple(created))
+
+
+def _config_text(spawn_folder: str, docker_database: str | None) -> str:
+    if docker_database is None:
+        command = '{ kind = "embedded" }'
+        comment = (
+            "# The embedded target: spawn runs a private PostgreSQL for this project\n"
+            "# under .spawn/postgres/, on a Unix socket (no TCP port).\n"
+        )
+    else:
+        argv = ["docker", "exec", "-i", f"{docker_database}-db", "psql", "-U", "postgres",
+                docker_database]
+        command = '{ kind = "direct", direct = [' + ", ".join(toml_string(a) for a in argv) + "] }"
+        comment = "# Runs psql inside the container from docker-compose.yaml.\n"
+    return (
+        f"spawn_folder = {toml_string(spawn_folder)}\n"
+        'target = "local"\n'
+        f'project_id = "{uuid.uuid4()}"\n'
+        "\n"
+        "[targets.local]\n"
+        f"{comment}"
+        'engine = "postgres-psql"\n'
+        'spawn_schema = "_spawn"\n'
+        'environment = "dev"\n'
+        f"command = {command}\n"
+    )
+
+
+def _docker_compose(database: str) -> str:
+    return (
+        "services:\n"
+        "  postgres:\n"
+        "    image: postgres:17\n"
+        f"    container_name: {database}-db\n"
+        "    environment:\n"
+        "      POSTGRES_PASSWORD: postgres\n"
+        f"      POSTGRES_DB: {database}\n"
+        "    ports:\n"
+        '      - "5432:5432"\n'
+    )
+
+
+def _ensure_gitignore(path: Path) -> bool:
+    """Add ``.spawn/`` to ``.gitignore``; True when the file changed."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    lines = {line.strip() for line in text.splitlines()}
+    if GITIGNORE_ENTRY in lines or ".spawn" in lines:
+        return False
+    prefix = text if not text or text.endswith("\n") else text + "\n"
+    atomic_write_text(path, prefix + GITIGNORE_ENTRY + "\n")
+    return True
+
+
+class Project:
+    """Finds migrations and tests of a loaded config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def migration_names(self) -> list[str]:
+        return _folders_with(self.config.migrations_dir, "up.sql")
+
+    def migration_dir(self, name: str) -> Path:
+        return self.config.migrations_dir / name
+
+    def find_migration(self, name: str) -> Path:
+        """The folder of migration ``name``; suggests close names when it does not exist."""
+        validate_name(name, "migration")
+        path = self.migration_dir(name)
+        if (path / "up.sql").is_file():
+            return path
+        names = self.migration_names()
+        raise NotFoundError(
+            f"migration {name!r} not found in {self.config.migrations_dir}"
+            f"{_suggestions(name, names)}; `spawn migration status` lists them"
+        )
+
+    def test_names(self) -> list[str]:
+        return _folders_with(self.config.tests_dir, "test.sql")
+
+    def find_test(self, name: str) -> Path:
+        validate_name(name, "test")
+        path = self.config.tests_dir / name
+        if (path / "test.sql").is_file():
+            return path
+        raise NotFoundError(
+            f"test {name!r} not found in {self.config.tests_dir}"
+            f"{_suggestions(name, self.test_names())}; create it with `spawn test new {name}`"
+        )
+
+    def display(self, path: Path) -> str:
+        """A path relative to the project folder, for messages and template names."""
+        try:
+            return str(path.relative_to(self.config.project_dir))
+        except ValueError:
+            return str(path)
+
+
+def _folders_with(parent: Path, filename: str) -> list[str]:
+    if not parent.is_dir():
+        return []
+    return sorted(p.name for p in parent.iterdir() if (p / filename).is_file())
+
+
+def _suggestions(name: str, names: list[str]) -> str:
+    by_suffix = [n for n in names if TIMESTAMP_PREFIX.sub("", n) == name]
+    close = by_suffix or difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    if not close:
+        by_contains = [n for n in names if name in n][:3]
+        close = by_contains
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(close) + "?"

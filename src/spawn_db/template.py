@@ -1,0 +1,290 @@
+"""The Jinja environment Spawn renders migrations, tests and components with (SPEC §4).
+
+Sandboxed, SQL auto-escaping (see ``sqlvalue``), a loader that resolves
+includes against ``components/`` of the working tree or of a pin, and the
+filters and functions the Rust tool offers. Rendering is a generator of
+chunks, so large outputs stream instead of being built in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+from spawn_db.errors import SpawnError, TemplateError
+from spawn_db.escape import escape_identifier, escape_literal
+from spawn_db.sqlvalue import sql_markup, sql_value
+
+HTML_FILTERS = ("escape", "e", "forceescape", "urlize", "xmlattr")
+
+
+class ComponentSource(Protocol):
+    """Where ``components/`` files come from: the working tree or a pinned snapshot."""
+
+    description: str
+
+    def read(self, parts: list[str]) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class WorkingTreeSource:
+    root: Path
+    description: str = "components/"
+
+    def read(self, parts: list[str]) -> bytes | None:
+        path = self.root.joinpath(*parts)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+
+class PinnedSource:
+    """Components resolved only through a pin's tree objects."""
+
+    def __init__(self, tree: Any, description: str) -> None:
+        self.tree = tree
+        self.description = description
+
+    def read(self, parts: list[str]) -> bytes | None:
+        result: bytes | None = self.tree.read(parts)
+        return result
+
+
+class RefusedPath(SpawnError):
+    """An include or file read tried to leave components/."""
+
+    exit_code = 1
+
+
+class ComponentNotFound(SpawnError):
+    exit_code = 1
+
+
+def component_parts(path: str) -> list[str]:
+    """Split a components-relative path, refusing absolute paths and ``..``."""
+    if not isinstance(path, str):
+        raise RefusedPath(f"component path must be a string, not {type(path).__name__}")
+    if path.startswith("/") or os.path.isabs(path):
+        raise RefusedPath(
+            f"absolute path {path!r} refused: paths are relative to components/"
+        )
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise RefusedPath(f"path {path!r} refused: it leaves components/ (remove the `..`)")
+    if not parts:
+        raise RefusedPath(f"path {path!r} names no file under components/")
+    return parts
+
+
+class SqlCodeGenerator(CodeGenerator):
+    """Escapes constant output for SQL and joins ``~`` without HTML escaping."""
+
+    def _output_child_to_const(
+        self, node: nodes.Expr, frame: Frame, finalize: CodeGenerator._FinalizeInfo
+    ) -> str:
+        const = node.as_const(frame.eval_ctx)
+        if isinstance(node, nodes.TemplateData):
+            return str(const)
+        return sql_value(const)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.sql_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class ComponentLoader(jinja2.BaseLoader):
+    def __init__(self, source: ComponentSource) -> None:
+        self.source = source
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        parts = component_parts(template)
+        data = self.source.read(parts)
+        if data is None:
+            raise ComponentNotFound(
+                f"component {template!r} not found in {self.source.description}; "
+                "check the path (it is relative to components/)"
+            )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ComponentNotFound(
+                f"component {template!r} is not UTF-8 text and cannot be included; "
+                "use read_file for binary files"
+            ) from None
+        return text, "components/" + "/".join(parts), lambda: True
+
+
+class SqlEnvironment(SandboxedEnvironment):
+    code_generator_class = SqlCodeGenerator
+
+    def __init__(self, source: ComponentSource) -> None:
+        super().__init__(
+            loader=ComponentLoader(source),
+            autoescape=True,
+            finalize=sql_markup,
+            keep_trailing_newline=False,
+            auto_reload=False,
+            cache_size=-1,
+        )
+        self.source = source
+        for name in HTML_FILTERS:
+            self.filters.pop(name, None)
+        self.filters.update(_filters(self))
+        self.globals.update(
+            gen_uuid_v4=gen_uuid_v4, gen_uuid_v5=gen_uuid_v5, gen_uuid_v7=gen_uuid_v7
+        )
+
+    def sql_concat(self, parts: tuple[Any, ...]) -> str:
+        if any(hasattr(p, "__html__") for p in parts):
+            return Markup("".join(sql_value(p) for p in parts))
+        return "".join(str(p) for p in parts)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for node in tree.find_all((nodes.Filter,)):
+            if node.name in HTML_FILTERS:
+                raise TemplateError(
+                    f"{filename or name}:{node.lineno}: the `{node.name}` filter escapes for "
+                    "HTML, not SQL; use `escape_literal` for values or `escape_identifier` "
+                    "for names",
+                    template=filename or name, line=node.lineno,
+                )
+        return tree
+
+    def read_component(self, path: str) -> bytes:
+        data = self.source.read(component_parts(path))
+        if data is None:
+            raise ComponentNotFound(
+                f"file {path!r} not found in {self.source.description}; check the path "
+                "(it is relative to components/)"
+            )
+        return data
+
+
+def _filters(env: SqlEnvironment) -> dict[str, Callable[..., Any]]:
+    from spawn_db.variables import parse_json, parse_toml, parse_yaml
+
+    def read_file(path: str) -> bytes:
+        return env.read_component(path)
+
+    def reader(parse: Callable[[str, str], Any]) -> Callable[[str], Any]:
+        return lambda path: parse(_as_text(env.read_component(path)), path)
+
+    return {
+        "safe": lambda v: Markup(str(v)) if not hasattr(v, "__html__") else v,
+        "escape_identifier": lambda v: Markup(escape_identifier(_as_text(v))),
+        "escape_literal": lambda v: Markup(escape_literal(_as_text(v))),
+        "read_file": read_file,
+        "to_string_lossy": lambda v: _as_bytes(v).decode("utf-8", errors="replace"),
+        "base64_encode": lambda v: base64.b64encode(_as_bytes(v)).decode("ascii"),
+        "parse_json": lambda v: parse_json(_as_text(v), "parse_json input"),
+        "parse_toml": lambda v: parse_toml(_as_text(v), "parse_toml input"),
+        "parse_yaml": lambda v: parse_yaml(_as_text(v), "parse_yaml input"),
+        "read_json": reader(parse_json),
+        "read_toml": reader(parse_toml),
+        "read_yaml": reader(parse_yaml),
+    }
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    return str(value).encode("utf-8")
+
+
+def gen_uuid_v4() -> str:
+    return str(uuid.uuid4())
+
+
+def gen_uuid_v5(seed: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_DNS, str(seed)))
+
+
+def gen_uuid_v7() -> str:
+    """RFC 9562 version 7: 48-bit Unix milliseconds, then random bits."""
+    import time
+
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80 | rand & ((1 << 80) - 1)
+    value = value & ~(0xF << 76) | 0x7 << 76
+    value = value & ~(0x3 << 62) | 0x2 << 62
+    return str(uuid.UUID(int=value))
+
+
+@dataclass
+class Renderer:
+    """A compiled template ready to stream; build it with ``compile_template``."""
+
+    template: jinja2.Template
+    display_name: str
+
+    def generate(self, context: Mapping[str, Any]) -> Iterator[str]:
+        try:
+            yield from self.template.generate(dict(context))
+        except SpawnError as exc:
+            if isinstance(exc, TemplateError):
+                raise
+            raise _located(exc, exc.message, self.display_name) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise _syntax_error(exc, self.display_name) from None
+        except jinja2.TemplateError as exc:
+            raise _located(exc, str(exc), self.display_name) from None
+        except (TypeError, ValueError, LookupError, ArithmeticError) as exc:
+            raise _located(exc, f"{type(exc).__name__}: {exc}", self.display_name) from None
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        return "".join(self.generate(context))
+
+
+def compile_template(source_text: str, display_name: str, components: ComponentSource) -> Renderer:
+    """Parse ``source_text``; syntax errors name ``display_name`` and the line."""
+    env = SqlEnvironment(components)
+    try:
+        code = env.compile(source_text, name=display_name, filename=display_name)
+        template = env.template_class.from_code(env, code, env.make_globals(None), None)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _syntax_error(exc, display_name) from None
+    return Renderer(template, display_name)
+
+
+def _syntax_error(exc: jinja2.TemplateSyntaxError, display_name: str) -> TemplateError:
+    where = exc.filename or exc.name or display_name
+    return TemplateError(
+        f"{where}:{exc.lineno}: template syntax error: {exc.message}",
+        template=where, line=exc.lineno,
+    )
+
+
+def _located(exc: BaseException, message: str, display_name: str) -> TemplateError:
+    """Attach the innermost template file and line from Jinja's rewritten traceback."""
+    where, line = display_name, None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == display_name or frame.filename.startswith("components/"):
+            where, line = frame.filename, frame.lineno
+    location = f"{where}:{line}" if line else where
+    return TemplateError(f"{location}: {message}", template=where, line=line)
