@@ -63,7 +63,7 @@ def toml_string(value: str) -> str:
     Plain text is a basic string; text with a backslash (and no control
     characters) becomes a literal string, which needs no escapes.
     """
-    has_control = any(c < " " and c != "\t" or c == "\x7f" for c in value)
+    has_control = any((c < " " and c != "\t") or c == "\x7f" for c in value)
     if "\\" in value and not has_control:
         if "'" not in value:
             return f"'{value}'"

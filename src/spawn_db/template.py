@@ -28,12 +28,14 @@ from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.sqlvalue import sql_markup, sql_value
 
 HTML_FILTERS = ("escape", "e", "forceescape", "urlize", "xmlattr")
+READER_FILTERS = ("read_file", "read_json", "read_toml", "read_yaml")
 
 
 class ComponentSource(Protocol):
     """Where ``components/`` files come from: the working tree or a pinned snapshot."""
 
-    description: str
+    @property
+    def description(self) -> str: ...
 
     def read(self, parts: list[str]) -> bytes | None: ...
 
@@ -148,6 +150,8 @@ class SqlEnvironment(SandboxedEnvironment):
         for name in HTML_FILTERS:
             self.filters.pop(name, None)
         self.filters.update(_filters(self))
+        for name in READER_FILTERS:
+            self.globals[name] = self.filters[name]
         self.globals.update(
             gen_uuid_v4=gen_uuid_v4, gen_uuid_v5=gen_uuid_v5, gen_uuid_v7=gen_uuid_v7
         )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import click
 
@@ -27,4 +28,11 @@ class App:
         return self._config
 
 
-pass_app: Any = click.make_pass_decorator(App)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pass_app(f: Callable[Concatenate[App, P], R]) -> Callable[P, R]:
+    """Click's pass decorator for ``App``, typed so mypy sees the command's real arguments."""
+    decorated: Callable[P, R] = click.make_pass_decorator(App)(f)
+    return decorated

@@ -15,6 +15,7 @@ from spawn_db import __version__
 from spawn_db.cli.context import App
 from spawn_db.errors import SpawnError
 
+
 class SpawnGroup(click.Group):
     """Translates ``SpawnError`` into a one-line message and its exit code, once."""
 

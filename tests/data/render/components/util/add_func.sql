@@ -1,0 +1,2 @@
+CREATE OR REPLACE FUNCTION add(a int, b int) RETURNS int
+LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
