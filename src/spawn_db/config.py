@@ -148,6 +148,14 @@ class Config:
         return self.target().environment or DEFAULT_ENVIRONMENT
 
 
+def toml_error_location(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    """``path:line`` when tomllib's message carries a line number, else the path."""
+    import re
+
+    found = re.search(r"at line (\d+)", str(exc))
+    return f"{path}:{found.group(1)}" if found else str(path)
+
+
 def find_config_file(overrides: Overrides, cwd: Path | None = None) -> Path:
     base = cwd or Path.cwd()
     path = Path(overrides.config_file) if overrides.config_file else Path(CONFIG_FILE_NAME)
@@ -168,7 +176,8 @@ def load_config(overrides: Overrides | None = None, cwd: Path | None = None) -> 
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}; fix the syntax and try again") from exc
+        raise ConfigError(f"{toml_error_location(path, exc)}: invalid TOML: {exc}; fix the syntax "
+                          "and try again") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
     return parse_config(raw, path, overrides)
