@@ -16,11 +16,26 @@ from spawn_db.cli.output import emit_json, info, warn
     help="Write docker-compose.yaml and a target that runs psql in its container "
     "(database DB, default spawn).",
 )
+@click.option(
+    "--example", "example", is_flag=False, flag_value="spawn-example", default=None,
+    metavar="[DIR]", help="Create a complete example project in DIR (default spawn-example).",
+)
 @pass_app
-def init(app: App, docker: str | None) -> None:
+def init(app: App, docker: str | None, example: str | None) -> None:
     """Create spawn.toml and the spawn/ folders in the current directory."""
     from spawn_db.project import init_project
 
+    if example is not None:
+        if docker is not None:
+            raise click.UsageError("--example and --docker cannot be combined")
+        from spawn_db.example import create_example
+
+        made = create_example(Path.cwd() / example)
+        info(f"Created the example project in {made.directory}")
+        info(f"Migrations (pinned): {', '.join(made.migrations)}")
+        info(f"Tests: {', '.join(made.tests)}")
+        info(f"Next: cd {example} && spawn migration apply --yes && spawn test compare")
+        return
     config_file = app.overrides.config_file
     path = Path(config_file) if config_file else Path.cwd() / "spawn.toml"
     path = path if path.is_absolute() else Path.cwd() / path

@@ -1,0 +1,5 @@
+-- A customer's display name. Edited in place over time: migrations include
+-- it, and each migration's pin keeps the version it was written against.
+CREATE OR REPLACE FUNCTION full_name(c customers) RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT concat_ws(' ', c.title, c.first_name, c.last_name) $$;

@@ -1,0 +1,3 @@
+CREATE OR REPLACE VIEW customer_list AS
+SELECT c.id, full_name(c) AS name, c.email
+FROM customers c;
