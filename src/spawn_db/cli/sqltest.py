@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from spawn_db.cli.context import App, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
-from spawn_db.cli.output import info, stream
+from spawn_db.cli.output import emit_json, info, stream, use_color, warn
+from spawn_db.errors import TestError, UsageError
+
+if TYPE_CHECKING:
+    from spawn_db.sqltest import TestOutcome, TestRunner
+
+# Kept equal to spawn_db.sqltest.DEFAULT_TIMEOUT without importing it, so --help stays fast.
+DEFAULT_TIMEOUT_TEXT = 300.0
 
 
 @click.group()
@@ -36,3 +45,212 @@ def build(app: App, name: str, variables_path: str | None) -> None:
 
     chunks = build_test(app.config(), name, variables=load_variables_option(variables_path))
     stream(chunks, trailer="\n")
+
+
+jobs_option = click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Tests to run at the same time (default: the number of CPUs).",
+)
+timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_TEXT, show_default=True,
+    metavar="SECONDS",
+    help="Stop a test that runs longer and terminate its session (0: no limit).",
+)
+
+
+def _runner(app: App, variables_path: str | None, timeout: float) -> TestRunner:
+    from spawn_db.sqltest import TestRunner
+
+    return TestRunner(
+        app.config(),
+        variables=load_variables_option(variables_path),
+        timeout=timeout or None,
+    )
+
+
+def _jobs(jobs: int | None) -> int:
+    from spawn_db.sqltest import default_jobs
+
+    return jobs or default_jobs()
+
+
+@test.command("run")
+@click.argument("name")
+@timeout_option
+@variables_option
+@pass_app
+def run(app: App, name: str, timeout: float, variables_path: str | None) -> None:
+    """Run tests/NAME/test.sql and print its output (stdout and stderr merged)."""
+    runner = _runner(app, variables_path, timeout)
+    import sys
+
+    runner.test_names(name)
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+
+    def sink(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    done = runner.run(name, sink=sink)
+    if done.timed_out:
+        raise TestError(runner.timeout_message(name))
+
+
+@test.command("expect")
+@click.argument("name", required=False)
+@click.option("-y", "--yes", is_flag=True, help="Rewrite every test without asking.")
+@jobs_option
+@timeout_option
+@variables_option
+@pass_app
+def expect(
+    app: App, name: str | None, yes: bool, jobs: int | None, timeout: float,
+    variables_path: str | None,
+) -> None:
+    """Run NAME (or every test) and write its output to tests/NAME/expected."""
+    from spawn_db.sqltest import expect_tests
+
+    runner = _runner(app, variables_path, timeout)
+    names = runner.test_names(name)
+    if name is None:
+        if not names:
+            info(f"No tests in {runner.project.display(runner.config.tests_dir)}.")
+            return
+        _confirm_rewrite(runner, names, yes)
+    failed = 0
+    for result in expect_tests(runner, names, jobs=_jobs(jobs)):
+        if result.written:
+            assert result.run is not None
+            lines = result.run.output.count(b"\n")
+            info(f"Wrote {runner.project.display(result.path)} ({_plural(lines, 'line')})")
+            if result.run.exit_code not in (0, 3):
+                warn(f"psql exited with code {result.run.exit_code} for {result.name} (the "
+                     "connection failed or was lost); check the recorded output")
+        else:
+            failed += 1
+            warn(f"{result.name}: {result.error}; {runner.project.display(result.path)} "
+                 "was not written")
+    if failed:
+        raise SystemExit(1)
+
+
+def _confirm_rewrite(runner: TestRunner, names: list[str], yes: bool) -> None:
+    import sys
+
+    info(f"This rewrites the expected output of {_plural(len(names), 'test')}:")
+    for test_name in names:
+        info(f"  {test_name}")
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "not rewriting expected files without confirmation: stdin is not a terminal; "
+            "pass --yes to rewrite them all"
+        )
+    if not click.confirm("Rewrite them?", default=False):
+        raise click.exceptions.Exit(1)
+
+
+@test.command("compare")
+@click.argument("name", required=False)
+@jobs_option
+@timeout_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+@click.option("--junit", "junit_path", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write a JUnit XML report to FILE (for CI test summaries).")
+@variables_option
+@pass_app
+def compare(
+    app: App, name: str | None, jobs: int | None, timeout: float, fmt: str,
+    junit_path: str | None, variables_path: str | None,
+) -> None:
+    """Run NAME (or every test) and diff its output against tests/NAME/expected.
+
+    Prints [PASS] or [FAIL] per test, then a line-numbered diff (expected vs
+    actual) for each failure; exits 1 if any test failed.
+    """
+    import time
+
+    from spawn_db.sqltest import compare_tests
+
+    start = time.monotonic()
+    runner = _runner(app, variables_path, timeout)
+    names = runner.test_names(name)
+    color = fmt == "text" and use_color()
+    outcomes = []
+    for outcome in compare_tests(runner, names, jobs=_jobs(jobs)):
+        outcomes.append(outcome)
+        if fmt == "text":
+            info(_status_line(outcome, color))
+    duration = time.monotonic() - start
+    if junit_path:
+        _write_junit(junit_path, outcomes, duration)
+    if fmt == "json":
+        from spawn_db.sqltest_report import report_dict
+
+        emit_json(report_dict(outcomes, duration))
+    else:
+        _print_failures(runner, outcomes, color)
+        info(_summary_line(outcomes, duration))
+    if any(not o.passed for o in outcomes):
+        raise SystemExit(1)
+
+
+def _status_line(outcome: TestOutcome, color: bool) -> str:
+    if outcome.passed:
+        return f"{_style('[PASS]', color, fg='green', bold=True)} {outcome.name}"
+    return f"{_style('[FAIL]', color, fg='red', bold=True)} {outcome.name}"
+
+
+def _print_failures(runner: TestRunner, outcomes: list[TestOutcome], color: bool) -> None:
+    for outcome in outcomes:
+        if outcome.passed:
+            continue
+        info("")
+        if outcome.status != "fail":
+            info(f"{_style(outcome.name, color, bold=True)}: {outcome.error}")
+            continue
+        expected = runner.project.display(runner.config.tests_dir / outcome.name / "expected")
+        info(_style(f"--- {expected}", color, bold=True))
+        info(_style(f"+++ actual output of {outcome.name}", color, bold=True))
+        for line, text in zip(outcome.diff.lines, outcome.diff.render(), strict=True):
+            info(_style(text, color, **DIFF_STYLES.get(line.kind, {})))
+        if outcome.error:
+            info(f"note: {outcome.error}")
+
+
+DIFF_STYLES: dict[str, dict[str, Any]] = {
+    "hunk": {"fg": "cyan"},
+    "removed": {"fg": "red"},
+    "added": {"fg": "green"},
+    "note": {"dim": True},
+}
+
+
+def _summary_line(outcomes: list[TestOutcome], duration: float) -> str:
+    passed = sum(1 for o in outcomes if o.passed)
+    failed = len(outcomes) - passed
+    return (f"{_plural(len(outcomes), 'test')}: {passed} passed, {failed} failed "
+            f"in {duration:.2f}s")
+
+
+def _write_junit(path: str, outcomes: list[TestOutcome], duration: float) -> None:
+    from pathlib import Path
+
+    from spawn_db.fsutil import atomic_write
+    from spawn_db.sqltest_report import junit_xml
+
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write --junit {path}: folder {target.parent} does not exist")
+    atomic_write(target, junit_xml(outcomes, duration))
+
+
+def _style(text: str, color: bool, **styles: Any) -> str:
+    return click.style(text, **styles) if color else text
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
