@@ -108,3 +108,9 @@ class TestError(SpawnError):
     """A golden-file test could not be run (not: its output differed)."""
 
     __test__ = False
+
+
+class PostgresNotFound(EmbeddedServerError):
+    """No usable PostgreSQL binaries: a setup problem, reported with install commands."""
+
+    exit_code = USAGE_EXIT

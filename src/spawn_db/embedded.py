@@ -1,0 +1,770 @@
+"""The project-local PostgreSQL server behind ``kind = "embedded"`` targets (SPEC §8).
+
+A cluster lives in ``.spawn/postgres/`` beside ``spawn.toml`` and listens only
+on a Unix socket (``listen_addresses = ''``), so projects never collide on a
+TCP port. Every lifecycle step runs under a file lock, so concurrent spawn
+processes create and start the server once. A server that died (SIGKILL,
+reboot) is recognised by its dead or foreign pid and restarted; PostgreSQL's
+own interlock on ``postmaster.pid`` and shared memory is never bypassed while
+a process of the old server may still be alive, because that is how data
+directories get corrupted.
+
+Running as root, the server runs as an unprivileged user (``postgres`` if it
+exists), which owns the data directory; root clients connect over the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spawn_db.errors import ConfigError, EmbeddedServerError, PostgresNotFound
+from spawn_db.escape import escape_identifier, escape_literal
+from spawn_db.pgbin import PgBinaries, find_binaries, major_of, version_key
+
+if TYPE_CHECKING:
+    from spawn_db.config import Config, TargetConfig
+
+PORT = 5432
+SUPERUSER = "postgres"
+STATE_DIR = ".spawn"
+SOCKET_PATH_MAX = 107
+UNPRIVILEGED_USERS = ("postgres", "nobody")
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
+LOCK_TIMEOUT = 120.0
+SHORT_TMP = Path("/tmp")
+DURABLE_TMP = Path("/var/tmp")
+_HAS_PROC = Path("/proc/self/stat").exists()
+
+_children: dict[str, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged account a root-run spawn starts PostgreSQL as."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where one server keeps its files, and how it is reached."""
+
+    data_dir: Path
+    socket_dir: Path
+    log_path: Path
+    lock_path: Path
+    port: int = PORT
+    superuser: str = SUPERUSER
+    settings: tuple[tuple[str, str], ...] = ()
+    postgres_bin: str | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.socket_dir / f".s.PGSQL.{self.port}"
+
+
+@dataclass(frozen=True)
+class PidFile:
+    """The lines of ``postmaster.pid`` spawn relies on."""
+
+    pid: int
+    socket_dir: str
+    port: int
+    status: str
+
+
+@dataclass(frozen=True)
+class Running:
+    """A server that accepts connections, and how it got there."""
+
+    pid: int
+    socket_dir: Path
+    port: int
+    bins: PgBinaries
+    started: bool = False
+    created: bool = False
+
+    def psql_argv(self, cluster: Cluster, database: str) -> list[str]:
+        return [str(self.bins.psql), "-X", "-h", str(self.socket_dir), "-p", str(self.port),
+                "-U", cluster.superuser, "-d", database]
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    pid: int | None
+    initialized: bool
+    data_version: str | None
+    cluster: Cluster
+    socket_dir: Path
+    os_user: str
+    bins: PgBinaries | None
+    bins_error: str | None
+    server_version: str | None
+
+
+# -- the project's cluster ----------------------------------------------------------------
+
+
+def require_embedded(config: Config) -> TargetConfig:
+    """The selected target, which must be of kind embedded for ``spawn db``."""
+    target = config.target()
+    if target.command.kind != "embedded":
+        raise ConfigError(
+            f"{config.path}: target {target.name!r} uses command kind "
+            f"{target.command.kind!r}; `spawn db` manages only the embedded server, so select "
+            'an embedded target with --target NAME or set `command = { kind = "embedded" }`'
+        )
+    return target
+
+
+def project_cluster(config: Config, target: TargetConfig) -> Cluster:
+    """The layout of a project's cluster: ``.spawn/`` unless a limit forces a short path.
+
+    Two fallbacks, both keyed by a hash of the project path so projects stay
+    apart: a socket directory under /tmp when ``.spawn/`` is too deep for the
+    ~107-byte socket path limit, and (running as root) data and socket under
+    /var/tmp when the unprivileged server user cannot enter the project folder.
+    """
+    project = config.project_dir.resolve()
+    state = project / STATE_DIR
+    key = hashlib.sha256(str(project).encode()).hexdigest()[:16]
+    data_dir, socket_dir = state / "postgres", state / "run"
+    if os.geteuid() == 0 and not data_dir.exists():
+        user = default_server_user()
+        if not _reachable(state, user):
+            base = DURABLE_TMP / f"spawn-{key}"
+            data_dir, socket_dir = base / "postgres", base / "run"
+    if len(str(socket_dir)) + len(f"/.s.PGSQL.{PORT}") > SOCKET_PATH_MAX:
+        socket_dir = SHORT_TMP / f"spawn-{key}"
+    return Cluster(
+        data_dir=data_dir,
+        socket_dir=socket_dir,
+        log_path=state / "postgres.log",
+        lock_path=state / "lock",
+        postgres_bin=target.postgres_bin,
+    )
+
+
+def psql_argv_for_target(config: Config, target: TargetConfig) -> list[str]:
+    """Start the project's server if needed; the psql argv connected to its database."""
+    cluster = project_cluster(config, target)
+    running = ensure_running(cluster)
+    wanted = [target.command.database]
+    if target.spawn_database:
+        wanted.append(target.spawn_database)
+    ensure_databases(cluster, running, wanted)
+    return running.psql_argv(cluster, target.command.database)
+
+
+def ensure_databases(cluster: Cluster, running: Running, names: list[str]) -> None:
+    """Create the target's databases on first use; ``postgres`` always exists."""
+    missing = [n for n in dict.fromkeys(names) if n != "postgres"]
+    if not missing:
+        return
+    listed = ", ".join(escape_literal(n) for n in missing)
+    existing = set(_query(cluster, running,
+                          f"SELECT datname FROM pg_database WHERE datname IN ({listed})")
+                   .splitlines())
+    todo = [n for n in missing if n not in existing]
+    if not todo:
+        return
+    with _locked(cluster.lock_path):
+        existing = set(_query(cluster, running,
+                              f"SELECT datname FROM pg_database WHERE datname IN ({listed})")
+                       .splitlines())
+        for name in todo:
+            if name not in existing:
+                _query(cluster, running, f"CREATE DATABASE {escape_identifier(name)}")
+
+
+def _query(cluster: Cluster, running: Running, sql: str) -> str:
+    argv = [*running.psql_argv(cluster, "postgres"), "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          env=_client_env())
+    if done.returncode != 0:
+        raise EmbeddedServerError(
+            f"the embedded server at {running.socket_dir} refused `{sql}`: "
+            f"{done.stderr.strip()}; see {cluster.log_path}"
+        )
+    return done.stdout
+
+
+# -- lifecycle -----------------------------------------------------------------------------
+
+
+def ensure_running(cluster: Cluster) -> Running:
+    """The running server, creating and starting it when needed (at most once at a time)."""
+    found = _ready(cluster)
+    if found is not None:
+        return Running(found.pid, Path(found.socket_dir), found.port, _binaries(cluster))
+    with _locked(cluster.lock_path):
+        found = _ready(cluster)
+        if found is not None:
+            return Running(found.pid, Path(found.socket_dir), found.port, _binaries(cluster))
+        return _start_locked(cluster)
+
+
+def stop(cluster: Cluster, *, timeout: float = STOP_TIMEOUT) -> int | None:
+    """Fast shutdown (SIGINT: abort sessions, checkpoint); the pid stopped, or None."""
+    if not cluster.lock_path.parent.exists():
+        return None
+    with _locked(cluster.lock_path):
+        found = read_pidfile(cluster.data_dir)
+        if found is None or not _alive(found.pid, cluster) or \
+                _is_ours(found.pid, cluster.data_dir) is False:
+            return None
+        _shutdown(cluster, found.pid, timeout)
+        return found.pid
+
+
+def status(cluster: Cluster) -> ServerStatus:
+    """Everything ``spawn db status`` shows; never starts anything."""
+    data_version = data_major(cluster.data_dir)
+    found = _ready(cluster)
+    bins: PgBinaries | None = None
+    bins_error: str | None = None
+    try:
+        bins = find_binaries(cluster.postgres_bin, prefer_major=data_version)
+    except PostgresNotFound as exc:
+        bins_error = exc.message
+    server_version: str | None = None
+    if found is not None and bins is not None:
+        running = Running(found.pid, Path(found.socket_dir), found.port, bins)
+        with contextlib.suppress(EmbeddedServerError):
+            server_version = _query(cluster, running, "SHOW server_version").strip() or None
+    return ServerStatus(
+        running=found is not None,
+        pid=found.pid if found else None,
+        initialized=data_version is not None,
+        data_version=data_version,
+        cluster=cluster,
+        socket_dir=Path(found.socket_dir) if found else cluster.socket_dir,
+        os_user=_os_user_name(cluster),
+        bins=bins,
+        bins_error=bins_error,
+        server_version=server_version,
+    )
+
+
+def _binaries(cluster: Cluster) -> PgBinaries:
+    return find_binaries(cluster.postgres_bin, prefer_major=data_major(cluster.data_dir))
+
+
+def _start_locked(cluster: Cluster) -> Running:
+    existing = data_major(cluster.data_dir)
+    if existing is None and cluster.data_dir.exists() and any(cluster.data_dir.iterdir()):
+        raise EmbeddedServerError(
+            f"{cluster.data_dir} exists but is not a PostgreSQL data directory (no PG_VERSION); "
+            "move it away or delete it, and spawn will create a fresh cluster there"
+        )
+    bins = find_binaries(cluster.postgres_bin, prefer_major=existing)
+    run_as = server_user(cluster.data_dir)
+    if run_as is not None:
+        _check_reachable(cluster, run_as)
+    created = False
+    if existing is None:
+        init_cluster(cluster, bins, run_as)
+        created = True
+    else:
+        _check_major(cluster, bins, existing)
+        _check_owner(cluster, run_as)
+    _clear_stale(cluster)
+    _prepare_socket_dir(cluster.socket_dir, run_as)
+    _clear_stale_socket_lock(cluster)
+    found = _launch(cluster, bins, run_as)
+    return Running(found.pid, Path(found.socket_dir), found.port, bins, started=True,
+                   created=created)
+
+
+def _clear_stale(cluster: Cluster) -> None:
+    """Handle a ``postmaster.pid`` whose server is not ready.
+
+    A live server of this data directory (starting, recovering) is waited
+    for, or restarted when its socket vanished; a pid now used by another
+    program (after a reboot) is a stale file spawn removes. A dead pid is left
+    for PostgreSQL, which then checks the old shared memory is unused.
+    """
+    found = read_pidfile(cluster.data_dir)
+    if found is None or not _alive(found.pid, cluster):
+        return
+    ours = _is_ours(found.pid, cluster.data_dir)
+    if ours is False:
+        (cluster.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        return
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        current = read_pidfile(cluster.data_dir)
+        if current is None or current.pid != found.pid or not _alive(found.pid, cluster):
+            return
+        if current.status == "ready":
+            _shutdown(cluster, found.pid, STOP_TIMEOUT)
+            return
+        time.sleep(0.05)
+    raise EmbeddedServerError(
+        f"PostgreSQL (pid {found.pid}) for {cluster.data_dir} has not become ready in "
+        f"{START_TIMEOUT:.0f} s; see {cluster.log_path}"
+    )
+
+
+def _launch(cluster: Cluster, bins: PgBinaries, run_as: RunAs | None) -> PidFile:
+    argv = [
+        str(bins.postgres), "-D", str(cluster.data_dir), "-p", str(cluster.port),
+        "-c", "listen_addresses=",
+        "-c", f"unix_socket_directories={_guc_list_item(str(cluster.socket_dir))}",
+    ]
+    for name, value in cluster.settings:
+        argv += ["-c", f"{name}={value}"]
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        offset = cluster.log_path.stat().st_size if cluster.log_path.exists() else 0
+        proc = _spawn_postmaster(argv, cluster, run_as)
+        found = _wait_ready(cluster, proc, deadline)
+        if found is not None:
+            return found
+        problem = _log_problem(cluster.log_path, offset)
+        if "pre-existing shared memory block" in problem and time.monotonic() < deadline:
+            time.sleep(0.1)
+            continue
+        raise EmbeddedServerError(
+            f"PostgreSQL failed to start for {cluster.data_dir} (exit {proc.returncode}): "
+            f"{problem or 'no error in the log'}; see {cluster.log_path}"
+        )
+
+
+def _spawn_postmaster(
+    argv: list[str], cluster: Cluster, run_as: RunAs | None
+) -> subprocess.Popen[bytes]:
+    log = os.open(cluster.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
+            env=_server_env(), start_new_session=True,
+            **(run_as.popen_kwargs() if run_as else {}),
+        )
+    finally:
+        os.close(log)
+    _children[str(cluster.data_dir)] = proc
+    return proc
+
+
+def _wait_ready(
+    cluster: Cluster, proc: subprocess.Popen[bytes], deadline: float
+) -> PidFile | None:
+    """Poll ``postmaster.pid`` for the ready status; far finer than pg_ctl's 100 ms."""
+    delay = 0.002
+    while proc.poll() is None:
+        found = read_pidfile(cluster.data_dir)
+        if found is not None and found.pid == proc.pid and found.status == "ready":
+            return found
+        if time.monotonic() > deadline:
+            raise EmbeddedServerError(
+                f"PostgreSQL (pid {proc.pid}) for {cluster.data_dir} did not become ready in "
+                f"{START_TIMEOUT:.0f} s; see {cluster.log_path}"
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+    return None
+
+
+def _shutdown(cluster: Cluster, pid: int, timeout: float) -> None:
+    for sig, limit in ((signal.SIGINT, timeout), (signal.SIGQUIT, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + limit
+        delay = 0.002
+        while time.monotonic() < deadline:
+            current = read_pidfile(cluster.data_dir)
+            if current is None or current.pid != pid or not _alive(pid, cluster):
+                _reap(cluster)
+                return
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+    raise EmbeddedServerError(
+        f"PostgreSQL (pid {pid}) for {cluster.data_dir} did not stop; see {cluster.log_path}"
+    )
+
+
+def _reap(cluster: Cluster) -> None:
+    proc = _children.pop(str(cluster.data_dir), None)
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+# -- creating the cluster ------------------------------------------------------------------
+
+
+def init_cluster(cluster: Cluster, bins: PgBinaries, run_as: RunAs | None) -> None:
+    """``initdb`` into a scratch directory renamed into place, so a kill leaves no half cluster."""
+    data_dir = cluster.data_dir
+    scratch = data_dir.with_name(data_dir.name + ".initdb")
+    parent_owner = None if data_dir.parent == cluster.lock_path.parent else run_as
+    _make_dir(data_dir.parent, parent_owner, mode=0o755)
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    _make_dir(scratch, run_as, mode=0o700)
+    argv = [str(bins.initdb), "-D", str(scratch), "--auth=trust", "-U", cluster.superuser,
+            "--encoding=UTF8", "--locale=C"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/",
+                          env=_server_env(), **(run_as.popen_kwargs() if run_as else {}))
+    if done.returncode != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        detail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-3:]
+        raise EmbeddedServerError(
+            f"initdb ({bins.initdb}) failed to create {data_dir} (exit {done.returncode}): "
+            f"{' / '.join(detail) or 'no output'}"
+        )
+    with (scratch / "postgresql.conf").open("a", encoding="utf-8") as conf:
+        conf.write("\n# Added by spawn: the embedded server listens only on its Unix socket.\n"
+                   "listen_addresses = ''\n")
+    if data_dir.exists():
+        data_dir.rmdir()
+    scratch.rename(data_dir)
+
+
+def data_major(data_dir: Path) -> str | None:
+    """The major version in ``PG_VERSION``, or None when the cluster does not exist yet."""
+    try:
+        return (data_dir / "PG_VERSION").read_text(encoding="ascii").strip() or None
+    except FileNotFoundError:
+        return None
+    except (PermissionError, UnicodeDecodeError) as exc:
+        raise EmbeddedServerError(
+            f"cannot read {data_dir / 'PG_VERSION'} ({exc}); run spawn as the user that owns "
+            f"{data_dir}"
+        ) from None
+
+
+def _check_major(cluster: Cluster, bins: PgBinaries, existing: str) -> None:
+    have = major_of(bins.version)
+    if have == existing:
+        return
+    where = f"{cluster.data_dir} was created by PostgreSQL {existing}"
+    if version_key(existing) > version_key(have):
+        raise EmbeddedServerError(
+            f"{where}, newer than the binaries in {bins.bin_dir} (PostgreSQL {bins.version}), "
+            f"which cannot read it; install PostgreSQL {existing} and set `postgres_bin` to "
+            "its bin directory in the target (nothing was changed)"
+        )
+    raise EmbeddedServerError(
+        f"{where} but the binaries in {bins.bin_dir} are PostgreSQL {bins.version}; install "
+        f"PostgreSQL {existing} and set `postgres_bin` to its bin directory, upgrade the "
+        f"cluster with pg_upgrade, or delete {cluster.data_dir} to start a fresh one"
+    )
+
+
+def _check_reachable(cluster: Cluster, run_as: RunAs) -> None:
+    for path in (cluster.data_dir, cluster.socket_dir):
+        if not _reachable(path, run_as):
+            raise EmbeddedServerError(
+                f"PostgreSQL runs as user {run_as.name}, who cannot enter the folders leading "
+                f"to {path}; allow it (`chmod o+x` on each parent folder) or move the project"
+            )
+
+
+def _check_owner(cluster: Cluster, run_as: RunAs | None) -> None:
+    owner = cluster.data_dir.stat().st_uid
+    expected = run_as.uid if run_as else os.geteuid()
+    if owner != expected:
+        raise EmbeddedServerError(
+            f"{cluster.data_dir} belongs to user {_user_name(owner)}, so PostgreSQL cannot run "
+            f"it as {_user_name(expected)}; run spawn as {_user_name(owner)} (or as root)"
+        )
+
+
+# -- users and directories -----------------------------------------------------------------
+
+
+def default_server_user() -> RunAs:
+    for name in UNPRIVILEGED_USERS:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return _run_as(entry)
+    raise EmbeddedServerError(
+        "spawn runs as root, and PostgreSQL refuses to; neither a `postgres` nor a `nobody` "
+        "user exists to run it as: create one (`useradd --system postgres`) or run spawn as "
+        "a normal user"
+    )
+
+
+def server_user(data_dir: Path) -> RunAs | None:
+    """Who runs the server: the caller, or when root, the data directory's owner."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        owner = data_dir.stat().st_uid
+    except FileNotFoundError:
+        return default_server_user()
+    if owner == 0:
+        raise EmbeddedServerError(
+            f"{data_dir} belongs to root, and PostgreSQL refuses to run as root; give it to "
+            f"an unprivileged user, e.g. `chown -R postgres {data_dir}`"
+        )
+    try:
+        return _run_as(pwd.getpwuid(owner))
+    except KeyError:
+        raise EmbeddedServerError(
+            f"{data_dir} belongs to uid {owner}, which has no account; "
+            f"`chown -R postgres {data_dir}`"
+        ) from None
+
+
+def _run_as(entry: pwd.struct_passwd) -> RunAs:
+    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, groups)
+
+
+def _os_user_name(cluster: Cluster) -> str:
+    if os.geteuid() != 0:
+        return _user_name(os.geteuid())
+    try:
+        run_as = server_user(cluster.data_dir)
+    except EmbeddedServerError:
+        return "(none available)"
+    return run_as.name if run_as else _user_name(os.geteuid())
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _reachable(path: Path, user: RunAs) -> bool:
+    """Whether ``user`` may enter every existing directory on the way to ``path``."""
+    for directory in [*reversed(path.parents), path]:
+        try:
+            st = directory.stat()
+        except FileNotFoundError:
+            break
+        if st.st_uid == user.uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in user.groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _make_dir(path: Path, run_as: RunAs | None, *, mode: int) -> None:
+    """Create ``path`` (and its parents) usable by the server user."""
+    if path.is_dir():
+        return
+    _make_dir(path.parent, None, mode=0o755)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+        os.chmod(path, mode)
+        if run_as is not None:
+            os.chown(path, run_as.uid, run_as.gid)
+
+
+def _prepare_socket_dir(path: Path, run_as: RunAs | None) -> None:
+    """A private directory for the socket; a foreign one in /tmp is refused, not used."""
+    _make_dir(path, run_as, mode=0o700)
+    st = path.stat()
+    owner = run_as.uid if run_as else os.geteuid()
+    if st.st_uid != owner or st.st_mode & 0o022:
+        raise EmbeddedServerError(
+            f"socket directory {path} belongs to {_user_name(st.st_uid)} or is writable by "
+            f"others; remove it and retry"
+        )
+
+
+def _clear_stale_socket_lock(cluster: Cluster) -> None:
+    """Drop a socket lock file whose pid is gone or now another program (after a reboot)."""
+    lock = cluster.socket_dir / f".s.PGSQL.{cluster.port}.lock"
+    try:
+        pid = int(lock.read_text(encoding="ascii").split("\n", 1)[0])
+    except (ValueError, OSError):
+        return
+    if not _pid_exists(pid) or _is_postgres(pid) is False:
+        lock.unlink(missing_ok=True)
+
+
+def _guc_list_item(value: str) -> str:
+    if any(c in value for c in ', "\t'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+# -- looking at a server -------------------------------------------------------------------
+
+
+def read_pidfile(data_dir: Path) -> PidFile | None:
+    try:
+        text = (data_dir / "postmaster.pid").read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        raise EmbeddedServerError(
+            f"cannot read {data_dir / 'postmaster.pid'}: it belongs to another user; run spawn "
+            "as the user that owns the data directory (or as root)"
+        ) from None
+    lines = text.split("\n")
+    try:
+        pid = int(lines[0])
+        port = int(lines[3]) if len(lines) > 3 and lines[3] else PORT
+    except ValueError:
+        return None
+    socket_dir = lines[4] if len(lines) > 4 else ""
+    status = lines[7].strip() if len(lines) > 7 else ""
+    return PidFile(pid=pid, socket_dir=socket_dir, port=port, status=status)
+
+
+def _ready(cluster: Cluster) -> PidFile | None:
+    """The pid file of a server that answers on its socket, else None."""
+    found = read_pidfile(cluster.data_dir)
+    if found is None or found.status != "ready" or not found.socket_dir:
+        return None
+    if not _alive(found.pid, cluster):
+        return None
+    if not _socket_accepts(Path(found.socket_dir) / f".s.PGSQL.{found.port}"):
+        return None
+    return found
+
+
+def _alive(pid: int, cluster: Cluster) -> bool:
+    child = _children.get(str(cluster.data_dir))
+    if child is not None and child.pid == pid and child.poll() is not None:
+        return False
+    return _pid_exists(pid)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_ours(pid: int, data_dir: Path) -> bool | None:
+    """Whether live ``pid`` is a server of ``data_dir`` (it chdirs there); None if unknowable."""
+    if not _HAS_PROC:
+        return _is_postgres(pid)
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError as exc:
+        return False if exc.errno in (errno.EACCES, errno.EPERM) else None
+    return Path(cwd) == data_dir.resolve()
+
+
+def _is_postgres(pid: int) -> bool | None:
+    """Whether live ``pid`` runs a PostgreSQL server program; None if unknowable."""
+    if _HAS_PROC:
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        name = text[text.find("(") + 1:text.rfind(")")]
+    else:
+        try:
+            done = subprocess.run(["ps", "-o", "comm=", "-p", str(pid)], capture_output=True,
+                                  text=True, check=False, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode != 0:
+            return None
+        name = Path(done.stdout.strip()).name
+    return name in ("postgres", "postmaster")
+
+
+def _socket_accepts(path: Path) -> bool:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(2.0)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
+
+
+def _log_problem(log_path: Path, offset: int) -> str:
+    """The most telling line PostgreSQL logged since ``offset``."""
+    try:
+        with log_path.open("rb") as log:
+            log.seek(offset)
+            lines = log.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for marker in ("FATAL:", "PANIC:", "ERROR:"):
+        hits = [line for line in lines if marker in line]
+        if hits:
+            text = hits[-1].split(marker, 1)[1].strip()
+            hint = [line.split("HINT:", 1)[1].strip() for line in lines if "HINT:" in line]
+            return text + (f" ({hint[-1]})" if hint else "")
+    return lines[-1].strip() if lines else ""
+
+
+@contextlib.contextmanager
+def _locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``, so concurrent spawns start one server."""
+    _make_dir(path.parent, None, mode=0o755)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EmbeddedServerError(
+                        f"another spawn process has held {path} for {timeout:.0f} s while "
+                        "starting or stopping the embedded server; wait for it or stop it"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)
+
+
+# -- environment ---------------------------------------------------------------------------
+
+
+def _server_env() -> dict[str, str]:
+    """The caller's environment without libpq/server variables that would redirect it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def _client_env() -> Mapping[str, str]:
+    env = _server_env()
+    env.setdefault("PGCONNECT_TIMEOUT", "10")
+    return env
+
+

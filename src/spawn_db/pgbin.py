@@ -1,0 +1,216 @@
+"""Finding the PostgreSQL server binaries spawn runs for the embedded target.
+
+The server, ``initdb`` and ``psql`` must come from one directory: a psql of
+another major version, or Debian's ``/usr/bin/psql`` wrapper script (which
+costs ~35 ms per start), is never mixed in.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from spawn_db.errors import PostgresNotFound
+
+REQUIRED = ("postgres", "initdb", "psql")
+BIN_ENV = "SPAWN_POSTGRES_BIN"
+VERSIONED_DIRS = (
+    "/usr/lib/postgresql/*/bin",
+    "/usr/pgsql-*/bin",
+    "/opt/homebrew/opt/postgresql@*/bin",
+    "/usr/local/opt/postgresql@*/bin",
+    "/Applications/Postgres.app/Contents/Versions/*/bin",
+)
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)")
+_DIR_VERSION = re.compile(r"^(?:postgresql@|pgsql-|postgresql-)?(\d+(?:\.\d+)?)$")
+
+INSTALL_HINT = (
+    "install them:\n"
+    "  Debian/Ubuntu: sudo apt-get install postgresql\n"
+    "  macOS:         brew install postgresql@16\n"
+    f"or set `postgres_bin = \"/path/to/bin\"` in the target (or {BIN_ENV}), or point the "
+    "target at an existing server instead:\n"
+    '  command = { kind = "direct", direct = ["psql", "-h", "localhost", "-U", "postgres", '
+    '"mydb"] }'
+)
+
+
+@dataclass(frozen=True)
+class PgBinaries:
+    """One directory holding ``postgres``, ``initdb`` and ``psql``."""
+
+    bin_dir: Path
+    source: str
+
+    def tool(self, name: str) -> Path:
+        return self.bin_dir / name
+
+    @property
+    def postgres(self) -> Path:
+        return self.tool("postgres")
+
+    @property
+    def initdb(self) -> Path:
+        return self.tool("initdb")
+
+    @property
+    def psql(self) -> Path:
+        return self.tool("psql")
+
+    @property
+    def version(self) -> str:
+        """Full version such as ``15.18``, from ``postgres --version`` (~5 ms, cached)."""
+        return binary_version(str(self.postgres))
+
+    @property
+    def major(self) -> str:
+        return major_of(self.version)
+
+
+@functools.cache
+def binary_version(postgres: str) -> str:
+    try:
+        done = subprocess.run(
+            [postgres, "--version"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    found = _VERSION.search(done.stdout)
+    return found.group(1) if found else "unknown"
+
+
+def major_of(version: str) -> str:
+    """``15.18`` → ``15``; ``9.6.24`` → ``9.6`` (the form ``PG_VERSION`` files use)."""
+    parts = version.split(".")
+    if not parts[0].isdigit():
+        return version
+    return ".".join(parts[:2]) if int(parts[0]) < 10 else parts[0]
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
+
+
+def has_binaries(directory: Path) -> bool:
+    return all(os.access(directory / name, os.X_OK) and (directory / name).is_file()
+               for name in REQUIRED)
+
+
+def candidates(
+    explicit: str | None = None, environ: Mapping[str, str] | None = None
+) -> Iterator[PgBinaries]:
+    """Directories that could serve, best first; an explicit choice is the only one."""
+    env = os.environ if environ is None else environ
+    chosen = env.get(BIN_ENV) or None
+    if chosen is not None:
+        yield PgBinaries(Path(chosen), BIN_ENV)
+        return
+    if explicit is not None:
+        yield PgBinaries(Path(explicit), "postgres_bin")
+        return
+    seen: set[Path] = set()
+    for directory, source in _discover(env):
+        if directory in seen or not has_binaries(directory):
+            continue
+        seen.add(directory)
+        yield PgBinaries(directory, source)
+
+
+def _discover(env: Mapping[str, str]) -> Iterator[tuple[Path, str]]:
+    for entry in env.get("PATH", "").split(os.pathsep):
+        if entry:
+            yield Path(entry), "PATH"
+    pg_config = shutil.which("pg_config", path=env.get("PATH", ""))
+    if pg_config:
+        bindir = _pg_config_bindir(pg_config)
+        if bindir:
+            yield Path(bindir), "pg_config"
+    for directory in _versioned_dirs():
+        yield directory, "installed versions"
+
+
+def _pg_config_bindir(pg_config: str) -> str | None:
+    try:
+        done = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = done.stdout.strip()
+    return out if done.returncode == 0 and out else None
+
+
+def _versioned_dirs() -> list[Path]:
+    """Every ``<prefix>/<version>/bin`` of the known layouts, newest version first."""
+    found: list[tuple[tuple[int, ...], Path]] = []
+    for pattern in VERSIONED_DIRS:
+        for match in glob.glob(pattern):
+            path = Path(match)
+            version = path_version(path)
+            found.append((version_key(version) if version else (), path))
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [path for _, path in found]
+
+
+def path_version(bin_dir: Path) -> str | None:
+    """The version a packager put in the path, e.g. ``/usr/lib/postgresql/15/bin`` → 15."""
+    found = _DIR_VERSION.match(bin_dir.parent.name)
+    return found.group(1) if found else None
+
+
+def find_binaries(
+    explicit: str | None = None,
+    *,
+    prefer_major: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PgBinaries:
+    """The binaries to use; with ``prefer_major``, a directory of that major wins.
+
+    An existing cluster can only be run by its own major version, so when
+    several versions are installed the one matching ``PG_VERSION`` is taken.
+    """
+    found = list(candidates(explicit, environ))
+    if len(found) == 1 and found[0].source in (BIN_ENV, "postgres_bin"):
+        only = found[0]
+        if not has_binaries(only.bin_dir):
+            missing = [n for n in REQUIRED if not (only.bin_dir / n).is_file()]
+            where = f"`postgres_bin` {only.bin_dir}" if only.source == "postgres_bin" else (
+                f"{BIN_ENV}={only.bin_dir}"
+            )
+            raise PostgresNotFound(
+                f"{where} has no PostgreSQL binaries (missing: {', '.join(missing)}); "
+                f"{INSTALL_HINT}"
+            )
+        return only
+    if not found:
+        raise PostgresNotFound(
+            "no PostgreSQL binaries (postgres, initdb, psql) found in PATH, `pg_config "
+            f"--bindir` or {', '.join(VERSIONED_DIRS[:2])}; {INSTALL_HINT}"
+        )
+    if prefer_major is not None:
+        for bins in found:
+            hinted = path_version(bins.bin_dir)
+            if hinted is not None and major_of(hinted) != prefer_major:
+                continue
+            if bins.major == prefer_major:
+                return bins
+    return found[0]
+
+
+def describe_binaries(environ: Mapping[str, str] | None = None) -> str:
+    """One line for ``spawn --version`` naming the binaries the embedded server would use."""
+    try:
+        bins = find_binaries(environ=environ)
+    except PostgresNotFound:
+        return (
+            "PostgreSQL binaries: none found (Debian/Ubuntu: sudo apt-get install postgresql; "
+            "macOS: brew install postgresql@16)"
+        )
+    return f"PostgreSQL {bins.version} binaries: {bins.bin_dir}"
