@@ -79,6 +79,7 @@ class Cluster:
     superuser: str = SUPERUSER
     settings: tuple[tuple[str, str], ...] = ()
     postgres_bin: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def socket_path(self) -> Path:
@@ -152,12 +153,17 @@ def project_cluster(config: Config, target: TargetConfig) -> Cluster:
     state = project / STATE_DIR
     key = hashlib.sha256(str(project).encode()).hexdigest()[:16]
     data_dir, socket_dir = state / "postgres", state / "run"
+    notes: list[str] = []
     if os.geteuid() == 0 and not data_dir.exists():
         user = default_server_user()
         if not _reachable(state, user):
             base = DURABLE_TMP / f"spawn-{key}"
             data_dir, socket_dir = base / "postgres", base / "run"
+            notes.append(f"the server user {user.name} cannot enter {project}, so the "
+                         f"cluster lives in {base}")
     if len(str(socket_dir)) + len(f"/.s.PGSQL.{PORT}") > SOCKET_PATH_MAX:
+        notes.append(f"{socket_dir} is too long for a socket path ({SOCKET_PATH_MAX} bytes), "
+                     f"so the socket is in {SHORT_TMP / f'spawn-{key}'}")
         socket_dir = SHORT_TMP / f"spawn-{key}"
     return Cluster(
         data_dir=data_dir,
@@ -165,6 +171,7 @@ def project_cluster(config: Config, target: TargetConfig) -> Cluster:
         log_path=state / "postgres.log",
         lock_path=state / "lock",
         postgres_bin=target.postgres_bin,
+        notes=tuple(notes),
     )
 
 
@@ -308,11 +315,14 @@ def _clear_stale(cluster: Cluster) -> None:
     for PostgreSQL, which then checks the old shared memory is unused.
     """
     found = read_pidfile(cluster.data_dir)
-    if found is None or not _alive(found.pid, cluster):
+    if found is None:
         return
-    ours = _is_ours(found.pid, cluster.data_dir)
-    if ours is False:
-        (cluster.data_dir / "postmaster.pid").unlink(missing_ok=True)
+    if not _alive(found.pid, cluster):
+        if _in_process_table(found.pid):
+            _retire_pid(cluster.data_dir)
+        return
+    if _is_ours(found.pid, cluster.data_dir) is False:
+        _retire_pid(cluster.data_dir)
         return
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -658,13 +668,49 @@ def _alive(pid: int, cluster: Cluster) -> bool:
     return _pid_exists(pid)
 
 
-def _pid_exists(pid: int) -> bool:
+def _retire_pid(data_dir: Path) -> None:
+    """Replace the pid in ``postmaster.pid`` by one that cannot exist.
+
+    Deleting the file would also drop the shared-memory key PostgreSQL uses
+    to refuse starting while orphaned backends of the old server still run;
+    rewriting only the pid keeps that check. The file is rewritten in place
+    so it keeps its owner.
+    """
+    path = data_dir / "postmaster.pid"
+    try:
+        limit = int(Path("/proc/sys/kernel/pid_max").read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        limit = 4194304
+    if _in_process_table(limit):
+        return
+    with path.open("r+", encoding="utf-8") as pidfile:
+        lines = pidfile.read().split("\n")
+        lines[0] = str(limit)
+        pidfile.seek(0)
+        pidfile.write("\n".join(lines))
+        pidfile.truncate()
+
+
+def _in_process_table(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def _pid_exists(pid: int) -> bool:
+    """A running process; a zombie (a killed server nobody reaped yet) counts as gone."""
+    if not _in_process_table(pid):
+        return False
+    if _HAS_PROC:
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+        return text[text.rfind(")") + 2:][:1] not in ("Z", "X")
     return True
 
 
