@@ -234,7 +234,7 @@ def test_template_syntax_error_names_file_and_line(project: Path) -> None:
 def test_include_of_missing_component(project: Path) -> None:
     name = new_migration(project, "m", 'SELECT 1;\n{% include "missing.sql" %}')
     result = run_spawn("migration", "build", name, cwd=project)
-    assert_one_line_error(result, 1, f"up.sql:2: component 'missing.sql' not found")
+    assert_one_line_error(result, 1, "up.sql:2: component 'missing.sql' not found")
 
 
 @pytest.mark.parametrize(
@@ -298,3 +298,48 @@ def test_debug_shows_traceback(project: Path) -> None:
     result = run_spawn("--debug", "migration", "build", "nope", cwd=project)
     assert result.exit_code != 0
     assert "Traceback" in result.stderr
+
+
+def test_debug_keeps_exit_codes(project: Path) -> None:
+    result = run_spawn("-d", "migration", "build", "nope", cwd=project)
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr
+    assert "error: migration 'nope' not found" in result.stderr
+
+
+def test_check_reports_invalid_lock_and_missing_root(project: Path) -> None:
+    bad = new_migration(project, "bad", "SELECT 1;")
+    gone = new_migration(project, "gone", "SELECT 2;")
+    (project / "spawn" / "migrations" / bad / "lock.toml").write_text('pin = "xyz"\n')
+    (project / "spawn" / "migrations" / gone / "lock.toml").write_text(f'pin = "{"ab" * 16}"\n')
+    result = run_spawn("check", cwd=project)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2
+    assert "lock.toml: `pin` must be a 32-digit hex hash" in lines[0]
+    assert f"migration {gone} is pinned to {'ab' * 16}, which is missing" in lines[1]
+
+
+def test_init_docker_with_existing_compose_changes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "docker-compose.yaml").write_text("services: {}\n")
+    result = run_spawn("init", "--docker", cwd=tmp_path)
+    assert_one_line_error(result, 2, "docker-compose.yaml already exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docker-compose.yaml"]
+
+
+def test_repin_replaces_a_truncated_object(project: Path) -> None:
+    (project / "spawn" / "components" / "f.sql").write_text("SELECT 1;")
+    name = new_migration(project, "m", '{% include "f.sql" %}')
+    assert run_spawn("migration", "pin", name, cwd=project).exit_code == 0
+    blob = xxhash.xxh3_128(b"SELECT 1;").hexdigest()
+    path = project / "spawn" / "pinned" / blob[:2] / blob[2:]
+    path.write_bytes(b"SELECT")
+    assert run_spawn("migration", "pin", name, cwd=project).exit_code == 0
+    assert path.read_bytes() == b"SELECT 1;"
+
+
+def test_failed_render_prints_nothing_to_stdout(project: Path) -> None:
+    name = new_migration(project, "m", "SELECT 1;\n" * 1000 + '{% include "missing.sql" %}')
+    result = run_spawn("migration", "build", name, cwd=project)
+    assert result.exit_code == 1
+    assert result.stdout == ""

@@ -130,5 +130,5 @@ def test_lock_file_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ['pin = "xyz"\n', "pin = [\n", "other = 1\n"])
 def test_invalid_lock_file_is_an_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "lock.toml").write_text(text)
-    with pytest.raises(PinStoreError, match="lock.toml"):
+    with pytest.raises(PinStoreError, match=r"lock\.toml"):
         read_lock(tmp_path)

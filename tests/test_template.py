@@ -183,3 +183,41 @@ def test_rendering_streams_in_chunks() -> None:
     first = next(chunks)
     assert first == "SELECT "
     assert sum(len(c) for c in chunks) > 1_000_000
+
+
+INJECTION = "1; DROP TABLE t; --'"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('{{ "%s"|safe|format(x) }}', "'1; DROP TABLE t; --'''"),
+        ('{{ ["now()"|safe, x]|join(", ") }}', "now(), '1; DROP TABLE t; --'''"),
+        ('{{ "a = "|safe + x }}', "a = '1; DROP TABLE t; --'''"),
+        ('{{ "a x"|safe|replace("x", x) }}', "a '1; DROP TABLE t; --'''"),
+        ("{{ x|tojson }}", "'\"1; DROP TABLE t; --''\"'"),
+        ('{% macro m() %}M{% endmacro %}{{ m() ~ x }}', "M'1; DROP TABLE t; --'''"),
+        ("{% set b %}B{% endset %}{{ b ~ x }}", "B'1; DROP TABLE t; --'''"),
+        ('{{ [x, "b"]|join(",") }}', "'1; DROP TABLE t; --'',b'"),
+    ],
+)
+def test_values_combined_with_sql_are_escaped_for_sql_not_html(source: str, expected: str) -> None:
+    assert render(source, x=INJECTION) == expected
+
+
+def test_constant_folding_keeps_safe_marking() -> None:
+    assert render('{{ "now()"|safe ~ " + 1" }}') == render(
+        '{% set f = "now()"|safe %}{{ f ~ " + 1" }}'
+    ) == "now()' + 1'"
+
+
+def test_python_spellings_never_leak() -> None:
+    assert render("{{ none|safe }} {{ true|safe }} {{ none|escape_literal }}") == "NULL TRUE NULL"
+
+
+def test_array_edge_cases_are_valid_sql() -> None:
+    assert render("{{ [] }} {{ [u, 1] }}") == "'{}' ARRAY[NULL, 1]"
+
+
+def test_range_is_not_capped() -> None:
+    assert render("{{ range(200000)|length }}") == "200000"

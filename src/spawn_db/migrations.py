@@ -115,15 +115,23 @@ class CheckWarning:
 
 
 def check(config: Config) -> list[CheckWarning]:
-    """Every migration that has ``up.sql`` but no ``lock.toml``."""
+    """Every migration that has ``up.sql`` but no usable ``lock.toml``."""
+    from spawn_db.errors import PinStoreError
+
     project = Project(config)
+    store = PinStore(config.pinned_dir)
     warnings = []
     for name in project.migration_names():
-        if not (project.migration_dir(name) / "lock.toml").exists():
-            warnings.append(
-                CheckWarning(
-                    name,
-                    f"migration {name} is not pinned; run `spawn migration pin {name}`",
-                )
-            )
+        try:
+            pin = read_lock(project.migration_dir(name))
+        except PinStoreError as exc:
+            warnings.append(CheckWarning(name, exc.message))
+            continue
+        if pin is None:
+            message = f"migration {name} is not pinned; run `spawn migration pin {name}`"
+            warnings.append(CheckWarning(name, message))
+        elif not store.object_path(pin).is_file():
+            message = (f"migration {name} is pinned to {pin}, which is missing from "
+                       f"{config.pinned_dir}; restore pinned/ from version control")
+            warnings.append(CheckWarning(name, message))
     return warnings

@@ -20,11 +20,12 @@ GITIGNORE_ENTRY = ".spawn/"
 
 
 def validate_name(name: str, what: str) -> str:
-    """A migration or test name must be one plain folder name."""
+    """A migration, test or database name must be one plain folder name."""
     if not NAME_PATTERN.match(name) or name in (".", ".."):
+        example = "shop" if what == "database" else "add-users"
         raise UsageError(
             f"invalid {what} name {name!r}: use letters, digits, `-`, `_` and `.` only "
-            "(no `/`, spaces or leading `.`), e.g. add-users"
+            f"(no `/`, spaces or leading `.`), e.g. {example}"
         )
     return name
 
@@ -49,8 +50,11 @@ def init_project(
             f"{config_path} already exists; this folder is already a Spawn project "
             "(delete the file to start over)"
         )
+    compose = directory / "docker-compose.yaml"
     if docker_database is not None:
         validate_name(docker_database, "database")
+        if compose.exists():
+            raise UsageError(f"{compose} already exists; remove it or run init without --docker")
     directory.mkdir(parents=True, exist_ok=True)
     created: list[Path] = []
     for folder in SPAWN_FOLDERS:
@@ -61,9 +65,6 @@ def init_project(
             keep.touch()
             created.append(keep)
     if docker_database is not None:
-        compose = directory / "docker-compose.yaml"
-        if compose.exists():
-            raise UsageError(f"{compose} already exists; remove it or run init without --docker")
         atomic_write_text(compose, _docker_compose(docker_database))
         created.append(compose)
     if _ensure_gitignore(directory / ".gitignore"):

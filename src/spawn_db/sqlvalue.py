@@ -34,7 +34,9 @@ def sql_value(value: Any) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return escape_bytea(bytes(value))
     if isinstance(value, list | tuple):
-        return "ARRAY[" + ", ".join(sql_value(v) for v in value) + "]"
+        if not value:
+            return "'{}'"
+        return "ARRAY[" + ", ".join(_array_element(v) for v in value) + "]"
     if isinstance(value, Mapping):
         return escape_literal(to_json(value))
     if _is_undefined(value):
@@ -44,8 +46,27 @@ def sql_value(value: Any) -> str:
     return escape_literal(str(value))
 
 
-def sql_markup(value: Any) -> Markup:
-    return Markup(sql_value(value))
+class SqlMarkup(Markup):
+    """Text that is already SQL: combining it with values escapes them for SQL.
+
+    Markupsafe's ``Markup`` escapes for HTML when joined, formatted or added
+    to; that would let ``{{ "%s"|safe|format(v) }}`` inject ``v`` raw. Every
+    safe string the template engine creates is this class instead.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def escape(cls, s: Any, /) -> SqlMarkup:
+        return cls(sql_value(s))
+
+
+def sql_markup(value: Any) -> SqlMarkup:
+    return SqlMarkup(sql_value(value))
+
+
+def _array_element(value: Any) -> str:
+    return "NULL" if _is_undefined(value) else sql_value(value)
 
 
 def _float(value: float) -> str:

@@ -91,11 +91,18 @@ class PinStore:
         return self.root / digest[:2] / digest[2:]
 
     def put(self, data: bytes) -> str:
-        """Store ``data`` unless an object with its hash exists; return the hash."""
+        """Store ``data`` unless an object with its hash exists; return the hash.
+
+        An existing object of the wrong size (truncated by a crash, or edited)
+        is replaced; comparing sizes costs no extra read on a warm re-pin.
+        """
         digest = hash_bytes(data)
         path = self.object_path(digest)
-        if os.path.exists(path):
-            return digest
+        try:
+            if os.stat(path).st_size == len(data):
+                return digest
+        except FileNotFoundError:
+            pass
         prefix = digest[:2]
         if prefix not in self._made_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +118,8 @@ class PinStore:
         except FileNotFoundError:
             raise PinStoreError(
                 f"pin object {digest} is missing from {self.root} ({context}); restore "
-                "pinned/ from version control or re-pin with `spawn migration pin`"
+                "pinned/ from version control (re-pinning would change what the migration "
+                "renders)"
             ) from None
         except OSError as exc:
             raise PinStoreError(f"cannot read pin object {path} ({context}): {exc.strerror}") \

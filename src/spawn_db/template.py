@@ -9,6 +9,7 @@ chunks, so large outputs stream instead of being built in memory.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import traceback
 import uuid
@@ -21,13 +22,13 @@ import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import SandboxedEnvironment
-from markupsafe import Markup
 
 from spawn_db.errors import SpawnError, TemplateError
 from spawn_db.escape import escape_identifier, escape_literal
-from spawn_db.sqlvalue import sql_markup, sql_value
+from spawn_db.sqlvalue import SqlMarkup, sql_markup, sql_value
 
 HTML_FILTERS = ("escape", "e", "forceescape", "urlize", "xmlattr")
+RUNTIME_IMPORT = "from jinja2.runtime import "
 READER_FILTERS = ("read_file", "read_json", "read_toml", "read_yaml")
 
 
@@ -92,22 +93,26 @@ def component_parts(path: str) -> list[str]:
 
 
 class SqlCodeGenerator(CodeGenerator):
-    """Escapes constant output for SQL and joins ``~`` without HTML escaping."""
+    """Escapes constant output for SQL and imports SQL-safe markup at run time.
+
+    Only plain constants are folded at compile time: folding ``"x"|safe ~ y``
+    would lose the safe marking.
+    """
 
     def _output_child_to_const(
         self, node: nodes.Expr, frame: Frame, finalize: CodeGenerator._FinalizeInfo
     ) -> str:
+        if not isinstance(node, nodes.TemplateData | nodes.Const):
+            raise nodes.Impossible()
         const = node.as_const(frame.eval_ctx)
         if isinstance(node, nodes.TemplateData):
             return str(const)
         return sql_value(const)
 
-    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.sql_concat((")
-        for arg in node.nodes:
-            self.visit(arg, frame)
-            self.write(", ")
-        self.write("))")
+    def writeline(self, x: str, node: nodes.Node | None = None, extra: int = 0) -> None:
+        if x.startswith(RUNTIME_IMPORT):
+            x = "from spawn_db.jinja_runtime import " + x[len(RUNTIME_IMPORT):]
+        super().writeline(x, node, extra)
 
 
 class ComponentLoader(jinja2.BaseLoader):
@@ -143,6 +148,7 @@ class SqlEnvironment(SandboxedEnvironment):
             autoescape=True,
             finalize=sql_markup,
             keep_trailing_newline=False,
+            optimized=False,
             auto_reload=False,
             cache_size=-1,
         )
@@ -153,13 +159,9 @@ class SqlEnvironment(SandboxedEnvironment):
         for name in READER_FILTERS:
             self.globals[name] = self.filters[name]
         self.globals.update(
-            gen_uuid_v4=gen_uuid_v4, gen_uuid_v5=gen_uuid_v5, gen_uuid_v7=gen_uuid_v7
+            gen_uuid_v4=gen_uuid_v4, gen_uuid_v5=gen_uuid_v5, gen_uuid_v7=gen_uuid_v7,
+            range=range,
         )
-
-    def sql_concat(self, parts: tuple[Any, ...]) -> str:
-        if any(hasattr(p, "__html__") for p in parts):
-            return Markup("".join(sql_value(p) for p in parts))
-        return "".join(str(p) for p in parts)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -193,9 +195,16 @@ def _filters(env: SqlEnvironment) -> dict[str, Callable[..., Any]]:
         return lambda path: parse(_as_text(env.read_component(path)), path)
 
     return {
-        "safe": lambda v: Markup(str(v)) if not hasattr(v, "__html__") else v,
-        "escape_identifier": lambda v: Markup(escape_identifier(_as_text(v))),
-        "escape_literal": lambda v: Markup(escape_literal(_as_text(v))),
+        "safe": _safe,
+        "escape_identifier": lambda v: SqlMarkup(escape_identifier(_as_text(v))),
+        "escape_literal": _escape_literal,
+        "join": _join,
+        "format": lambda v, *args, **kwargs: _sql_safe(v) % (kwargs or args)
+        if hasattr(v, "__html__") else str(v) % (kwargs or args),
+        "replace": _replace,
+        "tojson": lambda v, indent=None: SqlMarkup(
+            escape_literal(json.dumps(v, indent=indent, ensure_ascii=False, default=str))
+        ),
         "read_file": read_file,
         "to_string_lossy": lambda v: _as_bytes(v).decode("utf-8", errors="replace"),
         "base64_encode": lambda v: base64.b64encode(_as_bytes(v)).decode("ascii"),
@@ -206,6 +215,44 @@ def _filters(env: SqlEnvironment) -> dict[str, Callable[..., Any]]:
         "read_toml": reader(parse_toml),
         "read_yaml": reader(parse_yaml),
     }
+
+
+def _sql_safe(value: Any) -> SqlMarkup:
+    return value if isinstance(value, SqlMarkup) else SqlMarkup(value)
+
+
+def _safe(value: Any) -> SqlMarkup:
+    """Mark as SQL; non-strings become their SQL spelling (``none`` is NULL, not None)."""
+    if hasattr(value, "__html__"):
+        return _sql_safe(value)
+    if isinstance(value, str):
+        return SqlMarkup(value)
+    return sql_markup(value)
+
+
+def _escape_literal(value: Any) -> SqlMarkup:
+    if value is None:
+        return SqlMarkup("NULL")
+    return SqlMarkup(escape_literal(_as_text(value)))
+
+
+def _join(value: Any, d: str = "", attribute: Any = None) -> str:
+    """Jinja's ``join``, escaping plain items for SQL when any part is SQL already."""
+    items = list(value)
+    if attribute is not None:
+        items = [getattr(i, attribute, None) if not isinstance(i, dict) else i.get(attribute)
+                 for i in items]
+    if hasattr(d, "__html__") or any(hasattr(i, "__html__") for i in items):
+        return _sql_safe(d).join(items)
+    return str(d).join(str(i) for i in items)
+
+
+def _replace(value: Any, old: Any, new: Any, count: int | None = None) -> str:
+    """Textual replace; into SQL text, a plain replacement is inserted as an escaped value."""
+    limit = -1 if count is None else count
+    if not hasattr(value, "__html__"):
+        return str(value).replace(str(old), str(new), limit)
+    return SqlMarkup(str.replace(str(value), str(old), sql_value(new), limit))
 
 
 def _as_text(value: Any) -> str:

@@ -25,7 +25,9 @@ class SpawnGroup(click.Group):
         except SpawnError as exc:
             app = ctx.obj if isinstance(ctx.obj, App) else None
             if app is not None and app.debug:
-                raise
+                import traceback
+
+                traceback.print_exc()
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
         except BrokenPipeError:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from spawn_db.cli.context import App, pass_app
-from spawn_db.cli.output import info, stream, warn
+from spawn_db.cli.output import info, stream_complete, warn
 
 variables_option = click.option(
     "--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
@@ -53,7 +53,7 @@ def build(app: App, migration_name: str, pinned: bool, variables_path: str | Non
             f"{migration_name} is pinned: `spawn migration apply` renders it from the pin, "
             "not from the working tree shown here; add --pinned to see what will be applied"
         )
-    stream(chunks, trailer="\n")
+    stream_complete(chunks, trailer="\n")
 
 
 @migration.command("pin")

@@ -31,6 +31,29 @@ def stream(chunks: Iterable[str], *, trailer: str = "") -> None:
     out.flush()
 
 
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+def stream_complete(chunks: Iterable[str], *, trailer: str = "") -> None:
+    """Write the output only once all of it rendered, so an error never leaves half.
+
+    The render spools to memory, then to a temporary file past 8 MB, which keeps
+    memory bounded for huge outputs while ``build > file.sql`` or ``build | psql``
+    never sees a truncated script.
+    """
+    import shutil
+    import tempfile
+
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b") as spool:
+        for chunk in chunks:
+            spool.write(chunk.encode("utf-8"))
+        spool.write(trailer.encode("utf-8"))
+        spool.seek(0)
+        sys.stdout.flush()
+        shutil.copyfileobj(spool, sys.stdout.buffer, 1024 * 1024)
+        sys.stdout.buffer.flush()
+
+
 def use_color(stream_is_err: bool = False) -> bool:
     target = sys.stderr if stream_is_err else sys.stdout
     return target.isatty()

@@ -1,0 +1,42 @@
+"""The names compiled templates import at run time, with SQL-safe markup.
+
+Jinja's generated code imports ``Markup``, ``escape``, ``markup_join`` and
+``Macro`` from ``jinja2.runtime``; ``template.SqlCodeGenerator`` points that
+import here, so macro output, ``caller()``, set blocks and ``~`` all produce
+``SqlMarkup`` and never fall back to HTML escaping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import runtime
+from jinja2.exceptions import TemplateNotFound, TemplateRuntimeError
+from jinja2.runtime import LoopContext, TemplateReference, Undefined, identity, str_join
+from jinja2.utils import Namespace, internalcode, missing
+
+from spawn_db.sqlvalue import SqlMarkup, sql_markup
+
+Markup = SqlMarkup
+escape = sql_markup
+
+
+def markup_join(seq: Any) -> str:
+    """``~``: when any part is SQL already, the other parts are escaped as values."""
+    parts = list(seq)
+    if any(hasattr(p, "__html__") for p in parts):
+        return SqlMarkup("").join(parts)
+    return "".join(str(p) for p in parts)
+
+
+class Macro(runtime.Macro):
+    def _invoke(self, arguments: list[Any], autoescape: bool) -> str:
+        rv = super()._invoke(arguments, autoescape)
+        return SqlMarkup(rv) if autoescape else rv
+
+
+__all__ = [
+    "LoopContext", "Macro", "Markup", "Namespace", "TemplateNotFound", "TemplateReference",
+    "TemplateRuntimeError", "Undefined", "escape", "identity", "internalcode", "markup_join",
+    "missing", "str_join",
+]
