@@ -114,3 +114,10 @@ class PostgresNotFound(EmbeddedServerError):
     """No usable PostgreSQL binaries: a setup problem, reported with install commands."""
 
     exit_code = USAGE_EXIT
+
+
+class TestTimedOut(TestError):
+    """A test ran past its timeout; it was stopped and its session terminated."""
+
+    __test__ = False
+    exit_code = FAILURE_EXIT
