@@ -106,6 +106,7 @@ def run_script(
         if reaper is not None:
             reaper(app_name)
     exit_code = proc.wait()
+    _close_pipes(proc)
     return ScriptRun(
         bytes(session.output),
         None if stopped != "ok" else exit_code,
@@ -212,6 +213,10 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     except (ProcessLookupError, PermissionError):
         proc.kill()
     proc.wait()
+    _close_pipes(proc)
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
     for pipe in (proc.stdin, proc.stdout):
         if pipe is not None:
             with contextlib.suppress(OSError):

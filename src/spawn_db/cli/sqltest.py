@@ -9,7 +9,7 @@ import click
 from spawn_db.cli.context import App, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
 from spawn_db.cli.output import emit_json, info, stream, use_color, warn
-from spawn_db.errors import TestError, UsageError
+from spawn_db.errors import TestTimedOut, UsageError
 
 if TYPE_CHECKING:
     from spawn_db.sqltest import TestOutcome, TestRunner
@@ -94,7 +94,7 @@ def run(app: App, name: str, timeout: float, variables_path: str | None) -> None
 
     done = runner.run(name, sink=sink)
     if done.timed_out:
-        raise TestError(runner.timeout_message(name))
+        raise TestTimedOut(runner.timeout_message(name))
 
 
 @test.command("expect")

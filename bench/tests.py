@@ -1,0 +1,280 @@
+"""Benchmark: `spawn test compare` over 100 golden-file tests against a plain loop of psql.
+
+Starts a throwaway PostgreSQL cluster (the real binaries, a Unix socket in a
+temp folder), creates a template database ``bench_template`` that no session
+ever connects to, and generates a spawn project with N tests. Each test copies
+the template (``CREATE DATABASE ... TEMPLATE bench_template``), ``\\c``s into
+the copy, runs a few queries, ``\\c``s back and drops the copy — the pattern
+docs/testing.md recommends. Because nobody is connected to the template,
+tests can copy it concurrently.
+
+Measured in the same run, on the same cluster and the same SQL:
+
+- plain loop: a bash ``for`` loop that pipes each test's SQL (the psql
+  preamble plus the test, exactly what spawn sends) into the real psql,
+  stdout and stderr to one file per test;
+- ``spawn test compare -j 1``;
+- ``spawn test compare`` with the default jobs (the number of CPUs).
+
+Targets (issue 5): ``-j 1`` within 1.2x the plain loop; the default at least
+1.6x faster than ``-j 1`` on 2 cores.
+
+Run from the repository root:  .venv/bin/python bench/tests.py
+Exit status 1 if a target is missed or a comparison does not pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import BenchError, Run, checked, fmt_runs, fmt_s, median_s, run_child
+
+PREAMBLE = "\\set QUIET on\n\\pset pager off\n\\set ON_ERROR_STOP on\n"
+
+TEMPLATE_SQL = """\
+CREATE TABLE customer (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL,
+                       region text NOT NULL);
+CREATE TABLE invoice (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                      customer_id bigint NOT NULL REFERENCES customer, amount numeric(12,2));
+INSERT INTO customer (name, region)
+  SELECT 'customer ' || i, (ARRAY['north', 'south', 'east', 'west'])[1 + i % 4]
+  FROM generate_series(1, 1000) AS i;
+INSERT INTO invoice (customer_id, amount)
+  SELECT 1 + i % 1000, (i % 97) * 1.25 FROM generate_series(1, 5000) AS i;
+CREATE FUNCTION region_total(r text) RETURNS numeric LANGUAGE sql STABLE AS
+  $$ SELECT coalesce(sum(i.amount), 0) FROM invoice i JOIN customer c ON c.id = i.customer_id
+     WHERE c.region = r $$;
+"""
+
+TEST_SQL = """\
+\\set VERBOSITY terse
+DROP DATABASE IF EXISTS bench_{n};
+CREATE DATABASE bench_{n} TEMPLATE bench_template;
+\\c bench_{n}
+INSERT INTO customer (name, region) VALUES ('new customer {n}', 'north');
+INSERT INTO invoice (customer_id, amount)
+  SELECT id, {n} FROM customer WHERE name = 'new customer {n}';
+SELECT region, count(*) AS customers FROM customer GROUP BY region ORDER BY region;
+SELECT region_total('north') AS north_total;
+SELECT name FROM customer ORDER BY id DESC LIMIT 3;
+\\c postgres
+DROP DATABASE bench_{n};
+"""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    bin_dir: Path
+    data: Path
+    socket_dir: Path
+    port: int
+    run_as: list[str]
+
+    @property
+    def psql(self) -> str:
+        return str(self.bin_dir / "psql")
+
+    def psql_argv(self, dbname: str = "postgres") -> list[str]:
+        return [self.psql, "-X", "-h", str(self.socket_dir), "-p", str(self.port),
+                "-U", "postgres", "-d", dbname]
+
+    def sql(self, text: str, dbname: str = "postgres") -> None:
+        subprocess.run([*self.psql_argv(dbname), "-q", "-v", "ON_ERROR_STOP=1"],
+                       input=text, text=True, check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run([*self.run_as, str(self.bin_dir / "pg_ctl"), "-D", str(self.data),
+                        "-m", "immediate", "stop"], capture_output=True, check=False)
+
+
+def find_bin_dir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                   else 0)
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    if initdb is None:
+        raise BenchError("no PostgreSQL server binaries (initdb) found; install postgresql")
+    return Path(initdb).parent
+
+
+def start_cluster(work: Path, fsync: bool) -> Cluster:
+    """initdb + pg_ctl start; as root, the server runs as the `postgres` (or `nobody`) user."""
+    bin_dir = find_bin_dir()
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        user = "postgres" if _user_exists("postgres") else "nobody"
+        run_as = ["runuser", "-u", user, "--"]
+        shutil.chown(work, user)
+    data = work / "data"
+    port = 54329
+    subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+                    "-A", "trust", "-E", "UTF8", "--locale", "C.UTF-8"],
+                   check=True, capture_output=True)
+    options = f"-k {work} -p {port} -c listen_addresses='' -c fsync={'on' if fsync else 'off'}"
+    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l",
+                    str(work / "server.log"), "-o", options, "start"],
+                   check=True, capture_output=True)
+    return Cluster(bin_dir, data, work, port, run_as)
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def make_project(root: Path, cluster: Cluster, count: int) -> list[str]:
+    tests = root / "spawn" / "tests"
+    for folder in ("components", "migrations", "pinned"):
+        (root / "spawn" / folder).mkdir(parents=True)
+    direct = ", ".join(f'"{a}"' for a in cluster.psql_argv())
+    (root / "spawn.toml").write_text(
+        'spawn_folder = "spawn"\ntarget = "bench"\n\n[targets.bench]\n'
+        f'engine = "postgres-psql"\ncommand = {{ kind = "direct", direct = [{direct}] }}\n'
+    )
+    names = []
+    for n in range(count):
+        name = f"t{n:03d}"
+        (tests / name).mkdir(parents=True)
+        (tests / name / "test.sql").write_text(TEST_SQL.format(n=n))
+        names.append(name)
+    return names
+
+
+def plain_loop_script(root: Path, cluster: Cluster, names: list[str]) -> Path:
+    """The baseline: the same bytes spawn sends, through a bash loop of psql processes."""
+    sql_dir = root / "plain"
+    out_dir = root / "plain-out"
+    sql_dir.mkdir()
+    out_dir.mkdir()
+    for name in names:
+        text = (root / "spawn" / "tests" / name / "test.sql").read_text()
+        (sql_dir / f"{name}.sql").write_text(PREAMBLE + text)
+    script = root / "plain-loop.sh"
+    script.write_text(
+        "#!/bin/bash\n"
+        f"cd {shlex.quote(str(root))}\n"
+        "for f in plain/*.sql; do\n"
+        "  n=${f##*/}; n=${n%.sql}\n"
+        f"  {shlex.join(cluster.psql_argv())} < \"$f\" > \"plain-out/$n\" 2>&1\n"
+        "done\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def measure_interleaved(
+    commands: dict[str, list[str]], cwd: Path, rounds: int
+) -> dict[str, list[Run]]:
+    """Each command once per round, in turn, so a busy machine slows all of them alike."""
+    results: dict[str, list[Run]] = {label: [] for label in commands}
+    for _ in range(rounds):
+        for label, argv in commands.items():
+            results[label].append(checked(run_child(argv, cwd=cwd), label))
+    for label, runs in results.items():
+        say(f"  {label:<38} median {fmt_s(median_s(runs))}   runs: {fmt_runs(runs)}")
+    return results
+
+
+def describe_machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--tests", type=int, default=100, help="number of tests (100)")
+    p.add_argument("--runs", type=int, default=3, help="runs per timing, median reported (3)")
+    p.add_argument("--fsync", action="store_true",
+                   help="run the server with fsync=on (default off, like a CI test cluster)")
+    p.add_argument("--keep", action="store_true", help="keep the temp folder")
+    return p.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    work = Path(tempfile.mkdtemp(prefix="spawn-bench-tests-"))
+    work.chmod(0o755)
+    spawn = [sys.executable, "-m", "spawn_db"]
+    cluster = None
+    try:
+        say(f"spawn test compare benchmark — {describe_machine()}")
+        (work / "pg").mkdir()
+        cluster = start_cluster(work / "pg", args.fsync)
+        say(f"server: {cluster.bin_dir} (fsync={'on' if args.fsync else 'off'}), "
+            f"psql: {cluster.psql}")
+        cluster.sql("CREATE DATABASE bench_template;")
+        cluster.sql(TEMPLATE_SQL, "bench_template")
+        project = work / "project"
+        project.mkdir()
+        names = make_project(project, cluster, args.tests)
+        loop = plain_loop_script(project, cluster, names)
+        start = time.perf_counter()
+        checked(run_child([*spawn, "test", "expect", "--yes"], cwd=project), "spawn test expect")
+        say(f"{len(names)} tests; `spawn test expect --yes` (default jobs) took "
+            f"{time.perf_counter() - start:.2f}s")
+        jobs = len(os.sched_getaffinity(0))
+        commands = {
+            "plain loop of psql": ["bash", str(loop)],
+            "spawn test compare -j 1": [*spawn, "test", "compare", "-j", "1"],
+            f"spawn test compare (default: {jobs} jobs)": [*spawn, "test", "compare"],
+        }
+        say(f"timings: whole process, {args.runs} interleaved rounds, median:")
+        timings = measure_interleaved(commands, project, args.runs)
+        plain, one, default = (median_s(runs) for runs in timings.values())
+        same = all((project / "plain-out" / n).read_bytes()
+                   == (project / "spawn" / "tests" / n / "expected").read_bytes() for n in names)
+        say(f"plain loop output identical to spawn's expected files: {same}")
+        ratio_one = one / plain
+        speedup = one / default
+        ok_one = ratio_one <= 1.2
+        ok_par = speedup >= 1.6 or jobs < 2
+        say(f"-j 1 / plain loop = {ratio_one:.2f}x (target <= 1.2x): "
+            f"{'PASS' if ok_one else 'MISS'}")
+        say(f"-j 1 / default    = {speedup:.2f}x faster (target >= 1.6x on 2 cores): "
+            f"{'PASS' if ok_par else 'MISS'}")
+        return 0 if ok_one and ok_par and same else 1
+    except (BenchError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", None)
+        say(f"benchmark failed: {exc}{': ' + str(detail) if detail else ''}")
+        return 1
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        if args.keep:
+            say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
