@@ -104,7 +104,9 @@ def has_binaries(directory: Path) -> bool:
 
 
 def candidates(
-    explicit: str | None = None, environ: Mapping[str, str] | None = None
+    explicit: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    patterns: tuple[str, ...] = VERSIONED_DIRS,
 ) -> Iterator[PgBinaries]:
     """Directories that could serve, best first; an explicit choice is the only one."""
     env = os.environ if environ is None else environ
@@ -116,14 +118,16 @@ def candidates(
         yield PgBinaries(Path(explicit), "postgres_bin")
         return
     seen: set[Path] = set()
-    for directory, source in _discover(env):
+    for directory, source in _discover(env, patterns):
         if directory in seen or not has_binaries(directory):
             continue
         seen.add(directory)
         yield PgBinaries(directory, source)
 
 
-def _discover(env: Mapping[str, str]) -> Iterator[tuple[Path, str]]:
+def _discover(
+    env: Mapping[str, str], patterns: tuple[str, ...]
+) -> Iterator[tuple[Path, str]]:
     for entry in env.get("PATH", "").split(os.pathsep):
         if entry:
             yield Path(entry), "PATH"
@@ -132,7 +136,7 @@ def _discover(env: Mapping[str, str]) -> Iterator[tuple[Path, str]]:
         bindir = _pg_config_bindir(pg_config)
         if bindir:
             yield Path(bindir), "pg_config"
-    for directory in _versioned_dirs():
+    for directory in _versioned_dirs(patterns):
         yield directory, "installed versions"
 
 
@@ -147,10 +151,10 @@ def _pg_config_bindir(pg_config: str) -> str | None:
     return out if done.returncode == 0 and out else None
 
 
-def _versioned_dirs() -> list[Path]:
+def _versioned_dirs(patterns: tuple[str, ...]) -> list[Path]:
     """Every ``<prefix>/<version>/bin`` of the known layouts, newest version first."""
     found: list[tuple[tuple[int, ...], Path]] = []
-    for pattern in VERSIONED_DIRS:
+    for pattern in patterns:
         for match in glob.glob(pattern):
             path = Path(match)
             version = path_version(path)
@@ -170,13 +174,14 @@ def find_binaries(
     *,
     prefer_major: str | None = None,
     environ: Mapping[str, str] | None = None,
+    patterns: tuple[str, ...] = VERSIONED_DIRS,
 ) -> PgBinaries:
     """The binaries to use; with ``prefer_major``, a directory of that major wins.
 
     An existing cluster can only be run by its own major version, so when
     several versions are installed the one matching ``PG_VERSION`` is taken.
     """
-    found = list(candidates(explicit, environ))
+    found = list(candidates(explicit, environ, patterns))
     if len(found) == 1 and found[0].source in (BIN_ENV, "postgres_bin"):
         only = found[0]
         if not has_binaries(only.bin_dir):
@@ -197,9 +202,8 @@ def find_binaries(
     if prefer_major is not None:
         for bins in found:
             hinted = path_version(bins.bin_dir)
-            if hinted is not None and major_of(hinted) != prefer_major:
-                continue
-            if bins.major == prefer_major:
+            major = major_of(hinted) if hinted is not None else bins.major
+            if major == prefer_major:
                 return bins
     return found[0]
 

@@ -1,0 +1,139 @@
+"""Finding the PostgreSQL binaries: real directories, real ``postgres --version``."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from spawn_db.errors import PostgresNotFound
+from spawn_db.pgbin import (
+    BIN_ENV,
+    describe_binaries,
+    find_binaries,
+    major_of,
+    path_version,
+    version_key,
+)
+from tests.helpers import run_spawn
+
+REAL = find_binaries()
+REAL_VERSION = re.search(
+    r"\(PostgreSQL\) (\S+)",
+    subprocess.run([str(REAL.postgres), "--version"], capture_output=True, text=True,
+                   check=True).stdout,
+)
+
+
+def _linked_bin_dir(path: Path) -> Path:
+    """A bin directory whose postgres/initdb/psql are links to the real ones."""
+    path.mkdir(parents=True)
+    for name in ("postgres", "initdb", "psql", "pg_ctl"):
+        (path / name).symlink_to(REAL.tool(name))
+    return path
+
+
+def test_version_helpers() -> None:
+    assert major_of("15.18") == "15"
+    assert major_of("9.6.24") == "9.6"
+    assert major_of("17") == "17"
+    assert version_key("9.6") < version_key("10") < version_key("15.18")
+    assert path_version(Path("/usr/lib/postgresql/15/bin")) == "15"
+    assert path_version(Path("/opt/homebrew/opt/postgresql@16/bin")) == "16"
+    assert path_version(Path("/usr/pgsql-13/bin")) == "13"
+    assert path_version(Path("/usr/bin")) is None
+    assert path_version(Path("/home/me/py3.11/bin")) is None
+
+
+def test_real_binaries_report_their_version() -> None:
+    assert REAL_VERSION is not None
+    assert REAL.version == REAL_VERSION.group(1)
+    assert REAL.major == major_of(REAL_VERSION.group(1))
+    assert REAL.psql == REAL.bin_dir / "psql"
+
+
+def test_path_wins_over_installed_versions(tmp_path: Path) -> None:
+    mine = _linked_bin_dir(tmp_path / "bin")
+    found = find_binaries(environ={"PATH": f"/nonexistent:{mine}"})
+    assert (found.bin_dir, found.source) == (mine, "PATH")
+
+
+def test_debian_psql_wrapper_dir_is_skipped(tmp_path: Path) -> None:
+    wrapper_only = tmp_path / "usr-bin"
+    wrapper_only.mkdir()
+    (wrapper_only / "psql").symlink_to(REAL.psql)
+    found = find_binaries(environ={"PATH": str(wrapper_only)})
+    assert found.bin_dir != wrapper_only
+    assert (found.bin_dir / "postgres").is_file()
+
+
+def test_versioned_dirs_newest_first_and_preferred_major(tmp_path: Path) -> None:
+    for version in ("9.6", "14", "16"):
+        _linked_bin_dir(tmp_path / version / "bin")
+    patterns = (f"{tmp_path}/*/bin",)
+    empty = {"PATH": str(tmp_path / "nothing")}
+    newest = find_binaries(environ=empty, patterns=patterns)
+    assert (newest.bin_dir, newest.source) == (tmp_path / "16" / "bin", "installed versions")
+    older = find_binaries(environ=empty, patterns=patterns, prefer_major="14")
+    assert older.bin_dir == tmp_path / "14" / "bin"
+    oldest = find_binaries(environ=empty, patterns=patterns, prefer_major="9.6")
+    assert oldest.bin_dir == tmp_path / "9.6" / "bin"
+    absent = find_binaries(environ=empty, patterns=patterns, prefer_major="12")
+    assert absent.bin_dir == tmp_path / "16" / "bin"
+
+
+def test_explicit_directory_is_the_only_candidate(tmp_path: Path) -> None:
+    mine = _linked_bin_dir(tmp_path / "chosen")
+    assert find_binaries(str(mine), environ={"PATH": ""}).source == "postgres_bin"
+    from_env = find_binaries(str(tmp_path / "ignored"), environ={BIN_ENV: str(mine)})
+    assert (from_env.bin_dir, from_env.source) == (mine, BIN_ENV)
+
+
+def test_empty_explicit_directory_gives_install_message(tmp_path: Path) -> None:
+    with pytest.raises(PostgresNotFound) as caught:
+        find_binaries(str(tmp_path))
+    message = caught.value.message
+    assert message.startswith(f"`postgres_bin` {tmp_path} has no PostgreSQL binaries "
+                              "(missing: postgres, initdb, psql); install them:\n")
+    assert "  Debian/Ubuntu: sudo apt-get install postgresql\n" in message
+    assert "  macOS:         brew install postgresql@16\n" in message
+    assert 'command = { kind = "direct", direct = ["psql", "-h", "localhost"' in message
+    assert caught.value.exit_code == 2
+
+
+def test_nothing_anywhere_gives_install_message(tmp_path: Path) -> None:
+    with pytest.raises(PostgresNotFound) as caught:
+        find_binaries(environ={"PATH": str(tmp_path)}, patterns=())
+    assert caught.value.message.startswith(
+        "no PostgreSQL binaries (postgres, initdb, psql) found in PATH, `pg_config --bindir` "
+        "or /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin; install them:\n"
+    )
+
+
+def test_describe_binaries() -> None:
+    assert REAL_VERSION is not None
+    assert describe_binaries() == f"PostgreSQL {REAL_VERSION.group(1)} binaries: {REAL.bin_dir}"
+
+
+def test_describe_binaries_none_found(tmp_path: Path) -> None:
+    assert describe_binaries({BIN_ENV: str(tmp_path)}) == (
+        "PostgreSQL binaries: none found (Debian/Ubuntu: sudo apt-get install postgresql; "
+        "macOS: brew install postgresql@16)"
+    )
+
+
+def test_spawn_version_names_the_binaries(tmp_path: Path) -> None:
+    discovered = find_binaries(
+        environ={k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
+    )
+    result = run_spawn("--version", cwd=tmp_path)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("spawn ")
+    assert lines[1] == f"PostgreSQL {discovered.version} binaries: {discovered.bin_dir}"
+
+    missing = run_spawn("--version", cwd=tmp_path, env={BIN_ENV: str(tmp_path)})
+    assert missing.stdout.splitlines()[1].startswith("PostgreSQL binaries: none found")
