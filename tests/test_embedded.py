@@ -375,6 +375,21 @@ def test_long_project_path_moves_the_socket_to_tmp(long_project: EmbeddedProject
     assert (Path(socket_dir).stat().st_mode & 0o777) == 0o700
 
 
+def test_planted_tmp_socket_dir_is_refused(long_project: EmbeddedProject) -> None:
+    config = load_config(Overrides(config_file=str(long_project.root / "spawn.toml")))
+    socket_dir = embedded.project_cluster(config, config.target()).socket_dir
+    socket_dir.mkdir()
+    os.chmod(socket_dir, 0o777)
+    result = long_project.run("db", "start")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {socket_dir} belongs to {pwd.getpwuid(os.geteuid()).pw_name} or is writable "
+        "by others, so spawn will not put its server's files there; remove it and retry\n"
+    )
+    socket_dir.rmdir()
+    assert _ok(long_project.run("db", "shell", "-Atc", "select 1")).stdout == "1\n"
+
+
 def test_server_user_and_private_project_folder() -> None:
     """As root the server runs as ``postgres``, and a project inside a folder it cannot
     enter (mode 0700, owned by root) keeps its cluster in /var/tmp. As a normal user the

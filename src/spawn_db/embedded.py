@@ -310,9 +310,10 @@ def _clear_stale(cluster: Cluster) -> None:
     """Handle a ``postmaster.pid`` whose server is not ready.
 
     A live server of this data directory (starting, recovering) is waited
-    for, or restarted when its socket vanished; a pid now used by another
-    program (after a reboot) is a stale file spawn removes. A dead pid is left
-    for PostgreSQL, which then checks the old shared memory is unused.
+    for, or restarted when its socket vanished. A pid PostgreSQL would take
+    for a live server although it is not one (a zombie nobody reaped, another
+    program after a reboot) is retired. A dead pid is left to PostgreSQL,
+    which then checks that the old server's shared memory is unused.
     """
     found = read_pidfile(cluster.data_dir)
     if found is None:
@@ -431,8 +432,10 @@ def init_cluster(cluster: Cluster, bins: PgBinaries, run_as: RunAs | None) -> No
     """``initdb`` into a scratch directory renamed into place, so a kill leaves no half cluster."""
     data_dir = cluster.data_dir
     scratch = data_dir.with_name(data_dir.name + ".initdb")
-    parent_owner = None if data_dir.parent == cluster.lock_path.parent else run_as
-    _make_dir(data_dir.parent, parent_owner, mode=0o755)
+    outside = data_dir.parent != cluster.lock_path.parent
+    _make_dir(data_dir.parent, run_as if outside else None, mode=0o755)
+    if outside:
+        _check_private(data_dir.parent, run_as)
     if scratch.exists():
         shutil.rmtree(scratch)
     _make_dir(scratch, run_as, mode=0o700)
@@ -599,12 +602,17 @@ def _make_dir(path: Path, run_as: RunAs | None, *, mode: int) -> None:
 def _prepare_socket_dir(path: Path, run_as: RunAs | None) -> None:
     """A private directory for the socket; a foreign one in /tmp is refused, not used."""
     _make_dir(path, run_as, mode=0o700)
+    _check_private(path, run_as)
+
+
+def _check_private(path: Path, run_as: RunAs | None) -> None:
+    """A folder in /tmp or /var/tmp must be the server user's alone, not planted by others."""
     st = path.stat()
     owner = run_as.uid if run_as else os.geteuid()
     if st.st_uid != owner or st.st_mode & 0o022:
         raise EmbeddedServerError(
-            f"socket directory {path} belongs to {_user_name(st.st_uid)} or is writable by "
-            f"others; remove it and retry"
+            f"{path} belongs to {_user_name(st.st_uid)} or is writable by others, so spawn "
+            f"will not put its server's files there; remove it and retry"
         )
 
 
