@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -83,22 +83,6 @@ def checked(run: Run, what: str) -> Run:
         last = run.stderr.strip().splitlines()[-1:] or ["(no stderr)"]
         raise BenchError(f"{what} exited {run.exit_code}: {last[0]}")
     return run
-
-
-def repeat(
-    times: int,
-    measure: Callable[[], Run],
-    *,
-    what: str,
-    before: Callable[[], None] | None = None,
-) -> list[Run]:
-    """``times`` checked runs of ``measure``, calling ``before`` (untimed) ahead of each."""
-    runs = []
-    for _ in range(times):
-        if before is not None:
-            before()
-        runs.append(checked(measure(), what))
-    return runs
 
 
 def median_s(runs: Sequence[Run]) -> float:

@@ -39,7 +39,6 @@ from _common import (
     fmt_runs,
     fmt_s,
     median_s,
-    repeat,
     run_child,
 )
 
@@ -242,6 +241,24 @@ def loop_count(target_bytes: int) -> int:
 
 # --- measurements --------------------------------------------------------------
 
+class Samples:
+    """Runs per measurement; every round takes one of each, so all see the same machine."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, list[Run]] = {}
+
+    def add(self, key: str, run: Run) -> None:
+        self.runs.setdefault(key, []).append(checked(run, key))
+
+    def median(self, key: str) -> float:
+        return median_s(self.runs[key])
+
+    def line(self, label: str, key: str, extra: str = "") -> str:
+        runs = self.runs[key]
+        rss = max(r.max_rss_kb for r in runs) / 1024
+        return f"{label:<38} {fmt_s(median_s(runs))}   [{fmt_runs(runs)}]  RSS {rss:.0f} MB{extra}"
+
+
 def clear_pinned(bench: Bench) -> None:
     for entry in bench.pinned.iterdir():
         if entry.is_dir():
@@ -264,26 +281,73 @@ def lock_of(bench: Bench, migration: str) -> str:
     return (bench.project / "spawn/migrations" / migration / "lock.toml").read_text().strip()
 
 
-def measure_tree_baselines(bench: Bench) -> tuple[float, float]:
-    runs = bench.args.runs
-    copy_to = bench.scratch / "cp_dest"
+def check_builds_agree(bench: Bench, migration: str) -> int:
+    """Pin once, then check pinned and unpinned builds print the same SQL; return its size."""
+    checked(bench.run(bench.spawn, "migration", "pin", migration), "first pin")
+    outputs = []
+    for flag in ([], ["--pinned"]):
+        done = subprocess.run([bench.spawn, "migration", "build", migration, *flag],
+                              cwd=bench.project, env=bench.env, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"build {flag} failed: {done.stderr.decode().strip()}")
+        outputs.append(done.stdout)
+    if outputs[0] != outputs[1]:
+        bench.fail("build pinned == unpinned", "pinned and unpinned builds differ")
+    return len(outputs[0])
 
-    def fresh_copy() -> None:
-        shutil.rmtree(copy_to, ignore_errors=True)
-        os.sync()
 
-    cp = repeat(runs, lambda: bench.run("cp", "-r", str(bench.components), str(copy_to)),
-                what="cp -r", before=fresh_copy)
-    sha = repeat(runs, lambda: bench.run("bash", "-c", SHA256_TREE), what="sha256sum")
-    py = repeat(runs, lambda: bench.run(bench.python, "-c", PY_READ_HASH, str(bench.components)),
-                what="python read+xxh3")
+def measure_round(bench: Bench, migration: str, samples: Samples, roots: set[str]) -> list[str]:
+    """One run of every pin/build measurement and baseline; return objects a re-pin touched."""
+    spawn, copy_to = bench.spawn, bench.scratch / "cp_dest"
     shutil.rmtree(copy_to, ignore_errors=True)
+    os.sync()
+    samples.add("cp -r", bench.run("cp", "-r", str(bench.components), str(copy_to)))
+    samples.add("sha256sum", bench.run("bash", "-c", SHA256_TREE))
+    samples.add("python read+xxh3",
+                bench.run(bench.python, "-c", PY_READ_HASH, str(bench.components)))
+    clear_pinned(bench)
+    samples.add("cold pin", bench.run(spawn, "migration", "pin", migration))
+    roots.add(lock_of(bench, migration))
+    before = object_stats(bench.pinned)
+    os.sync()
+    samples.add("warm re-pin", bench.run(spawn, "migration", "pin", migration))
+    roots.add(lock_of(bench, migration))
+    after = object_stats(bench.pinned)
+    samples.add("build", bench.run(spawn, "migration", "build", migration))
+    samples.add("build --pinned", bench.run(spawn, "migration", "build", migration, "--pinned"))
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def measure_pin_and_build(bench: Bench, migration: str) -> None:
+    size = check_builds_agree(bench, migration)
+    samples, roots, touched = Samples(), set[str](), []
+    for _ in range(bench.args.runs):
+        touched += measure_round(bench, migration, samples, roots)
+    objects = sum(1 for p in bench.pinned.rglob("*") if p.is_file() and p.name != ".gitkeep")
+    sha, py = samples.median("sha256sum"), samples.median("python read+xxh3")
     say("baselines on the same tree (each includes its own process start-up)")
-    say(f"  cp -r components/                     {fmt_s(median_s(cp))}   [{fmt_runs(cp)}]")
-    say(f"  find | xargs sha256sum  (read+hash)   {fmt_s(median_s(sha))}   [{fmt_runs(sha)}]")
-    say(f"  python read + xxh3_128  (read+hash)   {fmt_s(median_s(py))}   [{fmt_runs(py)}]")
+    say(samples.line("  cp -r components/", "cp -r"))
+    say(samples.line("  find | xargs sha256sum  (read+hash)", "sha256sum"))
+    say(samples.line("  python read + xxh3_128  (read+hash)", "python read+xxh3"))
     say()
-    return median_s(sha), median_s(py)
+    say(samples.line("1. cold pin (empty pinned/)", "cold pin", f", {objects} objects"))
+    compare_to_hash(bench, "cold pin", samples.median("cold pin"), 2, sha, py)
+    say(samples.line("2. warm re-pin (nothing changed)", "warm re-pin"))
+    if touched:
+        bench.fail("warm re-pin rewrites nothing",
+                   f"VIOLATION: warm re-pin rewrote {len(touched)} entries under pinned/, "
+                   f"e.g. {touched[:3]}")
+    else:
+        bench.verdicts.append(Verdict("warm re-pin rewrites nothing", "no object touched", True))
+        say(f"    {'no object rewritten (inode/mtime/ctime/size unchanged)':<58} PASS")
+    if len(roots) != 1:
+        bench.fail("pin deterministic", f"pins gave different roots: {sorted(roots)}")
+    compare_to_hash(bench, "warm re-pin", samples.median("warm re-pin"), 1, sha, py)
+    say(samples.line("3. build unpinned > /dev/null", "build", f", {size / 1024:.0f} KiB SQL"))
+    say(samples.line("3. build --pinned > /dev/null", "build --pinned"))
+    value = samples.median("build --pinned")
+    bench.judge("pinned build", value, 1.0,
+                f"{bench.args.includes} includes, pinned: {value:.3f} s  (target < 1 s)")
 
 
 def compare_to_hash(bench: Bench, name: str, value: float, factor: float,
@@ -291,74 +355,6 @@ def compare_to_hash(bench: Bench, name: str, value: float, factor: float,
     for label, base in (("sha256sum", sha), ("python read+xxh3", py)):
         bench.judge(f"{name} vs {label}", value / base, factor,
                     f"vs {label:<17} {value / base:5.2f}x  (target <= {factor:g}x)")
-
-
-def measure_cold_pin(bench: Bench, migration: str, sha: float, py: float) -> str:
-    roots: set[str] = set()
-    runs = []
-    for _ in range(bench.args.runs):
-        clear_pinned(bench)
-        runs.append(checked(bench.run(bench.spawn, "migration", "pin", migration), "cold pin"))
-        roots.add(lock_of(bench, migration))
-    objects = sum(1 for p in bench.pinned.rglob("*") if p.is_file() and p.name != ".gitkeep")
-    rss = max(r.max_rss_kb for r in runs) / 1024
-    say(f"1. cold pin (empty pinned/)            {fmt_s(median_s(runs))}   [{fmt_runs(runs)}]"
-        f"  {objects} objects, peak RSS {rss:.0f} MB")
-    if len(roots) != 1:
-        bench.fail("cold pin deterministic", f"cold pins gave different roots: {sorted(roots)}")
-    compare_to_hash(bench, "cold pin", median_s(runs), 2, sha, py)
-    return roots.pop()
-
-
-def measure_warm_pin(bench: Bench, migration: str, root: str, sha: float, py: float) -> None:
-    runs, rewritten = [], 0
-    for _ in range(bench.args.runs):
-        before = object_stats(bench.pinned)
-        os.sync()
-        runs.append(checked(bench.run(bench.spawn, "migration", "pin", migration), "warm re-pin"))
-        after = object_stats(bench.pinned)
-        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-        rewritten += len(changed)
-        if changed:
-            bench.fail("warm re-pin rewrites nothing",
-                       f"VIOLATION: warm re-pin touched {len(changed)} entries under pinned/, "
-                       f"e.g. {changed[:3]}")
-        if (now := lock_of(bench, migration)) != root:
-            bench.fail("warm re-pin root", f"warm re-pin changed the root: {now}")
-    say(f"2. warm re-pin (nothing changed)        {fmt_s(median_s(runs))}   [{fmt_runs(runs)}]"
-        f"  objects rewritten: {rewritten}")
-    if not rewritten:
-        bench.verdicts.append(Verdict("warm re-pin rewrites nothing",
-                                      "inode, mtime, ctime, size of every object unchanged", True))
-        say(f"    {'no object rewritten (inode/mtime/ctime/size unchanged)':<58} PASS")
-    compare_to_hash(bench, "warm re-pin", median_s(runs), 1, sha, py)
-
-
-def build_command(bench: Bench, migration: str, flag: list[str]) -> Callable[[], Run]:
-    return lambda: bench.run(bench.spawn, "migration", "build", migration, *flag)
-
-
-def measure_builds(bench: Bench, migration: str) -> None:
-    outputs = {}
-    for flag in ([], ["--pinned"]):
-        done = subprocess.run([bench.spawn, "migration", "build", migration, *flag],
-                              cwd=bench.project, env=bench.env, capture_output=True, check=False)
-        if done.returncode != 0:
-            raise BenchError(f"build {flag} failed: {done.stderr.decode().strip()}")
-        outputs[bool(flag)] = done.stdout
-    if outputs[False] != outputs[True]:
-        bench.fail("build pinned == unpinned", "pinned and unpinned builds differ")
-    size = len(outputs[True]) / 1024
-    for label, flag in (("unpinned", []), ("--pinned", ["--pinned"])):
-        runs = repeat(bench.args.runs, build_command(bench, migration, flag),
-                      what=f"build {label}")
-        rss = max(r.max_rss_kb for r in runs) / 1024
-        say(f"3. build {label:<9} > /dev/null          {fmt_s(median_s(runs))}   "
-            f"[{fmt_runs(runs)}]  {size:.0f} KiB SQL, peak RSS {rss:.0f} MB")
-        if flag:
-            value = median_s(runs)
-            bench.judge("pinned build", value, 1.0,
-                        f"{bench.args.includes} includes, pinned: {value:.3f} s  (target < 1 s)")
 
 
 def measure_startup(bench: Bench) -> None:
@@ -454,25 +450,20 @@ def main() -> int:
         big, loop, files, total = generate(bench)
         say(f"project: {project} — {files} files in components/ ({total / 2**20:.1f} MiB, "
             f"{args.folders} folders), migration {big} with {args.includes} includes")
-        say(f"timings: median of {args.runs} runs (start-up: {args.startup_runs}); page cache "
-            "warm; os.sync() before each write-heavy run")
+        say(f"timings: median of {args.runs} interleaved rounds (start-up: {args.startup_runs} "
+            "pairs); page cache warm; os.sync() before each write-heavy run")
         say()
-        sha, py = measure_tree_baselines(bench)
-        root = measure_cold_pin(bench, big, sha, py)
-        steps: list[Callable[[], None]] = [
-            lambda: measure_warm_pin(bench, big, root, sha, py),
-            lambda: measure_builds(bench, big),
-            lambda: measure_startup(bench),
-        ]
-        if args.skip_memory:
-            say("5. large-render memory check skipped (--skip-memory)")
-        else:
+        measure_pin_and_build(bench, big)
+        steps: list[Callable[[], None]] = [lambda: measure_startup(bench)]
+        if not args.skip_memory:
             steps.append(lambda: measure_memory(bench, loop))
         for step in steps:
             try:
                 step()
             except BenchError as exc:
                 bench.fail("step ran", f"FAILED: {exc}")
+        if args.skip_memory:
+            say("5. large-render memory check skipped (--skip-memory)")
     except BenchError as exc:
         bench.fail("benchmark ran", f"ABORTED: {exc}")
     finally:
