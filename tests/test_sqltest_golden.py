@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from spawn_db.golden import diff
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_equal_texts_have_no_diff() -> None:
@@ -66,3 +72,20 @@ def test_leading_and_trailing_blanks_of_psql_output_stay_visible() -> None:
 
 def test_empty_expected_against_output() -> None:
     assert diff("", "one\n").text() == "@@ -0,0 +1 @@\n      1 +|one\n"
+
+
+def test_cli_default_timeout_matches_the_library() -> None:
+    from spawn_db.cli.sqltest import DEFAULT_TIMEOUT_SECONDS
+    from spawn_db.sqltest import DEFAULT_TIMEOUT
+
+    assert DEFAULT_TIMEOUT_SECONDS == DEFAULT_TIMEOUT
+
+
+def test_github_workflow_is_valid_and_runs_check_and_junit_compare() -> None:
+    workflow = yaml.safe_load((DOCS / "github-actions.yml").read_text())
+    job = workflow["jobs"]["spawn"]
+    assert job["services"]["postgres"]["image"].startswith("postgres:")
+    commands = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "pip install spawn-db" in commands
+    assert "spawn check" in commands
+    assert "spawn test compare --junit spawn-tests.xml" in commands

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -268,8 +269,8 @@ def test_a_hanging_test_is_stopped_and_leaves_no_backend(db_project: Any) -> Non
         "[FAIL] hangs",
         "[PASS] quick",
         "",
-        "hangs: test hangs did not finish within 2s and was stopped (its session was "
-        "terminated); make it faster or raise --timeout",
+        "hangs: did not finish within 2s and was stopped (its session was terminated); "
+        "make it faster or raise --timeout",
         "2 tests: 1 passed, 1 failed",
     ]
     assert elapsed < 20
@@ -312,8 +313,10 @@ def test_expect_does_not_write_when_the_test_times_out(db_project: Any) -> None:
     expected_path(db_project, "hangs").write_text("old\n")
     result = db_project.run("test", "expect", "hangs", "--timeout", "1")
     assert result.exit_code == 1
-    assert "hangs: test hangs did not finish within 1s" in result.stderr
-    assert "spawn/tests/hangs/expected was not written" in result.stderr
+    assert result.stderr == (
+        "error: hangs: did not finish within 1s and was stopped (its session was terminated); "
+        "make it faster or raise --timeout; spawn/tests/hangs/expected was not written\n"
+    )
     assert expected_path(db_project, "hangs").read_text() == "old\n"
 
 
@@ -377,6 +380,16 @@ def test_junit_report_parses(db_project: Any, tmp_path: Path) -> None:
     error = cases["bad-template"].find("error")
     assert error is not None and "spawn/tests/bad-template/test.sql:1" in (error.text or "")
     assert all(float(case.get("time") or "x") >= 0 for case in cases.values())
+
+
+def test_junit_into_a_missing_folder_is_refused_before_running(db_project: Any) -> None:
+    db_project.add_test("ok", "SELECT 1 AS answer;\n")
+    result = db_project.run("test", "compare", "--junit", "reports/junit.xml")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: cannot write --junit reports/junit.xml: folder "
+        f"{db_project.root / 'reports'} does not exist; create it first\n"
+    )
 
 
 def test_a_macro_from_components_via_from_import(db_project: Any) -> None:
@@ -464,6 +477,27 @@ def test_compare_is_coloured_on_a_terminal_and_plain_when_piped(db_project: Any)
     assert "\x1b[32m      3 +|      2\x1b[0m" in coloured
     piped = db_project.run("test", "compare")
     assert "\x1b" not in piped.stdout and "[FAIL] x" in piped.stdout
+    no_color = run_on_terminal(db_project.root, ["test", "compare"], env={"NO_COLOR": "1"})
+    assert "\x1b" not in no_color and "[FAIL] x" in no_color
+
+
+def test_interrupting_compare_leaves_no_backend(db_project: Any) -> None:
+    for name in ("h1", "h2", "h3"):
+        db_project.add_test(name, "SELECT pg_sleep(60);\n")
+    database = db_project.database
+    for jobs in ("1", "2"):
+        proc = subprocess.Popen([*SPAWN, "test", "compare", "-j", jobs], cwd=db_project.root,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 20
+        while backends(database, "spawn-test-%") != jobs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert backends(database, "spawn-test-%") == jobs
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 1
+        assert output.endswith("Aborted!\n")
+        assert backends(database, "spawn-test-%") == "0"
 
 
 def test_unknown_test_is_a_usage_error(db_project: Any) -> None:
@@ -483,13 +517,16 @@ def test_no_tests_is_an_empty_passing_report(db_project: Any) -> None:
     assert (result.exit_code, report(result)) == (0, ["0 tests: 0 passed, 0 failed"])
 
 
-def run_on_terminal(cwd: Path, args: list[str], answer: str = "") -> str:
+def run_on_terminal(
+    cwd: Path, args: list[str], answer: str = "", env: dict[str, str] | None = None
+) -> str:
     """Run spawn with a pseudo-terminal as stdin and stdout; return what it printed."""
     main, secondary = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
-    env.pop("NO_COLOR", None)
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith("SPAWN_") and k != "NO_COLOR"}
+    full_env.update(env or {})
     proc = subprocess.Popen([*SPAWN, *args], cwd=cwd, stdin=secondary, stdout=secondary,
-                            stderr=secondary, env=env, close_fds=True)
+                            stderr=secondary, env=full_env, close_fds=True)
     os.close(secondary)
     if answer:
         os.write(main, answer.encode())

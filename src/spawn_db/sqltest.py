@@ -194,9 +194,9 @@ class TestRunner:
         except SpawnError as exc:
             return ExpectResult(name, path, None, exc.message)
         if done.timed_out:
-            return ExpectResult(name, path, done, self.timeout_message(name))
+            return ExpectResult(name, path, done, self.timeout_note())
         if done.exit_code is None:
-            return ExpectResult(name, path, done, f"test {name} was interrupted")
+            return ExpectResult(name, path, done, "was interrupted")
         atomic_write(path, done.output)
         return ExpectResult(name, path, done)
 
@@ -214,10 +214,10 @@ class TestRunner:
         actual = done.text
         if done.timed_out:
             return TestOutcome(name, "timeout", actual, expected, Diff((), 1), done.duration,
-                               self.timeout_message(name), done.exit_code)
+                               self.timeout_note(), done.exit_code)
         if done.exit_code is None:
             return TestOutcome(name, "error", actual, expected, Diff((), 1), done.duration,
-                               f"test {name} was interrupted")
+                               "was interrupted")
         if expected_bytes is None or expected is None:
             return TestOutcome(
                 name, "missing", actual, None, Diff((), 1), done.duration,
@@ -231,9 +231,12 @@ class TestRunner:
                            done.duration, _exit_note(done.exit_code), done.exit_code)
 
     def timeout_message(self, name: str) -> str:
+        return f"test {name} {self.timeout_note()}"
+
+    def timeout_note(self) -> str:
         return (
-            f"test {name} did not finish within {self.timeout:g}s and was stopped (its "
-            "session was terminated); make it faster or raise --timeout"
+            f"did not finish within {self.timeout:g}s and was stopped (its session was "
+            "terminated); make it faster or raise --timeout"
         )
 
 

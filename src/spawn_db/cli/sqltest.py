@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from spawn_db.sqltest import TestOutcome, TestRunner
 
 # Kept equal to spawn_db.sqltest.DEFAULT_TIMEOUT without importing it, so --help stays fast.
-DEFAULT_TIMEOUT_TEXT = 300.0
+DEFAULT_TIMEOUT_SECONDS = 300
 
 
 @click.group()
@@ -52,7 +53,7 @@ jobs_option = click.option(
     help="Tests to run at the same time (default: the number of CPUs).",
 )
 timeout_option = click.option(
-    "--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_TEXT, show_default=True,
+    "--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_SECONDS, show_default=True,
     metavar="SECONDS",
     help="Stop a test that runs longer and terminate its session (0: no limit).",
 )
@@ -129,8 +130,8 @@ def expect(
                      "connection failed or was lost); check the recorded output")
         else:
             failed += 1
-            warn(f"{result.name}: {result.error}; {runner.project.display(result.path)} "
-                 "was not written")
+            click.echo(f"error: {result.name}: {result.error}; "
+                       f"{runner.project.display(result.path)} was not written", err=True)
     if failed:
         raise SystemExit(1)
 
@@ -176,9 +177,11 @@ def compare(
     from spawn_db.sqltest import compare_tests
 
     start = time.monotonic()
+    if junit_path:
+        _check_writable_folder(junit_path)
     runner = _runner(app, variables_path, timeout)
     names = runner.test_names(name)
-    color = fmt == "text" and use_color()
+    color = fmt == "text" and use_color() and not os.environ.get("NO_COLOR")
     outcomes = []
     for outcome in compare_tests(runner, names, jobs=_jobs(jobs)):
         outcomes.append(outcome)
@@ -236,16 +239,23 @@ def _summary_line(outcomes: list[TestOutcome], duration: float) -> str:
             f"in {duration:.2f}s")
 
 
+def _check_writable_folder(path: str) -> None:
+    """Refuse a --junit path whose folder is missing before any test runs, not after."""
+    from pathlib import Path
+
+    folder = Path(path).absolute().parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write --junit {path}: folder {folder} does not exist; "
+                         "create it first")
+
+
 def _write_junit(path: str, outcomes: list[TestOutcome], duration: float) -> None:
     from pathlib import Path
 
     from spawn_db.fsutil import atomic_write
     from spawn_db.sqltest_report import junit_xml
 
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise UsageError(f"cannot write --junit {path}: folder {target.parent} does not exist")
-    atomic_write(target, junit_xml(outcomes, duration))
+    atomic_write(Path(path), junit_xml(outcomes, duration))
 
 
 def _style(text: str, color: bool, **styles: Any) -> str:
