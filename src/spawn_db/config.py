@@ -156,8 +156,17 @@ def toml_error_location(path: Path, exc: tomllib.TOMLDecodeError) -> str:
     return f"{path}:{found.group(1)}" if found else str(path)
 
 
+def _current_directory() -> Path:
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise ConfigError(
+            "the current directory no longer exists; cd into your project and try again"
+        ) from None
+
+
 def find_config_file(overrides: Overrides, cwd: Path | None = None) -> Path:
-    base = cwd or Path.cwd()
+    base = cwd or _current_directory()
     path = Path(overrides.config_file) if overrides.config_file else Path(CONFIG_FILE_NAME)
     path = path if path.is_absolute() else base / path
     if not path.is_file():
