@@ -17,7 +17,9 @@ Measured in the same run, on the same cluster and the same SQL:
 - ``spawn test compare`` with the default jobs (the number of CPUs).
 
 Targets (issue 5): ``-j 1`` within 1.2x the plain loop; the default at least
-1.6x faster than ``-j 1`` on 2 cores.
+1.6x faster than ``-j 1`` on 2 cores. The three commands run in turn in each
+round, and the verdict uses the median over rounds of the ratio within a
+round, which holds up best on a machine shared with other work.
 
 Run from the repository root:  .venv/bin/python bench/tests.py
 Exit status 1 if a target is missed or a comparison does not pass.
@@ -30,6 +32,7 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -188,14 +191,22 @@ def say(text: str = "") -> None:
 def measure_interleaved(
     commands: dict[str, list[str]], cwd: Path, rounds: int
 ) -> dict[str, list[Run]]:
-    """Each command once per round, in turn, so a busy machine slows all of them alike."""
+    """Each command once per round, in turn (rotated each round), so a busy machine
+    slows all of them alike."""
     results: dict[str, list[Run]] = {label: [] for label in commands}
-    for _ in range(rounds):
-        for label, argv in commands.items():
-            results[label].append(checked(run_child(argv, cwd=cwd), label))
+    labels = list(commands)
+    for round_no in range(rounds):
+        shift = round_no % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            results[label].append(checked(run_child(commands[label], cwd=cwd), label))
     for label, runs in results.items():
-        say(f"  {label:<38} median {fmt_s(median_s(runs))}   runs: {fmt_runs(runs)}")
+        say(f"  {label:<38} median {fmt_s(median_s(runs))}  best {fmt_s(min_s(runs))}   "
+            f"runs: {fmt_runs(runs)}")
     return results
+
+
+def min_s(runs: list[Run]) -> float:
+    return min(r.seconds for r in runs)
 
 
 def describe_machine() -> str:
@@ -248,14 +259,23 @@ def main() -> int:
             "spawn test compare -j 1": [*spawn, "test", "compare", "-j", "1"],
             f"spawn test compare (default: {jobs} jobs)": [*spawn, "test", "compare"],
         }
-        say(f"timings: whole process, {args.runs} interleaved rounds, median:")
+        say(f"timings: whole process, {args.runs} interleaved rounds:")
         timings = measure_interleaved(commands, project, args.runs)
-        plain, one, default = (median_s(runs) for runs in timings.values())
+        plain_runs, one_runs, default_runs = timings.values()
         same = all((project / "plain-out" / n).read_bytes()
                    == (project / "spawn" / "tests" / n / "expected").read_bytes() for n in names)
         say(f"plain loop output identical to spawn's expected files: {same}")
-        ratio_one = one / plain
-        speedup = one / default
+        # Ratios within a round compare runs made seconds apart, so load that comes
+        # and goes on a shared machine cancels out better than in ratios of medians.
+        ratio_one = statistics.median(
+            o.seconds / p.seconds for o, p in zip(one_runs, plain_runs, strict=True))
+        speedup = statistics.median(
+            o.seconds / d.seconds for o, d in zip(one_runs, default_runs, strict=True))
+        say(f"ratios of medians: -j 1 / plain {median_s(one_runs) / median_s(plain_runs):.2f}x, "
+            f"-j 1 / default {median_s(one_runs) / median_s(default_runs):.2f}x; "
+            f"of best runs: {min_s(one_runs) / min_s(plain_runs):.2f}x, "
+            f"{min_s(one_runs) / min_s(default_runs):.2f}x")
+        say("median of per-round ratios:")
         ok_one = ratio_one <= 1.2
         ok_par = speedup >= 1.6 or jobs < 2
         say(f"-j 1 / plain loop = {ratio_one:.2f}x (target <= 1.2x): "

@@ -512,6 +512,23 @@ def test_unknown_test_is_a_usage_error(db_project: Any) -> None:
         )
 
 
+def test_a_target_command_that_cannot_start_stops_the_run(db_project: Any) -> None:
+    db_project.add_test("a", "SELECT 1;\n")
+    db_project.add_test("b", "SELECT 1;\n")
+    text = db_project.config_path.read_text()
+    db_project.config_path.write_text(
+        text.replace(f'"{db_project.database.psql}"', '"/nonexistent/psql"')
+    )
+    for args in (["compare"], ["compare", "-j", "2"], ["expect", "--yes"], ["run", "a"]):
+        result = db_project.run("test", *args)
+        assert result.exit_code == 2, args
+        assert result.stderr == (
+            "error: cannot run '/nonexistent/psql': No such file or directory; check the "
+            "target's `command` in spawn.toml\n"
+        ), args
+        assert "[PASS]" not in result.stdout and "[FAIL]" not in result.stdout
+
+
 def test_no_tests_is_an_empty_passing_report(db_project: Any) -> None:
     result = db_project.run("test", "compare")
     assert (result.exit_code, report(result)) == (0, ["0 tests: 0 passed, 0 failed"])

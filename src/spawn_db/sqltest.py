@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from spawn_db.config import Config
-from spawn_db.errors import SpawnError, UsageError
+from spawn_db.errors import SpawnError, TestError, UsageError
 from spawn_db.fsutil import atomic_write, atomic_write_text
 from spawn_db.golden import Diff
 from spawn_db.golden import diff as golden_diff
@@ -70,6 +70,7 @@ def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[
 
 DEFAULT_TIMEOUT = 300.0
 PREFETCH_BYTES = 1 << 20
+NO_DIFF = Diff((), 1)
 
 
 def default_jobs() -> int:
@@ -191,6 +192,8 @@ class TestRunner:
         path = self.config.tests_dir / name / "expected"
         try:
             done = self.run(name, cancel=cancel)
+        except TestError:
+            raise
         except SpawnError as exc:
             return ExpectResult(name, path, None, exc.message)
         if done.timed_out:
@@ -201,31 +204,37 @@ class TestRunner:
         return ExpectResult(name, path, done)
 
     def compare(self, name: str, *, cancel: threading.Event | None = None) -> TestOutcome:
-        """Run the test and diff its output against ``expected``; never raises for the test."""
+        """Run the test and diff its output against ``expected``.
+
+        Whatever the test does is an outcome; only ``TestError`` (the target's
+        command cannot be started, which no other test will get past) raises.
+        """
         path = self.config.tests_dir / name / "expected"
         start = time.monotonic()
         try:
             done = self.run(name, cancel=cancel)
+        except TestError:
+            raise
         except SpawnError as exc:
-            return TestOutcome(name, "error", "", None, Diff((), 1),
-                               time.monotonic() - start, exc.message)
+            return TestOutcome(name, "error", "", None, NO_DIFF, time.monotonic() - start,
+                               exc.message)
         expected_bytes = path.read_bytes() if path.is_file() else None
         expected = None if expected_bytes is None else decode(expected_bytes)
         actual = done.text
         if done.timed_out:
-            return TestOutcome(name, "timeout", actual, expected, Diff((), 1), done.duration,
+            return TestOutcome(name, "timeout", actual, expected, NO_DIFF, done.duration,
                                self.timeout_note(), done.exit_code)
         if done.exit_code is None:
-            return TestOutcome(name, "error", actual, expected, Diff((), 1), done.duration,
+            return TestOutcome(name, "error", actual, expected, NO_DIFF, done.duration,
                                "was interrupted")
         if expected_bytes is None or expected is None:
             return TestOutcome(
-                name, "missing", actual, None, Diff((), 1), done.duration,
+                name, "missing", actual, None, NO_DIFF, done.duration,
                 f"{self.project.display(path)} does not exist; run `spawn test expect {name}` "
                 "to record the current output", done.exit_code,
             )
         if expected_bytes == done.output:
-            return TestOutcome(name, "pass", actual, expected, Diff((), 1), done.duration,
+            return TestOutcome(name, "pass", actual, expected, NO_DIFF, done.duration,
                                None, done.exit_code)
         return TestOutcome(name, "fail", actual, expected, golden_diff(expected, actual),
                            done.duration, _exit_note(done.exit_code), done.exit_code)
