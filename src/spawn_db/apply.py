@@ -1,0 +1,917 @@
+"""Apply, adopt and status (SPEC §3, §6) as library functions.
+
+How a run uses psql, and why it is both fast and crash-safe:
+
+* A **control session** (psql connected to ``spawn_database``) holds the
+  migration lock from before the state check until after the last history
+  row, reads the state, and writes the rows that cannot go elsewhere.
+* A **runner session** (psql connected where the target's command connects)
+  runs the migrations one after the other. Each migration is rendered whole
+  into a spool first (a template error stops before anything of it reaches
+  the database) and checked with ``engine.psqlscan``: only plain SQL that
+  ends cleanly shares the runner; anything else gets a psql of its own.
+* Between two shared migrations the runner executes ``DISCARD ALL`` (which
+  also fails, ending psql, if the migration left a transaction open), so the
+  next one starts as in a fresh session.
+* When the tracking tables live in the runner's database, the bookkeeping
+  goes through the runner too: ``ATTEMPTED`` row, migration, outcome row
+  (batched with the next ``ATTEMPTED`` row), each proven by a marker the
+  statement itself returns. psql stops at the first error (``ON_ERROR_STOP``),
+  so nothing after a failure runs, and spawn records the failure through the
+  control session. Several migrations can be queued ahead in psql's input,
+  because psql dies with spawn (parent-death signal) and would otherwise
+  never run what is queued without spawn there to see it.
+* Otherwise (``spawn_database`` elsewhere), the control session writes the
+  rows between migrations.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, Protocol
+
+from spawn_db.config import Config, TargetConfig
+from spawn_db.engine.psql import (
+    PREAMBLE,
+    STOPS_WITH_SPAWN,
+    ControlError,
+    ControlSession,
+    PsqlProcess,
+    marker_literal,
+)
+from spawn_db.engine.psqlscan import ScriptShape, analyze
+from spawn_db.errors import (
+    DatabaseError,
+    MigrationFailed,
+    NotPinned,
+    NotRecorded,
+    PreviousAttemptFailed,
+    SpawnError,
+    TemplateError,
+    UsageError,
+)
+from spawn_db.escape import escape_literal
+from spawn_db.project import Project
+from spawn_db.tracking import (
+    ASYNC_COMMIT,
+    MAX_NAME_LENGTH,
+    HistoryRow,
+    LockHolder,
+    Record,
+    Tracking,
+)
+
+DEFAULT_LOCK_TIMEOUT = 300.0
+SPOOL_MEMORY = 8 * 1024 * 1024
+SCAN_LIMIT = 1024 * 1024
+LOOKAHEAD = 3
+# What DISCARD ALL does, except DISCARD PLANS (cached plans are invisible to SQL, and
+# replanning every bookkeeping and foreign-key query after each migration costs more
+# than a small migration's own commit) and the advisory unlock, which returns a row and
+# so goes in the closing SELECT. DISCARD ALL itself cannot share a message.
+RESET_SESSION = (
+    "CLOSE ALL", "SET SESSION AUTHORIZATION DEFAULT", "RESET ALL", "DEALLOCATE ALL",
+    "UNLISTEN *", "DISCARD TEMP", "DISCARD SEQUENCES",
+)
+# Inside a transaction block now() is the time the block began, while
+# statement_timestamp() is when this message arrived: a migration that left its
+# transaction open makes the message fail, psql exit, and PostgreSQL roll it back.
+OPEN_TRANSACTION_SETTING = "spawn.migration left a transaction open"
+OPEN_TRANSACTION_NOTE = (
+    "the migration ended inside a transaction block (a BEGIN without COMMIT); "
+    "PostgreSQL rolled it back, as it does when psql reaches the end of a script"
+)
+RESET_CHECKS = (
+    "pg_advisory_unlock_all() AS spawn_unlock, CASE WHEN now() <> statement_timestamp() "
+    f"THEN current_setting({escape_literal(OPEN_TRANSACTION_SETTING)}) END AS spawn_open"
+)
+
+State = Literal["applied", "adopted", "attempted", "failed", "pending"]
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationOutcome:
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    """What an apply will do: run ``to_run`` in order, then stop at ``blocked`` if set."""
+
+    to_run: tuple[str, ...]
+    already_applied: tuple[str, ...]
+    blocked: str | None = None
+    blocked_state: State | None = None
+
+
+@dataclass
+class ApplyResult:
+    plan: ApplyPlan
+    applied: list[MigrationOutcome] = field(default_factory=list)
+    internal_applied: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class AdoptResult:
+    adopted: tuple[str, ...]
+    already_applied: tuple[str, ...]
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    name: str
+    on_filesystem: bool
+    pinned: bool
+    in_database: bool
+    state: State
+    latest: HistoryRow | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    database: str
+    schema: str
+    tracking_exists: bool
+    migrations: tuple[MigrationStatus, ...]
+
+
+class ApplyReporter(Protocol):
+    """Where a run reports progress; the CLI prints it, tests collect it."""
+
+    def waiting_for_lock(self, holders: Sequence[LockHolder], waited: float) -> None: ...
+
+    def started(self, name: str, position: int, total: int, elapsed: float) -> None: ...
+
+    def finished(self, outcome: MigrationOutcome, position: int, total: int,
+                 elapsed: float) -> None: ...
+
+    def output(self, text: str) -> None: ...
+
+
+class NullReporter:
+    def waiting_for_lock(self, holders: Sequence[LockHolder], waited: float) -> None:
+        pass
+
+    def started(self, name: str, position: int, total: int, elapsed: float) -> None:
+        pass
+
+    def finished(self, outcome: MigrationOutcome, position: int, total: int,
+                 elapsed: float) -> None:
+        pass
+
+    def output(self, text: str) -> None:
+        pass
+
+
+# -- state ---------------------------------------------------------------------------------
+
+
+def state_of(row: HistoryRow | None) -> State:
+    if row is None:
+        return "pending"
+    if row.status == "ATTEMPTED":
+        return "attempted"
+    if row.status == "FAILURE":
+        return "failed"
+    if row.activity == "ADOPT":
+        return "adopted"
+    if row.activity == "REVERT":
+        return "pending"
+    return "applied"
+
+
+def is_done(state: State) -> bool:
+    return state in ("applied", "adopted")
+
+
+def make_plan(
+    names: Sequence[str], states: dict[str, HistoryRow], *, named: bool, retry: bool
+) -> ApplyPlan:
+    """SPEC §6 step 2: skip SUCCESS, refuse ATTEMPTED/FAILURE unless ``retry``, stop there."""
+    to_run: list[str] = []
+    done: list[str] = []
+    for name in names:
+        state = state_of(states.get(name))
+        if is_done(state) and not (named and retry):
+            done.append(name)
+        elif state in ("attempted", "failed") and not retry:
+            return ApplyPlan(tuple(to_run), tuple(done), name, state)
+        else:
+            to_run.append(name)
+    return ApplyPlan(tuple(to_run), tuple(done))
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+@contextmanager
+def tracking_session(config: Config, target: TargetConfig | None = None) -> Iterator[Tracking]:
+    """A control session on the target's ``spawn_database``, closed afterwards."""
+    from spawn_db.target import psql_argv
+
+    target = target or config.target()
+    session = ControlSession(psql_argv(config, target), database=target.spawn_database)
+    try:
+        yield Tracking(session, target.spawn_schema)
+    finally:
+        session.close()
+
+
+@contextmanager
+def _locked(tracking: Tracking, timeout: float, reporter: ApplyReporter) -> Iterator[None]:
+    tracking.lock(timeout, reporter.waiting_for_lock)
+    try:
+        yield
+    finally:
+        tracking.unlock()
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+@dataclass
+class Rendered:
+    """One migration rendered into a spool, with everything known before it runs."""
+
+    name: str
+    position: int
+    spool: IO[bytes]
+    size: int
+    newlines: int
+    checksum: bytes
+    pin: str | None
+    shape: ScriptShape
+    migration_id: int | None = None
+    attempted: bool = False
+    started: float | None = None
+
+    def record(self, status: Literal["ATTEMPTED", "SUCCESS", "FAILURE"], **extra: Any) -> Record:
+        return Record(self.name, "APPLY", status, checksum=self.checksum, pin_hash=self.pin,
+                      migration_id=self.migration_id, **extra)
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+def render_migration(
+    config: Config, name: str, *, pinned: bool, variables: Any, position: int = 1
+) -> Rendered:
+    """Render ``name`` whole (memory bounded by a spool) before anything is sent."""
+    import xxhash
+
+    chunks, pin = _render_chunks(config, name, pinned=pinned, variables=variables)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
+    digest = xxhash.xxh3_128()
+    size = newlines = 0
+    scan: list[bytes] | None = []
+    try:
+        for chunk in chunks:
+            data = _encode(chunk, name)
+            spool.write(data)
+            digest.update(data)
+            size += len(data)
+            newlines += data.count(b"\n")
+            if scan is not None:
+                scan.append(data)
+                if size > SCAN_LIMIT:
+                    scan = None
+    except BaseException:
+        spool.close()
+        raise
+    if scan is None:
+        shape = ScriptShape(False, f"it is larger than {SCAN_LIMIT // 1024} KiB")
+    else:
+        shape = analyze(b"".join(scan))
+    return Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape)
+
+
+_JINJA_SYNTAX = re.compile(r"\{[{%#]")
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def _render_chunks(
+    config: Config, name: str, *, pinned: bool, variables: Any
+) -> tuple[Iterable[str], str | None]:
+    """The rendered text's chunks and the pin it came from.
+
+    A template with no Jinja syntax renders to its own text with Jinja's two
+    changes (newlines normalised to ``\\n``, one trailing newline dropped), so
+    it skips compiling, which costs more than running a small migration.
+    """
+    from spawn_db.store import read_lock
+
+    folder = config.migrations_dir / name
+    text = _read_text(folder / "up.sql")
+    if text is not None and not _JINJA_SYNTAX.search(text):
+        pin = read_lock(folder)
+        if pinned and pin is None:
+            from spawn_db.migrations import migration_source
+
+            migration_source(config, name, pinned=True)
+        lines = _NEWLINE.split(text)
+        if lines[-1] == "":
+            del lines[-1]
+        return ["\n".join(lines)], pin if pinned else None
+    from spawn_db.migrations import compile_migration, migration_source, template_context
+
+    source = migration_source(config, name, pinned=pinned)
+    renderer = compile_migration(config, source)
+    return renderer.generate(template_context(config, variables or {})), \
+        source.pin if pinned else None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _encode(chunk: str, name: str) -> bytes:
+    try:
+        return chunk.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TemplateError(
+            f"migration {name} renders text that is not valid Unicode ({exc.reason}); "
+            "check the files and variables it reads"
+        ) from None
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Mark:
+    """One of spawn's own statements in a runner's input, for locating a psql error."""
+
+    first: int
+    last: int
+    kind: Literal["attempt", "record"]
+    position: int
+
+
+class _Runner:
+    """A shared psql session for migrations, and what it has confirmed so far."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.process = PsqlProcess(run.argv, on_output=run.reporter.output,
+                                   on_stderr=run.notice)
+        self.process.write(PREAMBLE)
+        self.process.write(f"\\echo {marker_literal(self.process.nonce, 'c')} :DBNAME\n")
+        self.marks: list[_Mark] = []
+        self.queued: deque[Rendered] = deque()
+        self.confirmed: set[int] = set()
+        self.dbname = ""
+        while not self.dbname:
+            if self.process.exit is not None:
+                raise DatabaseError(
+                    f"cannot start psql ({' '.join(run.argv)}): exit code "
+                    f"{self.process.exit.code}: {self.process.exit.stderr.strip()}"
+                )
+            run.pump(self.process)
+            for line in list(self.process.lines):
+                self.process.lines.popleft()
+                head = f"{self.process.nonce}'c"
+                if head in line:
+                    self.dbname = line.split(head, 1)[1].strip() or "?"
+
+    def statement(self, sql: str, kind: Literal["attempt", "record"], position: int) -> None:
+        first = self.process.lines_written + 1
+        self.process.statement_marker(sql)
+        self.marks.append(_Mark(first, self.process.lines_written, kind, position))
+
+    def locate(self, line: int | None) -> tuple[str, int] | None:
+        if line is None:
+            return None
+        for mark in reversed(self.marks):
+            if mark.first <= line <= mark.last:
+                return mark.kind, mark.position
+        segment = self.process.segment_at(line)
+        if segment is not None:
+            return "migration", int(segment.label)
+        return None
+
+    def confirm(self, position: int) -> None:
+        self.confirmed.add(position)
+        while self.queued and self.queued[0].position in self.confirmed:
+            self.queued.popleft()
+
+    @property
+    def pending(self) -> int:
+        return len(self.queued)
+
+    def first_pending(self) -> int | None:
+        return self.queued[0].position if self.queued else None
+
+
+class _Run:
+    """Applies the planned migrations; see the module docstring for the design."""
+
+    def __init__(self, config: Config, argv: list[str], tracking: Tracking,
+                 reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
+                 variables: Any, first_history_id: int) -> None:
+        self.config = config
+        self.argv = argv
+        self.tracking = tracking
+        self.reporter = reporter
+        self.names = list(names)
+        self.pinned = pinned
+        self.variables = variables
+        self.first_history_id = first_history_id
+        self.total = len(names)
+        self.start = time.monotonic()
+        self.outcomes: list[MigrationOutcome] = []
+        self.pending_records: list[Record] = []
+        self.by_position: dict[int, Rendered] = {}
+        self.runner: _Runner | None = None
+        self.inline = False
+        self.write_ahead = STOPS_WITH_SPAWN and Path(argv[0]).name.startswith("psql")
+        self.interrupted = False
+        self.notices: list[str] = []
+        self.ids: dict[str, int] = {}
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
+
+    def flush_notices(self) -> None:
+        if self.notices:
+            self.reporter.output("".join(self.notices))
+            self.notices.clear()
+
+    def pump(self, process: PsqlProcess, timeout: float | None = None) -> None:
+        try:
+            process.pump(timeout)
+        except KeyboardInterrupt:
+            if self.interrupted:
+                process.kill()
+            else:
+                self.interrupted = True
+                process.interrupt()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def render(self, position: int) -> Rendered:
+        name = self.names[position - 1]
+        rendered = render_migration(self.config, name, pinned=self.pinned,
+                                    variables=self.variables, position=position)
+        rendered.migration_id = self.ids.get(name)
+        self.by_position[position] = rendered
+        return rendered
+
+    # -- main loop -----------------------------------------------------------------------
+
+    def execute(self) -> list[MigrationOutcome]:
+        if not self.names:
+            return []
+        current: Rendered | None = self.render(1)
+        self.ids = self.tracking.register(self.names)
+        try:
+            while current is not None:
+                current = self.step(current)
+            self.drain()
+            self.close_runner()
+        finally:
+            for rendered in self.by_position.values():
+                rendered.close()
+            if self.runner is not None:
+                self.runner.process.kill()
+            self.settle()
+        return self.outcomes
+
+    def settle(self) -> None:
+        """Write what is still pending and make the history durable, even when stopping."""
+        if self.tracking.session.process.exit is not None:
+            return
+        try:
+            self.tracking.write(self.take_pending(), durable=True)
+            self.tracking.forget_unused(list(self.ids.values()))
+            self.tracking.barrier()
+        except SpawnError:
+            if sys.exc_info()[0] is None:
+                raise
+
+    def step(self, current: Rendered) -> Rendered | None:
+        """Queue ``current`` for psql, render the next one, and return it.
+
+        Chained (bookkeeping in the runner, psql stops with spawn), the next
+        migration is rendered first, so that ``current`` can be queued whole,
+        its outcome row batched with the next ATTEMPTED row, while psql is
+        still busy with the migrations queued before it. Otherwise the next
+        one is rendered while psql runs ``current``.
+        """
+        if not current.shape.shareable:
+            self.drain()
+            self.run_isolated(current)
+            return self.render_next(current)
+        runner = self.ensure_runner()
+        if self.inline and self.write_ahead:
+            following, error = self.try_render_next(current)
+            chained = (following is not None and following.shape.shareable
+                       and not current.shape.restart_after)
+            self.queue(runner, current, following if chained else None)
+            if chained and error is None:
+                self.wait(lambda: runner.pending <= LOOKAHEAD)
+                return following
+        else:
+            self.queue(runner, current, None)
+            following, error = self.try_render_next(current)
+        self.drain()
+        if current.shape.restart_after:
+            self.close_runner()
+        if error is not None:
+            raise error
+        return following
+
+    def try_render_next(self, current: Rendered) -> tuple[Rendered | None, SpawnError | None]:
+        try:
+            return self.render_next(current), None
+        except SpawnError as exc:
+            return None, exc
+
+    def render_next(self, current: Rendered) -> Rendered | None:
+        if current.position >= self.total:
+            return None
+        return self.render(current.position + 1)
+
+    def queue(self, runner: _Runner, current: Rendered, following: Rendered | None) -> None:
+        """Write ``current``'s whole block to the runner: ATTEMPTED row (unless the block
+        before recorded it), migration, reset, outcome (and ``following``'s ATTEMPTED row)."""
+        nonce = runner.process.nonce
+        if not current.attempted:
+            if self.inline:
+                runner.statement(self.runner_message(
+                    [current.record("ATTEMPTED")],
+                    marker_literal(nonce, f"a{current.position}"), reset=False),
+                    "attempt", current.position)
+            else:
+                self.tracking.write([*self.take_pending(), current.record("ATTEMPTED")],
+                                    durable=False)
+            current.attempted = True
+        process = runner.process
+        process.echo_marker(f"s{current.position}")
+        process.write_stream(current.spool, current.newlines, str(current.position))
+        process.write("\n")
+        runner.queued.append(current)
+        records = []
+        if self.inline:
+            records.append(current.record("SUCCESS", since_attempt=True))
+            if following is not None:
+                records.append(following.record("ATTEMPTED"))
+                following.attempted = True
+        runner.statement(self.runner_message(records, marker_literal(nonce, f"r{current.position}"),
+                                             reset=True),
+                         "record", current.position)
+        self.pump(process, 0)
+
+    def runner_message(self, records: Sequence[Record], mark: str, *, reset: bool) -> str:
+        """One message, one transaction: reset the session (after a migration), write
+        ``records``, and return the marker (and the time, for the next execution_time)."""
+        statements = list(RESET_SESSION) if reset else []
+        if records:
+            statements.append(ASYNC_COMMIT)
+            statements.extend(self.tracking.history_statements(records))
+        final = f"now() AS spawn_t0, {mark} AS spawn_mark"
+        statements.append(f"SELECT {final}, {RESET_CHECKS}" if reset else f"SELECT {final}")
+        return " \\;\n".join(statements)
+
+    def ensure_runner(self) -> _Runner:
+        if self.runner is None or self.runner.process.exit is not None:
+            self.runner = _Runner(self)
+            self.inline = self.runner.dbname == self.tracking.session.database
+        return self.runner
+
+    def close_runner(self) -> None:
+        if self.runner is None:
+            return
+        runner, self.runner = self.runner, None
+        runner.process.close_input()
+        while runner.process.exit is None:
+            self.pump(runner.process)
+            self.handle_markers(runner)
+        self.handle_markers(runner)
+        if runner.pending:
+            self.fail(runner)
+
+    # -- waiting and markers ---------------------------------------------------------------
+
+    def drain(self) -> None:
+        runner = self.runner
+        if runner is not None:
+            self.wait(lambda: not runner.pending)
+
+    def wait(self, done: Callable[[], bool]) -> None:
+        runner = self.runner
+        assert runner is not None
+        while True:
+            self.handle_markers(runner)
+            if done():
+                return
+            if runner.process.exit is not None:
+                self.fail(runner)
+            self.pump(runner.process)
+
+    def handle_markers(self, runner: _Runner) -> None:
+        for kind, position in runner.process.markers():
+            rendered = self.by_position.get(position)
+            if rendered is None:
+                continue
+            if kind == "s":
+                rendered.started = time.monotonic()
+                self.reporter.started(rendered.name, position, self.total, self.elapsed())
+            elif kind == "r":
+                runner.confirm(position)
+                seconds = time.monotonic() - (rendered.started or time.monotonic())
+                if not self.inline:
+                    self.pending_records.append(
+                        rendered.record("SUCCESS", execution_seconds=seconds))
+                self.succeeded(rendered, seconds)
+
+    def succeeded(self, rendered: Rendered, seconds: float) -> None:
+        outcome = MigrationOutcome(rendered.name, seconds)
+        self.outcomes.append(outcome)
+        self.flush_notices()
+        self.reporter.finished(outcome, rendered.position, self.total, self.elapsed())
+        rendered.close()
+
+    def take_pending(self) -> list[Record]:
+        pending, self.pending_records = self.pending_records, []
+        return pending
+
+    # -- failures ------------------------------------------------------------------------
+
+    def fail(self, runner: _Runner) -> None:
+        """psql ended before confirming everything: record what happened, then raise."""
+        exit = runner.process.exit
+        assert exit is not None
+        self.handle_markers(runner)
+        self.runner = None
+        error = _error_text(exit.stderr) or f"psql exited with code {exit.code}"
+        where = runner.locate(runner.process.last_error_line())
+        position = where[1] if where else (runner.first_pending() or 0)
+        rendered = self.by_position.get(position)
+        kind = where[0] if where else "unknown"
+        if rendered is None:
+            raise DatabaseError(f"psql stopped unexpectedly: {error}")
+        if kind == "attempt":
+            raise DatabaseError(
+                f"spawn could not record the start of migration {rendered.name}, which did not "
+                f"run: {error}"
+            )
+        left_open = OPEN_TRANSACTION_SETTING in error
+        if kind == "record" and not left_open:
+            self.record_late_success(rendered, error)
+        if kind == "unknown" and not self.started_in_this_run(rendered):
+            raise DatabaseError(
+                f"psql stopped before migration {rendered.name} started: {error}"
+            )
+        self.record_failure(rendered, OPEN_TRANSACTION_NOTE if left_open else error)
+
+    def started_in_this_run(self, rendered: Rendered) -> bool:
+        row = self.tracking.latest().get(rendered.name)
+        return row is not None and row.history_id > self.first_history_id \
+            and row.status == "ATTEMPTED"
+
+    def record_failure(self, rendered: Rendered, note: str) -> None:
+        seconds = time.monotonic() - (rendered.started or time.monotonic())
+        record = rendered.record("FAILURE", status_note=note, execution_seconds=seconds)
+        try:
+            self.tracking.write([*self.take_pending(), record], durable=True)
+        except (ControlError, DatabaseError) as exc:
+            raise NotRecorded(
+                f"migration {rendered.name} failed, and spawn could not record the failure "
+                f"({exc}); its history shows it ATTEMPTED. psql said:\n{note}"
+            ) from None
+        why = "interrupted" if self.interrupted else "failed"
+        raise MigrationFailed(
+            f"migration {rendered.name} {why}; recorded as FAILURE in "
+            f"{self.tracking.schema}.migration_history. psql said:\n{note}\n"
+            f"Fix the migration (re-pin it if you change its components), then run "
+            f"`spawn migration apply {rendered.name} --retry`; if you completed it by hand, "
+            f"run `spawn migration adopt {rendered.name}`"
+        )
+
+    def record_late_success(self, rendered: Rendered, error: str) -> None:
+        """The migration committed but its SUCCESS row failed in the runner: retry it here."""
+        seconds = time.monotonic() - (rendered.started or time.monotonic())
+        try:
+            self.tracking.write(
+                [*self.take_pending(), rendered.record("SUCCESS", execution_seconds=seconds)],
+                durable=True)
+        except (ControlError, DatabaseError) as exc:
+            raise not_recorded(rendered.name, self.tracking, f"{error}; then: {exc}") from None
+        self.succeeded(rendered, seconds)
+        raise DatabaseError(
+            f"migration {rendered.name} succeeded, but recording it through psql failed "
+            f"({error}); spawn recorded it through its control session instead and stopped; "
+            "run the command again to apply the remaining migrations"
+        )
+
+    # -- isolated migrations ---------------------------------------------------------------
+
+    def run_isolated(self, rendered: Rendered) -> None:
+        """A migration in a psql of its own: meta-commands, variables, odd endings, size."""
+        self.tracking.write([*self.take_pending(), rendered.record("ATTEMPTED")], durable=True)
+        rendered.attempted = True
+        process = PsqlProcess(self.argv, on_output=self.reporter.output, on_stderr=self.notice)
+        rendered.started = time.monotonic()
+        self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
+        process.write(PREAMBLE)
+        process.write_stream(rendered.spool, rendered.newlines, str(rendered.position))
+        if rendered.shape.clean_end:
+            process.write("\n\\set ON_ERROR_STOP on\n\\o\n\\set QUIET on\n")
+            process.statement_marker(
+                self.runner_message([], marker_literal(process.nonce, "r0"), reset=True))
+        process.close_input()
+        while process.exit is None:
+            self.pump(process)
+        confirmed = any(kind == "r" for kind, _ in process.markers())
+        if process.exit.code == 0 and (confirmed or not rendered.shape.clean_end):
+            seconds = time.monotonic() - rendered.started
+            self.tracking.write([rendered.record("SUCCESS", execution_seconds=seconds)],
+                                durable=True)
+            self.succeeded(rendered, seconds)
+            return
+        error = _error_text(process.exit.stderr) or f"psql exited with code {process.exit.code}"
+        self.record_failure(rendered, OPEN_TRANSACTION_NOTE
+                            if OPEN_TRANSACTION_SETTING in error else error)
+
+
+def _error_text(stderr: str) -> str:
+    """psql's last error and what follows it (DETAIL, HINT, LINE...), else its last lines."""
+    lines = stderr.rstrip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
+        if any(word in line for word in ("ERROR:", "FATAL:", "error:", "PANIC:")):
+            return "\n".join(lines[index:])
+    return "\n".join(lines[-10:])
+
+
+def not_recorded(name: str, tracking: Tracking, detail: str) -> NotRecorded:
+    s = tracking.schema
+    return NotRecorded(
+        f"migration {name} ran successfully, but spawn could not record it ({detail}). "
+        f"Its history still shows it ATTEMPTED. To resolve: 1. check that the migration's "
+        f"changes are in the database; 2. run `spawn migration adopt {name}` to record it as "
+        f"applied (it will not run again); 3. check that the database accepts writes to "
+        f"{s}.migration_history (disk space, permissions, read-only mode) before the next apply"
+    )
+
+
+# -- the library functions ------------------------------------------------------------------
+
+
+def apply(
+    config: Config,
+    migration: str | None = None,
+    *,
+    pinned: bool = True,
+    retry: bool = False,
+    variables: Any = None,
+    reporter: ApplyReporter | None = None,
+    confirm: Callable[[ApplyPlan], bool] | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> ApplyResult:
+    """Apply ``migration``, or every pending migration in order (SPEC §6).
+
+    ``confirm`` is called with the plan before anything is written; returning
+    False cancels. The plan is checked again once the lock is held, and only
+    migrations that were confirmed and still need to run are run.
+    """
+    from spawn_db.target import psql_argv
+
+    reporter = reporter or NullReporter()
+    started = time.monotonic()
+    project = Project(config)
+    names = [project.find_migration(migration).name] if migration else project.migration_names()
+    _check_names(names)
+    target = config.target()
+    with tracking_session(config, target) as tracking:
+        states = tracking.latest() if tracking.exists() else {}
+        plan = make_plan(names, states, named=migration is not None, retry=retry)
+        if pinned:
+            _require_pins(config, plan.to_run)
+        if confirm is not None and plan.to_run and not confirm(plan):
+            return ApplyResult(plan, cancelled=True)
+        confirmed = set(plan.to_run)
+        with _locked(tracking, lock_timeout, reporter):
+            internal = tracking.ensure()
+            states = tracking.latest()
+            locked_plan = make_plan(names, states, named=migration is not None, retry=retry)
+            to_run = [n for n in locked_plan.to_run if n in confirmed]
+            plan = ApplyPlan(tuple(to_run), locked_plan.already_applied,
+                             locked_plan.blocked, locked_plan.blocked_state)
+            run = _Run(config, psql_argv(config, target), tracking, reporter, to_run,
+                       pinned=pinned, variables=variables,
+                       first_history_id=tracking.last_history_id())
+            outcomes = run.execute()
+    if plan.blocked is not None:
+        raise _blocked(plan)
+    return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started)
+
+
+def _check_names(names: Sequence[str]) -> None:
+    for name in names:
+        if len(name) > MAX_NAME_LENGTH:
+            raise UsageError(
+                f"migration name {name[:40]}... is {len(name)} characters long; the tracking "
+                f"table holds at most {MAX_NAME_LENGTH}: rename its folder"
+            )
+
+
+def _require_pins(config: Config, names: Sequence[str]) -> None:
+    unpinned = [n for n in names if not (config.migrations_dir / n / "lock.toml").is_file()]
+    if unpinned:
+        more = f" (and {len(unpinned) - 1} more)" if len(unpinned) > 1 else ""
+        raise NotPinned(
+            f"migration {unpinned[0]}{more} is not pinned (no lock.toml); run "
+            f"`spawn migration pin {unpinned[0]}` first, or apply from the working tree "
+            "with --no-pin"
+        )
+
+
+def _blocked(plan: ApplyPlan) -> PreviousAttemptFailed:
+    name = plan.blocked
+    what = "failed" if plan.blocked_state == "failed" else "was attempted but never completed"
+    return PreviousAttemptFailed(
+        f"migration {name} {what} in an earlier run, so spawn stops before it; fix it and run "
+        f"`spawn migration apply --retry` (or `spawn migration apply {name} --retry`), or, if "
+        f"you completed it by hand, `spawn migration adopt {name}`"
+    )
+
+
+def adopt(
+    config: Config,
+    migration: str | None = None,
+    *,
+    description: str = "",
+    confirm: Callable[[Sequence[str]], bool] | None = None,
+    reporter: ApplyReporter | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> AdoptResult:
+    """Record migrations as applied without running them (activity ADOPT, empty checksum).
+
+    Allowed over a failure or an attempt; over a success it records nothing.
+    Without a name, every migration that is not applied is adopted.
+    """
+    from spawn_db.store import read_lock
+
+    reporter = reporter or NullReporter()
+    project = Project(config)
+    names = [project.find_migration(migration).name] if migration else project.migration_names()
+    _check_names(names)
+    with tracking_session(config) as tracking:
+        states = tracking.latest() if tracking.exists() else {}
+        wanted = [n for n in names if not is_done(state_of(states.get(n)))]
+        if confirm is not None and wanted and not confirm(wanted):
+            return AdoptResult((), (), cancelled=True)
+        with _locked(tracking, lock_timeout, reporter):
+            tracking.ensure()
+            states = tracking.latest()
+            todo = [n for n in wanted if not is_done(state_of(states.get(n)))]
+            done = tuple(n for n in names if n not in todo)
+            records = [
+                Record(n, "ADOPT", "SUCCESS", pin_hash=read_lock(project.migration_dir(n)),
+                       description=description)
+                for n in todo
+            ]
+            tracking.write(records, durable=True)
+    return AdoptResult(tuple(todo), done)
+
+
+def status(config: Config) -> StatusReport:
+    """Every migration on disk or in the database, with its state; reads, never writes."""
+    from spawn_db.store import read_lock
+
+    project = Project(config)
+    on_disk = project.migration_names()
+    target = config.target()
+    with tracking_session(config, target) as tracking:
+        exists = tracking.exists()
+        states = tracking.latest() if exists else {}
+        database = tracking.session.database
+    rows = []
+    for name in sorted(set(on_disk) | set(states)):
+        present = name in on_disk
+        row = states.get(name)
+        pinned = present and read_lock(project.migration_dir(name)) is not None
+        rows.append(MigrationStatus(name, present, pinned, row is not None, state_of(row), row))
+    return StatusReport(database, target.spawn_schema, exists, tuple(rows))

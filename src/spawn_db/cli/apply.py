@@ -1,0 +1,243 @@
+"""``spawn migration apply | adopt | status``: parse, call ``spawn_db.apply``, print."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from spawn_db.cli.context import App, pass_app
+from spawn_db.cli.migration import load_variables_option, variables_option
+from spawn_db.cli.output import emit_json, info
+
+if TYPE_CHECKING:
+    from spawn_db.apply import ApplyPlan, MigrationOutcome, MigrationStatus, StatusReport
+    from spawn_db.tracking import LockHolder
+
+DEFAULT_LOCK_TIMEOUT = 300.0
+
+lock_timeout_option = click.option(
+    "--lock-timeout", type=click.FloatRange(min=0), default=DEFAULT_LOCK_TIMEOUT,
+    show_default=True, envvar="SPAWN_LOCK_TIMEOUT", metavar="SECONDS",
+    help="How long to wait for another deployment's migration lock (env SPAWN_LOCK_TIMEOUT).",
+)
+yes_option = click.option("-y", "--yes", is_flag=True,
+                          help="Do not ask for confirmation when several migrations qualify.")
+
+
+class CliReporter:
+    """Progress on stderr: one line per migration; on a terminal, also the one running."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.open_line = False
+
+    def _write(self, text: str) -> None:
+        if self.open_line:
+            text = "\r\033[K" + text
+            self.open_line = False
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    def waiting_for_lock(self, holders: Sequence[LockHolder], waited: float) -> None:
+        who = "; ".join(h.describe() for h in holders) or "another session"
+        self._write(f"waiting for the migration lock, held by {who} ({waited:.0f} s so far)\n")
+
+    def started(self, name: str, position: int, total: int, elapsed: float) -> None:
+        if self.tty:
+            self._write(f"[{position}/{total}] applying {name} ...")
+            self.open_line = True
+
+    def finished(self, outcome: MigrationOutcome, position: int, total: int,
+                 elapsed: float) -> None:
+        left = total - position
+        self._write(
+            f"[{position}/{total}] \u2713 {outcome.name} ({_duration(outcome.seconds)}; "
+            f"{left} left, {_duration(elapsed)} elapsed)\n"
+        )
+
+    def output(self, text: str) -> None:
+        self._write(text if text.endswith("\n") else text + "\n")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def _confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "") -> bool:
+    """Ask ``[y/N]`` before acting on several migrations; refuse when nobody can answer."""
+    if len(names) <= 1 or yes:
+        return True
+    listing = "".join(f"  {name}\n" for name in names)
+    if not sys.stdin.isatty():
+        from spawn_db.errors import UsageError
+
+        click.echo(f"{len(names)} migrations would be {verb}:\n{listing}{extra}", err=True,
+                   nl=False)
+        raise UsageError(
+            f"{len(names)} migrations would be {verb}, and spawn cannot ask for confirmation "
+            "because standard input is not a terminal; pass --yes to go ahead"
+        )
+    click.echo(f"{len(names)} migrations will be {verb}:\n{listing}{extra}", nl=False)
+    return click.confirm(f"{verb.capitalize()} these {len(names)} migrations?", default=False)
+
+
+@click.command("apply")
+@click.argument("migration_name", metavar="[MIGRATION]", required=False)
+@click.option("--no-pin", is_flag=True,
+              help="Render components from the working tree instead of the pin.")
+@variables_option
+@yes_option
+@click.option("--retry", is_flag=True,
+              help="Run failed or attempted migrations again (with MIGRATION: even an applied "
+              "one).")
+@click.option("--reuse-connection", is_flag=True,
+              help="Accepted for compatibility: sessions are always shared, and every migration "
+              "still starts as in a fresh session.")
+@lock_timeout_option
+@pass_app
+def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: str | None,
+          yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float) -> None:
+    """Apply MIGRATION, or every pending migration in order, tracked and locked."""
+    from spawn_db.apply import apply as run_apply
+
+    config = app.config()
+    variables = load_variables_option(variables_path)
+
+    def confirm(plan: ApplyPlan) -> bool:
+        extra = ""
+        if plan.blocked:
+            extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"
+        return _confirm_many(plan.to_run, "applied", yes, extra)
+
+    result = run_apply(config, migration_name, pinned=not no_pin, retry=retry,
+                       variables=variables, reporter=CliReporter(), confirm=confirm,
+                       lock_timeout=lock_timeout)
+    if result.internal_applied:
+        target = config.target()
+        info(f"Tracking schema {target.spawn_schema}: applied "
+             f"{', '.join(result.internal_applied)}")
+    if result.cancelled:
+        info("Cancelled; nothing was applied.")
+        return
+    if migration_name and not result.applied and result.plan.already_applied:
+        info(f"Migration {migration_name} is already applied; nothing to do "
+             "(pass --retry to run it again).")
+        return
+    if not result.applied:
+        info(f"Nothing to apply: all {len(result.plan.already_applied)} migrations are applied.")
+        return
+    count = len(result.applied)
+    noun = "migration" if count == 1 else "migrations"
+    info(f"Applied {count} {noun} in {_duration(result.seconds)}.")
+
+
+@click.command("adopt")
+@click.argument("migration_name", metavar="[MIGRATION]", required=False)
+@yes_option
+@click.option("--description", default="", metavar="TEXT",
+              help="Why the migration is recorded without running (kept in the history).")
+@lock_timeout_option
+@pass_app
+def adopt(app: App, migration_name: str | None, yes: bool, description: str,
+          lock_timeout: float) -> None:
+    """Record MIGRATION (or every migration not applied) as applied, without running it."""
+    from spawn_db.apply import adopt as run_adopt
+
+    result = run_adopt(
+        app.config(), migration_name, description=description, reporter=CliReporter(),
+        confirm=lambda names: _confirm_many(names, "adopted", yes), lock_timeout=lock_timeout,
+    )
+    if result.cancelled:
+        info("Cancelled; nothing was recorded.")
+        return
+    for name in result.adopted:
+        info(f"Adopted {name}")
+    if migration_name and not result.adopted:
+        info(f"Migration {migration_name} is already applied; nothing recorded.")
+    elif not result.adopted:
+        info("Nothing to adopt: every migration is already applied.")
+
+
+@click.command("status")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+@pass_app
+def status(app: App, fmt: str) -> None:
+    """Show every migration: on disk, pinned, in the database, and its state."""
+    from spawn_db.apply import status as run_status
+
+    report = run_status(app.config())
+    if fmt == "json":
+        emit_json(_status_json(report))
+        return
+    info(format_status(report))
+
+
+STATE_LABELS = {
+    "applied": "\u2713 Applied",
+    "adopted": "\u2299 Adopted",
+    "attempted": "\u26a0 Attempted",
+    "failed": "\u2717 Failed",
+    "pending": "\u25cb Pending",
+}
+
+
+def format_status(report: StatusReport) -> str:
+    mark = {True: "\u2713", False: "\u2717"}
+    header = ("Migration", "Filesystem", "Pinned", "Database", "Status")
+    rows = [
+        (m.name, mark[m.on_filesystem], mark[m.pinned], mark[m.in_database],
+         STATE_LABELS[m.state])
+        for m in report.migrations
+    ]
+    if not rows:
+        return "No migrations on disk or in the database."
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    counts: dict[str, int] = {}
+    for m in report.migrations:
+        counts[m.state] = counts.get(m.state, 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+    lines.append("")
+    lines.append(f"{summary} (database {report.database}, schema {report.schema})")
+    return "\n".join(lines)
+
+
+def _status_json(report: StatusReport) -> dict[str, Any]:
+    return {
+        "database": report.database,
+        "schema": report.schema,
+        "tracking_schema_exists": report.tracking_exists,
+        "migrations": [_migration_json(m) for m in report.migrations],
+    }
+
+
+def _migration_json(m: MigrationStatus) -> dict[str, Any]:
+    row = m.latest
+    return {
+        "name": m.name,
+        "filesystem": m.on_filesystem,
+        "pinned": m.pinned,
+        "database": m.in_database,
+        "status": m.state,
+        "latest": None if row is None else {
+            "activity": row.activity,
+            "status": row.status,
+            "created_at": row.created_at,
+            "created_by": row.created_by,
+            "checksum": row.checksum,
+            "pin_hash": row.pin_hash,
+            "description": row.description,
+            "status_note": row.status_note,
+            "execution_seconds": row.execution_seconds,
+        },
+    }

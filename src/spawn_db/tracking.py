@@ -1,0 +1,412 @@
+"""The ``_spawn`` tracking schema (SPEC §6): internal migrations, the lock, history rows.
+
+The tables, namespaces, checksum and lock key are the Rust tool's, so either
+tool can take over a database the other deployed. Every statement here is
+built with ``spawn_db.escape``: names, notes and hashes are quoted literals,
+the schema a quoted identifier.
+
+A migration's state is its latest history row (highest
+``migration_history_id``). Spawn writes an ``ATTEMPTED`` row before a
+migration runs and an outcome row after; the Rust tool writes only the
+outcome row, and both read the latest row, so the two agree.
+
+Durability of the bookkeeping: rows written between migrations are
+committed with ``synchronous_commit`` off (one WAL flush per row would double
+the cost of a small migration). That gives up nothing: WAL is one ordered
+stream per cluster, so any later durable commit, including every commit of
+the migration that follows, flushes the row too, and a crash that loses the
+row loses everything the migration did after it. The last write of a run
+is followed by a synchronous commit (``barrier``) before spawn reports
+success, and rows around a migration that runs on its own psql (which may
+``\\connect`` anywhere) are committed synchronously.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import xxhash
+
+from spawn_db.errors import LockUnavailable
+from spawn_db.escape import Identifier, escape_bytea, escape_literal
+
+if TYPE_CHECKING:
+    from spawn_db.engine.psql import ControlSession
+
+LOCK_NAME = b"SPAWN_MIGRATION_LOCK"
+LOCK_SEED = 1234
+LOCK_KEY = -6823468568242361246
+USER_NAMESPACE = "default"
+SPAWN_NAMESPACE = "spawn"
+MAX_NAME_LENGTH = 256
+ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+
+Activity = Literal["APPLY", "ADOPT", "REVERT"]
+Status = Literal["SUCCESS", "ATTEMPTED", "FAILURE"]
+
+
+def lock_key() -> int:
+    """xxHash64 of ``SPAWN_MIGRATION_LOCK`` with seed 1234, as PostgreSQL's signed bigint."""
+    value = int(xxhash.xxh64_intdigest(LOCK_NAME, seed=LOCK_SEED))
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def current_user() -> str:
+    """``created_by``: the OS user running spawn."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# -- internal migrations -----------------------------------------------------------------
+
+
+def _base_migration_table(s: str) -> list[str]:
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {s}",
+        f"""CREATE TABLE IF NOT EXISTS {s}.migration (
+    migration_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name VARCHAR(256),
+    namespace TEXT NOT NULL DEFAULT 'default',
+    CONSTRAINT name_namespace_uq UNIQUE (name, namespace))""",
+        f"CREATE TABLE IF NOT EXISTS {s}.activity(activity_id TEXT PRIMARY KEY "
+        "CHECK (UPPER(activity_id) = activity_id))",
+        f"CREATE TABLE IF NOT EXISTS {s}.status(status_id TEXT PRIMARY KEY "
+        "CHECK (UPPER(status_id) = status_id))",
+        f"""CREATE TABLE IF NOT EXISTS {s}.migration_history (
+    migration_history_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    migration_id_migration BIGINT NOT NULL REFERENCES {s}.migration (migration_id),
+    activity_id_activity TEXT NOT NULL REFERENCES {s}.activity (activity_id),
+    created_by TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    description TEXT NOT NULL,
+    status_note TEXT NOT NULL,
+    status_id_status TEXT NOT NULL REFERENCES {s}.status (status_id),
+    checksum BYTEA NOT NULL,
+    pin_hash TEXT,
+    execution_time interval NOT NULL)""",
+        f"INSERT INTO {s}.activity VALUES ('APPLY'), ('ADOPT'), ('REVERT') "
+        "ON CONFLICT DO NOTHING",
+        f"INSERT INTO {s}.status VALUES ('SUCCESS'), ('ATTEMPTED'), ('FAILURE') "
+        "ON CONFLICT DO NOTHING",
+    ]
+
+
+def _history_lookup_index(s: str) -> list[str]:
+    """Finding a migration's latest row without scanning the whole history."""
+    return [
+        "CREATE INDEX IF NOT EXISTS migration_history_migration_idx "
+        f"ON {s}.migration_history (migration_id_migration, migration_history_id)",
+    ]
+
+
+@dataclass(frozen=True)
+class InternalMigration:
+    name: str
+    statements: Callable[[str], list[str]]
+
+    def sql(self, schema: str) -> str:
+        """The migration's text: its statements, each ended by ``;`` and a newline."""
+        return "".join(f"{stmt};\n" for stmt in self.statements(str(Identifier.of(schema))))
+
+
+INTERNAL_MIGRATIONS = (
+    InternalMigration("001-base-migration-table", _base_migration_table),
+    InternalMigration("002-migration-history-lookup-index", _history_lookup_index),
+)
+
+
+# -- history rows --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """The latest history row of one migration, as read back from the database."""
+
+    name: str
+    namespace: str
+    history_id: int
+    activity: str
+    status: str
+    checksum: str
+    pin_hash: str | None
+    created_at: str
+    created_by: str
+    description: str
+    status_note: str
+    execution_seconds: float
+
+
+@dataclass(frozen=True)
+class Record:
+    """One history row to write. ``since_attempt`` measures the execution time on the
+    server, from the ``spawn_t0`` psql variable its ATTEMPTED row set, to now."""
+
+    name: str
+    activity: Activity
+    status: Status
+    checksum: bytes = b""
+    pin_hash: str | None = None
+    description: str = ""
+    status_note: str = ""
+    execution_seconds: float = 0.0
+    since_attempt: bool = False
+    namespace: str = USER_NAMESPACE
+    created_by: str = ""
+    migration_id: int | None = None
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    application_name: str | None
+    client: str | None
+    user: str | None
+    backend_start: str | None
+    state: str | None
+
+    def describe(self) -> str:
+        parts = [f"pid {self.pid}"]
+        if self.application_name:
+            parts.append(f"application {self.application_name!r}")
+        if self.user:
+            parts.append(f"user {self.user}")
+        parts.append(f"from {self.client}" if self.client else "over a local socket")
+        if self.backend_start:
+            parts.append(f"connected since {self.backend_start}")
+        return ", ".join(parts)
+
+
+class Tracking:
+    """Reads and writes the tracking schema through one control session."""
+
+    def __init__(self, session: ControlSession, schema: str) -> None:
+        self.session = session
+        self.schema = schema
+        self.s = str(Identifier.of(schema))
+        self.created_by = current_user()
+        self.locked = False
+
+    # -- schema --------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.session.query(
+            "SELECT count(*) = 2 FROM pg_catalog.pg_tables WHERE schemaname = "
+            f"{escape_literal(self.schema)} AND tablename IN ('migration', 'migration_history')",
+            what="looking for the tracking tables",
+        ) == "t"
+
+    def ensure(self) -> list[str]:
+        """Apply the internal migrations this database lacks; return their names.
+
+        Each one runs as one implicit transaction together with its history row,
+        so it is applied and recorded, or neither. Call it holding the lock.
+        """
+        rows = self.latest(SPAWN_NAMESPACE) if self.exists() else {}
+        done = {name for name, row in rows.items() if row.status == "SUCCESS"}
+        applied = []
+        for internal in INTERNAL_MIGRATIONS:
+            if internal.name in done:
+                continue
+            started = time.monotonic()
+            sql = internal.sql(self.schema)
+            statements = [*internal.statements(self.s)]
+            record = Record(
+                internal.name, "APPLY", "SUCCESS", checksum=checksum(sql.encode()),
+                namespace=SPAWN_NAMESPACE, execution_seconds=time.monotonic() - started,
+            )
+            statements.append(self.insert_sql([record], durable=True))
+            self.session.query(" \\;\n".join(statements),
+                               what=f"internal migration {internal.name} in schema {self.schema}")
+            applied.append(internal.name)
+        return applied
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def latest(self, namespace: str = USER_NAMESPACE) -> dict[str, HistoryRow]:
+        """The latest history row of every migration of ``namespace`` that has one."""
+        s = self.s
+        text = self.session.query(
+            "SELECT coalesce(json_agg(r ORDER BY r.name), '[]') FROM ("
+            "SELECT DISTINCT ON (h.migration_id_migration) m.name, m.namespace, "
+            "h.migration_history_id AS history_id, h.activity_id_activity AS activity, "
+            "h.status_id_status AS status, encode(h.checksum, 'hex') AS checksum, h.pin_hash, "
+            "h.created_at, h.created_by, h.description, h.status_note, "
+            "extract(epoch FROM h.execution_time)::float8 AS execution_seconds "
+            f"FROM {s}.migration_history h JOIN {s}.migration m "
+            "ON m.migration_id = h.migration_id_migration "
+            f"WHERE m.namespace = {escape_literal(namespace)} "
+            "ORDER BY h.migration_id_migration, h.migration_history_id DESC) r",
+            what="reading the migration history",
+        )
+        rows = [HistoryRow(**row) for row in json.loads(text or "[]")]
+        return {row.name: row for row in rows}
+
+    def last_history_id(self) -> int:
+        return int(self.session.query(
+            f"SELECT coalesce(max(migration_history_id), 0) FROM {self.s}.migration_history",
+            what="reading the migration history",
+        ))
+
+    # -- writes --------------------------------------------------------------------------
+
+    def insert_sql(self, records: Sequence[Record], *, durable: bool) -> str:
+        """One psql request writing ``records``: one transaction, whole or not at all.
+
+        The statements are joined with psql's ``\\;``, which sends them as one
+        message: PostgreSQL runs such a message as one implicit transaction.
+        """
+        statements = [] if durable else [ASYNC_COMMIT]
+        return " \\;\n".join([*statements, *self.history_statements(records)])
+
+    def history_statements(self, records: Sequence[Record]) -> list[str]:
+        """One INSERT per record: plain ``VALUES`` when the migration's id is known (see
+        ``register``), else also inserting its ``migration`` row."""
+        return [self._insert_one(rec) for rec in records]
+
+    def _insert_one(self, rec: Record) -> str:
+        s = self.s
+        if rec.since_attempt:
+            elapsed = "clock_timestamp() - :'spawn_t0'::timestamptz"
+        else:
+            elapsed = f"{escape_literal(f'{rec.execution_seconds:.6f} seconds')}::interval"
+        values = ", ".join((
+            escape_literal(rec.activity), escape_literal(rec.created_by or self.created_by),
+            escape_literal(rec.description), escape_literal(rec.status_note),
+            escape_literal(rec.status), escape_bytea(rec.checksum),
+            "NULL" if rec.pin_hash is None else escape_literal(rec.pin_hash), elapsed,
+        ))
+        columns = (
+            f"INSERT INTO {s}.migration_history (migration_id_migration, activity_id_activity, "
+            "created_by, description, status_note, status_id_status, checksum, pin_hash, "
+            "execution_time) "
+        )
+        if rec.migration_id is not None:
+            return f"{columns}VALUES ({rec.migration_id}, {values})"
+        name, ns = escape_literal(rec.name), escape_literal(rec.namespace)
+        return (
+            f"WITH new AS (INSERT INTO {s}.migration (name, namespace) VALUES ({name}, {ns}) "
+            "ON CONFLICT (name, namespace) DO NOTHING RETURNING migration_id) "
+            f"{columns}SELECT coalesce((SELECT migration_id FROM new), (SELECT migration_id "
+            f"FROM {s}.migration WHERE name = {name} AND namespace = {ns})), {values}"
+        )
+
+    def register(self, names: Sequence[str]) -> dict[str, int]:
+        """Make sure every migration in ``names`` has its ``migration`` row; return the ids.
+
+        Done once per run so that each history row is a plain INSERT; rows
+        left without history by a run that stops early are removed by
+        ``forget_unused``.
+        """
+        if not names:
+            return {}
+        s = self.s
+        array = "ARRAY[" + ", ".join(escape_literal(n) for n in names) + "]::text[]"
+        text = self.session.query(
+            f"WITH new AS (INSERT INTO {s}.migration (name, namespace) SELECT n, 'default' "
+            f"FROM unnest({array}) n ON CONFLICT (name, namespace) DO NOTHING "
+            "RETURNING name, migration_id) "
+            "SELECT coalesce(json_object_agg(name, migration_id), '{}') FROM ("
+            "SELECT name, migration_id FROM new UNION ALL SELECT name, migration_id "
+            f"FROM {s}.migration WHERE namespace = 'default' AND name = ANY({array})) ids",
+            what=f"registering migrations in {self.schema}.migration",
+        )
+        ids: dict[str, int] = json.loads(text)
+        return ids
+
+    def forget_unused(self, ids: Sequence[int]) -> None:
+        """Remove ``migration`` rows this run registered but never wrote history for."""
+        if not ids:
+            return
+        s = self.s
+        self.session.query(
+            f"DELETE FROM {s}.migration m WHERE m.migration_id = ANY(ARRAY["
+            + ", ".join(str(int(i)) for i in ids)
+            + f"]::bigint[]) AND NOT EXISTS (SELECT 1 FROM {s}.migration_history h "
+            "WHERE h.migration_id_migration = m.migration_id)",
+            what=f"cleaning up {self.schema}.migration",
+        )
+
+    def write(self, records: Sequence[Record], *, durable: bool = True) -> None:
+        if records:
+            names = ", ".join(r.name for r in records)
+            self.session.query(self.insert_sql(records, durable=durable),
+                               what=f"recording {names} in {self.schema}.migration_history")
+
+    def barrier(self) -> None:
+        """Make every row written so far durable with one synchronous commit."""
+        self.session.query("SELECT txid_current()", what="flushing the migration history")
+
+    # -- lock ----------------------------------------------------------------------------
+
+    def try_lock(self) -> bool:
+        return self.session.query(
+            f"SELECT pg_try_advisory_lock({lock_key()})", what="taking the migration lock"
+        ) == "t"
+
+    def lock(
+        self,
+        timeout: float,
+        on_wait: Callable[[list[LockHolder], float], None] | None = None,
+        *,
+        poll: float = 0.2,
+        report_every: float = 5.0,
+    ) -> None:
+        """Take the migration lock, polling; never blocks inside a transaction.
+
+        A blocking ``pg_advisory_lock`` would keep a transaction open while it
+        waits, and a migration running ``CREATE INDEX CONCURRENTLY`` waits for
+        every open transaction: the waiter and the deployer would deadlock.
+        """
+        started = time.monotonic()
+        next_report = started
+        while not self.try_lock():
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                holders = self.lock_holders()
+                who = "; ".join(h.describe() for h in holders) or "a session that just ended"
+                raise LockUnavailable(
+                    f"the migration lock of database {self.session.database} is still held "
+                    f"after {timeout:g} s by {who}; wait for that deployment to finish "
+                    "(or stop it), then run the command again, or pass a longer --lock-timeout"
+                )
+            if on_wait is not None and time.monotonic() >= next_report:
+                on_wait(self.lock_holders(), waited)
+                next_report += report_every
+            time.sleep(min(poll, max(timeout - waited, 0.01)))
+        self.locked = True
+
+    def unlock(self) -> None:
+        if self.locked and self.session.process.exit is None:
+            self.session.query(f"SELECT pg_advisory_unlock({lock_key()})",
+                               what="releasing the migration lock")
+        self.locked = False
+
+    def lock_holders(self) -> list[LockHolder]:
+        key = lock_key() & 0xFFFFFFFFFFFFFFFF
+        text = self.session.query(
+            "SELECT coalesce(json_agg(json_build_object('pid', a.pid, "
+            "'application_name', a.application_name, 'client', host(a.client_addr), "
+            "'user', a.usename, 'backend_start', "
+            "to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), 'state', a.state) "
+            "ORDER BY a.pid), '[]') "
+            "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            f"AND l.classid = {key >> 32} AND l.objid = {key & 0xFFFFFFFF} "
+            "AND l.database = (SELECT oid FROM pg_catalog.pg_database "
+            "WHERE datname = current_database())",
+            what="looking up who holds the migration lock",
+        )
+        return [LockHolder(**row) for row in json.loads(text or "[]")]
+
+
+def checksum(data: bytes) -> bytes:
+    """xxHash3-128 of the rendered migration, as the 16 bytes of its canonical (big-endian)
+    form: the same digits as the pin store's hex hashes."""
+    return bytes(xxhash.xxh3_128_digest(data))
