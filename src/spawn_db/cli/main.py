@@ -89,8 +89,11 @@ def cli(
 
 
 def _register() -> None:
+    from spawn_db.cli import apply as apply_cli
     from spawn_db.cli import db, migration, project, sqltest
 
+    for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status):
+        migration.migration.add_command(command)
     cli.add_command(project.init)
     cli.add_command(project.check)
     cli.add_command(migration.migration)
