@@ -23,6 +23,9 @@ from typing import IO
 INTERPRETER_VARS = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
 
 
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def child_env(inherit: bool) -> tuple[dict[str, str], list[str]]:
     """The environment for measured children, and the variables removed from it."""
     env = dict(os.environ)
@@ -49,12 +52,18 @@ def run_child(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     count_stdout: bool = False,
+    rss: bool = True,
 ) -> Run:
-    """Run ``argv`` with stdout to /dev/null (or drained and counted), stderr kept."""
-    with tempfile.TemporaryFile() as err:
+    """Run ``argv`` with stdout to /dev/null (or drained and counted), stderr kept.
+
+    Peak RSS comes from GNU time when installed: ``wait4`` would also count the
+    pages of this (forking) benchmark process, which Linux carries across exec.
+    """
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss_file:
+        wrap = [GNU_TIME, "-f", "%M", "-o", rss_file.name] if rss and GNU_TIME else []
         start = time.perf_counter()
         proc = subprocess.Popen(
-            list(argv),
+            [*wrap, *argv],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if count_stdout else subprocess.DEVNULL,
@@ -67,7 +76,9 @@ def run_child(
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         text = err.read().decode("utf-8", errors="replace")
-    return Run(elapsed, usage.ru_maxrss, proc.returncode, text, counted)
+        lines = rss_file.read().split()
+        max_rss = int(lines[-1]) if wrap and lines else usage.ru_maxrss
+    return Run(elapsed, max_rss, proc.returncode, text, counted)
 
 
 def _drain(pipe: IO[bytes]) -> int:

@@ -87,8 +87,8 @@ class Bench:
     def pinned(self) -> Path:
         return self.project / "spawn" / "pinned"
 
-    def run(self, *argv: str, count_stdout: bool = False) -> Run:
-        return run_child(argv, cwd=self.project, env=self.env, count_stdout=count_stdout)
+    def run(self, *argv: str, count_stdout: bool = False, rss: bool = True) -> Run:
+        return run_child(argv, cwd=self.project, env=self.env, count_stdout=count_stdout, rss=rss)
 
     def spawn_out(self, *argv: str) -> str:
         done = subprocess.run(
@@ -332,6 +332,8 @@ def measure_pin_and_build(bench: Bench, migration: str) -> None:
     say()
     say(samples.line("1. cold pin (empty pinned/)", "cold pin", f", {objects} objects"))
     compare_to_hash(bench, "cold pin", samples.median("cold pin"), 2, sha, py)
+    copy_ratio = samples.median("cold pin") / samples.median("cp -r")
+    say(f"    {'(info) vs cp -r, which writes the same files unhashed':<52} {copy_ratio:5.2f}x")
     say(samples.line("2. warm re-pin (nothing changed)", "warm re-pin"))
     if touched:
         bench.fail("warm re-pin rewrites nothing",
@@ -361,8 +363,8 @@ def measure_startup(bench: Bench) -> None:
     bare: list[Run] = []
     version: list[Run] = []
     for _ in range(bench.args.startup_runs):
-        bare.append(checked(bench.run(bench.python, "-c", "pass"), "python -c pass"))
-        version.append(checked(bench.run(bench.spawn, "--version"), "spawn --version"))
+        bare.append(checked(bench.run(bench.python, "-c", "pass", rss=False), "python -c pass"))
+        version.append(checked(bench.run(bench.spawn, "--version", rss=False), "spawn --version"))
     ratio = median_s(version) / median_s(bare)
     say(f"4. spawn --version                      {fmt_s(median_s(version))}   "
         f"(median of {len(version)})")
