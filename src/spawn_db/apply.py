@@ -62,6 +62,7 @@ from spawn_db.escape import escape_literal
 from spawn_db.project import Project
 from spawn_db.tracking import (
     ASYNC_COMMIT,
+    ELAPSED,
     MAX_NAME_LENGTH,
     HistoryRow,
     LockHolder,
@@ -365,15 +366,23 @@ class _Mark:
     position: int
 
 
+def start_runner(argv: list[str]) -> PsqlProcess:
+    """Start a runner psql; it connects while spawn does other work."""
+    process = PsqlProcess(argv)
+    process.write(PREAMBLE)
+    process.write(f"\\echo {marker_literal(process.nonce, 'c')} :DBNAME\n")
+    process.pump(0)
+    return process
+
+
 class _Runner:
     """A shared psql session for migrations, and what it has confirmed so far."""
 
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: _Run, process: PsqlProcess | None = None) -> None:
         self.run = run
-        self.process = PsqlProcess(run.argv, on_output=run.reporter.output,
-                                   on_stderr=run.notice)
-        self.process.write(PREAMBLE)
-        self.process.write(f"\\echo {marker_literal(self.process.nonce, 'c')} :DBNAME\n")
+        self.process = process or start_runner(run.argv)
+        self.process.on_output = run.reporter.output
+        self.process.on_stderr = run.notice
         self.marks: list[_Mark] = []
         self.queued: deque[Rendered] = deque()
         self.confirmed: set[int] = set()
@@ -425,7 +434,8 @@ class _Run:
 
     def __init__(self, config: Config, argv: list[str], tracking: Tracking,
                  reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
-                 variables: Any, first_history_id: int) -> None:
+                 variables: Any, first_history_id: int,
+                 runner: PsqlProcess | None = None) -> None:
         self.config = config
         self.argv = argv
         self.tracking = tracking
@@ -445,6 +455,7 @@ class _Run:
         self.interrupted = False
         self.notices: list[str] = []
         self.ids: dict[str, int] = {}
+        self.early_runner = runner
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -480,11 +491,13 @@ class _Run:
     # -- main loop -----------------------------------------------------------------------
 
     def execute(self) -> list[MigrationOutcome]:
-        if not self.names:
-            return []
-        current: Rendered | None = self.render(1)
-        self.ids = self.tracking.register(self.names)
         try:
+            if not self.names:
+                return []
+            current: Rendered | None = self.render(1)
+            self.ids = self.tracking.register(self.names)
+            for rendered in self.by_position.values():
+                rendered.migration_id = self.ids.get(rendered.name)
             while current is not None:
                 current = self.step(current)
             self.drain()
@@ -492,8 +505,9 @@ class _Run:
         finally:
             for rendered in self.by_position.values():
                 rendered.close()
-            if self.runner is not None:
-                self.runner.process.kill()
+            for leftover in (self.runner.process if self.runner else None, self.early_runner):
+                if leftover is not None:
+                    leftover.kill()
             self.settle()
         return self.outcomes
 
@@ -577,9 +591,11 @@ class _Run:
             if following is not None:
                 records.append(following.record("ATTEMPTED"))
                 following.attempted = True
-        runner.statement(self.runner_message(records, marker_literal(nonce, f"r{current.position}"),
-                                             reset=True),
-                         "record", current.position)
+        mark = marker_literal(nonce, f"r{current.position}")
+        if self.inline:
+            mark = f"{mark} || ' ' || extract(epoch FROM {ELAPSED})::text"
+        runner.statement(self.runner_message(records, mark, reset=True), "record",
+                         current.position)
         self.pump(process, 0)
 
     def runner_message(self, records: Sequence[Record], mark: str, *, reset: bool) -> str:
@@ -595,7 +611,8 @@ class _Run:
 
     def ensure_runner(self) -> _Runner:
         if self.runner is None or self.runner.process.exit is not None:
-            self.runner = _Runner(self)
+            early, self.early_runner = self.early_runner, None
+            self.runner = _Runner(self, early)
             self.inline = self.runner.dbname == self.tracking.session.database
         return self.runner
 
@@ -630,7 +647,7 @@ class _Run:
             self.pump(runner.process)
 
     def handle_markers(self, runner: _Runner) -> None:
-        for kind, position in runner.process.markers():
+        for kind, position, measured in runner.process.markers():
             rendered = self.by_position.get(position)
             if rendered is None:
                 continue
@@ -639,7 +656,8 @@ class _Run:
                 self.reporter.started(rendered.name, position, self.total, self.elapsed())
             elif kind == "r":
                 runner.confirm(position)
-                seconds = time.monotonic() - (rendered.started or time.monotonic())
+                seconds = measured if measured is not None else \
+                    time.monotonic() - (rendered.started or time.monotonic())
                 if not self.inline:
                     self.pending_records.append(
                         rendered.record("SUCCESS", execution_seconds=seconds))
@@ -743,7 +761,7 @@ class _Run:
         process.close_input()
         while process.exit is None:
             self.pump(process)
-        confirmed = any(kind == "r" for kind, _ in process.markers())
+        confirmed = any(kind == "r" for kind, _, _ in process.markers())
         if process.exit.code == 0 and (confirmed or not rendered.shape.clean_end):
             seconds = time.monotonic() - rendered.started
             self.tracking.write([rendered.record("SUCCESS", execution_seconds=seconds)],
@@ -813,6 +831,7 @@ def apply(
             return ApplyResult(plan, cancelled=True)
         confirmed = set(plan.to_run)
         with _locked(tracking, lock_timeout, reporter):
+            early = start_runner(psql_argv(config, target)) if confirmed else None
             internal = tracking.ensure()
             states = tracking.latest()
             locked_plan = make_plan(names, states, named=migration is not None, retry=retry)
@@ -821,7 +840,7 @@ def apply(
                              locked_plan.blocked, locked_plan.blocked_state)
             run = _Run(config, psql_argv(config, target), tracking, reporter, to_run,
                        pinned=pinned, variables=variables,
-                       first_history_id=tracking.last_history_id())
+                       first_history_id=tracking.last_history_id(), runner=early)
             outcomes = run.execute()
     if plan.blocked is not None:
         raise _blocked(plan)

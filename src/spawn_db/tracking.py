@@ -45,6 +45,8 @@ USER_NAMESPACE = "default"
 SPAWN_NAMESPACE = "spawn"
 MAX_NAME_LENGTH = 256
 ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+# In a runner session: the time since its last ATTEMPTED row (psql variable spawn_t0).
+ELAPSED = "clock_timestamp() - :'spawn_t0'::timestamptz"
 
 Activity = Literal["APPLY", "ADOPT", "REVERT"]
 Status = Literal["SUCCESS", "ATTEMPTED", "FAILURE"]
@@ -266,35 +268,43 @@ class Tracking:
         return " \\;\n".join([*statements, *self.history_statements(records)])
 
     def history_statements(self, records: Sequence[Record]) -> list[str]:
-        """One INSERT per record: plain ``VALUES`` when the migration's id is known (see
-        ``register``), else also inserting its ``migration`` row."""
-        return [self._insert_one(rec) for rec in records]
+        """INSERTs for ``records``: rows of migrations whose id is known (see ``register``)
+        share one plain ``VALUES`` list; the others also insert their ``migration`` row."""
+        known = [r for r in records if r.migration_id is not None]
+        statements = [self._insert_new(r) for r in records if r.migration_id is None]
+        if known:
+            rows = ", ".join(f"({r.migration_id}, {self._values(r)})" for r in known)
+            statements.append(f"{self._insert_into()}VALUES {rows}")
+        return statements
 
-    def _insert_one(self, rec: Record) -> str:
-        s = self.s
+    def _insert_into(self) -> str:
+        return (
+            f"INSERT INTO {self.s}.migration_history (migration_id_migration, "
+            "activity_id_activity, created_by, description, status_note, status_id_status, "
+            "checksum, pin_hash, execution_time) "
+        )
+
+    def _values(self, rec: Record) -> str:
         if rec.since_attempt:
-            elapsed = "clock_timestamp() - :'spawn_t0'::timestamptz"
+            elapsed = ELAPSED
         else:
             elapsed = f"{escape_literal(f'{rec.execution_seconds:.6f} seconds')}::interval"
-        values = ", ".join((
+        return ", ".join((
             escape_literal(rec.activity), escape_literal(rec.created_by or self.created_by),
             escape_literal(rec.description), escape_literal(rec.status_note),
             escape_literal(rec.status), escape_bytea(rec.checksum),
             "NULL" if rec.pin_hash is None else escape_literal(rec.pin_hash), elapsed,
         ))
-        columns = (
-            f"INSERT INTO {s}.migration_history (migration_id_migration, activity_id_activity, "
-            "created_by, description, status_note, status_id_status, checksum, pin_hash, "
-            "execution_time) "
-        )
-        if rec.migration_id is not None:
-            return f"{columns}VALUES ({rec.migration_id}, {values})"
+
+    def _insert_new(self, rec: Record) -> str:
+        s = self.s
         name, ns = escape_literal(rec.name), escape_literal(rec.namespace)
         return (
             f"WITH new AS (INSERT INTO {s}.migration (name, namespace) VALUES ({name}, {ns}) "
             "ON CONFLICT (name, namespace) DO NOTHING RETURNING migration_id) "
-            f"{columns}SELECT coalesce((SELECT migration_id FROM new), (SELECT migration_id "
-            f"FROM {s}.migration WHERE name = {name} AND namespace = {ns})), {values}"
+            f"{self._insert_into()}SELECT coalesce((SELECT migration_id FROM new), "
+            f"(SELECT migration_id FROM {s}.migration WHERE name = {name} AND namespace = {ns})), "
+            f"{self._values(rec)}"
         )
 
     def register(self, names: Sequence[str]) -> dict[str, int]:

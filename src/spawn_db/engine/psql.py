@@ -128,7 +128,7 @@ class PsqlProcess:
         self.lines_written = 0
         self.segments: list[_Segment] = []
         self.exit: Exit | None = None
-        self._marker = re.compile(re.escape(self.nonce) + r"'([a-z])(\d*)")
+        self._marker = re.compile(re.escape(self.nonce) + r"'([a-z])(\d*)(?: ([0-9.eE+-]+))?")
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -272,12 +272,13 @@ class PsqlProcess:
         self.exit = Exit(code, self.relative_lines(bytes(self.stderr_tail)).decode(
             "utf-8", "replace"))
 
-    def markers(self) -> Iterator[tuple[str, int]]:
-        """Markers read so far, as ``(kind, number)``, each returned once."""
+    def markers(self) -> Iterator[tuple[str, int, float | None]]:
+        """Markers read so far, as ``(kind, number, seconds)``, each returned once."""
         while self.lines:
             found = self._marker.search(self.lines.popleft())
             if found:
-                yield found.group(1), int(found.group(2) or -1)
+                seconds = float(found.group(3)) if found.group(3) else None
+                yield found.group(1), int(found.group(2) or -1), seconds
 
     def wait_exit(self, timeout: float | None = None) -> Exit:
         deadline = None if timeout is None else time.monotonic() + timeout
