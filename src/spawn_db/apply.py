@@ -260,6 +260,7 @@ class Rendered:
     migration_id: int | None = None
     attempted: bool = False
     started: float | None = None
+    seen: set[str] = field(default_factory=set)
 
     def record(self, status: Literal["ATTEMPTED", "SUCCESS", "FAILURE"], **extra: Any) -> Record:
         return Record(self.name, "APPLY", status, checksum=self.checksum, pin_hash=self.pin,
@@ -356,16 +357,6 @@ def _encode(chunk: str, name: str) -> bytes:
 # -- the run -------------------------------------------------------------------------------
 
 
-@dataclass
-class _Mark:
-    """One of spawn's own statements in a runner's input, for locating a psql error."""
-
-    first: int
-    last: int
-    kind: Literal["attempt", "record"]
-    position: int
-
-
 def start_runner(argv: list[str]) -> PsqlProcess:
     """Start a runner psql; it connects while spawn does other work."""
     process = PsqlProcess(argv)
@@ -383,7 +374,6 @@ class _Runner:
         self.process = process or start_runner(run.argv)
         self.process.on_output = run.reporter.output
         self.process.on_stderr = run.notice
-        self.marks: list[_Mark] = []
         self.queued: deque[Rendered] = deque()
         self.confirmed: set[int] = set()
         self.dbname = ""
@@ -399,22 +389,6 @@ class _Runner:
                 head = f"{self.process.nonce}'c"
                 if head in line:
                     self.dbname = line.split(head, 1)[1].strip() or "?"
-
-    def statement(self, sql: str, kind: Literal["attempt", "record"], position: int) -> None:
-        first = self.process.lines_written + 1
-        self.process.statement_marker(sql)
-        self.marks.append(_Mark(first, self.process.lines_written, kind, position))
-
-    def locate(self, line: int | None) -> tuple[str, int] | None:
-        if line is None:
-            return None
-        for mark in reversed(self.marks):
-            if mark.first <= line <= mark.last:
-                return mark.kind, mark.position
-        segment = self.process.segment_at(line)
-        if segment is not None:
-            return "migration", int(segment.label)
-        return None
 
     def confirm(self, position: int) -> None:
         self.confirmed.add(position)
@@ -570,20 +544,20 @@ class _Run:
         """Write ``current``'s whole block to the runner: ATTEMPTED row (unless the block
         before recorded it), migration, reset, outcome (and ``following``'s ATTEMPTED row)."""
         nonce = runner.process.nonce
+        process = runner.process
         if not current.attempted:
             if self.inline:
-                runner.statement(self.runner_message(
+                process.statement_marker(self.runner_message(
                     [current.record("ATTEMPTED")],
-                    marker_literal(nonce, f"a{current.position}"), reset=False),
-                    "attempt", current.position)
+                    marker_literal(nonce, f"a{current.position}"), reset=False))
             else:
                 self.tracking.write([*self.take_pending(), current.record("ATTEMPTED")],
                                     durable=False)
             current.attempted = True
-        process = runner.process
         process.echo_marker(f"s{current.position}")
-        process.write_stream(current.spool, current.newlines, str(current.position))
+        process.write_stream(current.spool)
         process.write("\n")
+        process.echo_marker(f"e{current.position}")
         runner.queued.append(current)
         records = []
         if self.inline:
@@ -594,8 +568,7 @@ class _Run:
         mark = marker_literal(nonce, f"r{current.position}")
         if self.inline:
             mark = f"{mark} || ' ' || extract(epoch FROM {ELAPSED})::text"
-        runner.statement(self.runner_message(records, mark, reset=True), "record",
-                         current.position)
+        process.statement_marker(self.runner_message(records, mark, reset=True))
         self.pump(process, 0)
 
     def runner_message(self, records: Sequence[Record], mark: str, *, reset: bool) -> str:
@@ -651,6 +624,7 @@ class _Run:
             rendered = self.by_position.get(position)
             if rendered is None:
                 continue
+            rendered.seen.add(kind)
             if kind == "s":
                 rendered.started = time.monotonic()
                 self.reporter.started(rendered.name, position, self.total, self.elapsed())
@@ -677,31 +651,34 @@ class _Run:
     # -- failures ------------------------------------------------------------------------
 
     def fail(self, runner: _Runner) -> None:
-        """psql ended before confirming everything: record what happened, then raise."""
+        """psql ended before confirming everything: record what happened, then raise.
+
+        The first unconfirmed migration is the one psql was on. Its ``s`` marker
+        means it started; its ``e`` marker means all its statements succeeded
+        and psql failed in spawn's message after it: either the migration left
+        a transaction open, or its outcome could not be recorded.
+        """
         exit = runner.process.exit
         assert exit is not None
         self.handle_markers(runner)
         self.runner = None
         error = _error_text(exit.stderr) or f"psql exited with code {exit.code}"
-        where = runner.locate(runner.process.last_error_line())
-        position = where[1] if where else (runner.first_pending() or 0)
-        rendered = self.by_position.get(position)
-        kind = where[0] if where else "unknown"
+        position = runner.first_pending()
+        rendered = self.by_position.get(position or 0)
         if rendered is None:
             raise DatabaseError(f"psql stopped unexpectedly: {error}")
-        if kind == "attempt":
+        if "e" in rendered.seen:
+            if OPEN_TRANSACTION_SETTING in error:
+                self.record_failure(rendered, OPEN_TRANSACTION_NOTE)
+            raise not_recorded(rendered.name, self.tracking, error)
+        if "s" in rendered.seen:
+            self.record_failure(rendered, error)
+        if not self.started_in_this_run(rendered):
             raise DatabaseError(
-                f"spawn could not record the start of migration {rendered.name}, which did not "
-                f"run: {error}"
+                f"psql stopped before migration {rendered.name} started (nothing of it ran or "
+                f"was recorded): {error}"
             )
-        left_open = OPEN_TRANSACTION_SETTING in error
-        if kind == "record" and not left_open:
-            self.record_late_success(rendered, error)
-        if kind == "unknown" and not self.started_in_this_run(rendered):
-            raise DatabaseError(
-                f"psql stopped before migration {rendered.name} started: {error}"
-            )
-        self.record_failure(rendered, OPEN_TRANSACTION_NOTE if left_open else error)
+        self.record_failure(rendered, f"psql stopped before the migration started: {error}")
 
     def started_in_this_run(self, rendered: Rendered) -> bool:
         row = self.tracking.latest().get(rendered.name)
@@ -727,22 +704,6 @@ class _Run:
             f"run `spawn migration adopt {rendered.name}`"
         )
 
-    def record_late_success(self, rendered: Rendered, error: str) -> None:
-        """The migration committed but its SUCCESS row failed in the runner: retry it here."""
-        seconds = time.monotonic() - (rendered.started or time.monotonic())
-        try:
-            self.tracking.write(
-                [*self.take_pending(), rendered.record("SUCCESS", execution_seconds=seconds)],
-                durable=True)
-        except (ControlError, DatabaseError) as exc:
-            raise not_recorded(rendered.name, self.tracking, f"{error}; then: {exc}") from None
-        self.succeeded(rendered, seconds)
-        raise DatabaseError(
-            f"migration {rendered.name} succeeded, but recording it through psql failed "
-            f"({error}); spawn recorded it through its control session instead and stopped; "
-            "run the command again to apply the remaining migrations"
-        )
-
     # -- isolated migrations ---------------------------------------------------------------
 
     def run_isolated(self, rendered: Rendered) -> None:
@@ -753,7 +714,7 @@ class _Run:
         rendered.started = time.monotonic()
         self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
         process.write(PREAMBLE)
-        process.write_stream(rendered.spool, rendered.newlines, str(rendered.position))
+        process.write_stream(rendered.spool)
         if rendered.shape.clean_end:
             process.write("\n\\set ON_ERROR_STOP on\n\\o\n\\set QUIET on\n")
             process.statement_marker(

@@ -85,7 +85,8 @@ def _confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "") -
             "because standard input is not a terminal; pass --yes to go ahead"
         )
     click.echo(f"{len(names)} migrations will be {verb}:\n{listing}{extra}", nl=False)
-    return click.confirm(f"{verb.capitalize()} these {len(names)} migrations?", default=False)
+    question = {"applied": "Apply", "adopted": "Adopt"}[verb]
+    return click.confirm(f"{question} these {len(names)} migrations?", default=False)
 
 
 @click.command("apply")

@@ -40,8 +40,6 @@ from spawn_db.escape import escape_literal
 PIPE_CHUNK = 64 * 1024
 STDERR_TAIL = 256 * 1024
 PREAMBLE = "\\set QUIET on\n\\pset pager off\n\\set ON_ERROR_STOP on\n"
-PREAMBLE_LINES = PREAMBLE.count("\n")
-_LINE_PREFIX = re.compile(rb"psql:<stdin>:(\d+):")
 
 
 def new_nonce() -> str:
@@ -67,15 +65,6 @@ def _parent_death_hook() -> Callable[[], None] | None:
 
 
 STOPS_WITH_SPAWN = sys.platform.startswith("linux")
-
-
-@dataclass
-class _Segment:
-    """Lines of psql's input that belong to one migration, for error line numbers."""
-
-    first: int
-    last: int
-    label: str
 
 
 @dataclass
@@ -125,23 +114,17 @@ class PsqlProcess:
         self._partial = bytearray()
         self.lines: deque[str] = deque()
         self.stderr_tail = bytearray()
-        self.lines_written = 0
-        self.segments: list[_Segment] = []
+        self._err_partial = bytearray()
         self.exit: Exit | None = None
         self._marker = re.compile(re.escape(self.nonce) + r"'([a-z])(\d*)(?: ([0-9.eE+-]+))?")
 
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, text: str) -> None:
-        data = text.encode("utf-8")
-        self.lines_written += data.count(b"\n")
-        self._queue.append(memoryview(data))
+        self._queue.append(memoryview(text.encode("utf-8")))
 
-    def write_stream(self, stream: IO[bytes], newlines: int, label: str) -> None:
-        """Queue a migration's bytes; errors on its lines are reported relative to it."""
-        first = self.lines_written + 1
-        self.lines_written += newlines
-        self.segments.append(_Segment(first, self.lines_written + 1, label))
+    def write_stream(self, stream: IO[bytes]) -> None:
+        """Queue a whole file (a rendered migration), read in chunks as psql takes it."""
         stream.seek(0)
         self._queue.append(stream)
 
@@ -255,13 +238,17 @@ class PsqlProcess:
             self.on_output(line)
 
     def _stderr(self, data: bytes) -> None:
-        if not data:
-            return
+        """Keep the tail for error messages; pass complete lines on as they come."""
         self.stderr_tail += data
         if len(self.stderr_tail) > STDERR_TAIL:
             del self.stderr_tail[: len(self.stderr_tail) - STDERR_TAIL]
-        if self.on_stderr is not None:
-            self.on_stderr(self.relative_lines(data).decode("utf-8", "replace"))
+        self._err_partial += data
+        end = len(self._err_partial) if not data else self._err_partial.rfind(b"\n") + 1
+        if end > 0:
+            text = bytes(self._err_partial[:end]).decode("utf-8", "replace")
+            del self._err_partial[:end]
+            if self.on_stderr is not None:
+                self.on_stderr(text)
 
     def _reap(self) -> None:
         code = self.proc.wait()
@@ -269,8 +256,7 @@ class PsqlProcess:
         if not self._input_closed:
             self._input_closed = True
             os.close(self._in)
-        self.exit = Exit(code, self.relative_lines(bytes(self.stderr_tail)).decode(
-            "utf-8", "replace"))
+        self.exit = Exit(code, bytes(self.stderr_tail).decode("utf-8", "replace"))
 
     def markers(self) -> Iterator[tuple[str, int, float | None]]:
         """Markers read so far, as ``(kind, number, seconds)``, each returned once."""
@@ -298,32 +284,6 @@ class PsqlProcess:
     def kill(self) -> None:
         if self.exit is None and self.proc.poll() is None:
             self.proc.kill()
-
-    # -- line numbers -------------------------------------------------------------------------
-
-    def segment_at(self, line: int) -> _Segment | None:
-        for segment in reversed(self.segments):
-            if segment.first <= line <= segment.last:
-                return segment
-        return None
-
-    def relative_lines(self, data: bytes) -> bytes:
-        """Rewrite ``psql:<stdin>:N:`` as a fresh psql running that migration alone would print."""
-        if not self.segments:
-            return data
-
-        def fix(match: re.Match[bytes]) -> bytes:
-            line = int(match.group(1))
-            segment = self.segment_at(line)
-            if segment is None:
-                return match.group(0)
-            return b"psql:<stdin>:%d:" % (line - segment.first + 1 + PREAMBLE_LINES)
-
-        return _LINE_PREFIX.sub(fix, data)
-
-    def last_error_line(self) -> int | None:
-        numbers = _LINE_PREFIX.findall(bytes(self.stderr_tail))
-        return int(numbers[-1]) if numbers else None
 
 
 def marker_literal(nonce: str, tag: str) -> str:
