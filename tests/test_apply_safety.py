@@ -1,0 +1,139 @@
+"""The migration lock and crash safety: concurrent appliers, CREATE INDEX CONCURRENTLY
+while another applier waits, a bounded wait naming the holder, SIGKILL then --retry."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import DbProject, TestDatabase
+from tests.test_apply import history, latest
+
+LOCK_KEY = -6823468568242361246
+
+
+def start_spawn(project: DbProject, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
+    return subprocess.Popen([sys.executable, "-m", "spawn_db", *args], cwd=project.root,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for(database: TestDatabase, sql: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while database.query(sql) != "t":
+        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
+        time.sleep(0.05)
+
+
+def test_six_concurrent_appliers_apply_each_migration_exactly_once(
+    db_project: DbProject,
+) -> None:
+    db_project.add_migration("log", "CREATE TABLE apply_log (n int NOT NULL);\n")
+    names = [
+        db_project.add_migration(f"m{i:02}", f"SELECT pg_sleep(0.01);\n"
+                                             f"INSERT INTO apply_log VALUES ({i});\n")
+        for i in range(20)
+    ]
+
+    procs = [start_spawn(db_project, "migration", "apply", "--yes") for _ in range(6)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+
+    assert [code for code, _, _ in results] == [0] * 6, [err for _, _, err in results]
+    outputs = sorted(out for _, out, _ in results)
+    assert outputs.count("Nothing to apply: all 21 migrations are applied.\n") >= 1
+    assert db_project.database.query(
+        "SELECT count(*), count(DISTINCT n) FROM apply_log") == "20|20"
+    successes = [row for row in history(db_project.database) if row[2] == "SUCCESS"]
+    assert len(successes) == 21
+    assert set(latest(db_project.database)) == {*names, successes[0][0]}
+
+
+def test_create_index_concurrently_while_another_applier_waits(db_project: DbProject) -> None:
+    database = db_project.database
+    db_project.add_migration("table", "CREATE TABLE big (a int);\n"
+                                      "INSERT INTO big SELECT generate_series(1, 1000);\n")
+    assert db_project.run("migration", "apply", "--yes").exit_code == 0
+    index = db_project.add_migration(
+        "index", "SELECT pg_sleep(1.5);\nCREATE INDEX CONCURRENTLY big_a ON big (a);\n")
+
+    first = start_spawn(db_project, "migration", "apply", "--yes")
+    wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query LIKE "
+                       "'SELECT pg_sleep(1.5)%' AND state = 'active')")
+    second = start_spawn(db_project, "migration", "apply", "--yes", "--lock-timeout", "60")
+    first_code = first.wait(timeout=60)
+    second_code = second.wait(timeout=60)
+    first_out, first_err = first.communicate()
+    second_out, second_err = second.communicate()
+
+    assert first_code == 0, first_err
+    assert second_code == 0, second_err
+    assert first_out.endswith("Applied 1 migration in " + first_out.split(" in ")[-1])
+    assert "waiting for the migration lock, held by pid " in second_err
+    assert "application 'spawn'" in second_err
+    assert second_out == "Nothing to apply: all 2 migrations are applied.\n"
+    assert latest(database)[index] == "SUCCESS"
+    assert database.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_a'::regclass") \
+        == "t"
+
+
+def test_lock_wait_is_bounded_and_names_the_holder(db_project: DbProject) -> None:
+    db_project.add_migration("one", "CREATE TABLE one ();\n")
+    holder = subprocess.Popen(
+        [*db_project.database.psql_argv(), "-c",
+         f"SELECT pg_advisory_lock({LOCK_KEY}), pg_sleep(60)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PGAPPNAME": "holder-under-test"},
+    )
+    try:
+        wait_for(db_project.database, "SELECT EXISTS (SELECT FROM pg_locks WHERE "
+                                      "locktype = 'advisory' AND granted)")
+        pid = db_project.database.query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'holder-under-test'")
+
+        started = time.monotonic()
+        result = db_project.run("migration", "apply", "--yes", "--lock-timeout", "1")
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+
+    assert result.exit_code == 1
+    assert f"error: the migration lock of database {db_project.database.name} is still held " \
+           f"after 1 s by pid {pid}, application 'holder-under-test'" in result.stderr
+    assert "pass a longer --lock-timeout" in result.stderr
+    assert waited < 15
+    assert db_project.database.query("SELECT to_regclass('one') IS NULL") == "t"
+
+
+def test_sigkill_during_a_migration_leaves_it_attempted_and_retry_finishes_it(
+    db_project: DbProject,
+) -> None:
+    database = db_project.database
+    name = db_project.add_migration(
+        "slow", "BEGIN;\nCREATE TABLE slow_done (id int);\nSELECT pg_sleep(3);\nCOMMIT;\n")
+    later = db_project.add_migration("later", "CREATE TABLE later ();\n")
+
+    proc = start_spawn(db_project, "migration", "apply", "--yes")
+    wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
+                       "'SELECT pg_sleep(3);' AND state = 'active')")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.communicate()
+
+    assert latest(database) == {name: "ATTEMPTED"}
+    status = db_project.run("migration", "status")
+    assert re.search(rf"^{name} +✓ +✓ +✓ +⚠ Attempted$", status.stdout, re.M)
+    refused = db_project.run("migration", "apply", "--yes")
+    assert refused.exit_code == 1
+    assert f"migration {name} was attempted but never completed" in refused.stderr
+
+    retried = db_project.run("migration", "apply", "--yes", "--retry")
+
+    assert retried.exit_code == 0, retried.stderr
+    assert latest(database) == {name: "SUCCESS", later: "SUCCESS"}
+    assert database.query("SELECT to_regclass('slow_done') IS NOT NULL") == "t"
