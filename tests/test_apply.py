@@ -54,7 +54,7 @@ def test_apply_all_then_nothing_to_do(db_project: DbProject) -> None:
     again = db_project.run("migration", "apply", "--yes")
 
     assert again.exit_code == 0, again.stderr
-    assert again.stdout == "Nothing to apply: all 2 migrations are applied.\n"
+    assert again.stdout == "Nothing to apply: every migration is applied (2 in total).\n"
     assert len(history(db_project.database)) == 4
 
 

@@ -45,7 +45,7 @@ def test_six_concurrent_appliers_apply_each_migration_exactly_once(
 
     assert [code for code, _, _ in results] == [0] * 6, [err for _, _, err in results]
     outputs = sorted(out for _, out, _ in results)
-    assert outputs.count("Nothing to apply: all 21 migrations are applied.\n") >= 1
+    assert outputs.count("Nothing to apply: every migration is applied (21 in total).\n") >= 1
     assert db_project.database.query(
         "SELECT count(*), count(DISTINCT n) FROM apply_log") == "20|20"
     successes = [row for row in history(db_project.database) if row[2] == "SUCCESS"]
@@ -75,7 +75,7 @@ def test_create_index_concurrently_while_another_applier_waits(db_project: DbPro
     assert first_out.endswith("Applied 1 migration in " + first_out.split(" in ")[-1])
     assert "waiting for the migration lock, held by pid " in second_err
     assert "application 'spawn'" in second_err
-    assert second_out == "Nothing to apply: all 2 migrations are applied.\n"
+    assert second_out == "Nothing to apply: every migration is applied (2 in total).\n"
     assert latest(database)[index] == "SUCCESS"
     assert database.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_a'::regclass") \
         == "t"

@@ -132,7 +132,8 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
              "(pass --retry to run it again).")
         return
     if not result.applied:
-        info(f"Nothing to apply: all {len(result.plan.already_applied)} migrations are applied.")
+        info(f"Nothing to apply: every migration is applied "
+             f"({len(result.plan.already_applied)} in total).")
         return
     count = len(result.applied)
     noun = "migration" if count == 1 else "migrations"
