@@ -417,6 +417,58 @@ def test_a_macro_from_components_via_from_import(db_project: Any) -> None:
     )
 
 
+def test_variables_file_and_environment_reach_the_test(db_project: Any) -> None:
+    (db_project.root / "vars.json").write_text('{"names": ["ann", "O\'Brien"]}')
+    db_project.add_test("vars", (
+        "SELECT n AS name, {{ env }} AS env FROM unnest({{ variables.names }}::text[]) AS n "
+        "ORDER BY n COLLATE \"C\";\n"
+    ))
+    result = db_project.run("-e", "ci", "test", "expect", "vars", "--variables", "vars.json")
+    assert result.exit_code == 0, result.stderr
+    assert expected_path(db_project, "vars").read_text() == (
+        "  name   | env \n"
+        "---------+-----\n"
+        " O'Brien | ci\n"
+        " ann     | ci\n"
+        "(2 rows)\n"
+        "\n"
+    )
+    plain = db_project.run("test", "compare", "vars", "--variables", "vars.json")
+    assert plain.exit_code == 1
+    assert report(plain)[4:] == [
+        "@@ -1,6 +1,6 @@",
+        "  1   1  |  name   | env ",
+        "  2   2  |---------+-----",
+        "  3     -| O'Brien | ci",
+        "  4     -| ann     | ci",
+        "      3 +| O'Brien | dev",
+        "      4 +| ann     | dev",
+        "  5   5  |(2 rows)",
+        "  6   6  |",
+        "1 test: 0 passed, 1 failed",
+    ]
+    same = db_project.run("-e", "ci", "test", "compare", "vars", "--variables", "vars.json")
+    assert same.exit_code == 0, same.stdout
+
+
+def test_large_script_and_large_output_stream_without_deadlock(db_project: Any) -> None:
+    """2.6 MB in (more than spawn renders ahead) while 5 MB come out."""
+    db_project.add_test("big", (
+        "{% for i in range(30000) %}-- {{ i }} "
+        "padding padding padding padding padding padding padding padding padding padding\n"
+        "{% endfor %}"
+        "SELECT repeat('x', 100) || g AS x FROM generate_series(1, 50000) AS g ORDER BY g;\n"
+    ))
+    build = db_project.run("test", "build", "big")
+    assert len(build.stdout) > 2_500_000
+    result = db_project.run("test", "run", "big")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 50_000 + 4
+    assert lines[2] == " " + "x" * 100 + "1"
+    assert lines[-2] == "(50000 rows)"
+
+
 def test_template_error_fails_that_test_only(db_project: Any) -> None:
     db_project.add_test("a-good", "SELECT 1 AS answer;\n")
     db_project.add_test("b-bad", "SELECT 1;\n{% include 'missing.sql' %}\n")
