@@ -317,22 +317,29 @@ class ControlSession:
             from spawn_db.escape import escape_identifier
 
             self.process.write(f"\\connect {escape_identifier(database)}\n")
-        info = self.query(
-            "SET client_min_messages = warning; SET application_name = 'spawn'; "
-            "SELECT json_build_object('database', current_database(), 'user', current_user, "
-            "'pid', pg_backend_pid(), 'server_version_num', "
-            "current_setting('server_version_num')::int)",
-            what="connect",
-        )
+        try:
+            info = self.query(
+                "SET client_min_messages = warning; SET application_name = 'spawn'; "
+                "SELECT json_build_object('database', current_database(), 'user', current_user, "
+                "'pid', pg_backend_pid(), 'server_version_num', "
+                "current_setting('server_version_num')::int)",
+                what="connect",
+            )
+        except DatabaseError:
+            if database is None:
+                raise
+            exit = self.process.exit
+            detail = exit.stderr if exit else bytes(self.process.stderr_tail).decode(
+                "utf-8", "replace")
+            raise DatabaseError(
+                f"cannot connect to spawn_database {database!r} with {_command(argv)}: "
+                f"{_last_lines(detail) or 'psql reported no error'}; create that database or "
+                "fix `spawn_database` in the target"
+            ) from None
         import json
 
         self.info: dict[str, object] = json.loads(info)
         self.database = str(self.info["database"])
-        if database is not None and self.database != database:
-            raise DatabaseError(
-                f"cannot connect to spawn_database {database!r} with {_command(argv)}: "
-                f"{_last_lines(self.process.exit.stderr if self.process.exit else '')}"
-            )
 
     def query(self, sql: str, *, what: str = "query") -> str:
         """Run ``sql``; return what it printed (unaligned, tuples only), or raise ControlError."""
