@@ -481,7 +481,7 @@ class _Run:
                 rendered.close()
             for leftover in (self.runner.process if self.runner else None, self.early_runner):
                 if leftover is not None:
-                    leftover.kill()
+                    leftover.stop()
             self.settle()
         return self.outcomes
 

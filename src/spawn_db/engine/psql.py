@@ -162,15 +162,14 @@ class PsqlProcess:
                 break
             except (BrokenPipeError, ConnectionResetError):
                 self._queue.clear()
-                self._input_closed = True
+                self._close_stdin()
                 break
             if written == len(head):
                 self._queue.popleft()
             else:
                 self._queue[0] = head[written:]
         if not self._queue and self._close_when_drained and not self._input_closed:
-            self._input_closed = True
-            os.close(self._in)
+            self._close_stdin()
         self._want_write(bool(self._queue) and not self._input_closed)
 
     def _want_write(self, want: bool) -> None:
@@ -250,12 +249,22 @@ class PsqlProcess:
             if self.on_stderr is not None:
                 self.on_stderr(text)
 
+    def _close_stdin(self) -> None:
+        self._input_closed = True
+        if self._writing:
+            self._want_write(False)
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()
+
     def _reap(self) -> None:
         code = self.proc.wait()
-        self._sel.close()
         if not self._input_closed:
-            self._input_closed = True
-            os.close(self._in)
+            self._close_stdin()
+        self._sel.close()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
         self.exit = Exit(code, bytes(self.stderr_tail).decode("utf-8", "replace"))
 
     def markers(self) -> Iterator[tuple[str, int, float | None]]:
@@ -284,6 +293,11 @@ class PsqlProcess:
     def kill(self) -> None:
         if self.exit is None and self.proc.poll() is None:
             self.proc.kill()
+
+    def stop(self) -> None:
+        """Kill psql if it still runs, and collect it (pipes closed, no zombie)."""
+        if self.exit is None:
+            self.wait_exit(timeout=0)
 
 
 def marker_literal(nonce: str, tag: str) -> str:
@@ -326,6 +340,7 @@ class ControlSession:
                 what="connect",
             )
         except DatabaseError:
+            self.process.stop()
             if database is None:
                 raise
             exit = self.process.exit
