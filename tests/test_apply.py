@@ -338,3 +338,24 @@ def test_template_error_stops_before_anything_reaches_the_database(
     assert db_project.database.query("SELECT to_regclass('broken') IS NULL") == "t"
     assert db_project.database.query(
         f"SELECT count(*) FROM _spawn.migration WHERE name = '{broken}'") == "0"
+
+
+@pytest.mark.parametrize("body", [
+    "CREATE TABLE crlf (id int);\r\nSELECT '{not jinja}';\r\n\r\n",
+    "CREATE TABLE cr (id int);\rSELECT 1;",
+    "CREATE TABLE plain (note text DEFAULT 'a {b} c');\n\n\n",
+])
+def test_plain_sql_checksum_matches_build_output(db_project: DbProject, body: str) -> None:
+    name = db_project.add_migration("plain", "")
+    (db_project.spawn_dir / "migrations" / name / "up.sql").write_bytes(body.encode())
+    assert db_project.run("migration", "pin", name).exit_code == 0
+
+    applied = db_project.run("migration", "apply", name)
+    built = db_project.run("migration", "build", name, "--pinned")
+
+    assert applied.exit_code == 0, applied.stderr
+    expected = xxhash.xxh3_128_hexdigest(built.stdout[:-1].encode("utf-8"))
+    assert db_project.database.query(
+        "SELECT encode(checksum, 'hex') FROM _spawn.migration_history "
+        "WHERE status_id_status = 'SUCCESS' ORDER BY migration_history_id DESC LIMIT 1"
+    ) == expected

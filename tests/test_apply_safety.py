@@ -137,3 +137,28 @@ def test_sigkill_during_a_migration_leaves_it_attempted_and_retry_finishes_it(
     assert retried.exit_code == 0, retried.stderr
     assert latest(database) == {name: "SUCCESS", later: "SUCCESS"}
     assert database.query("SELECT to_regclass('slow_done') IS NOT NULL") == "t"
+
+
+def test_ctrl_c_cancels_the_running_migration_and_records_the_failure(
+    db_project: DbProject,
+) -> None:
+    database = db_project.database
+    name = db_project.add_migration(
+        "slow", "BEGIN;\nCREATE TABLE slow_done (id int);\nSELECT pg_sleep(20);\nCOMMIT;\n")
+
+    proc = start_spawn(db_project, "migration", "apply", "--yes")
+    wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
+                       "'SELECT pg_sleep(20);' AND state = 'active')")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=30)
+    _, err = proc.communicate()
+
+    assert time.monotonic() - started < 10
+    assert code == 1
+    assert f"error: migration {name} interrupted; recorded as FAILURE" in err
+    assert "canceling statement due to user request" in err
+    assert latest(database) == {name: "FAILURE"}
+    assert database.query("SELECT to_regclass('slow_done') IS NULL") == "t"
+    assert database.query("SELECT count(*) FROM pg_stat_activity WHERE query = "
+                          "'SELECT pg_sleep(20);' AND state = 'active'") == "0"

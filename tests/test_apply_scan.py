@@ -76,7 +76,7 @@ TOKENS = st.sampled_from([
 ])
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=400, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tokens=st.lists(TOKENS, max_size=12))
 def test_shareable_verdict_agrees_with_psql(database: TestDatabase, tokens: list[str]) -> None:
