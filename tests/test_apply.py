@@ -117,7 +117,8 @@ def test_failure_is_recorded_with_psql_error_and_stops_the_run(db_project: DbPro
     result = db_project.run("migration", "apply", "--yes")
 
     assert result.exit_code == 1
-    assert f"error: migration {bad} failed; recorded as FAILURE" in result.stderr
+    assert f"error: migration {bad} failed (1 of 3 applied before it); recorded as FAILURE" \
+        in result.stderr
     assert "psql said:\nERROR:  division by zero\n" in result.stderr
     assert f"spawn migration apply {bad} --retry" in result.stderr
     assert latest(db_project.database) == {ok: "SUCCESS", bad: "FAILURE"}

@@ -696,9 +696,11 @@ class _Run:
                 f"({exc}); its history shows it ATTEMPTED. psql said:\n{note}"
             ) from None
         why = "interrupted" if self.interrupted else "failed"
+        done = len(self.outcomes)
         raise MigrationFailed(
-            f"migration {rendered.name} {why}; recorded as FAILURE in "
-            f"{self.tracking.schema}.migration_history. psql said:\n{note}\n"
+            f"migration {rendered.name} {why} ({done} of {self.total} applied before it); "
+            f"recorded as FAILURE in {self.tracking.schema}.migration_history. "
+            f"psql said:\n{note}\n"
             f"Fix the migration (re-pin it if you change its components), then run "
             f"`spawn migration apply {rendered.name} --retry`; if you completed it by hand, "
             f"run `spawn migration adopt {rendered.name}`"
