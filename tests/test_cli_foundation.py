@@ -327,17 +327,6 @@ def test_init_docker_with_existing_compose_changes_nothing(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docker-compose.yaml"]
 
 
-def test_repin_replaces_a_truncated_object(project: Path) -> None:
-    (project / "spawn" / "components" / "f.sql").write_text("SELECT 1;")
-    name = new_migration(project, "m", '{% include "f.sql" %}')
-    assert run_spawn("migration", "pin", name, cwd=project).exit_code == 0
-    blob = xxhash.xxh3_128(b"SELECT 1;").hexdigest()
-    path = project / "spawn" / "pinned" / blob[:2] / blob[2:]
-    path.write_bytes(b"SELECT")
-    assert run_spawn("migration", "pin", name, cwd=project).exit_code == 0
-    assert path.read_bytes() == b"SELECT 1;"
-
-
 def test_failed_render_prints_nothing_to_stdout(project: Path) -> None:
     name = new_migration(project, "m", "SELECT 1;\n" * 1000 + '{% include "missing.sql" %}')
     result = run_spawn("migration", "build", name, cwd=project)

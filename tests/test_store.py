@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,11 @@ from spawn_db.errors import PinStoreError
 from spawn_db.store import (
     PinnedTree,
     PinStore,
+    StatCache,
     TreeEntry,
+    _parse_canonical_tree,
+    _parse_tree_toml,
+    parse_tree,
     read_lock,
     toml_string,
     tree_text,
@@ -132,3 +138,48 @@ def test_invalid_lock_file_is_an_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "lock.toml").write_text(text)
     with pytest.raises(PinStoreError, match=r"lock\.toml"):
         read_lock(tmp_path)
+
+
+def test_stat_cache_skips_unchanged_files_and_rehashes_edited_ones(
+    components: Path, tmp_path: Path
+) -> None:
+    cache_path = tmp_path / "cache.json"
+    time.sleep(0.01)
+    cache = StatCache.load(cache_path, racy_ns=0)
+    first = PinStore(tmp_path / "pinned").snapshot(components, cache)
+    cache.save()
+    assert len(json.loads(cache_path.read_text())["entries"]) == 4
+
+    fresh = StatCache.load(cache_path, racy_ns=0)
+    assert PinStore(tmp_path / "pinned").snapshot(components, fresh) == first
+    assert fresh.new == fresh.old
+
+    target = components / "util" / "add_func.sql"
+    target.write_bytes(b"SELECT 2;\n")
+    edited = PinStore(tmp_path / "pinned").snapshot(components, StatCache.load(cache_path))
+    assert edited != first
+    assert PinStore(tmp_path / "pinned").snapshot(components) == edited
+
+
+def test_stat_cache_never_records_files_changed_during_the_pin(
+    components: Path, tmp_path: Path
+) -> None:
+    cache = StatCache.load(tmp_path / "cache.json")
+    PinStore(tmp_path / "pinned").snapshot(components, cache)
+    assert cache.new == {}
+
+
+def test_stat_cache_survives_a_garbage_file(components: Path, tmp_path: Path) -> None:
+    (tmp_path / "cache.json").write_text("{not json")
+    root = PinStore(tmp_path / "pinned").snapshot(components, StatCache.load(tmp_path / "c.json"))
+    assert root == PinStore(tmp_path / "p2").snapshot(components)
+
+
+def test_canonical_and_toml_parsers_agree(components: Path, tmp_path: Path) -> None:
+    store = PinStore(tmp_path / "pinned")
+    root = store.snapshot(components)
+    text = store.get(root, context="test")
+    assert _parse_canonical_tree(text.decode()) == _parse_tree_toml(text, root)
+    odd = tree_text([TreeEntry("Blob", "a" * 32, "back\\slash"), TreeEntry("Blob", "b" * 32, 'q"')])
+    assert _parse_canonical_tree(odd) is None
+    assert [e.name for e in parse_tree(odd.encode(), "x")] == ["back\\slash", 'q"']

