@@ -1,3 +1,3 @@
-from spawn_db.cli.main import main
+from spawn_db.cli.entry import main
 
 main()

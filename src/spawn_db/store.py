@@ -165,7 +165,7 @@ class PinStore:
     def _snapshot(self, folder: str, rel: str, cache: StatCache) -> str:
         entries: list[TreeEntry] = []
         try:
-            scan = sorted(os.scandir(folder), key=lambda d: d.name)
+            scan = list(os.scandir(folder))
         except OSError as exc:
             raise PinStoreError(f"cannot read {folder}: {exc.strerror}") from None
         for item in scan:
@@ -185,11 +185,11 @@ class PinStore:
 
     def _blob(self, item: os.DirEntry[str], rel: str, cache: StatCache) -> str:
         try:
-            info = os.stat(item.path)
+            info = item.stat()
         except OSError as exc:
             raise PinStoreError(f"cannot read {item.path}: {exc.strerror}") from None
         cached = cache.lookup(rel, info)
-        if cached is not None and self.has(cached):
+        if cached is not None and cached in self._known_objects():
             return cached
         data = _read(item.path)
         digest = self.put(data)
@@ -255,7 +255,13 @@ class StatCache:
 
     def lookup(self, rel: str, info: os.stat_result) -> str | None:
         old = self.old.get(rel)
-        if old is None or old[:4] != self._key(info):
+        if (
+            old is None
+            or old[0] != info.st_size
+            or old[1] != info.st_mtime_ns
+            or old[2] != info.st_ctime_ns
+            or old[3] != info.st_ino
+        ):
             return None
         self.new[rel] = old
         return str(old[4])
