@@ -9,7 +9,11 @@ one function in a transaction. Each measured run gets a fresh database.
   prints), preceded by spawn's psql preamble, piped through one ``psql``.
 
 Both use the real psql binary of the server's bin directory. The two sides
-are interleaved and the medians compared, so a busy machine slows both alike.
+are interleaved, so a busy machine slows both alike; the medians are compared
+(the verdict) and so are the best runs. Each run also reports CPU seconds:
+the client's (spawn or psql, with their psql children) and the server's (the
+backends, from the postmaster's reaped-children times on Linux), which a
+busy machine disturbs far less than wall time.
 
 The server is a throwaway cluster with PostgreSQL's default durability
 (``fsync`` on), as a real deployment has; ``--fast`` uses the test suite's
@@ -26,16 +30,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BenchError, Run, checked, child_env, fmt_s, median_s, run_child
+from _common import BenchError, Run, checked, child_env, fmt_s
 
 from spawn_db import embedded
 from spawn_db.config import Overrides, load_config
@@ -64,6 +71,17 @@ COMMIT;
 """
 
 
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    client_cpu: float
+    server_cpu: float
+
+    @property
+    def cpu(self) -> float:
+        return self.client_cpu + self.server_cpu
+
+
 class Server:
     def __init__(self, base: Path, fast: bool) -> None:
         self.cluster = embedded.Cluster(
@@ -73,6 +91,15 @@ class Server:
         )
         self.running = embedded.ensure_running(self.cluster)
         self.databases = 0
+
+    def cpu(self) -> float:
+        """CPU seconds of the postmaster and every backend it has reaped (Linux)."""
+        try:
+            fields = Path(f"/proc/{self.running.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        ticks = sum(int(f) for f in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def argv(self, database: str) -> list[str]:
         return self.running.psql_argv(self.cluster, database)
@@ -125,27 +152,40 @@ def point_at(root: Path, argv: list[str]) -> None:
     )
 
 
-def floor_run(server: Server, rendered: Path) -> Run:
+def timed(server: Server, argv: list[str], *, cwd: Path | None = None,
+          env: dict[str, str] | None = None, stdin: Path | None = None) -> Sample:
+    """Run ``argv``; wall time, its CPU (with waited-for children) and the server's."""
+    with tempfile.TemporaryFile() as err, \
+            (stdin.open("rb") if stdin else open(os.devnull, "rb")) as source:
+        before = server.cpu()
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=source,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        time.sleep(0.2)
+        server_cpu = server.cpu() - before
+        err.seek(0)
+        text = err.read().decode("utf-8", "replace")
+    code = os.waitstatus_to_exitcode(status)
+    checked(Run(wall, usage.ru_maxrss, code, text), shlex.join(argv[:4]))
+    return Sample(wall, usage.ru_utime + usage.ru_stime, server_cpu)
+
+
+def floor_run(server: Server, rendered: Path) -> Sample:
     database = server.fresh_database()
     try:
-        with rendered.open("rb") as sql, tempfile.TemporaryFile() as err:
-            start = time.perf_counter()
-            proc = subprocess.run(server.argv(database), stdin=sql, stdout=subprocess.DEVNULL,
-                                  stderr=err, check=False)
-            elapsed = time.perf_counter() - start
-            err.seek(0)
-            text = err.read().decode("utf-8", "replace")
-        return checked(Run(elapsed, 0, proc.returncode, text), "psql floor")
+        return timed(server, server.argv(database), stdin=rendered)
     finally:
         server.drop(database)
 
 
-def spawn_run(server: Server, root: Path, count: int, env: dict[str, str]) -> Run:
+def spawn_run(server: Server, root: Path, count: int, env: dict[str, str]) -> Sample:
     database = server.fresh_database()
     try:
         point_at(root, server.argv(database))
-        run = checked(run_child([sys.executable, "-m", "spawn_db", "migration", "apply", "--yes"],
-                                cwd=root, env=env), "spawn migration apply")
+        run = timed(server, [sys.executable, "-m", "spawn_db", "migration", "apply", "--yes"],
+                    cwd=root, env=env)
         applied = server.query(
             "SELECT count(*) FROM _spawn.migration_history h JOIN _spawn.migration m "
             "ON m.migration_id = h.migration_id_migration "
@@ -163,27 +203,32 @@ def measure(server: Server, count: int, repeat: int, env: dict[str, str]) -> flo
     with tempfile.TemporaryDirectory(prefix="spawn-bench-apply-") as tmp:
         root = Path(tmp) / "project"
         rendered = make_project(root, count)
-        spawn_runs: list[Run] = []
-        floor_runs: list[Run] = []
+        spawn_runs: list[Sample] = []
+        floor_runs: list[Sample] = []
         for _ in range(repeat):
             floor_runs.append(floor_run(server, rendered))
             spawn_runs.append(spawn_run(server, root, count, env))
-    spawn_s, floor_s = median_s(spawn_runs), median_s(floor_runs)
+    floor_s = statistics.median(r.wall for r in floor_runs)
+    spawn_s = statistics.median(r.wall for r in spawn_runs)
     ratio = spawn_s / floor_s
-    print(f"N={count:<5} floor (one psql)  {fmt_s(floor_s)}  "
-          f"{floor_s / count * 1000:6.2f} ms/migration  runs: "
-          + ", ".join(f"{r.seconds:.2f}" for r in floor_runs))
-    print(f"        spawn apply       {fmt_s(spawn_s)}  "
-          f"{spawn_s / count * 1000:6.2f} ms/migration  runs: "
-          + ", ".join(f"{r.seconds:.2f}" for r in spawn_runs))
-    print(f"        ratio             {ratio:8.2f}x")
+    for label, runs, median in (("floor (one psql)", floor_runs, floor_s),
+                                ("spawn apply", spawn_runs, spawn_s)):
+        print(f"{'N=' + str(count) if label.startswith('floor') else '':7} {label:17} "
+              f"{fmt_s(median)}  {median / count * 1000:6.2f} ms/migration  "
+              f"cpu client {statistics.median(r.client_cpu for r in runs):5.2f} s, "
+              f"server {statistics.median(r.server_cpu for r in runs):5.2f} s  runs: "
+              + ", ".join(f"{r.wall:.2f}" for r in runs))
+    best = min(r.wall for r in spawn_runs) / min(r.wall for r in floor_runs)
+    cpu = statistics.median(r.cpu for r in spawn_runs) / \
+        statistics.median(r.cpu for r in floor_runs)
+    print(f"        ratio             {ratio:8.2f}x  (best runs {best:.2f}x, cpu {cpu:.2f}x)")
     return ratio
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("counts", nargs="*", type=int, default=[200, 1000])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--fast", action="store_true",
                         help="fsync, synchronous_commit and full_page_writes off")
     parser.add_argument("--inherit-env", action="store_true",

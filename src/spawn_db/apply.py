@@ -28,6 +28,7 @@ How a run uses psql, and why it is both fast and crash-safe:
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -39,11 +40,10 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from spawn_db.config import Config, TargetConfig
+from spawn_db.engine import Engine, engine_for
 from spawn_db.engine.psql import (
     PREAMBLE,
-    STOPS_WITH_SPAWN,
     ControlError,
-    ControlSession,
     PsqlProcess,
     marker_literal,
 )
@@ -223,10 +223,8 @@ def make_plan(
 @contextmanager
 def tracking_session(config: Config, target: TargetConfig | None = None) -> Iterator[Tracking]:
     """A control session on the target's ``spawn_database``, closed afterwards."""
-    from spawn_db.target import psql_argv
-
     target = target or config.target()
-    session = ControlSession(psql_argv(config, target), database=target.spawn_database)
+    session = engine_for(config, target).control_session(target.spawn_database)
     try:
         yield Tracking(session, target.spawn_schema)
     finally:
@@ -357,9 +355,9 @@ def _encode(chunk: str, name: str) -> bytes:
 # -- the run -------------------------------------------------------------------------------
 
 
-def start_runner(argv: list[str]) -> PsqlProcess:
+def start_runner(engine: Engine) -> PsqlProcess:
     """Start a runner psql; it connects while spawn does other work."""
-    process = PsqlProcess(argv)
+    process = engine.script_session()
     process.write(PREAMBLE)
     process.write(f"\\echo {marker_literal(process.nonce, 'c')} :DBNAME\n")
     process.pump(0)
@@ -371,7 +369,7 @@ class _Runner:
 
     def __init__(self, run: _Run, process: PsqlProcess | None = None) -> None:
         self.run = run
-        self.process = process or start_runner(run.argv)
+        self.process = process or start_runner(run.engine)
         self.process.on_output = run.reporter.output
         self.process.on_stderr = run.notice
         self.queued: deque[Rendered] = deque()
@@ -380,7 +378,7 @@ class _Runner:
         while not self.dbname:
             if self.process.exit is not None:
                 raise DatabaseError(
-                    f"cannot start psql ({' '.join(run.argv)}): exit code "
+                    f"cannot start psql ({shlex.join(self.process.argv)}): exit code "
                     f"{self.process.exit.code}: {self.process.exit.stderr.strip()}"
                 )
             run.pump(self.process)
@@ -406,12 +404,12 @@ class _Runner:
 class _Run:
     """Applies the planned migrations; see the module docstring for the design."""
 
-    def __init__(self, config: Config, argv: list[str], tracking: Tracking,
+    def __init__(self, config: Config, engine: Engine, tracking: Tracking,
                  reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
                  variables: Any, first_history_id: int,
                  runner: PsqlProcess | None = None) -> None:
         self.config = config
-        self.argv = argv
+        self.engine = engine
         self.tracking = tracking
         self.reporter = reporter
         self.names = list(names)
@@ -425,7 +423,7 @@ class _Run:
         self.by_position: dict[int, Rendered] = {}
         self.runner: _Runner | None = None
         self.inline = False
-        self.write_ahead = STOPS_WITH_SPAWN and Path(argv[0]).name.startswith("psql")
+        self.write_ahead = engine.stops_with_spawn
         self.interrupted = False
         self.notices: list[str] = []
         self.ids: dict[str, int] = {}
@@ -712,7 +710,9 @@ class _Run:
         """A migration in a psql of its own: meta-commands, variables, odd endings, size."""
         self.tracking.write([*self.take_pending(), rendered.record("ATTEMPTED")], durable=True)
         rendered.attempted = True
-        process = PsqlProcess(self.argv, on_output=self.reporter.output, on_stderr=self.notice)
+        process = self.engine.script_session()
+        process.on_output = self.reporter.output
+        process.on_stderr = self.notice
         rendered.started = time.monotonic()
         self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
         process.write(PREAMBLE)
@@ -777,8 +777,6 @@ def apply(
     False cancels. The plan is checked again once the lock is held, and only
     migrations that were confirmed and still need to run are run.
     """
-    from spawn_db.target import psql_argv
-
     reporter = reporter or NullReporter()
     started = time.monotonic()
     project = Project(config)
@@ -794,14 +792,15 @@ def apply(
             return ApplyResult(plan, cancelled=True)
         confirmed = set(plan.to_run)
         with _locked(tracking, lock_timeout, reporter):
-            early = start_runner(psql_argv(config, target)) if confirmed else None
+            engine = engine_for(config, target)
+            early = start_runner(engine) if confirmed else None
             internal = tracking.ensure()
             states = tracking.latest()
             locked_plan = make_plan(names, states, named=migration is not None, retry=retry)
             to_run = [n for n in locked_plan.to_run if n in confirmed]
             plan = ApplyPlan(tuple(to_run), locked_plan.already_applied,
                              locked_plan.blocked, locked_plan.blocked_state)
-            run = _Run(config, psql_argv(config, target), tracking, reporter, to_run,
+            run = _Run(config, engine, tracking, reporter, to_run,
                        pinned=pinned, variables=variables,
                        first_history_id=tracking.last_history_id(), runner=early)
             outcomes = run.execute()

@@ -410,3 +410,24 @@ def _command(argv: list[str]) -> str:
 
 def _last_lines(text: str, count: int = 6) -> str:
     return "\n".join(text.strip().splitlines()[-count:])
+
+
+@dataclass(frozen=True)
+class PsqlEngine:
+    """The ``postgres-psql`` engine: every session is the target's psql command."""
+
+    argv: list[str]
+
+    def control_session(self, database: str | None) -> ControlSession:
+        return ControlSession(self.argv, database=database)
+
+    def script_session(self) -> PsqlProcess:
+        return PsqlProcess(self.argv)
+
+    @property
+    def stops_with_spawn(self) -> bool:
+        """psql itself dies with spawn (Linux parent-death signal); a wrapper such as
+        ``docker exec`` or ``ssh`` may leave the real psql running, so it does not count."""
+        import os.path
+
+        return STOPS_WITH_SPAWN and os.path.basename(self.argv[0]).startswith("psql")
