@@ -360,3 +360,21 @@ def test_plain_sql_checksum_matches_build_output(db_project: DbProject, body: st
         "SELECT encode(checksum, 'hex') FROM _spawn.migration_history "
         "WHERE status_id_status = 'SUCCESS' ORDER BY migration_history_id DESC LIMIT 1"
     ) == expected
+
+
+def test_session_defaults_changed_by_a_migration_reach_the_next_one(
+    db_project: DbProject,
+) -> None:
+    db_project.add_migration(
+        "set-default",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = %L', "
+        "current_database(), '12345'); END $$;\n")
+    db_project.add_migration(
+        "sees-default",
+        "DO $$ BEGIN IF current_setting('statement_timeout') <> '12345ms' THEN "
+        "RAISE EXCEPTION 'stale session: %', current_setting('statement_timeout'); "
+        "END IF; END $$;\n")
+
+    result = db_project.run("migration", "apply", "--yes")
+
+    assert result.exit_code == 0, result.stderr

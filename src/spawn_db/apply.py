@@ -794,16 +794,20 @@ def apply(
         with _locked(tracking, lock_timeout, reporter):
             engine = engine_for(config, target)
             early = start_runner(engine) if confirmed else None
-            internal = tracking.ensure()
-            states = tracking.latest()
-            locked_plan = make_plan(names, states, named=migration is not None, retry=retry)
-            to_run = [n for n in locked_plan.to_run if n in confirmed]
-            plan = ApplyPlan(tuple(to_run), locked_plan.already_applied,
-                             locked_plan.blocked, locked_plan.blocked_state)
-            run = _Run(config, engine, tracking, reporter, to_run,
-                       pinned=pinned, variables=variables,
-                       first_history_id=tracking.last_history_id(), runner=early)
-            outcomes = run.execute()
+            try:
+                internal = tracking.ensure()
+                states = tracking.latest()
+                locked_plan = make_plan(names, states, named=migration is not None, retry=retry)
+                to_run = [n for n in locked_plan.to_run if n in confirmed]
+                plan = ApplyPlan(tuple(to_run), locked_plan.already_applied,
+                                 locked_plan.blocked, locked_plan.blocked_state)
+                run = _Run(config, engine, tracking, reporter, to_run,
+                           pinned=pinned, variables=variables,
+                           first_history_id=tracking.last_history_id(), runner=early)
+                outcomes = run.execute()
+            finally:
+                if early is not None:
+                    early.stop(grace=5)
     if plan.blocked is not None:
         raise _blocked(plan)
     return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started)

@@ -294,10 +294,14 @@ class PsqlProcess:
         if self.exit is None and self.proc.poll() is None:
             self.proc.kill()
 
-    def stop(self) -> None:
-        """Kill psql if it still runs, and collect it (pipes closed, no zombie)."""
+    def stop(self, *, grace: float = 0.0) -> None:
+        """End psql and collect it (pipes closed, no zombie): end of input first, and a
+        kill if it is still running after ``grace`` seconds."""
         if self.exit is None:
-            self.wait_exit(timeout=0)
+            if grace:
+                self._queue.clear()
+                self.close_input()
+            self.wait_exit(timeout=grace)
 
 
 def marker_literal(nonce: str, tag: str) -> str:
