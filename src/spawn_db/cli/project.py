@@ -31,7 +31,7 @@ def init(app: App, docker: str | None, example: str | None) -> None:
         from spawn_db.example import create_example
 
         made = create_example(Path.cwd() / example)
-        info(f"Created the example project in {made.directory}")
+        info(f"Created the example project in {example}/")
         info(f"Migrations (pinned): {', '.join(made.migrations)}")
         info(f"Tests: {', '.join(made.tests)}")
         info(f"Next: cd {example} && spawn migration apply --yes && spawn test compare")

@@ -2,6 +2,7 @@
 \set VERBOSITY terse
 SELECT current_database() AS source_db \gset
 \c template1
+SET client_min_messages = warning;
 DROP DATABASE IF EXISTS example_copy;
 CREATE DATABASE example_copy TEMPLATE :"source_db";
 \c example_copy
