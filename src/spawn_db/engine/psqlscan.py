@@ -39,6 +39,21 @@ _TOKEN = re.compile(
     """,
     re.X | re.S,
 )
+# A run of tokens that change nothing the scanner tracks (whitespace, line comments,
+# numbers, identifiers, operators and punctuation); it stops before anything that
+# can open a quote or comment, end a statement, nest, or be psql syntax. The
+# identifier branch refuses a lone e/E before a quote: that is an E'' string.
+_PLAIN_RUN = re.compile(
+    rb"""(?:
+        [ \t\n\r\f\v]+
+      | --[^\n\r]*
+      | (?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]*)?
+      | (?![eE]')[A-Za-z_\x80-\xff][A-Za-z_0-9$\x80-\xff]*
+      | [^ \t\n\r\f\v'"$\\:;()/\-.A-Za-z_0-9\x80-\xff]+
+      | \.(?![0-9]) | -(?!-) | /(?!\*)
+    )+""",
+    re.X,
+)
 _STRING_BODY = re.compile(rb"(?:[^']++|'')*+'")
 _ESTRING_BODY = re.compile(rb"(?:[^'\\]++|''|\\.)*+'", re.S)
 _QUOTED_IDENT_BODY = re.compile(rb'(?:[^"]++|"")*+"')
@@ -92,11 +107,19 @@ class _Scanner:
         self.begin_depth = 0
         self.identifier_count = 0
         self.identifiers = [0, 0, 0, 0]
+        self.in_routine = False
         self.buffer_empty = True
 
     def run(self) -> str:
         text, pos, end = self.text, 0, len(self.text)
         while pos < end:
+            if self.identifier_count >= 4 and not self.in_routine:
+                run = _PLAIN_RUN.match(text, pos)
+                if run is not None:
+                    self.buffer_empty = False
+                    pos = run.end()
+                    if pos >= end:
+                        break
             match = _TOKEN.match(text, pos)
             assert match is not None
             kind = match.lastgroup
@@ -128,6 +151,7 @@ class _Scanner:
             elif kind == "semi" and self.paren_depth == 0 and self.begin_depth == 0:
                 self.buffer_empty = True
                 self.identifier_count = 0
+                self.in_routine = False
         return "" if self.buffer_empty else INCOMPLETE
 
     def _skip_comment(self, pos: int) -> int:
@@ -155,18 +179,24 @@ class _Scanner:
         return match.end(), ""
 
     def _identifier(self, word: bytes) -> None:
-        """psql's heuristic for ``BEGIN ATOMIC ... END`` bodies, transcribed from psqlscan.l."""
+        """psql's heuristic for ``BEGIN ATOMIC ... END`` bodies, transcribed from psqlscan.l.
+
+        Only the first four identifiers of a statement decide whether it is
+        ``CREATE [OR REPLACE] FUNCTION|PROCEDURE``; after them, only such a
+        statement needs its identifiers looked at.
+        """
         lower = word.lower()
         if self.identifier_count == 0:
             self.identifiers = [0, 0, 0, 0]
-        if lower in _CREATE_WORDS and self.identifier_count < 4:
-            self.identifiers[self.identifier_count] = lower[0]
+        if self.identifier_count < 4:
+            if lower in _CREATE_WORDS:
+                self.identifiers[self.identifier_count] = lower[0]
+            ids = self.identifiers
+            self.in_routine = ids[0] == ord("c") and (
+                ids[1] in _F_P or (ids[1] == ord("o") and ids[2] == ord("r") and ids[3] in _F_P)
+            )
         self.identifier_count += 1
-        ids = self.identifiers
-        in_routine = ids[0] == ord("c") and (
-            ids[1] in _F_P or (ids[1] == ord("o") and ids[2] == ord("r") and ids[3] in _F_P)
-        )
-        if not in_routine or self.paren_depth != 0:
+        if not self.in_routine or self.paren_depth != 0:
             return
         if lower == b"begin" or (lower == b"case" and self.begin_depth >= 1):
             self.begin_depth += 1
