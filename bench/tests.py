@@ -227,13 +227,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="runs per timing, median reported (3)")
     p.add_argument("--fsync", action="store_true",
                    help="run the server with fsync=on (default off, like a CI test cluster)")
+    p.add_argument("--workdir", type=Path, help="where to create the temp folder (default: TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
     return p.parse_args()
 
 
 def main() -> int:
     args = parse_args()
-    work = Path(tempfile.mkdtemp(prefix="spawn-bench-tests-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-sqltest-", dir=args.workdir))
     work.chmod(0o755)
     spawn = [sys.executable, "-m", "spawn_db"]
     cluster = None

@@ -140,6 +140,15 @@ def decode(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
+def select_tests(config: Config, name: str | None = None) -> list[str]:
+    """``[name]`` after checking it exists, or every test of the project, sorted."""
+    project = Project(config)
+    if name is not None:
+        project.find_test(name)
+        return [name]
+    return project.test_names()
+
+
 @dataclass
 class TestRunner:
     """Runs a project's tests against the selected target; safe to use from threads.
@@ -161,13 +170,6 @@ class TestRunner:
         if not self.argv:
             self.argv = psql_argv(self.config)
         self.project = Project(self.config)
-
-    def test_names(self, name: str | None = None) -> list[str]:
-        """``[name]`` after checking it exists, or every test of the project."""
-        if name is not None:
-            self.project.find_test(name)
-            return [name]
-        return self.project.test_names()
 
     def run(
         self, name: str, *, sink: OutputSink | None = None, cancel: threading.Event | None = None

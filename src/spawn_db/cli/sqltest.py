@@ -82,10 +82,12 @@ def _jobs(jobs: int | None) -> int:
 @pass_app
 def run(app: App, name: str, timeout: float, variables_path: str | None) -> None:
     """Run tests/NAME/test.sql and print its output (stdout and stderr merged)."""
-    runner = _runner(app, variables_path, timeout)
     import sys
 
-    runner.test_names(name)
+    from spawn_db.sqltest import select_tests
+
+    select_tests(app.config(), name)
+    runner = _runner(app, variables_path, timeout)
     sys.stdout.flush()
     out = sys.stdout.buffer
 
@@ -110,15 +112,16 @@ def expect(
     variables_path: str | None,
 ) -> None:
     """Run NAME (or every test) and write its output to tests/NAME/expected."""
-    from spawn_db.sqltest import expect_tests
+    from spawn_db.sqltest import expect_tests, select_tests
 
+    config = app.config()
+    names = select_tests(config, name)
+    if not names:
+        info(f"No tests in {config.tests_dir}.")
+        return
     runner = _runner(app, variables_path, timeout)
-    names = runner.test_names(name)
     if name is None:
-        if not names:
-            info(f"No tests in {runner.project.display(runner.config.tests_dir)}.")
-            return
-        _confirm_rewrite(runner, names, yes)
+        _confirm_rewrite(names, yes)
     failed = 0
     for result in expect_tests(runner, names, jobs=_jobs(jobs)):
         if result.written:
@@ -136,7 +139,7 @@ def expect(
         raise SystemExit(1)
 
 
-def _confirm_rewrite(runner: TestRunner, names: list[str], yes: bool) -> None:
+def _confirm_rewrite(names: list[str], yes: bool) -> None:
     import sys
 
     info(f"This rewrites the expected output of {_plural(len(names), 'test')}:")
@@ -174,13 +177,13 @@ def compare(
     """
     import time
 
-    from spawn_db.sqltest import compare_tests
+    from spawn_db.sqltest import compare_tests, select_tests
 
     start = time.monotonic()
     if junit_path:
         _check_writable_folder(junit_path)
+    names = select_tests(app.config(), name)
     runner = _runner(app, variables_path, timeout)
-    names = runner.test_names(name)
     color = fmt == "text" and use_color() and not os.environ.get("NO_COLOR")
     outcomes = []
     for outcome in compare_tests(runner, names, jobs=_jobs(jobs)):
