@@ -156,7 +156,8 @@ def test_ctrl_c_cancels_the_running_migration_and_records_the_failure(
 
     assert time.monotonic() - started < 10
     assert code == 1
-    assert f"error: migration {name} interrupted (0 of 1 applied before it); recorded as FAILURE" in err
+    assert f"error: migration {name} interrupted (0 of 1 applied before it); recorded as " \
+        "FAILURE" in err
     assert "canceling statement due to user request" in err
     assert latest(database) == {name: "FAILURE"}
     assert database.query("SELECT to_regclass('slow_done') IS NULL") == "t"
