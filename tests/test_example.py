@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -81,7 +82,7 @@ def readme_blocks() -> list[tuple[str, str]]:
     text = README.read_text()
     blocks = re.findall(r"```(sh|text)\n(.*?)```", text, flags=re.S)
     pairs = []
-    for (kind, body), (next_kind, output) in zip(blocks, blocks[1:], strict=False):
+    for (kind, body), (next_kind, output) in itertools.pairwise(blocks):
         if kind == "sh" and next_kind == "text":
             pairs.append((body, output))
     return pairs
