@@ -278,10 +278,12 @@ class Tracking:
         return statements
 
     def _insert_into(self) -> str:
+        """``created_at`` is the wall clock, not ``now()``: an outcome row and the next
+        ATTEMPTED row share a transaction but mark different moments."""
         return (
             f"INSERT INTO {self.s}.migration_history (migration_id_migration, "
             "activity_id_activity, created_by, description, status_note, status_id_status, "
-            "checksum, pin_hash, execution_time) "
+            "checksum, pin_hash, execution_time, created_at) "
         )
 
     def _values(self, rec: Record) -> str:
@@ -294,6 +296,7 @@ class Tracking:
             escape_literal(rec.description), escape_literal(rec.status_note),
             escape_literal(rec.status), escape_bytea(rec.checksum),
             "NULL" if rec.pin_hash is None else escape_literal(rec.pin_hash), elapsed,
+            "clock_timestamp()",
         ))
 
     def _insert_new(self, rec: Record) -> str:

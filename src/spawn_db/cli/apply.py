@@ -61,6 +61,13 @@ class CliReporter:
     def output(self, text: str) -> None:
         self._write(text if text.endswith("\n") else text + "\n")
 
+    def close_line(self) -> None:
+        """End the live ``applying ...`` line so an error starts on a line of its own."""
+        if self.open_line:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.open_line = False
+
 
 def _duration(seconds: float) -> str:
     if seconds < 1:
@@ -117,9 +124,13 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
             extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"
         return _confirm_many(plan.to_run, "applied", yes, extra)
 
-    result = run_apply(config, migration_name, pinned=not no_pin, retry=retry,
-                       variables=variables, reporter=CliReporter(), confirm=confirm,
-                       lock_timeout=lock_timeout)
+    reporter = CliReporter()
+    try:
+        result = run_apply(config, migration_name, pinned=not no_pin, retry=retry,
+                           variables=variables, reporter=reporter, confirm=confirm,
+                           lock_timeout=lock_timeout)
+    finally:
+        reporter.close_line()
     if result.internal_applied:
         target = config.target()
         info(f"Tracking schema {target.spawn_schema}: applied "
