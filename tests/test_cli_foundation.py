@@ -332,3 +332,20 @@ def test_failed_render_prints_nothing_to_stdout(project: Path) -> None:
     result = run_spawn("migration", "build", name, cwd=project)
     assert result.exit_code == 1
     assert result.stdout == ""
+
+
+def test_shell_completion_offers_migration_and_test_names(project: Path) -> None:
+    name = new_migration(project, "add-users", "SELECT 1;")
+    assert run_spawn("test", "new", "smoke", cwd=project).exit_code == 0
+    env = {"_SPAWN_COMPLETE": "bash_complete", "COMP_CWORD": "3"}
+    migrations = run_spawn(cwd=project, env={**env, "COMP_WORDS": "spawn migration build add"})
+    assert migrations.stdout.splitlines() == [f"plain,{name}"]
+    tests = run_spawn(cwd=project, env={**env, "COMP_WORDS": "spawn test compare sm"})
+    assert tests.stdout.splitlines() == ["plain,smoke"]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts(project: Path, shell: str) -> None:
+    result = run_spawn("completion", shell, cwd=project)
+    assert result.exit_code == 0
+    assert "_SPAWN_COMPLETE" in result.stdout

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spawn_db.cli.context import App, pass_app
+from spawn_db.cli.context import App, complete_migrations, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
 from spawn_db.cli.output import emit_json, info
 
@@ -97,7 +97,8 @@ def _confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "") -
 
 
 @click.command("apply")
-@click.argument("migration_name", metavar="[MIGRATION]", required=False)
+@click.argument("migration_name", metavar="[MIGRATION]", required=False,
+                shell_complete=complete_migrations)
 @click.option("--no-pin", is_flag=True,
               help="Render components from the working tree instead of the pin.")
 @variables_option
@@ -152,7 +153,8 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
 
 
 @click.command("adopt")
-@click.argument("migration_name", metavar="[MIGRATION]", required=False)
+@click.argument("migration_name", metavar="[MIGRATION]", required=False,
+                shell_complete=complete_migrations)
 @yes_option
 @click.option("--description", default="", metavar="TEXT",
               help="Why the migration is recorded without running (kept in the history).")

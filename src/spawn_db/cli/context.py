@@ -36,3 +36,27 @@ def pass_app(f: Callable[Concatenate[App, P], R]) -> Callable[P, R]:
     """Click's pass decorator for ``App``, typed so mypy sees the command's real arguments."""
     decorated: Callable[P, R] = click.make_pass_decorator(App)(f)
     return decorated
+
+
+def _project_names(ctx: click.Context, kind: str) -> list[str]:
+    """Names for shell completion; any problem with the project just means no names."""
+    from spawn_db.config import Overrides, load_config
+    from spawn_db.errors import SpawnError
+    from spawn_db.project import Project
+
+    root = ctx.find_root().params
+    try:
+        config = load_config(Overrides.from_flags(
+            config_file=root.get("config_file"), target=None, environment=None))
+    except SpawnError:
+        return []
+    project = Project(config)
+    return project.migration_names() if kind == "migration" else project.test_names()
+
+
+def complete_migrations(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    return [n for n in _project_names(ctx, "migration") if incomplete in n]
+
+
+def complete_tests(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    return [n for n in _project_names(ctx, "test") if n.startswith(incomplete)]

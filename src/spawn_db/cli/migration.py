@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from spawn_db.cli.context import App, pass_app
+from spawn_db.cli.context import App, complete_migrations, pass_app
 from spawn_db.cli.output import info, stream_complete, warn
 
 variables_option = click.option(
@@ -37,7 +37,7 @@ def new(app: App, name: str) -> None:
 
 
 @migration.command("build")
-@click.argument("migration_name", metavar="MIGRATION")
+@click.argument("migration_name", metavar="MIGRATION", shell_complete=complete_migrations)
 @click.option("--pinned", is_flag=True, help="Resolve components from the migration's pin.")
 @variables_option
 @pass_app
@@ -57,7 +57,7 @@ def build(app: App, migration_name: str, pinned: bool, variables_path: str | Non
 
 
 @migration.command("pin")
-@click.argument("migration_name", metavar="MIGRATION")
+@click.argument("migration_name", metavar="MIGRATION", shell_complete=complete_migrations)
 @pass_app
 def pin(app: App, migration_name: str) -> None:
     """Snapshot components/ into pinned/ and write MIGRATION's lock.toml."""

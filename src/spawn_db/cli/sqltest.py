@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spawn_db.cli.context import App, pass_app
+from spawn_db.cli.context import App, complete_tests, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
 from spawn_db.cli.output import emit_json, info, stream, use_color, warn
 from spawn_db.errors import TestTimedOut, UsageError
@@ -37,7 +37,7 @@ def new(app: App, name: str) -> None:
 
 
 @test.command("build")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_tests)
 @variables_option
 @pass_app
 def build(app: App, name: str, variables_path: str | None) -> None:
@@ -76,7 +76,7 @@ def _jobs(jobs: int | None) -> int:
 
 
 @test.command("run")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_tests)
 @timeout_option
 @variables_option
 @pass_app
@@ -101,7 +101,7 @@ def run(app: App, name: str, timeout: float, variables_path: str | None) -> None
 
 
 @test.command("expect")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_tests)
 @click.option("-y", "--yes", is_flag=True, help="Rewrite every test without asking.")
 @jobs_option
 @timeout_option
@@ -157,7 +157,7 @@ def _confirm_rewrite(names: list[str], yes: bool) -> None:
 
 
 @test.command("compare")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_tests)
 @jobs_option
 @timeout_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
