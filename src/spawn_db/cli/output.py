@@ -1,4 +1,4 @@
-"""The one place the CLI writes to the terminal: text, warnings, JSON, streams."""
+"""The one place the CLI writes to the terminal: text, warnings, JSON, rendered SQL."""
 
 from __future__ import annotations
 
@@ -20,15 +20,6 @@ def warn(message: str) -> None:
 
 def emit_json(payload: Any) -> None:
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-
-
-def stream(chunks: Iterable[str], *, trailer: str = "") -> None:
-    """Write chunks to stdout as they come, so large renders never sit in memory."""
-    out = sys.stdout
-    for chunk in chunks:
-        out.write(chunk)
-    out.write(trailer)
-    out.flush()
 
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024

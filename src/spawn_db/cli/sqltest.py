@@ -9,7 +9,7 @@ import click
 
 from spawn_db.cli.context import App, complete_tests, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
-from spawn_db.cli.output import emit_json, info, stream, use_color, warn
+from spawn_db.cli.output import emit_json, info, stream_complete, use_color, warn
 from spawn_db.errors import TestTimedOut, UsageError
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def build(app: App, name: str, variables_path: str | None) -> None:
     from spawn_db.sqltest import build_test
 
     chunks = build_test(app.config(), name, variables=load_variables_option(variables_path))
-    stream(chunks, trailer="\n")
+    stream_complete(chunks, trailer="\n")
 
 
 jobs_option = click.option(
