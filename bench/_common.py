@@ -8,6 +8,7 @@ never pollutes the figure).
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import subprocess
 import tempfile
@@ -106,3 +107,15 @@ def fmt_s(seconds: float) -> str:
 
 def fmt_runs(runs: Sequence[Run]) -> str:
     return ", ".join(f"{r.seconds * 1000:.0f}" for r in runs) + " ms"
+
+
+def describe_machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"

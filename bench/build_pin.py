@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -36,6 +35,7 @@ from _common import (
     Run,
     checked,
     child_env,
+    describe_machine,
     fmt_runs,
     fmt_s,
     median_s,
@@ -388,18 +388,6 @@ def measure_memory(bench: Bench, migration: str) -> None:
 
 
 # --- driver --------------------------------------------------------------------
-
-def describe_machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
-
 
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -42,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BenchError, Run, checked, fmt_runs, fmt_s, median_s, run_child
+from _common import BenchError, Run, checked, describe_machine, fmt_runs, fmt_s, median_s, run_child
 
 PREAMBLE = "\\set QUIET on\n\\pset pager off\n\\set ON_ERROR_STOP on\n"
 
@@ -207,18 +206,6 @@ def measure_interleaved(
 
 def min_s(runs: list[Run]) -> float:
     return min(r.seconds for r in runs)
-
-
-def describe_machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
 def parse_args() -> argparse.Namespace:
