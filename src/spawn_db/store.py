@@ -400,7 +400,8 @@ def read_lock(migration_dir: Path) -> str | None:
         raise PinStoreError(f"{path}: invalid TOML ({exc}); re-pin the migration") from None
     if not isinstance(pin, str) or len(pin) != 32 or not _is_hex(pin):
         raise PinStoreError(
-            f"{path}: `pin` must be a 32-digit hex hash; re-pin with `spawn migration pin`"
+            f"{path}: `pin` must be a 32-digit hex hash; restore the file from version "
+            "control (or, for a migration never applied, re-pin with `spawn migration pin`)"
         )
     return pin
 
