@@ -133,7 +133,7 @@ def test_database_written_by_the_rust_tool_is_read_and_only_extended(
     applied = db_project.run("migration", "apply", new)
 
     assert applied.exit_code == 0, applied.stderr
-    assert applied.stdout.startswith(
+    assert applied.stderr.startswith(
         "Tracking schema _spawn: applied 002-migration-history-lookup-index\n")
     after = database.query("SELECT string_agg(h::text, E'\\n' ORDER BY migration_history_id) "
                            "FROM _spawn.migration_history h WHERE migration_history_id <= 5")

@@ -796,6 +796,9 @@ def apply(
             early = start_runner(engine) if confirmed else None
             try:
                 internal = tracking.ensure()
+                if internal:
+                    reporter.output(f"Tracking schema {target.spawn_schema}: applied "
+                                    f"{', '.join(internal)}")
                 states = tracking.latest()
                 locked_plan = make_plan(names, states, named=migration is not None, retry=retry)
                 to_run = [n for n in locked_plan.to_run if n in confirmed]

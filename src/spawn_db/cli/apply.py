@@ -132,10 +132,6 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
                            lock_timeout=lock_timeout)
     finally:
         reporter.close_line()
-    if result.internal_applied:
-        target = config.target()
-        info(f"Tracking schema {target.spawn_schema}: applied "
-             f"{', '.join(result.internal_applied)}")
     if result.cancelled:
         info("Cancelled; nothing was applied.")
         return
