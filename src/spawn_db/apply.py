@@ -364,6 +364,9 @@ def start_runner(engine: Engine) -> PsqlProcess:
     return process
 
 
+CONNECT_POLL = 1.0
+
+
 class _Runner:
     """A shared psql session for migrations, and what it has confirmed so far."""
 
@@ -375,18 +378,23 @@ class _Runner:
         self.queued: deque[Rendered] = deque()
         self.confirmed: set[int] = set()
         self.dbname = ""
-        while not self.dbname:
+        head = f"{self.process.nonce}'c"
+        while True:
+            for line in list(self.process.lines):
+                self.process.lines.popleft()
+                if head in line:
+                    self.dbname = line.split(head, 1)[1].strip() or "?"
+            if self.dbname:
+                break
             if self.process.exit is not None:
                 raise DatabaseError(
                     f"cannot start psql ({shlex.join(self.process.argv)}): exit code "
                     f"{self.process.exit.code}: {self.process.exit.stderr.strip()}"
                 )
-            run.pump(self.process)
-            for line in list(self.process.lines):
-                self.process.lines.popleft()
-                head = f"{self.process.nonce}'c"
-                if head in line:
-                    self.dbname = line.split(head, 1)[1].strip() or "?"
+            before = len(self.process.lines)
+            run.pump(self.process, CONNECT_POLL)
+            if len(self.process.lines) == before and not self.process.pending:
+                self.process.write(f"\\echo {marker_literal(self.process.nonce, 'c')} :DBNAME\n")
 
     def confirm(self, position: int) -> None:
         self.confirmed.add(position)
