@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spawn_db.errors import TemplateError
+from spawn_db.plaintext import plain_output
 from spawn_db.template import WorkingTreeSource, compile_template
 
 
@@ -235,6 +236,7 @@ def test_plain_components_render_exactly_as_jinja_would(text: str) -> None:
         fast = render('{% include "plain.sql" %}', Path(tmp))
     jinja = jinja2.Environment(keep_trailing_newline=False).from_string(text).render()
     assert fast == jinja
+    assert plain_output(text) == jinja
 
 
 def test_components_with_template_syntax_are_compiled(tmp_path: Path) -> None:

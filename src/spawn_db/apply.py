@@ -27,7 +27,6 @@ How a run uses psql, and why it is both fast and crash-safe:
 
 from __future__ import annotations
 
-import re
 import shlex
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from spawn_db.errors import (
     UsageError,
 )
 from spawn_db.escape import escape_literal
+from spawn_db.plaintext import plain_output
 from spawn_db.project import Project
 from spawn_db.tracking import (
     ASYNC_COMMIT,
@@ -300,33 +300,26 @@ def render_migration(
     return Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape)
 
 
-_JINJA_SYNTAX = re.compile(r"\{[{%#]")
-_NEWLINE = re.compile(r"\r\n|\r|\n")
-
-
 def _render_chunks(
     config: Config, name: str, *, pinned: bool, variables: Any
 ) -> tuple[Iterable[str], str | None]:
     """The rendered text's chunks and the pin it came from.
 
-    A template with no Jinja syntax renders to its own text with Jinja's two
-    changes (newlines normalised to ``\\n``, one trailing newline dropped), so
-    it skips compiling, which costs more than running a small migration.
+    A template with no Jinja syntax skips compiling (``plaintext.plain_output``),
+    which costs more than running a small migration.
     """
     from spawn_db.store import read_lock
 
     folder = config.migrations_dir / name
     text = _read_text(folder / "up.sql")
-    if text is not None and not _JINJA_SYNTAX.search(text):
+    output = plain_output(text) if text is not None else None
+    if output is not None:
         pin = read_lock(folder)
         if pinned and pin is None:
             from spawn_db.migrations import migration_source
 
             migration_source(config, name, pinned=True)
-        lines = _NEWLINE.split(text)
-        if lines[-1] == "":
-            del lines[-1]
-        return ["\n".join(lines)], pin if pinned else None
+        return [output], pin if pinned else None
     from spawn_db.migrations import compile_migration, migration_source, template_context
 
     source = migration_source(config, name, pinned=pinned)

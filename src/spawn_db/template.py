@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -26,6 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from spawn_db.errors import SpawnError, TemplateError
 from spawn_db.escape import escape_identifier, escape_literal
+from spawn_db.plaintext import plain_output
 from spawn_db.sqlvalue import SqlMarkup, sql_markup, sql_value
 
 HTML_FILTERS = ("escape", "e", "forceescape", "urlize", "xmlattr")
@@ -132,12 +132,13 @@ class ComponentLoader(jinja2.BaseLoader):
         ``compile()`` for them makes a 1,000-include migration render 2-3x faster.
         """
         text, filename, uptodate = self.get_source(environment, name)
-        if "{{" in text or "{%" in text or "{#" in text:
+        output = plain_output(text)
+        if output is None:
             code = environment.compile(text, name, filename)
             return environment.template_class.from_code(
                 environment, code, environment.make_globals(globals), uptodate
             )
-        return plain_template(environment, text, name, filename, globals)
+        return plain_template(environment, output, name, filename, globals)
 
     def get_source(
         self, environment: jinja2.Environment, template: str
@@ -159,22 +160,14 @@ class ComponentLoader(jinja2.BaseLoader):
         return text, "components/" + "/".join(parts), lambda: True
 
 
-_NEWLINES = re.compile(r"\r\n|\r|\n")
-
-
 def plain_template(
     environment: jinja2.Environment,
-    text: str,
+    output: str,
     name: str,
     filename: str | None,
     globals: MutableMapping[str, Any] | None,
 ) -> jinja2.Template:
-    """A template that outputs ``text`` as Jinja would: newlines normalised, one final
-    newline dropped."""
-    lines = _NEWLINES.split(text)
-    if lines[-1] == "":
-        del lines[-1]
-    output = "\n".join(lines)
+    """A template whose output is ``output`` (see ``plaintext.plain_output``)."""
 
     def root(context: Any) -> Iterator[str]:
         if output:
