@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SPAWN = [sys.executable, "-m", "spawn_db"]
 
@@ -18,6 +19,25 @@ class Result:
     stderr: str
 
 
+def spawn_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without SPAWN_* variables, so tests see only their own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
+    env.update(extra or {})
+    return env
+
+
+def start_spawn(
+    *args: str,
+    cwd: Path,
+    stdin: Any = subprocess.DEVNULL,
+    stderr: Any = subprocess.PIPE,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """Start ``python -m spawn_db ARGS`` in the background (stdout piped, text mode)."""
+    return subprocess.Popen([*SPAWN, *args], cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=stderr, text=True, env=spawn_env(env))
+
+
 def run_spawn(
     *args: str,
     cwd: Path,
@@ -26,15 +46,13 @@ def run_spawn(
     timeout: float = 120,
 ) -> Result:
     """Run ``python -m spawn_db ARGS`` in ``cwd`` with no terminal on stdin."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
-    full_env.update(env or {})
     done = subprocess.run(
         [*SPAWN, *args],
         cwd=cwd,
         input=input if input is not None else "",
         capture_output=True,
         text=True,
-        env=full_env,
+        env=spawn_env(env),
         timeout=timeout,
         check=False,
     )

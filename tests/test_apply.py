@@ -10,6 +10,7 @@ import pytest
 import xxhash
 
 from tests.conftest import DbProject, TestDatabase
+from tests.helpers import start_spawn
 
 
 def history(database: TestDatabase, namespace: str = "default") -> list[tuple[str, ...]]:
@@ -183,16 +184,11 @@ def test_several_migrations_without_a_terminal_or_yes_are_refused(db_project: Db
 def test_confirmation_prompt_on_a_terminal(db_project: DbProject) -> None:
     import os
     import pty
-    import subprocess
-    import sys
 
     db_project.add_migration("one", "CREATE TABLE one ();\n")
     db_project.add_migration("two", "CREATE TABLE two ();\n")
     master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
-    proc = subprocess.Popen([sys.executable, "-m", "spawn_db", "migration", "apply"],
-                            cwd=db_project.root, stdin=slave, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, text=True)
+    proc = start_spawn("migration", "apply", cwd=db_project.root, stdin=slave)
     os.close(slave)
     os.write(master, b"n\n")
     out, err = proc.communicate(timeout=60)

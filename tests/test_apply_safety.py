@@ -7,20 +7,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 from tests.conftest import DbProject, TestDatabase
+from tests.helpers import start_spawn
 from tests.test_apply import history, latest
 
 LOCK_KEY = -6823468568242361246
-
-
-def start_spawn(project: DbProject, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
-    return subprocess.Popen([sys.executable, "-m", "spawn_db", *args], cwd=project.root,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
 
 
 def wait_for(database: TestDatabase, sql: str, timeout: float = 30) -> None:
@@ -40,7 +33,7 @@ def test_six_concurrent_appliers_apply_each_migration_exactly_once(
         for i in range(20)
     ]
 
-    procs = [start_spawn(db_project, "migration", "apply", "--yes") for _ in range(6)]
+    procs = [start_spawn("migration", "apply", "--yes", cwd=db_project.root) for _ in range(6)]
     results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
 
     assert [code for code, _, _ in results] == [0] * 6, [err for _, _, err in results]
@@ -61,10 +54,11 @@ def test_create_index_concurrently_while_another_applier_waits(db_project: DbPro
     index = db_project.add_migration(
         "index", "SELECT pg_sleep(1.5);\nCREATE INDEX CONCURRENTLY big_a ON big (a);\n")
 
-    first = start_spawn(db_project, "migration", "apply", "--yes")
+    first = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
     wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query LIKE "
                        "'SELECT pg_sleep(1.5)%' AND state = 'active')")
-    second = start_spawn(db_project, "migration", "apply", "--yes", "--lock-timeout", "60")
+    second = start_spawn("migration", "apply", "--yes", "--lock-timeout", "60",
+                         cwd=db_project.root)
     first_code = first.wait(timeout=60)
     second_code = second.wait(timeout=60)
     first_out, first_err = first.communicate()
@@ -118,7 +112,7 @@ def test_sigkill_during_a_migration_leaves_it_attempted_and_retry_finishes_it(
         "slow", "BEGIN;\nCREATE TABLE slow_done (id int);\nSELECT pg_sleep(3);\nCOMMIT;\n")
     later = db_project.add_migration("later", "CREATE TABLE later ();\n")
 
-    proc = start_spawn(db_project, "migration", "apply", "--yes")
+    proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
     wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
                        "'SELECT pg_sleep(3);' AND state = 'active')")
     os.kill(proc.pid, signal.SIGKILL)
@@ -146,7 +140,7 @@ def test_ctrl_c_cancels_the_running_migration_and_records_the_failure(
     name = db_project.add_migration(
         "slow", "BEGIN;\nCREATE TABLE slow_done (id int);\nSELECT pg_sleep(20);\nCOMMIT;\n")
 
-    proc = start_spawn(db_project, "migration", "apply", "--yes")
+    proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
     wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
                        "'SELECT pg_sleep(20);' AND state = 'active')")
     started = time.monotonic()

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import SPAWN, Result, snapshot_files
+from tests.helpers import SPAWN, Result, snapshot_files, spawn_env, start_spawn
 
 HELLO_OUTPUT = " answer \n--------\n      1\n(1 row)\n\n"
 SUMMARY = re.compile(r"^(\d+ tests?: \d+ passed, \d+ failed) in \d+\.\d\ds$")
@@ -538,9 +538,8 @@ def test_interrupting_compare_leaves_no_backend(db_project: Any) -> None:
         db_project.add_test(name, "SELECT pg_sleep(60);\n")
     database = db_project.database
     for jobs in ("1", "2"):
-        proc = subprocess.Popen([*SPAWN, "test", "compare", "-j", jobs], cwd=db_project.root,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = start_spawn("test", "compare", "-j", jobs, cwd=db_project.root,
+                           stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while backends(database, "spawn-test-%") != jobs and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -591,9 +590,8 @@ def run_on_terminal(
 ) -> str:
     """Run spawn with a pseudo-terminal as stdin and stdout; return what it printed."""
     main, secondary = pty.openpty()
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith("SPAWN_") and k != "NO_COLOR"}
-    full_env.update(env or {})
+    full_env = spawn_env(env)
+    full_env.pop("NO_COLOR", None)
     proc = subprocess.Popen([*SPAWN, *args], cwd=cwd, stdin=secondary, stdout=secondary,
                             stderr=secondary, env=full_env, close_fds=True)
     os.close(secondary)
