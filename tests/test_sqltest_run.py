@@ -590,8 +590,8 @@ def run_on_terminal(
 ) -> str:
     """Run spawn with a pseudo-terminal as stdin and stdout; return what it printed."""
     main, secondary = pty.openpty()
-    full_env = spawn_env(env)
-    full_env.pop("NO_COLOR", None)
+    full_env = {k: v for k, v in spawn_env().items() if k != "NO_COLOR"}
+    full_env.update(env or {})
     proc = subprocess.Popen([*SPAWN, *args], cwd=cwd, stdin=secondary, stdout=secondary,
                             stderr=secondary, env=full_env, close_fds=True)
     os.close(secondary)
