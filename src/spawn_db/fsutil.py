@@ -2,35 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place.
 
-    ``durable`` also fsyncs the file before the rename; pin objects skip it
-    because a lost object is detected (missing or corrupt) and re-pinned.
+    ``durable`` also fsyncs the file before the rename. Pin objects skip it:
+    they are written by the thousand, and a lost one is detected on read
+    (missing or corrupt) and restored from version control. Plain string
+    operations, not pathlib, because pinning calls this once per object.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    target = os.fspath(path)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
         while view:
-            written = os.write(fd, view)
-            view = view[written:]
+            view = view[os.write(fd, view):]
         if durable:
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
     os.close(fd)
     try:
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def _discard(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:

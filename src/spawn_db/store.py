@@ -126,10 +126,10 @@ class PinStore:
             return digest
         folder = f"{self.root}/{digest[:2]}"
         try:
-            _write_object(f"{folder}/{digest[2:]}", data)
+            atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
         except FileNotFoundError:
             os.makedirs(folder, exist_ok=True)
-            _write_object(f"{folder}/{digest[2:]}", data)
+            atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
         known.add(digest)
         return digest
 
@@ -199,19 +199,6 @@ class PinStore:
     def read_tree(self, digest: str, *, context: str) -> dict[str, TreeEntry]:
         text = self.get(digest, context=context)
         return {e.name: e for e in parse_tree(text, digest)}
-
-
-def _write_object(path: str, data: bytes) -> None:
-    """Write via a temporary name and rename, so a crash never leaves half an object."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 RACY_NS = 2_000_000_000
