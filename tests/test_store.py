@@ -11,10 +11,10 @@ import pytest
 import xxhash
 
 from spawn_db.errors import PinStoreError
+from spawn_db.snapshot import StatCache, snapshot
 from spawn_db.store import (
     PinnedTree,
     PinStore,
-    StatCache,
     TreeEntry,
     _parse_canonical_tree,
     _parse_tree_toml,
@@ -63,7 +63,7 @@ def test_snapshot_hashes_match_the_format_rules(components: Path, tmp_path: Path
     ]).encode()
 
     store = PinStore(tmp_path / "pinned")
-    root = store.snapshot(components)
+    root = snapshot(store, components)
 
     assert root == h(root_tree)
     for data in [b"SELECT 1;\n", bytes(range(256)), b"", util_tree, empty_tree, root_tree]:
@@ -95,9 +95,9 @@ def test_names_are_written_as_toml_strings(name: str, expected: str) -> None:
 
 def test_repin_rewrites_no_object(components: Path, tmp_path: Path) -> None:
     store = PinStore(tmp_path / "pinned")
-    first = store.snapshot(components)
+    first = snapshot(store, components)
     stats = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "pinned").rglob("*")}
-    second = PinStore(tmp_path / "pinned").snapshot(components)
+    second = snapshot(PinStore(tmp_path / "pinned"), components)
     assert first == second
     after = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "pinned").rglob("*")}
     assert after == stats
@@ -105,7 +105,7 @@ def test_repin_rewrites_no_object(components: Path, tmp_path: Path) -> None:
 
 def test_pinned_tree_reads_files_by_path(components: Path, tmp_path: Path) -> None:
     store = PinStore(tmp_path / "pinned")
-    tree = PinnedTree(store, store.snapshot(components), context="migration m")
+    tree = PinnedTree(store, snapshot(store, components), context="migration m")
     assert tree.read(["util", "add_func.sql"]) == b"SELECT 1;\n"
     assert tree.read(["logo.bin"]) == bytes(range(256))
     assert tree.read(["util"]) is None
@@ -115,7 +115,7 @@ def test_pinned_tree_reads_files_by_path(components: Path, tmp_path: Path) -> No
 
 def test_corrupt_and_missing_objects_are_named(components: Path, tmp_path: Path) -> None:
     store = PinStore(tmp_path / "pinned")
-    root = store.snapshot(components)
+    root = snapshot(store, components)
     blob = h(b"SELECT 1;\n")
     path = store.object_path(blob)
     path.write_bytes(b"tampered")
@@ -146,38 +146,38 @@ def test_stat_cache_skips_unchanged_files_and_rehashes_edited_ones(
     cache_path = tmp_path / "cache.json"
     time.sleep(0.01)
     cache = StatCache.load(cache_path, racy_ns=0)
-    first = PinStore(tmp_path / "pinned").snapshot(components, cache)
+    first = snapshot(PinStore(tmp_path / "pinned"), components, cache)
     cache.save()
     assert len(json.loads(cache_path.read_text())["entries"]) == 4
 
     fresh = StatCache.load(cache_path, racy_ns=0)
-    assert PinStore(tmp_path / "pinned").snapshot(components, fresh) == first
+    assert snapshot(PinStore(tmp_path / "pinned"), components, fresh) == first
     assert fresh.new == fresh.old
 
     target = components / "util" / "add_func.sql"
     target.write_bytes(b"SELECT 2;\n")
-    edited = PinStore(tmp_path / "pinned").snapshot(components, StatCache.load(cache_path))
+    edited = snapshot(PinStore(tmp_path / "pinned"), components, StatCache.load(cache_path))
     assert edited != first
-    assert PinStore(tmp_path / "pinned").snapshot(components) == edited
+    assert snapshot(PinStore(tmp_path / "pinned"), components) == edited
 
 
 def test_stat_cache_never_records_files_changed_during_the_pin(
     components: Path, tmp_path: Path
 ) -> None:
     cache = StatCache.load(tmp_path / "cache.json")
-    PinStore(tmp_path / "pinned").snapshot(components, cache)
+    snapshot(PinStore(tmp_path / "pinned"), components, cache)
     assert cache.new == {}
 
 
 def test_stat_cache_survives_a_garbage_file(components: Path, tmp_path: Path) -> None:
     (tmp_path / "cache.json").write_text("{not json")
-    root = PinStore(tmp_path / "pinned").snapshot(components, StatCache.load(tmp_path / "c.json"))
-    assert root == PinStore(tmp_path / "p2").snapshot(components)
+    root = snapshot(PinStore(tmp_path / "pinned"), components, StatCache.load(tmp_path / "c.json"))
+    assert root == snapshot(PinStore(tmp_path / "p2"), components)
 
 
 def test_canonical_and_toml_parsers_agree(components: Path, tmp_path: Path) -> None:
     store = PinStore(tmp_path / "pinned")
-    root = store.snapshot(components)
+    root = snapshot(store, components)
     text = store.get(root, context="test")
     assert _parse_canonical_tree(text.decode()) == _parse_tree_toml(text, root)
     odd = tree_text([TreeEntry("Blob", "a" * 32, "back\\slash"), TreeEntry("Blob", "b" * 32, 'q"')])

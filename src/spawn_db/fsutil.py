@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 from pathlib import Path
@@ -13,11 +14,13 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
     ``durable`` also fsyncs the file before the rename. Pin objects skip it:
     they are written by the thousand, and a lost one is detected on read
     (missing or corrupt) and restored from version control. Plain string
-    operations, not pathlib, because pinning calls this once per object.
+    operations, not pathlib, because pinning calls this once per object. The
+    temporary name is unique per thread, so two threads writing the same
+    object never share a half-written file.
     """
     target = os.fspath(path)
     folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{_thread.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)

@@ -16,7 +16,8 @@ from spawn_db.config import Config
 from spawn_db.errors import NotPinned, UsageError
 from spawn_db.fsutil import atomic_write_text
 from spawn_db.project import Project, validate_name
-from spawn_db.store import PinnedTree, PinStore, StatCache, read_lock, write_lock
+from spawn_db.snapshot import StatCache, snapshot
+from spawn_db.store import PinnedTree, PinStore, read_lock, write_lock
 
 if TYPE_CHECKING:
     from spawn_db.template import ComponentSource, Renderer
@@ -109,7 +110,7 @@ def pin_migration(config: Config, name: str) -> str:
     if not components.is_dir():
         raise UsageError(f"{components} does not exist; create it (spawn init does) and retry")
     cache = StatCache.load(config.project_dir / PIN_CACHE)
-    root = PinStore(config.pinned_dir).snapshot(components, cache)
+    root = snapshot(PinStore(config.pinned_dir), components, cache)
     write_lock(folder, root)
     cache.save()
     return root

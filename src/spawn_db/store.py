@@ -8,13 +8,15 @@ immutable, so pinning again writes only what is new.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
 import os
 import re
-import time
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import xxhash
 
@@ -22,6 +24,7 @@ from spawn_db.errors import PinStoreError
 from spawn_db.fsutil import atomic_write
 
 LOCK_FILE = "lock.toml"
+STAGING_PREFIX = ".staging-"
 EntryKind = Literal["Blob", "Tree"]
 
 
@@ -86,16 +89,26 @@ def toml_string(value: str) -> str:
 
 
 class PinStore:
-    """The object store under ``pinned/``."""
+    """The object store under ``pinned/``.
+
+    Inside ``batch()``, objects whose fan-out folder does not exist yet are
+    written straight into a private staging folder, and each finished folder
+    is renamed into the store at the end: one rename per folder instead of a
+    temporary file and a rename per object, and still no half-written object
+    is ever visible. ``put`` may be called from several threads at once.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._existing: set[str] | None = None
+        self._prefixes: set[str] = set()
+        self._staging: str | None = None
+        self._staged: set[str] = set()
 
     def object_path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:]
 
-    def _known_objects(self) -> set[str]:
+    def known_objects(self) -> set[str]:
         """Every object name in the store, from one listing per fan-out folder.
 
         Cheaper than a ``stat`` per object when re-pinning thousands of files.
@@ -104,34 +117,91 @@ class PinStore:
             found: set[str] = set()
             root = str(self.root)
             try:
-                prefixes = [p for p in os.listdir(root) if len(p) == 2]
+                listing = os.listdir(root)
             except FileNotFoundError:
-                prefixes = []
-            for prefix in prefixes:
+                listing = []
+            for prefix in listing:
+                if len(prefix) != 2:
+                    continue
                 try:
                     found.update(prefix + name for name in os.listdir(f"{root}/{prefix}"))
                 except NotADirectoryError:
                     continue
+                self._prefixes.add(prefix)
             self._existing = found
+            _remove_abandoned_staging(root, listing)
         return self._existing
 
     def has(self, digest: str) -> bool:
-        return digest in self._known_objects()
+        return digest in self.known_objects()
 
     def put(self, data: bytes, digest: str | None = None) -> str:
         """Store ``data`` unless an object with its hash exists; return the hash."""
         digest = digest or hash_bytes(data)
-        known = self._known_objects()
+        known = self.known_objects()
         if digest in known:
             return digest
-        folder = f"{self.root}/{digest[:2]}"
-        try:
-            atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-            atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
+        prefix = digest[:2]
+        if self._staging is not None and prefix not in self._prefixes:
+            self._write_staged(prefix, digest, data)
+        else:
+            folder = f"{self.root}/{prefix}"
+            try:
+                atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+                self._prefixes.add(prefix)
+                atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
         known.add(digest)
         return digest
+
+    def _write_staged(self, prefix: str, digest: str, data: bytes) -> None:
+        folder = f"{self._staging}/{prefix}"
+        if prefix not in self._staged:
+            os.makedirs(folder, exist_ok=True)
+            self._staged.add(prefix)
+        try:
+            fd = os.open(f"{folder}/{digest[2:]}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return  # another thread is writing the same bytes
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Stage new fan-out folders during the block and move them in at its end.
+
+        If the block fails, the staged objects are discarded.
+        """
+        self.known_objects()
+        self._staging = f"{self.root}/{STAGING_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+        self._staged = set()
+        try:
+            yield
+            self._commit_staged()
+        finally:
+            if os.path.exists(self._staging):
+                shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    def _commit_staged(self) -> None:
+        assert self._staging is not None
+        for prefix in sorted(self._staged):
+            source, target = f"{self._staging}/{prefix}", f"{self.root}/{prefix}"
+            try:
+                os.rename(source, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise PinStoreError(f"cannot move pin objects into {target}: "
+                                        f"{exc.strerror}") from None
+                # Another pin created the folder meanwhile: move the objects one by one.
+                for name in os.listdir(source):
+                    os.replace(f"{source}/{name}", f"{target}/{name}")
+            self._prefixes.add(prefix)
 
     def get(self, digest: str, *, context: str) -> bytes:
         """The bytes of an object, verified against its name."""
@@ -154,122 +224,9 @@ class PinStore:
             )
         return data
 
-    def snapshot(self, folder: Path, cache: StatCache | None = None) -> str:
-        """Store every file and folder under ``folder``; return the root tree's hash.
-
-        With a ``cache``, files whose stat data did not change since the last
-        pin are not read again (as git's index does), provided their object exists.
-        """
-        return self._snapshot(str(folder), "", cache or StatCache.disabled())
-
-    def _snapshot(self, folder: str, rel: str, cache: StatCache) -> str:
-        entries: list[TreeEntry] = []
-        try:
-            scan = list(os.scandir(folder))
-        except OSError as exc:
-            raise PinStoreError(f"cannot read {folder}: {exc.strerror}") from None
-        for item in scan:
-            _check_name(item.name, item.path)
-            try:
-                is_dir = item.is_dir()
-                is_file = not is_dir and item.is_file()
-            except OSError as exc:
-                raise PinStoreError(f"cannot read {item.path}: {exc.strerror}") from None
-            if is_dir:
-                digest = self._snapshot(item.path, f"{rel}{item.name}/", cache)
-                entries.append(TreeEntry("Tree", digest, item.name))
-            elif is_file:
-                entries.append(TreeEntry("Blob", self._blob(item, rel + item.name, cache),
-                                         item.name))
-        return self.put(tree_text(entries).encode("utf-8"))
-
-    def _blob(self, item: os.DirEntry[str], rel: str, cache: StatCache) -> str:
-        try:
-            info = item.stat()
-        except OSError as exc:
-            raise PinStoreError(f"cannot read {item.path}: {exc.strerror}") from None
-        cached = cache.lookup(rel, info)
-        if cached is not None and cached in self._known_objects():
-            return cached
-        data = _read(item.path)
-        digest = self.put(data)
-        cache.record(rel, info, digest)
-        return digest
-
     def read_tree(self, digest: str, *, context: str) -> dict[str, TreeEntry]:
         text = self.get(digest, context=context)
         return {e.name: e for e in parse_tree(text, digest)}
-
-
-RACY_NS = 2_000_000_000
-
-
-class StatCache:
-    """File stat data → content hash, remembered between pins (like git's index).
-
-    A file is trusted only if size, mtime, ctime and inode all match, and files
-    changed within the last two seconds of the pin are never recorded, so an
-    edit racing the pin is re-read next time.
-    """
-
-    FORMAT = 1
-
-    def __init__(
-        self, path: Path | None, entries: dict[str, list[Any]], racy_ns: int = RACY_NS
-    ) -> None:
-        self.path = path
-        self.racy_ns = racy_ns
-        self.old = entries
-        self.new: dict[str, list[Any]] = {}
-        self.started_ns = time.time_ns()
-
-    @classmethod
-    def disabled(cls) -> StatCache:
-        return cls(None, {})
-
-    @classmethod
-    def load(cls, path: Path, racy_ns: int = RACY_NS) -> StatCache:
-        try:
-            raw = json.loads(path.read_bytes())
-            entries = raw["entries"] if raw.get("format") == cls.FORMAT else {}
-        except (OSError, ValueError, AttributeError, KeyError, TypeError):
-            entries = {}
-        return cls(path, entries if isinstance(entries, dict) else {}, racy_ns)
-
-    @staticmethod
-    def _key(info: os.stat_result) -> list[Any]:
-        return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
-
-    def lookup(self, rel: str, info: os.stat_result) -> str | None:
-        old = self.old.get(rel)
-        if (
-            old is None
-            or old[0] != info.st_size
-            or old[1] != info.st_mtime_ns
-            or old[2] != info.st_ctime_ns
-            or old[3] != info.st_ino
-        ):
-            return None
-        self.new[rel] = old
-        return str(old[4])
-
-    def record(self, rel: str, info: os.stat_result, digest: str) -> None:
-        if self.path is None:
-            return
-        if max(info.st_mtime_ns, info.st_ctime_ns) >= self.started_ns - self.racy_ns:
-            return
-        self.new[rel] = [*self._key(info), digest]
-
-    def save(self) -> None:
-        """Best effort: a cache that cannot be written only makes the next pin slower."""
-        if self.path is None or self.new == self.old:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            payload = json.dumps({"format": self.FORMAT, "entries": self.new})
-            atomic_write(self.path, payload.encode(), durable=False)
-        except OSError:
-            return
 
 
 _CANONICAL_ENTRY = re.compile(
@@ -323,21 +280,24 @@ def _parse_tree_toml(data: bytes, digest: str) -> list[TreeEntry]:
     return entries
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb", buffering=0) as f:
-            return f.readall()
-    except OSError as exc:
-        raise PinStoreError(f"cannot read {path}: {exc.strerror}") from None
+def _remove_abandoned_staging(root: str, listing: list[str]) -> None:
+    """Delete staging folders left by a pin that was killed, so they never reach git."""
+    for name in listing:
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(f"{root}/{name}", ignore_errors=True)
 
 
-def _check_name(name: str, path: str) -> None:
+def _process_alive(pid: int) -> bool:
     try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PinStoreError(
-            f"cannot pin {path!s}: its name is not valid UTF-8; rename it"
-        ) from None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class PinnedTree:
