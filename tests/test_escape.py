@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spawn_db.escape import EscapeError, Identifier, Literal, escape_identifier, escape_literal
+from spawn_db.errors import EscapeError
+from spawn_db.escape import Identifier, Literal, escape_identifier, escape_literal
 
 text_without_nul = st.text(alphabet=st.characters(blacklist_characters="\x00"))
 

@@ -42,12 +42,12 @@ from spawn_db.config import Config, TargetConfig
 from spawn_db.engine import Engine, engine_for
 from spawn_db.engine.psql import (
     PREAMBLE,
-    ControlError,
     PsqlProcess,
     marker_literal,
 )
 from spawn_db.engine.psqlscan import ScriptShape, analyze
 from spawn_db.errors import (
+    ControlError,
     DatabaseError,
     MigrationFailed,
     NotPinned,

@@ -47,6 +47,24 @@ class TemplateError(SpawnError):
         self.line = line
 
 
+class RefusedPath(SpawnError):
+    """An include or file read tried to leave components/; the renderer adds file:line."""
+
+    exit_code = FAILURE_EXIT
+
+
+class ComponentNotFound(SpawnError):
+    """An include, import or file read names no file under components/; located like above."""
+
+    exit_code = FAILURE_EXIT
+
+
+class EscapeError(SpawnError):
+    """A value cannot be represented in PostgreSQL text (it contains NUL)."""
+
+    exit_code = FAILURE_EXIT
+
+
 class VariablesError(SpawnError):
     """A --variables file cannot be read or parsed."""
 
@@ -65,6 +83,10 @@ class DatabaseError(SpawnError):
 
 class EmbeddedServerError(DatabaseError):
     """The project-local PostgreSQL server cannot be found, created or started."""
+
+
+class ControlError(DatabaseError):
+    """A bookkeeping statement failed in the control session; carries psql's error text."""
 
 
 class PsqlError(DatabaseError):

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spawn_db.errors import SpawnError
-
-
-class EscapeError(SpawnError):
-    """A value cannot be represented in PostgreSQL text (it contains NUL)."""
-
-    exit_code = 1
+from spawn_db.errors import EscapeError
 
 
 def _refuse_nul(text: str, what: str) -> None:

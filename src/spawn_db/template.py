@@ -23,7 +23,7 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import SandboxedEnvironment
 
-from spawn_db.errors import SpawnError, TemplateError
+from spawn_db.errors import ComponentNotFound, RefusedPath, SpawnError, TemplateError
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.plaintext import plain_output
 from spawn_db.sqlvalue import SqlMarkup, sql_markup, sql_value
@@ -65,16 +65,6 @@ class PinnedSource:
     def read(self, parts: list[str]) -> bytes | None:
         result: bytes | None = self.tree.read(parts)
         return result
-
-
-class RefusedPath(SpawnError):
-    """An include or file read tried to leave components/."""
-
-    exit_code = 1
-
-
-class ComponentNotFound(SpawnError):
-    exit_code = 1
 
 
 def component_parts(path: str) -> list[str]:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from spawn_db.errors import DatabaseError
+from spawn_db.errors import ControlError, DatabaseError
 from spawn_db.escape import escape_literal
 
 PIPE_CHUNK = 64 * 1024
@@ -307,10 +307,6 @@ class PsqlProcess:
 def marker_literal(nonce: str, tag: str) -> str:
     """``'nonce''tag'``: psql prints ``nonce'tag``, which its echoed input never contains."""
     return escape_literal(f"{nonce}'{tag}")
-
-
-class ControlError(DatabaseError):
-    """A bookkeeping statement failed in the control session; carries psql's error text."""
 
 
 class ControlSession:
