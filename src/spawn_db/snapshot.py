@@ -176,7 +176,15 @@ def _worker_count(requested: int | None, files: int) -> int:
         return max(1, requested)
     if files < PARALLEL_MIN_FILES:
         return 1
-    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    return max(1, min(MAX_WORKERS, _usable_cores()))
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a container's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity call
+        return os.cpu_count() or 1
 
 
 def _store_files(store: PinStore, files: list[_File], cache: StatCache, workers: int) -> None:
