@@ -1,0 +1,632 @@
+"""Running planned migrations through psql sessions: render, stream, record.
+
+``apply`` decides what runs, under the migration lock; this module runs it:
+each migration is rendered into a spool and streamed into a psql session,
+and its history rows are written on the way.
+
+How a run uses psql, and why it is both fast and crash-safe:
+
+* A **control session** (psql connected to ``spawn_database``) holds the
+  migration lock from before the state check until after the last history
+  row, reads the state, and writes the rows that cannot go elsewhere.
+* A **runner session** (psql connected where the target's command connects)
+  runs the migrations one after the other. Each migration is rendered whole
+  into a spool first (a template error stops before anything of it reaches
+  the database) and checked with ``engine.psqlscan``: only plain SQL that
+  ends cleanly shares the runner; anything else gets a psql of its own.
+* Between two shared migrations the runner executes ``DISCARD ALL`` (which
+  also fails, ending psql, if the migration left a transaction open), so the
+  next one starts as in a fresh session.
+* When the tracking tables live in the runner's database, the bookkeeping
+  goes through the runner too: ``ATTEMPTED`` row, migration, outcome row
+  (batched with the next ``ATTEMPTED`` row), each proven by a marker the
+  statement itself returns. psql stops at the first error (``ON_ERROR_STOP``),
+  so nothing after a failure runs, and spawn records the failure through the
+  control session. Several migrations can be queued ahead in psql's input,
+  because psql dies with spawn (parent-death signal) and would otherwise
+  never run what is queued without spawn there to see it.
+* Otherwise (``spawn_database`` elsewhere), the control session writes the
+  rows between migrations.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, Protocol
+
+from spawn_db.config import Config
+from spawn_db.engine import Engine
+from spawn_db.engine.psql import (
+    PREAMBLE,
+    PsqlProcess,
+    marker_literal,
+)
+from spawn_db.engine.psqlscan import ScriptShape, analyze
+from spawn_db.errors import (
+    ControlError,
+    DatabaseError,
+    MigrationFailed,
+    NotRecorded,
+    SpawnError,
+    TemplateError,
+)
+from spawn_db.escape import escape_literal
+from spawn_db.plaintext import plain_output
+from spawn_db.tracking import (
+    ASYNC_COMMIT,
+    ELAPSED,
+    LockHolder,
+    Record,
+    Tracking,
+)
+
+SPOOL_MEMORY = 8 * 1024 * 1024
+SCAN_LIMIT = 1024 * 1024
+LOOKAHEAD = 3
+# What DISCARD ALL does, except DISCARD PLANS (cached plans are invisible to SQL, and
+# replanning every bookkeeping and foreign-key query after each migration costs more
+# than a small migration's own commit) and the advisory unlock, which returns a row and
+# so goes in the closing SELECT. DISCARD ALL itself cannot share a message.
+RESET_SESSION = (
+    "CLOSE ALL", "SET SESSION AUTHORIZATION DEFAULT", "RESET ALL", "DEALLOCATE ALL",
+    "UNLISTEN *", "DISCARD TEMP", "DISCARD SEQUENCES",
+)
+# Inside a transaction block now() is the time the block began, while
+# statement_timestamp() is when this message arrived: a migration that left its
+# transaction open makes the message fail, psql exit, and PostgreSQL roll it back.
+OPEN_TRANSACTION_SETTING = "spawn.migration left a transaction open"
+OPEN_TRANSACTION_NOTE = (
+    "the migration ended inside a transaction block (a BEGIN without COMMIT); "
+    "PostgreSQL rolled it back, as it does when psql reaches the end of a script"
+)
+RESET_CHECKS = (
+    "pg_advisory_unlock_all() AS spawn_unlock, CASE WHEN now() <> statement_timestamp() "
+    f"THEN current_setting({escape_literal(OPEN_TRANSACTION_SETTING)}) END AS spawn_open"
+)
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationOutcome:
+    name: str
+    seconds: float
+
+
+class ApplyReporter(Protocol):
+    """Where a run reports progress; the CLI prints it, tests collect it."""
+
+    def waiting_for_lock(self, holders: Sequence[LockHolder], waited: float) -> None: ...
+
+    def started(self, name: str, position: int, total: int, elapsed: float) -> None: ...
+
+    def finished(self, outcome: MigrationOutcome, position: int, total: int,
+                 elapsed: float) -> None: ...
+
+    def output(self, text: str) -> None: ...
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+@dataclass
+class Rendered:
+    """One migration rendered into a spool, with everything known before it runs."""
+
+    name: str
+    position: int
+    spool: IO[bytes]
+    size: int
+    newlines: int
+    checksum: bytes
+    pin: str | None
+    shape: ScriptShape
+    migration_id: int | None = None
+    attempted: bool = False
+    started: float | None = None
+    seen: set[str] = field(default_factory=set)
+
+    def record(self, status: Literal["ATTEMPTED", "SUCCESS", "FAILURE"], **extra: Any) -> Record:
+        return Record(self.name, "APPLY", status, checksum=self.checksum, pin_hash=self.pin,
+                      migration_id=self.migration_id, **extra)
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+def render_migration(
+    config: Config, name: str, *, pinned: bool, variables: Any, position: int = 1
+) -> Rendered:
+    """Render ``name`` whole (memory bounded by a spool) before anything is sent."""
+    import xxhash
+
+    chunks, pin = _render_chunks(config, name, pinned=pinned, variables=variables)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
+    digest = xxhash.xxh3_128()
+    size = newlines = 0
+    scan: list[bytes] | None = []
+    try:
+        for chunk in chunks:
+            data = _encode(chunk, name)
+            spool.write(data)
+            digest.update(data)
+            size += len(data)
+            newlines += data.count(b"\n")
+            if scan is not None:
+                scan.append(data)
+                if size > SCAN_LIMIT:
+                    scan = None
+    except BaseException:
+        spool.close()
+        raise
+    if scan is None:
+        shape = ScriptShape(False, f"it is larger than {SCAN_LIMIT // 1024} KiB")
+    else:
+        shape = analyze(b"".join(scan))
+    return Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape)
+
+
+def _render_chunks(
+    config: Config, name: str, *, pinned: bool, variables: Any
+) -> tuple[Iterable[str], str | None]:
+    """The rendered text's chunks and the pin it came from.
+
+    A template with no Jinja syntax skips compiling (``plaintext.plain_output``),
+    which costs more than running a small migration.
+    """
+    from spawn_db.store import read_lock
+
+    folder = config.migrations_dir / name
+    text = _read_text(folder / "up.sql")
+    output = plain_output(text) if text is not None else None
+    if output is not None:
+        pin = read_lock(folder)
+        if pinned and pin is None:
+            from spawn_db.migrations import migration_source
+
+            migration_source(config, name, pinned=True)
+        return [output], pin if pinned else None
+    from spawn_db.migrations import compile_migration, migration_source, template_context
+
+    source = migration_source(config, name, pinned=pinned)
+    renderer = compile_migration(config, source)
+    return renderer.generate(template_context(config, variables or {})), \
+        source.pin if pinned else None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _encode(chunk: str, name: str) -> bytes:
+    try:
+        return chunk.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TemplateError(
+            f"migration {name} renders text that is not valid Unicode ({exc.reason}); "
+            "check the files and variables it reads"
+        ) from None
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def start_runner(engine: Engine) -> PsqlProcess:
+    """Start a runner psql; it connects while spawn does other work."""
+    process = engine.script_session()
+    process.write(PREAMBLE)
+    process.write(f"\\echo {marker_literal(process.nonce, 'c')} :DBNAME\n")
+    process.pump(0)
+    return process
+
+
+CONNECT_POLL = 1.0
+
+
+class _Runner:
+    """A shared psql session for migrations, and what it has confirmed so far."""
+
+    def __init__(self, run: _Run, process: PsqlProcess | None = None) -> None:
+        self.run = run
+        self.process = process or start_runner(run.engine)
+        self.process.on_output = run.reporter.output
+        self.process.on_stderr = run.notice
+        self.queued: deque[Rendered] = deque()
+        self.confirmed: set[int] = set()
+        self.dbname = ""
+        head = f"{self.process.nonce}'c"
+        while True:
+            for line in list(self.process.lines):
+                self.process.lines.popleft()
+                if head in line:
+                    self.dbname = line.split(head, 1)[1].strip() or "?"
+            if self.dbname:
+                break
+            if self.process.exit is not None:
+                raise DatabaseError(
+                    f"cannot start psql ({shlex.join(self.process.argv)}): exit code "
+                    f"{self.process.exit.code}: {self.process.exit.stderr.strip()}"
+                )
+            before = len(self.process.lines)
+            run.pump(self.process, CONNECT_POLL)
+            if len(self.process.lines) == before and not self.process.pending:
+                self.process.write(f"\\echo {marker_literal(self.process.nonce, 'c')} :DBNAME\n")
+
+    def confirm(self, position: int) -> None:
+        self.confirmed.add(position)
+        while self.queued and self.queued[0].position in self.confirmed:
+            self.queued.popleft()
+
+    @property
+    def pending(self) -> int:
+        return len(self.queued)
+
+    def first_pending(self) -> int | None:
+        return self.queued[0].position if self.queued else None
+
+
+class _Run:
+    """Applies the planned migrations; see the module docstring for the design."""
+
+    def __init__(self, config: Config, engine: Engine, tracking: Tracking,
+                 reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
+                 variables: Any, first_history_id: int,
+                 runner: PsqlProcess | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.tracking = tracking
+        self.reporter = reporter
+        self.names = list(names)
+        self.pinned = pinned
+        self.variables = variables
+        self.first_history_id = first_history_id
+        self.total = len(names)
+        self.start = time.monotonic()
+        self.outcomes: list[MigrationOutcome] = []
+        self.pending_records: list[Record] = []
+        self.by_position: dict[int, Rendered] = {}
+        self.runner: _Runner | None = None
+        self.inline = False
+        self.write_ahead = engine.stops_with_spawn
+        self.interrupted = False
+        self.notices: list[str] = []
+        self.ids: dict[str, int] = {}
+        self.early_runner = runner
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
+
+    def flush_notices(self) -> None:
+        if self.notices:
+            self.reporter.output("".join(self.notices))
+            self.notices.clear()
+
+    def pump(self, process: PsqlProcess, timeout: float | None = None) -> None:
+        try:
+            process.pump(timeout)
+        except KeyboardInterrupt:
+            if self.interrupted:
+                process.kill()
+            else:
+                self.interrupted = True
+                process.interrupt()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def render(self, position: int) -> Rendered:
+        name = self.names[position - 1]
+        rendered = render_migration(self.config, name, pinned=self.pinned,
+                                    variables=self.variables, position=position)
+        rendered.migration_id = self.ids.get(name)
+        self.by_position[position] = rendered
+        return rendered
+
+    # -- main loop -----------------------------------------------------------------------
+
+    def execute(self) -> list[MigrationOutcome]:
+        try:
+            if not self.names:
+                return []
+            current: Rendered | None = self.render(1)
+            self.ids = self.tracking.register(self.names)
+            for rendered in self.by_position.values():
+                rendered.migration_id = self.ids.get(rendered.name)
+            while current is not None:
+                current = self.step(current)
+            self.drain()
+            self.close_runner()
+        finally:
+            for rendered in self.by_position.values():
+                rendered.close()
+            for leftover in (self.runner.process if self.runner else None, self.early_runner):
+                if leftover is not None:
+                    leftover.stop()
+            self.settle()
+        return self.outcomes
+
+    def settle(self) -> None:
+        """Write what is still pending and make the history durable, even when stopping."""
+        if self.tracking.session.process.exit is not None:
+            return
+        try:
+            self.tracking.write(self.take_pending(), durable=True)
+            self.tracking.forget_unused(list(self.ids.values()))
+            self.tracking.barrier()
+        except SpawnError:
+            if sys.exc_info()[0] is None:
+                raise
+
+    def step(self, current: Rendered) -> Rendered | None:
+        """Queue ``current`` for psql, render the next one, and return it.
+
+        Chained (bookkeeping in the runner, psql stops with spawn), the next
+        migration is rendered first, so that ``current`` can be queued whole,
+        its outcome row batched with the next ATTEMPTED row, while psql is
+        still busy with the migrations queued before it. Otherwise the next
+        one is rendered while psql runs ``current``.
+        """
+        if not current.shape.shareable:
+            self.drain()
+            self.run_isolated(current)
+            return self.render_next(current)
+        runner = self.ensure_runner()
+        if self.inline and self.write_ahead:
+            following, error = self.try_render_next(current)
+            chained = (following is not None and following.shape.shareable
+                       and not current.shape.restart_after)
+            self.queue(runner, current, following if chained else None)
+            if chained and error is None:
+                self.wait(lambda: runner.pending <= LOOKAHEAD)
+                return following
+        else:
+            self.queue(runner, current, None)
+            following, error = self.try_render_next(current)
+        self.drain()
+        if current.shape.restart_after:
+            self.close_runner()
+        if error is not None:
+            raise error
+        return following
+
+    def try_render_next(self, current: Rendered) -> tuple[Rendered | None, SpawnError | None]:
+        try:
+            return self.render_next(current), None
+        except SpawnError as exc:
+            return None, exc
+
+    def render_next(self, current: Rendered) -> Rendered | None:
+        if current.position >= self.total:
+            return None
+        return self.render(current.position + 1)
+
+    def queue(self, runner: _Runner, current: Rendered, following: Rendered | None) -> None:
+        """Write ``current``'s whole block to the runner: ATTEMPTED row (unless the block
+        before recorded it), migration, reset, outcome (and ``following``'s ATTEMPTED row)."""
+        nonce = runner.process.nonce
+        process = runner.process
+        if not current.attempted:
+            if self.inline:
+                process.statement_marker(self.runner_message(
+                    [current.record("ATTEMPTED")],
+                    marker_literal(nonce, f"a{current.position}"), reset=False))
+            else:
+                self.tracking.write([*self.take_pending(), current.record("ATTEMPTED")],
+                                    durable=False)
+            current.attempted = True
+        process.echo_marker(f"s{current.position}")
+        process.write_stream(current.spool)
+        process.write("\n")
+        process.echo_marker(f"e{current.position}")
+        runner.queued.append(current)
+        records = []
+        if self.inline:
+            records.append(current.record("SUCCESS", since_attempt=True))
+            if following is not None:
+                records.append(following.record("ATTEMPTED"))
+                following.attempted = True
+        mark = marker_literal(nonce, f"r{current.position}")
+        if self.inline:
+            mark = f"{mark} || ' ' || extract(epoch FROM {ELAPSED})::text"
+        process.statement_marker(self.runner_message(records, mark, reset=True))
+        self.pump(process, 0)
+
+    def runner_message(self, records: Sequence[Record], mark: str, *, reset: bool) -> str:
+        """One message, one transaction: reset the session (after a migration), write
+        ``records``, and return the marker (and the time, for the next execution_time)."""
+        statements = list(RESET_SESSION) if reset else []
+        if records:
+            statements.append(ASYNC_COMMIT)
+            statements.extend(self.tracking.history_statements(records))
+        final = f"now() AS spawn_t0, {mark} AS spawn_mark"
+        statements.append(f"SELECT {final}, {RESET_CHECKS}" if reset else f"SELECT {final}")
+        return " \\;\n".join(statements)
+
+    def ensure_runner(self) -> _Runner:
+        if self.runner is None or self.runner.process.exit is not None:
+            early, self.early_runner = self.early_runner, None
+            self.runner = _Runner(self, early)
+            self.inline = self.runner.dbname == self.tracking.session.database
+        return self.runner
+
+    def close_runner(self) -> None:
+        if self.runner is None:
+            return
+        runner, self.runner = self.runner, None
+        runner.process.close_input()
+        while runner.process.exit is None:
+            self.pump(runner.process)
+            self.handle_markers(runner)
+        self.handle_markers(runner)
+        if runner.pending:
+            self.fail(runner)
+
+    # -- waiting and markers ---------------------------------------------------------------
+
+    def drain(self) -> None:
+        runner = self.runner
+        if runner is not None:
+            self.wait(lambda: not runner.pending)
+
+    def wait(self, done: Callable[[], bool]) -> None:
+        runner = self.runner
+        assert runner is not None
+        while True:
+            self.handle_markers(runner)
+            if done():
+                return
+            if runner.process.exit is not None:
+                self.fail(runner)
+            self.pump(runner.process)
+
+    def handle_markers(self, runner: _Runner) -> None:
+        for kind, position, measured in runner.process.markers():
+            rendered = self.by_position.get(position)
+            if rendered is None:
+                continue
+            rendered.seen.add(kind)
+            if kind == "s":
+                rendered.started = time.monotonic()
+                self.reporter.started(rendered.name, position, self.total, self.elapsed())
+            elif kind == "r":
+                runner.confirm(position)
+                seconds = measured if measured is not None else \
+                    time.monotonic() - (rendered.started or time.monotonic())
+                if not self.inline:
+                    self.pending_records.append(
+                        rendered.record("SUCCESS", execution_seconds=seconds))
+                self.succeeded(rendered, seconds)
+
+    def succeeded(self, rendered: Rendered, seconds: float) -> None:
+        outcome = MigrationOutcome(rendered.name, seconds)
+        self.outcomes.append(outcome)
+        self.flush_notices()
+        self.reporter.finished(outcome, rendered.position, self.total, self.elapsed())
+        rendered.close()
+
+    def take_pending(self) -> list[Record]:
+        pending, self.pending_records = self.pending_records, []
+        return pending
+
+    # -- failures ------------------------------------------------------------------------
+
+    def fail(self, runner: _Runner) -> None:
+        """psql ended before confirming everything: record what happened, then raise.
+
+        The first unconfirmed migration is the one psql was on. Its ``s`` marker
+        means it started; its ``e`` marker means all its statements succeeded
+        and psql failed in spawn's message after it: either the migration left
+        a transaction open, or its outcome could not be recorded.
+        """
+        exit = runner.process.exit
+        assert exit is not None
+        self.handle_markers(runner)
+        self.runner = None
+        error = _error_text(exit.stderr) or f"psql exited with code {exit.code}"
+        position = runner.first_pending()
+        rendered = self.by_position.get(position or 0)
+        if rendered is None:
+            raise DatabaseError(f"psql stopped unexpectedly: {error}")
+        if "e" in rendered.seen:
+            if OPEN_TRANSACTION_SETTING in error:
+                self.record_failure(rendered, OPEN_TRANSACTION_NOTE)
+            raise not_recorded(rendered.name, self.tracking, error)
+        if "s" in rendered.seen:
+            self.record_failure(rendered, error)
+        if not self.started_in_this_run(rendered):
+            raise DatabaseError(
+                f"psql stopped before migration {rendered.name} started (nothing of it ran or "
+                f"was recorded): {error}"
+            )
+        self.record_failure(rendered, f"psql stopped before the migration started: {error}")
+
+    def started_in_this_run(self, rendered: Rendered) -> bool:
+        row = self.tracking.latest().get(rendered.name)
+        return row is not None and row.history_id > self.first_history_id \
+            and row.status == "ATTEMPTED"
+
+    def record_failure(self, rendered: Rendered, note: str) -> None:
+        seconds = time.monotonic() - (rendered.started or time.monotonic())
+        record = rendered.record("FAILURE", status_note=note, execution_seconds=seconds)
+        try:
+            self.tracking.write([*self.take_pending(), record], durable=True)
+        except (ControlError, DatabaseError) as exc:
+            raise NotRecorded(
+                f"migration {rendered.name} failed, and spawn could not record the failure "
+                f"({exc}); its history shows it ATTEMPTED. psql said:\n{note}"
+            ) from None
+        why = "interrupted" if self.interrupted else "failed"
+        done = len(self.outcomes)
+        raise MigrationFailed(
+            f"migration {rendered.name} {why} ({done} of {self.total} applied before it); "
+            f"recorded as FAILURE in {self.tracking.schema}.migration_history. "
+            f"psql said:\n{note}\n"
+            f"Fix the migration (re-pin it if you change its components), then run "
+            f"`spawn migration apply {rendered.name} --retry`; if you completed it by hand, "
+            f"run `spawn migration adopt {rendered.name}`"
+        )
+
+    # -- isolated migrations ---------------------------------------------------------------
+
+    def run_isolated(self, rendered: Rendered) -> None:
+        """A migration in a psql of its own: meta-commands, variables, odd endings, size."""
+        self.tracking.write([*self.take_pending(), rendered.record("ATTEMPTED")], durable=True)
+        rendered.attempted = True
+        process = self.engine.script_session()
+        process.on_output = self.reporter.output
+        process.on_stderr = self.notice
+        rendered.started = time.monotonic()
+        self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
+        process.write(PREAMBLE)
+        process.write_stream(rendered.spool)
+        if rendered.shape.clean_end:
+            process.write("\n\\set ON_ERROR_STOP on\n\\o\n\\set QUIET on\n")
+            process.statement_marker(
+                self.runner_message([], marker_literal(process.nonce, "r0"), reset=True))
+        process.close_input()
+        while process.exit is None:
+            self.pump(process)
+        confirmed = any(kind == "r" for kind, _, _ in process.markers())
+        if process.exit.code == 0 and (confirmed or not rendered.shape.clean_end):
+            seconds = time.monotonic() - rendered.started
+            self.tracking.write([rendered.record("SUCCESS", execution_seconds=seconds)],
+                                durable=True)
+            self.succeeded(rendered, seconds)
+            return
+        error = _error_text(process.exit.stderr) or f"psql exited with code {process.exit.code}"
+        self.record_failure(rendered, OPEN_TRANSACTION_NOTE
+                            if OPEN_TRANSACTION_SETTING in error else error)
+
+
+def _error_text(stderr: str) -> str:
+    """psql's last error and what follows it (DETAIL, HINT, LINE...), else its last lines."""
+    lines = stderr.rstrip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
+        if any(word in line for word in ("ERROR:", "FATAL:", "error:", "PANIC:")):
+            return "\n".join(lines[index:])
+    return "\n".join(lines[-10:])
+
+
+def not_recorded(name: str, tracking: Tracking, detail: str) -> NotRecorded:
+    s = tracking.schema
+    return NotRecorded(
+        f"migration {name} ran successfully, but spawn could not record it ({detail}). "
+        f"Its history still shows it ATTEMPTED. To resolve: 1. check that the migration's "
+        f"changes are in the database; 2. run `spawn migration adopt {name}` to record it as "
+        f"applied (it will not run again); 3. check that the database accepts writes to "
+        f"{s}.migration_history (disk space, permissions, read-only mode) before the next apply"
+    )
