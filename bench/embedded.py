@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BenchError, Run, checked, fmt_runs, fmt_s, median_s, run_child
 
-from spawn_db import embedded
+from spawn_db import embedded_proc
 from spawn_db.pgbin import find_binaries
 
 SPAWN = [sys.executable, "-m", "spawn_db"]
@@ -45,7 +45,7 @@ COLD_TARGET = 1.3
 WARM_TARGET = 0.3
 
 
-def run_as(argv: Sequence[str], user: embedded.RunAs | None, *, cwd: Path) -> Run:
+def run_as(argv: Sequence[str], user: embedded_proc.RunAs | None, *, cwd: Path) -> Run:
     """Like ``run_child``, but started as ``user`` (no runuser/su overhead on the clock)."""
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
@@ -81,7 +81,7 @@ def spawn_cold(env: dict[str, str]) -> Run:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def hand_cold(bin_dir: Path, user: embedded.RunAs | None) -> Run:
+def hand_cold(bin_dir: Path, user: embedded_proc.RunAs | None) -> Run:
     base = fresh_dir("spawn-bench-hand-")
     data, sock = base / "data", base / "run"
     sock.mkdir()
@@ -130,7 +130,7 @@ def main() -> int:
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
     bins = find_binaries(environ=env)
-    user = embedded.default_server_user() if os.geteuid() == 0 else None
+    user = embedded_proc.default_server_user() if os.geteuid() == 0 else None
     who = pwd.getpwuid(os.geteuid()).pw_name
     print(f"embedded server benchmark: PostgreSQL {bins.version} ({bins.bin_dir}), "
           f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "

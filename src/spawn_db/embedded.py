@@ -16,22 +16,39 @@ exists), which owns the data directory; root clients connect over the socket.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import os
-import pwd
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from spawn_db.embedded_proc import (
+    PORT,
+    PidFile,
+    RunAs,
+    check_private,
+    client_env,
+    default_server_user,
+    in_process_table,
+    is_ours,
+    is_postgres,
+    locked,
+    log_problem,
+    make_dir,
+    pid_exists,
+    prepare_socket_dir,
+    reachable,
+    read_pidfile,
+    retire_pid,
+    server_env,
+    server_user,
+    socket_accepts,
+    user_name,
+)
 from spawn_db.errors import ConfigError, EmbeddedServerError, PostgresNotFound
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.pgbin import PgBinaries, find_binaries, major_of, version_key
@@ -39,32 +56,15 @@ from spawn_db.pgbin import PgBinaries, find_binaries, major_of, version_key
 if TYPE_CHECKING:
     from spawn_db.config import Config, TargetConfig
 
-PORT = 5432
 SUPERUSER = "postgres"
 STATE_DIR = ".spawn"
 SOCKET_PATH_MAX = 107
-UNPRIVILEGED_USERS = ("postgres", "nobody")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
-LOCK_TIMEOUT = 120.0
 SHORT_TMP = Path("/tmp")
 DURABLE_TMP = Path("/var/tmp")
-_HAS_PROC = Path("/proc/self/stat").exists()
 
 _children: dict[str, subprocess.Popen[bytes]] = {}
-
-
-@dataclass(frozen=True)
-class RunAs:
-    """The unprivileged account a root-run spawn starts PostgreSQL as."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-
-    def popen_kwargs(self) -> dict[str, Any]:
-        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
 
 
 @dataclass(frozen=True)
@@ -84,16 +84,6 @@ class Cluster:
     @property
     def socket_path(self) -> Path:
         return self.socket_dir / f".s.PGSQL.{self.port}"
-
-
-@dataclass(frozen=True)
-class PidFile:
-    """The lines of ``postmaster.pid`` spawn relies on."""
-
-    pid: int
-    socket_dir: str
-    port: int
-    status: str
 
 
 @dataclass(frozen=True)
@@ -156,7 +146,7 @@ def project_cluster(config: Config, target: TargetConfig) -> Cluster:
     notes: list[str] = []
     if os.geteuid() == 0 and not data_dir.exists():
         user = default_server_user()
-        if not _reachable(state, user):
+        if not reachable(state, user):
             base = DURABLE_TMP / f"spawn-{key}"
             data_dir, socket_dir = base / "postgres", base / "run"
             notes.append(f"the server user {user.name} cannot enter {project}, so the "
@@ -198,7 +188,7 @@ def ensure_databases(cluster: Cluster, running: Running, names: list[str]) -> No
     todo = [n for n in missing if n not in existing]
     if not todo:
         return
-    with _locked(cluster.lock_path):
+    with locked(cluster.lock_path):
         existing = set(_query(cluster, running,
                               f"SELECT datname FROM pg_database WHERE datname IN ({listed})")
                        .splitlines())
@@ -210,7 +200,7 @@ def ensure_databases(cluster: Cluster, running: Running, names: list[str]) -> No
 def _query(cluster: Cluster, running: Running, sql: str) -> str:
     argv = [*running.psql_argv(cluster, "postgres"), "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]
     done = subprocess.run(argv, capture_output=True, text=True, check=False,
-                          env=_client_env())
+                          env=client_env())
     if done.returncode != 0:
         raise EmbeddedServerError(
             f"the embedded server at {running.socket_dir} refused `{sql}`: "
@@ -227,7 +217,7 @@ def ensure_running(cluster: Cluster) -> Running:
     found = _ready(cluster)
     if found is not None:
         return Running(found.pid, Path(found.socket_dir), found.port, _binaries(cluster))
-    with _locked(cluster.lock_path):
+    with locked(cluster.lock_path):
         found = _ready(cluster)
         if found is not None:
             return Running(found.pid, Path(found.socket_dir), found.port, _binaries(cluster))
@@ -238,10 +228,10 @@ def stop(cluster: Cluster, *, timeout: float = STOP_TIMEOUT) -> int | None:
     """Fast shutdown (SIGINT: abort sessions, checkpoint); the pid stopped, or None."""
     if not cluster.lock_path.parent.exists():
         return None
-    with _locked(cluster.lock_path):
+    with locked(cluster.lock_path):
         found = read_pidfile(cluster.data_dir)
         if found is None or not _alive(found.pid, cluster) or \
-                _is_ours(found.pid, cluster.data_dir) is False:
+                is_ours(found.pid, cluster.data_dir) is False:
             return None
         _shutdown(cluster, found.pid, timeout)
         return found.pid
@@ -299,7 +289,7 @@ def _start_locked(cluster: Cluster) -> Running:
         _check_major(cluster, bins, existing)
         _check_owner(cluster, run_as)
     _clear_stale(cluster)
-    _prepare_socket_dir(cluster.socket_dir, run_as)
+    prepare_socket_dir(cluster.socket_dir, run_as)
     _clear_stale_socket_lock(cluster)
     found = _launch(cluster, bins, run_as)
     return Running(found.pid, Path(found.socket_dir), found.port, bins, started=True,
@@ -319,11 +309,11 @@ def _clear_stale(cluster: Cluster) -> None:
     if found is None:
         return
     if not _alive(found.pid, cluster):
-        if _in_process_table(found.pid):
-            _retire_pid(cluster.data_dir)
+        if in_process_table(found.pid):
+            retire_pid(cluster.data_dir)
         return
-    if _is_ours(found.pid, cluster.data_dir) is False:
-        _retire_pid(cluster.data_dir)
+    if is_ours(found.pid, cluster.data_dir) is False:
+        retire_pid(cluster.data_dir)
         return
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -355,7 +345,7 @@ def _launch(cluster: Cluster, bins: PgBinaries, run_as: RunAs | None) -> PidFile
         found = _wait_ready(cluster, proc, deadline)
         if found is not None:
             return found
-        problem = _log_problem(cluster.log_path, offset)
+        problem = log_problem(cluster.log_path, offset)
         if "pre-existing shared memory block" in problem and time.monotonic() < deadline:
             time.sleep(0.1)
             continue
@@ -372,7 +362,7 @@ def _spawn_postmaster(
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
-            env=_server_env(), start_new_session=True,
+            env=server_env(), start_new_session=True,
             **(run_as.popen_kwargs() if run_as else {}),
         )
     finally:
@@ -433,16 +423,16 @@ def init_cluster(cluster: Cluster, bins: PgBinaries, run_as: RunAs | None) -> No
     data_dir = cluster.data_dir
     scratch = data_dir.with_name(data_dir.name + ".initdb")
     outside = data_dir.parent != cluster.lock_path.parent
-    _make_dir(data_dir.parent, run_as if outside else None, mode=0o755)
+    make_dir(data_dir.parent, run_as if outside else None, mode=0o755)
     if outside:
-        _check_private(data_dir.parent, run_as)
+        check_private(data_dir.parent, run_as)
     if scratch.exists():
         shutil.rmtree(scratch)
-    _make_dir(scratch, run_as, mode=0o700)
+    make_dir(scratch, run_as, mode=0o700)
     argv = [str(bins.initdb), "-D", str(scratch), "--auth=trust", "-U", cluster.superuser,
             "--encoding=UTF8", "--locale=C"]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/",
-                          env=_server_env(), **(run_as.popen_kwargs() if run_as else {}))
+                          env=server_env(), **(run_as.popen_kwargs() if run_as else {}))
     if done.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
         detail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-3:]
@@ -491,7 +481,7 @@ def _check_major(cluster: Cluster, bins: PgBinaries, existing: str) -> None:
 
 def _check_reachable(cluster: Cluster, run_as: RunAs) -> None:
     for path in (cluster.data_dir, cluster.socket_dir):
-        if not _reachable(path, run_as):
+        if not reachable(path, run_as):
             raise EmbeddedServerError(
                 f"PostgreSQL runs as user {run_as.name}, who cannot enter the folders leading "
                 f"to {path}; allow it (`chmod o+x` on each parent folder) or move the project"
@@ -503,117 +493,22 @@ def _check_owner(cluster: Cluster, run_as: RunAs | None) -> None:
     expected = run_as.uid if run_as else os.geteuid()
     if owner != expected:
         raise EmbeddedServerError(
-            f"{cluster.data_dir} belongs to user {_user_name(owner)}, so PostgreSQL cannot run "
-            f"it as {_user_name(expected)}; run spawn as {_user_name(owner)} (or as root)"
+            f"{cluster.data_dir} belongs to user {user_name(owner)}, so PostgreSQL cannot run "
+            f"it as {user_name(expected)}; run spawn as {user_name(owner)} (or as root)"
         )
 
 
 # -- users and directories -----------------------------------------------------------------
 
 
-def default_server_user() -> RunAs:
-    for name in UNPRIVILEGED_USERS:
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            continue
-        return _run_as(entry)
-    raise EmbeddedServerError(
-        "spawn runs as root, and PostgreSQL refuses to; neither a `postgres` nor a `nobody` "
-        "user exists to run it as: create one (`useradd --system postgres`) or run spawn as "
-        "a normal user"
-    )
-
-
-def server_user(data_dir: Path) -> RunAs | None:
-    """Who runs the server: the caller, or when root, the data directory's owner."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        owner = data_dir.stat().st_uid
-    except FileNotFoundError:
-        return default_server_user()
-    if owner == 0:
-        raise EmbeddedServerError(
-            f"{data_dir} belongs to root, and PostgreSQL refuses to run as root; give it to "
-            f"an unprivileged user, e.g. `chown -R postgres {data_dir}`"
-        )
-    try:
-        return _run_as(pwd.getpwuid(owner))
-    except KeyError:
-        raise EmbeddedServerError(
-            f"{data_dir} belongs to uid {owner}, which has no account; "
-            f"`chown -R postgres {data_dir}`"
-        ) from None
-
-
-def _run_as(entry: pwd.struct_passwd) -> RunAs:
-    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, groups)
-
-
 def _os_user_name(cluster: Cluster) -> str:
     if os.geteuid() != 0:
-        return _user_name(os.geteuid())
+        return user_name(os.geteuid())
     try:
         run_as = server_user(cluster.data_dir)
     except EmbeddedServerError:
         return "(none available)"
-    return run_as.name if run_as else _user_name(os.geteuid())
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
-
-
-def _reachable(path: Path, user: RunAs) -> bool:
-    """Whether ``user`` may enter every existing directory on the way to ``path``."""
-    for directory in [*reversed(path.parents), path]:
-        try:
-            st = directory.stat()
-        except FileNotFoundError:
-            break
-        if st.st_uid == user.uid:
-            bit = stat.S_IXUSR
-        elif st.st_gid in user.groups:
-            bit = stat.S_IXGRP
-        else:
-            bit = stat.S_IXOTH
-        if not st.st_mode & bit:
-            return False
-    return True
-
-
-def _make_dir(path: Path, run_as: RunAs | None, *, mode: int) -> None:
-    """Create ``path`` (and its parents) usable by the server user."""
-    if path.is_dir():
-        return
-    _make_dir(path.parent, None, mode=0o755)
-    with contextlib.suppress(FileExistsError):
-        path.mkdir()
-        os.chmod(path, mode)
-        if run_as is not None:
-            os.chown(path, run_as.uid, run_as.gid)
-
-
-def _prepare_socket_dir(path: Path, run_as: RunAs | None) -> None:
-    """A private directory for the socket; a foreign one in /tmp is refused, not used."""
-    _make_dir(path, run_as, mode=0o700)
-    _check_private(path, run_as)
-
-
-def _check_private(path: Path, run_as: RunAs | None) -> None:
-    """A folder in /tmp or /var/tmp must be the server user's alone, not planted by others."""
-    st = path.stat()
-    owner = run_as.uid if run_as else os.geteuid()
-    if st.st_uid != owner or st.st_mode & 0o022:
-        raise EmbeddedServerError(
-            f"{path} belongs to {_user_name(st.st_uid)} or is writable by others, so spawn "
-            f"will not put its server's files there; remove it and retry"
-        )
+    return run_as.name if run_as else user_name(os.geteuid())
 
 
 def _clear_stale_socket_lock(cluster: Cluster) -> None:
@@ -623,7 +518,7 @@ def _clear_stale_socket_lock(cluster: Cluster) -> None:
         pid = int(lock.read_text(encoding="ascii").split("\n", 1)[0])
     except (ValueError, OSError):
         return
-    if not _pid_exists(pid) or _is_postgres(pid) is False:
+    if not pid_exists(pid) or is_postgres(pid) is False:
         lock.unlink(missing_ok=True)
 
 
@@ -636,27 +531,6 @@ def _guc_list_item(value: str) -> str:
 # -- looking at a server -------------------------------------------------------------------
 
 
-def read_pidfile(data_dir: Path) -> PidFile | None:
-    try:
-        text = (data_dir / "postmaster.pid").read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except PermissionError:
-        raise EmbeddedServerError(
-            f"cannot read {data_dir / 'postmaster.pid'}: it belongs to another user; run spawn "
-            "as the user that owns the data directory (or as root)"
-        ) from None
-    lines = text.split("\n")
-    try:
-        pid = int(lines[0])
-        port = int(lines[3]) if len(lines) > 3 and lines[3] else PORT
-    except ValueError:
-        return None
-    socket_dir = lines[4] if len(lines) > 4 else ""
-    status = lines[7].strip() if len(lines) > 7 else ""
-    return PidFile(pid=pid, socket_dir=socket_dir, port=port, status=status)
-
-
 def _ready(cluster: Cluster) -> PidFile | None:
     """The pid file of a server that answers on its socket, else None."""
     found = read_pidfile(cluster.data_dir)
@@ -664,7 +538,7 @@ def _ready(cluster: Cluster) -> PidFile | None:
         return None
     if not _alive(found.pid, cluster):
         return None
-    if not _socket_accepts(Path(found.socket_dir) / f".s.PGSQL.{found.port}"):
+    if not socket_accepts(Path(found.socket_dir) / f".s.PGSQL.{found.port}"):
         return None
     return found
 
@@ -673,152 +547,4 @@ def _alive(pid: int, cluster: Cluster) -> bool:
     child = _children.get(str(cluster.data_dir))
     if child is not None and child.pid == pid and child.poll() is not None:
         return False
-    return _pid_exists(pid)
-
-
-def _retire_pid(data_dir: Path) -> None:
-    """Replace the pid in ``postmaster.pid`` by one that cannot exist.
-
-    Deleting the file would also drop the shared-memory key PostgreSQL uses
-    to refuse starting while orphaned backends of the old server still run;
-    rewriting only the pid keeps that check. The file is rewritten in place
-    so it keeps its owner.
-    """
-    path = data_dir / "postmaster.pid"
-    try:
-        limit = int(Path("/proc/sys/kernel/pid_max").read_text(encoding="ascii"))
-    except (OSError, ValueError):
-        limit = 4194304
-    if _in_process_table(limit):
-        return
-    with path.open("r+", encoding="utf-8") as pidfile:
-        lines = pidfile.read().split("\n")
-        lines[0] = str(limit)
-        pidfile.seek(0)
-        pidfile.write("\n".join(lines))
-        pidfile.truncate()
-
-
-def _in_process_table(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _pid_exists(pid: int) -> bool:
-    """A running process; a zombie (a killed server nobody reaped yet) counts as gone."""
-    if not _in_process_table(pid):
-        return False
-    if _HAS_PROC:
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return False
-        return text[text.rfind(")") + 2:][:1] not in ("Z", "X")
-    return True
-
-
-def _is_ours(pid: int, data_dir: Path) -> bool | None:
-    """Whether live ``pid`` is a server of ``data_dir`` (it chdirs there); None if unknowable."""
-    if not _HAS_PROC:
-        return _is_postgres(pid)
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError as exc:
-        return False if exc.errno in (errno.EACCES, errno.EPERM) else None
-    return Path(cwd) == data_dir.resolve()
-
-
-def _is_postgres(pid: int) -> bool | None:
-    """Whether live ``pid`` runs a PostgreSQL server program; None if unknowable."""
-    if _HAS_PROC:
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
-        name = text[text.find("(") + 1:text.rfind(")")]
-    else:
-        try:
-            done = subprocess.run(["ps", "-o", "comm=", "-p", str(pid)], capture_output=True,
-                                  text=True, check=False, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if done.returncode != 0:
-            return None
-        name = Path(done.stdout.strip()).name
-    return name in ("postgres", "postmaster")
-
-
-def _socket_accepts(path: Path) -> bool:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(2.0)
-    try:
-        sock.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        sock.close()
-    return True
-
-
-def _log_problem(log_path: Path, offset: int) -> str:
-    """The most telling line PostgreSQL logged since ``offset``."""
-    try:
-        with log_path.open("rb") as log:
-            log.seek(offset)
-            lines = log.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    for marker in ("FATAL:", "PANIC:", "ERROR:"):
-        hits = [line for line in lines if marker in line]
-        if hits:
-            text = hits[-1].split(marker, 1)[1].strip()
-            hint = [line.split("HINT:", 1)[1].strip() for line in lines if "HINT:" in line]
-            return text + (f" ({hint[-1]})" if hint else "")
-    return lines[-1].strip() if lines else ""
-
-
-@contextlib.contextmanager
-def _locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path``, so concurrent spawns start one server."""
-    _make_dir(path.parent, None, mode=0o755)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except PermissionError:
-        fd = os.open(path, os.O_RDONLY)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise EmbeddedServerError(
-                        f"another spawn process has held {path} for {timeout:.0f} s while "
-                        "starting or stopping the embedded server; wait for it or stop it"
-                    ) from None
-                time.sleep(0.01)
-        yield
-    finally:
-        os.close(fd)
-
-
-# -- environment ---------------------------------------------------------------------------
-
-
-def _server_env() -> dict[str, str]:
-    """The caller's environment without libpq/server variables that would redirect it."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-
-
-def _client_env() -> Mapping[str, str]:
-    env = _server_env()
-    env.setdefault("PGCONNECT_TIMEOUT", "10")
-    return env
-
-
+    return pid_exists(pid)
