@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from spawn_db.apply_runner import ApplyReporter as ApplyReporter
 from spawn_db.apply_runner import MigrationOutcome as MigrationOutcome
-from spawn_db.apply_runner import _Run, start_runner
+from spawn_db.apply_runner import MigrationRun, start_runner
 from spawn_db.config import Config, TargetConfig
 from spawn_db.engine import engine_for
 from spawn_db.errors import (
@@ -207,7 +207,7 @@ def apply(
                 to_run = [n for n in locked_plan.to_run if n in confirmed]
                 plan = ApplyPlan(tuple(to_run), locked_plan.already_applied,
                                  locked_plan.blocked, locked_plan.blocked_state)
-                run = _Run(config, engine, tracking, reporter, to_run,
+                run = MigrationRun(config, engine, tracking, reporter, to_run,
                            pinned=pinned, variables=variables,
                            first_history_id=tracking.last_history_id(), runner=early)
                 outcomes = run.execute()

@@ -237,7 +237,7 @@ CONNECT_POLL = 1.0
 class _Runner:
     """A shared psql session for migrations, and what it has confirmed so far."""
 
-    def __init__(self, run: _Run, process: PsqlProcess | None = None) -> None:
+    def __init__(self, run: MigrationRun, process: PsqlProcess | None = None) -> None:
         self.run = run
         self.process = process or start_runner(run.engine)
         self.process.on_output = run.reporter.output
@@ -276,7 +276,7 @@ class _Runner:
         return self.queued[0].position if self.queued else None
 
 
-class _Run:
+class MigrationRun:
     """Applies the planned migrations; see the module docstring for the design."""
 
     def __init__(self, config: Config, engine: Engine, tracking: Tracking,
