@@ -349,3 +349,26 @@ def test_completion_scripts(project: Path, shell: str) -> None:
     result = run_spawn("completion", shell, cwd=project)
     assert result.exit_code == 0
     assert "_SPAWN_COMPLETE" in result.stdout
+
+
+def test_pin_into_a_store_that_is_not_a_folder(project: Path) -> None:
+    name = new_migration(project, "m", "SELECT 1;\n")
+    pinned = project / "spawn" / "pinned"
+    for entry in pinned.iterdir():
+        entry.unlink()
+    pinned.rmdir()
+    pinned.write_text("not a folder\n")
+    before = snapshot_files(project)
+    result = run_spawn("migration", "pin", name, cwd=project)
+    assert_one_line_error(result, 1, f"cannot read the pin store {pinned}: Not a directory")
+    assert snapshot_files(project) == before
+
+
+def test_pin_whose_lock_file_cannot_be_written(project: Path) -> None:
+    name = new_migration(project, "m", "SELECT 1;\n")
+    lock = project / "spawn" / "migrations" / name / "lock.toml"
+    lock.mkdir()
+    result = run_spawn("migration", "pin", name, cwd=project)
+    assert_one_line_error(result, 1, f"cannot write {lock}: Is a directory",
+                          "the pin was not recorded")
+    assert lock.is_dir() and list(lock.iterdir()) == []

@@ -120,6 +120,11 @@ class PinStore:
                 listing = os.listdir(root)
             except FileNotFoundError:
                 listing = []
+            except OSError as exc:
+                raise PinStoreError(
+                    f"cannot read the pin store {root}: {exc.strerror}; it must be a folder "
+                    "(restore it from version control)"
+                ) from None
             for prefix in listing:
                 if len(prefix) != 2:
                     continue
@@ -141,19 +146,28 @@ class PinStore:
         known = self.known_objects()
         if digest in known:
             return digest
+        try:
+            self._write(digest, data)
+        except OSError as exc:
+            raise PinStoreError(
+                f"cannot write pin object {digest} into {self.root}: {exc.strerror}; make the "
+                "folder writable (and check free space), then pin again"
+            ) from None
+        known.add(digest)
+        return digest
+
+    def _write(self, digest: str, data: bytes) -> None:
         prefix = digest[:2]
         if self._staging is not None and prefix not in self._prefixes:
             self._write_staged(prefix, digest, data)
-        else:
-            folder = f"{self.root}/{prefix}"
-            try:
-                atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
-            except FileNotFoundError:
-                os.makedirs(folder, exist_ok=True)
-                self._prefixes.add(prefix)
-                atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
-        known.add(digest)
-        return digest
+            return
+        folder = f"{self.root}/{prefix}"
+        try:
+            atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            self._prefixes.add(prefix)
+            atomic_write(f"{folder}/{digest[2:]}", data, durable=False)
 
     def _write_staged(self, prefix: str, digest: str, data: bytes) -> None:
         folder = f"{self._staging}/{prefix}"
@@ -193,14 +207,10 @@ class PinStore:
         for prefix in sorted(self._staged):
             source, target = f"{self._staging}/{prefix}", f"{self.root}/{prefix}"
             try:
-                os.rename(source, target)
+                _move_folder(source, target)
             except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise PinStoreError(f"cannot move pin objects into {target}: "
-                                        f"{exc.strerror}") from None
-                # Another pin created the folder meanwhile: move the objects one by one.
-                for name in os.listdir(source):
-                    os.replace(f"{source}/{name}", f"{target}/{name}")
+                raise PinStoreError(f"cannot move pin objects into {target}: "
+                                    f"{exc.strerror}") from None
             self._prefixes.add(prefix)
 
     def get(self, digest: str, *, context: str) -> bytes:
@@ -280,6 +290,17 @@ def _parse_tree_toml(data: bytes, digest: str) -> list[TreeEntry]:
     return entries
 
 
+def _move_folder(source: str, target: str) -> None:
+    """Rename ``source`` to ``target``, or merge its files in if ``target`` appeared meanwhile."""
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        for name in os.listdir(source):
+            os.replace(f"{source}/{name}", f"{target}/{name}")
+
+
 def _remove_abandoned_staging(root: str, listing: list[str]) -> None:
     """Delete staging folders left by a pin that was killed, so they never reach git."""
     for name in listing:
@@ -354,7 +375,12 @@ def read_lock(migration_dir: Path) -> str | None:
 
 
 def write_lock(migration_dir: Path, root_hash: str) -> None:
-    atomic_write(migration_dir / LOCK_FILE, f'pin = "{root_hash}"\n'.encode())
+    path = migration_dir / LOCK_FILE
+    try:
+        atomic_write(path, f'pin = "{root_hash}"\n'.encode())
+    except OSError as exc:
+        raise PinStoreError(f"cannot write {path}: {exc.strerror}; the pin was not "
+                            "recorded (fix the path and pin again)") from None
 
 
 def _is_hex(text: str) -> bool:
