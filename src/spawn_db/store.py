@@ -306,19 +306,11 @@ def _remove_abandoned_staging(root: str, listing: list[str]) -> None:
     for name in listing:
         if not name.startswith(STAGING_PREFIX):
             continue
+        from spawn_db.embedded_proc import in_process_table
+
         pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not in_process_table(int(pid)):
             shutil.rmtree(f"{root}/{name}", ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class PinnedTree:
