@@ -23,9 +23,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
     tmp = os.path.join(folder, f".{name}.{os.getpid()}-{_thread.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         if durable:
             os.fsync(fd)
     except BaseException:
@@ -38,6 +36,30 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
     except BaseException:
         _discard(tmp)
         raise
+
+
+def write_new(path: str, data: bytes) -> bool:
+    """Create ``path`` with ``data``; False, writing nothing, if it already exists.
+
+    For files nobody reads before their folder is moved into place (staged pin
+    objects), so no temporary name is needed.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+    return True
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (it may write fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _discard(path: str) -> None:

@@ -21,7 +21,7 @@ from typing import Literal
 import xxhash
 
 from spawn_db.errors import PinStoreError
-from spawn_db.fsutil import atomic_write
+from spawn_db.fsutil import atomic_write, write_new
 
 LOCK_FILE = "lock.toml"
 STAGING_PREFIX = ".staging-"
@@ -174,16 +174,7 @@ class PinStore:
         if prefix not in self._staged:
             os.makedirs(folder, exist_ok=True)
             self._staged.add(prefix)
-        try:
-            fd = os.open(f"{folder}/{digest[2:]}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return  # another thread is writing the same bytes
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        write_new(f"{folder}/{digest[2:]}", data)  # False: another thread wrote these bytes
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
