@@ -134,7 +134,6 @@ class PinStore:
                     continue
                 self._prefixes.add(prefix)
             self._existing = found
-            _remove_abandoned_staging(root, listing)
         return self._existing
 
     def has(self, digest: str) -> bool:
@@ -180,8 +179,10 @@ class PinStore:
     def batch(self) -> Iterator[None]:
         """Stage new fan-out folders during the block and move them in at its end.
 
-        If the block fails, the staged objects are discarded.
+        If the block fails, the staged objects are discarded. Staging folders
+        of earlier pins that were killed are deleted first.
         """
+        _remove_abandoned_staging(str(self.root))
         self.known_objects()
         self._staging = f"{self.root}/{STAGING_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
         self._staged = set()
@@ -292,8 +293,12 @@ def _move_folder(source: str, target: str) -> None:
             os.replace(f"{source}/{name}", f"{target}/{name}")
 
 
-def _remove_abandoned_staging(root: str, listing: list[str]) -> None:
+def _remove_abandoned_staging(root: str) -> None:
     """Delete staging folders left by a pin that was killed, so they never reach git."""
+    try:
+        listing = os.listdir(root)
+    except OSError:
+        return  # known_objects reports an unreadable store
     for name in listing:
         if not name.startswith(STAGING_PREFIX):
             continue
