@@ -105,6 +105,8 @@ class _File:
 
 @dataclass
 class _Folder:
+    """One walked folder; a file is its hash already when the stat cache vouched for it."""
+
     files: dict[str, _File | str] = field(default_factory=dict)
     folders: dict[str, _Folder] = field(default_factory=dict)
 
