@@ -51,9 +51,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from spawn_db import embedded
+from spawn_db.config import toml_string
 from spawn_db.errors import PostgresNotFound
 from spawn_db.pgbin import find_binaries
-from spawn_db.store import toml_string
 from tests.helpers import Result, run_spawn
 
 TEMPLATE = "spawn_test_template"

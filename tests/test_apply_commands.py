@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spawn_db.store import toml_string
+from spawn_db.config import toml_string
 from tests.conftest import DbProject, TestDatabase
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
+from spawn_db.config import toml_string
 from spawn_db.errors import PinStoreError
 from spawn_db.snapshot import StatCache, snapshot
 from spawn_db.store import (
@@ -20,7 +21,6 @@ from spawn_db.store import (
     _parse_tree_toml,
     parse_tree,
     read_lock,
-    toml_string,
     tree_text,
     write_lock,
 )

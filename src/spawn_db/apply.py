@@ -16,7 +16,7 @@ from typing import Any, Literal
 from spawn_db.apply_runner import ApplyReporter as ApplyReporter
 from spawn_db.apply_runner import MigrationOutcome as MigrationOutcome
 from spawn_db.apply_runner import MigrationRun, start_runner
-from spawn_db.config import Config, TargetConfig
+from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, TargetConfig
 from spawn_db.engine import engine_for
 from spawn_db.errors import (
     NotPinned,
@@ -31,8 +31,6 @@ from spawn_db.tracking import (
     Record,
     Tracking,
 )
-
-DEFAULT_LOCK_TIMEOUT = 300.0
 
 State = Literal["applied", "adopted", "attempted", "failed", "pending"]
 

@@ -194,7 +194,8 @@ def _render_chunks(
 
             migration_source(config, name, pinned=True)
         return [output], pin if pinned else None
-    from spawn_db.migrations import compile_migration, migration_source, template_context
+    from spawn_db.migrations import compile_migration, migration_source
+    from spawn_db.template import template_context
 
     source = migration_source(config, name, pinned=pinned)
     renderer = compile_migration(config, source)

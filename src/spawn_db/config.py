@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from spawn_db.errors import ConfigError
 CONFIG_FILE_NAME = "spawn.toml"
 DEFAULT_SCHEMA = "_spawn"
 DEFAULT_ENVIRONMENT = "prod"
+DEFAULT_LOCK_TIMEOUT = 300.0
 ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 
@@ -150,7 +152,6 @@ class Config:
 
 def toml_error_location(path: Path, exc: tomllib.TOMLDecodeError) -> str:
     """``path:line`` when tomllib's message carries a line number, else the path."""
-    import re
 
     found = re.search(r"at line (\d+)", str(exc))
     return f"{path}:{found.group(1)}" if found else str(path)
@@ -321,3 +322,34 @@ def _closest(name: str, candidates: tuple[str, ...]) -> str:
 def _suggest(name: str, candidates: Mapping[str, Any] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
     return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+_PLAIN_NAME = re.compile(r'[^"\\\x00-\x1f\x7f]*')
+_BASIC_ESCAPES = {
+    "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\",
+}
+
+
+def toml_string(value: str) -> str:
+    """A TOML string the way toml_edit picks its style for one-line values.
+
+    Plain text is a basic string; text with a backslash (and no control
+    characters) becomes a literal string, which needs no escapes.
+    """
+    if _PLAIN_NAME.fullmatch(value):
+        return f'"{value}"'
+    has_control = any((c < " " and c != "\t") or c == "\x7f" for c in value)
+    if "\\" in value and not has_control:
+        if "'" not in value:
+            return f"'{value}'"
+        if "'''" not in value and not value.endswith("'"):
+            return f"'''{value}'''"
+    out = []
+    for ch in value:
+        if ch in _BASIC_ESCAPES:
+            out.append(_BASIC_ESCAPES[ch])
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

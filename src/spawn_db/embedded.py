@@ -33,7 +33,6 @@ from spawn_db.embedded_proc import (
     check_private,
     client_env,
     default_server_user,
-    in_process_table,
     is_ours,
     is_postgres,
     locked,
@@ -51,6 +50,7 @@ from spawn_db.embedded_proc import (
 )
 from spawn_db.errors import ConfigError, EmbeddedServerError, PostgresNotFound
 from spawn_db.escape import escape_identifier, escape_literal
+from spawn_db.fsutil import in_process_table
 from spawn_db.pgbin import PgBinaries, find_binaries, major_of, version_key
 
 if TYPE_CHECKING:

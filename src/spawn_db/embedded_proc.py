@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from spawn_db.errors import EmbeddedServerError
+from spawn_db.fsutil import in_process_table
 
 PORT = 5432
 UNPRIVILEGED_USERS = ("postgres", "nobody")
@@ -200,16 +201,6 @@ def retire_pid(data_dir: Path) -> None:
         pidfile.seek(0)
         pidfile.write("\n".join(lines))
         pidfile.truncate()
-
-
-def in_process_table(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def pid_exists(pid: int) -> bool:

@@ -69,3 +69,13 @@ def _discard(path: str) -> None:
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     atomic_write(path, text.encode("utf-8"), durable=durable)
+
+
+def in_process_table(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

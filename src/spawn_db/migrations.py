@@ -86,14 +86,12 @@ def compile_migration(config: Config, source: MigrationSource) -> Renderer:
     return compile_template(source.template_text, display, source.components)
 
 
-def template_context(config: Config, variables: Any) -> dict[str, Any]:
-    return {"env": config.environment, "variables": variables}
-
-
 def build_migration(
     config: Config, name: str, *, pinned: bool = False, variables: Any = None
 ) -> Iterator[str]:
     """Chunks of the rendered ``up.sql``; compiled before the first chunk is yielded."""
+    from spawn_db.template import template_context
+
     source = migration_source(config, name, pinned=pinned)
     renderer = compile_migration(config, source)
     return renderer.generate(template_context(config, variables or {}))

@@ -8,10 +8,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from spawn_db.config import CONFIG_FILE_NAME, Config
+from spawn_db.config import CONFIG_FILE_NAME, Config, toml_string
 from spawn_db.errors import NotFoundError, UsageError
 from spawn_db.fsutil import atomic_write_text
-from spawn_db.store import toml_string
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 TIMESTAMP_PREFIX = re.compile(r"^\d{14}-")

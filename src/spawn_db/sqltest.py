@@ -55,8 +55,7 @@ def new_test(config: Config, name: str) -> str:
 
 def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[str]:
     """Chunks of the rendered ``test.sql`` (components from the working tree)."""
-    from spawn_db.migrations import template_context
-    from spawn_db.template import compile_template
+    from spawn_db.template import compile_template, template_context
 
     project = Project(config)
     path = project.find_test(name) / "test.sql"

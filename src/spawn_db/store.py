@@ -20,8 +20,9 @@ from typing import Literal
 
 import xxhash
 
+from spawn_db.config import toml_string
 from spawn_db.errors import PinStoreError
-from spawn_db.fsutil import atomic_write, write_new
+from spawn_db.fsutil import atomic_write, in_process_table, write_new
 
 LOCK_FILE = "lock.toml"
 STAGING_PREFIX = ".staging-"
@@ -55,37 +56,6 @@ def tree_text(entries: list[TreeEntry]) -> str:
         for e in sorted(entries, key=lambda e: e.sort_key)
     ]
     return "\n".join(blocks)
-
-
-_PLAIN_NAME = re.compile(r'[^"\\\x00-\x1f\x7f]*')
-_BASIC_ESCAPES = {
-    "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\",
-}
-
-
-def toml_string(value: str) -> str:
-    """A TOML string the way toml_edit picks its style for one-line values.
-
-    Plain text is a basic string; text with a backslash (and no control
-    characters) becomes a literal string, which needs no escapes.
-    """
-    if _PLAIN_NAME.fullmatch(value):
-        return f'"{value}"'
-    has_control = any((c < " " and c != "\t") or c == "\x7f" for c in value)
-    if "\\" in value and not has_control:
-        if "'" not in value:
-            return f"'{value}'"
-        if "'''" not in value and not value.endswith("'"):
-            return f"'''{value}'''"
-    out = []
-    for ch in value:
-        if ch in _BASIC_ESCAPES:
-            out.append(_BASIC_ESCAPES[ch])
-        elif ch < " " or ch == "\x7f":
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
 
 
 class PinStore:
@@ -302,7 +272,6 @@ def _remove_abandoned_staging(root: str) -> None:
     for name in listing:
         if not name.startswith(STAGING_PREFIX):
             continue
-        from spawn_db.embedded_proc import in_process_table
 
         pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
         if pid.isdigit() and not in_process_table(int(pid)):

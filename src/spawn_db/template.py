@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jinja2
 from jinja2 import nodes
@@ -27,6 +27,9 @@ from spawn_db.errors import ComponentNotFound, RefusedPath, SpawnError, Template
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.plaintext import plain_output
 from spawn_db.sqlvalue import SqlMarkup, sql_markup, sql_value
+
+if TYPE_CHECKING:
+    from spawn_db.config import Config
 
 HTML_FILTERS = ("escape", "e", "forceescape", "urlize", "xmlattr")
 RUNTIME_IMPORT = "from jinja2.runtime import "
@@ -374,3 +377,7 @@ def _located(exc: BaseException, message: str, display_name: str) -> TemplateErr
             where, line = frame.filename, frame.lineno
     location = f"{where}:{line}" if line else where
     return TemplateError(f"{location}: {message}", template=where, line=line)
+
+
+def template_context(config: Config, variables: Any) -> dict[str, Any]:
+    return {"env": config.environment, "variables": variables}

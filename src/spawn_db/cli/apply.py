@@ -11,12 +11,12 @@ import click
 from spawn_db.cli.context import App, complete_migrations, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
 from spawn_db.cli.output import emit_json, info
+from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     from spawn_db.apply import ApplyPlan, MigrationOutcome, MigrationStatus, StatusReport
     from spawn_db.tracking import LockHolder
 
-DEFAULT_LOCK_TIMEOUT = 300.0
 
 lock_timeout_option = click.option(
     "--lock-timeout", type=click.FloatRange(min=0), default=DEFAULT_LOCK_TIMEOUT,

@@ -70,13 +70,12 @@ def check(app: App, fmt: str) -> None:
 
 @click.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion(shell: str) -> None:
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> None:
     """Print the shell completion script for SHELL (eval it in your shell's rc file)."""
     from click.shell_completion import get_completion_class
 
-    from spawn_db.cli.main import cli
-
     cls = get_completion_class(shell)
     assert cls is not None
-    comp = cls(cli, {}, "spawn", "_SPAWN_COMPLETE")
+    comp = cls(ctx.find_root().command, {}, "spawn", "_SPAWN_COMPLETE")
     click.echo(comp.source())
