@@ -44,13 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BenchError, Run, checked, child_env, fmt_s
 
-from spawn_db import embedded
 from spawn_db.config import Overrides, load_config, toml_string
+from spawn_db.db import embedded
+from spawn_db.db.pgbin import find_binaries
+from spawn_db.db.target import PSQL_PREAMBLE
 from spawn_db.escape import escape_identifier
 from spawn_db.migrations import build_migration, pin_migration
-from spawn_db.pgbin import find_binaries
 from spawn_db.project import init_project
-from spawn_db.target import PSQL_PREAMBLE
 
 TARGET_RATIO = 1.25
 TARGET_N = 1000

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BenchError, Run, checked, fmt_runs, fmt_s, median_s, run_child
 
-from spawn_db import embedded_proc
-from spawn_db.pgbin import find_binaries
+from spawn_db.db import embedded_proc
+from spawn_db.db.pgbin import find_binaries
 
 SPAWN = [sys.executable, "-m", "spawn_db"]
 COLD_TARGET = 1.3

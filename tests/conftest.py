@@ -1,7 +1,7 @@
 """The test suite's PostgreSQL: one throwaway cluster per session, one database per test.
 
 The cluster is created and started with spawn's own embedded-server code
-(``spawn_db.embedded``) in a short temporary folder under /tmp, with
+(``spawn_db.db.embedded``) in a short temporary folder under /tmp, with
 durability switched off (``fsync``, ``synchronous_commit``,
 ``full_page_writes``) because nothing in it outlives the session, and stopped
 and deleted at the end. Running as root (CI), the folder and the server belong
@@ -50,10 +50,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from spawn_db import embedded
 from spawn_db.config import toml_string
+from spawn_db.db import embedded
+from spawn_db.db.pgbin import find_binaries
 from spawn_db.errors import PostgresNotFound
-from spawn_db.pgbin import find_binaries
 from tests.helpers import Result, run_spawn
 
 TEMPLATE = "spawn_test_template"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spawn_db.engine.psqlscan import INCOMPLETE, UNTERMINATED, analyze
+from spawn_db.db.psqlscan import INCOMPLETE, UNTERMINATED, analyze
 from tests.conftest import TestDatabase
 
 SHAREABLE = [

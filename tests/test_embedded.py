@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from spawn_db import embedded
 from spawn_db.config import Overrides, load_config
+from spawn_db.db import embedded
+from spawn_db.db.pgbin import BIN_ENV, find_binaries
+from spawn_db.db.target import psql_argv
 from spawn_db.escape import escape_identifier
-from spawn_db.pgbin import BIN_ENV, find_binaries
-from spawn_db.target import psql_argv
 from tests.conftest import DbProject, EmbeddedProject, PgServer, TestDatabase
 from tests.helpers import Result, run_spawn
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spawn_db.errors import PostgresNotFound
-from spawn_db.pgbin import (
+from spawn_db.db.pgbin import (
     BIN_ENV,
     describe_binaries,
     find_binaries,
@@ -18,6 +17,7 @@ from spawn_db.pgbin import (
     path_version,
     version_key,
 )
+from spawn_db.errors import PostgresNotFound
 from tests.helpers import run_spawn
 
 REAL = find_binaries()

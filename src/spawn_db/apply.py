@@ -17,7 +17,7 @@ from spawn_db.apply_runner import ApplyReporter as ApplyReporter
 from spawn_db.apply_runner import MigrationOutcome as MigrationOutcome
 from spawn_db.apply_runner import MigrationRun, start_runner
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, TargetConfig
-from spawn_db.engine import engine_for
+from spawn_db.db.engine import engine_for
 from spawn_db.errors import (
     NotPinned,
     PreviousAttemptFailed,

@@ -42,13 +42,13 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from spawn_db.config import Config
-from spawn_db.engine import Engine
-from spawn_db.engine.psql import (
+from spawn_db.db.engine import Engine
+from spawn_db.db.psql import (
     PREAMBLE,
     PsqlProcess,
     marker_literal,
 )
-from spawn_db.engine.psqlscan import ScriptShape, analyze
+from spawn_db.db.psqlscan import ScriptShape, analyze
 from spawn_db.errors import (
     ControlError,
     DatabaseError,

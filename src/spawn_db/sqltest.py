@@ -164,7 +164,7 @@ class TestRunner:
     argv: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from spawn_db.target import psql_argv
+        from spawn_db.db.target import psql_argv
 
         if not self.argv:
             self.argv = psql_argv(self.config)
@@ -174,8 +174,8 @@ class TestRunner:
         self, name: str, *, sink: OutputSink | None = None, cancel: threading.Event | None = None
     ) -> TestRun:
         """Render and run the test; template errors raise before psql starts when possible."""
+        from spawn_db.db.target import PSQL_PREAMBLE
         from spawn_db.sqltest_runner import RenderFailed, application_name, make_reaper, run_script
-        from spawn_db.target import PSQL_PREAMBLE
 
         app_name = application_name(name)
         script = _script(self.config, name, self.variables, app_name)
@@ -268,8 +268,8 @@ def _script(config: Config, name: str, variables: Any, app_name: str) -> Iterato
     template error in any test of ordinary size stops before anything reaches
     the database; larger renders stream.
     """
+    from spawn_db.db.target import PSQL_PREAMBLE
     from spawn_db.escape import escape_literal
-    from spawn_db.target import PSQL_PREAMBLE
 
     chunks = build_test(config, name, variables=variables)
     opening = f"{PSQL_PREAMBLE}SET application_name = {escape_literal(app_name)};\n"

@@ -36,7 +36,7 @@ from spawn_db.errors import LockUnavailable
 from spawn_db.escape import Identifier, escape_bytea, escape_literal
 
 if TYPE_CHECKING:
-    from spawn_db.engine.psql import ControlSession
+    from spawn_db.db.psql import ControlSession
 
 LOCK_NAME = b"SPAWN_MIGRATION_LOCK"
 LOCK_SEED = 1234

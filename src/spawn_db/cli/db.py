@@ -14,7 +14,7 @@ from spawn_db.cli.output import emit_json, info
 
 if TYPE_CHECKING:
     from spawn_db.config import TargetConfig
-    from spawn_db.embedded import Cluster, ServerStatus
+    from spawn_db.db.embedded import Cluster, ServerStatus
 
 
 @click.group()
@@ -27,7 +27,7 @@ def db() -> None:
 
 
 def _cluster(app: App) -> tuple[TargetConfig, Cluster]:
-    from spawn_db import embedded
+    from spawn_db.db import embedded
 
     config = app.config()
     target = embedded.require_embedded(config)
@@ -38,7 +38,7 @@ def _cluster(app: App) -> tuple[TargetConfig, Cluster]:
 @pass_app
 def start(app: App) -> None:
     """Create the cluster if needed and start the server."""
-    from spawn_db import embedded
+    from spawn_db.db import embedded
 
     _, cluster = _cluster(app)
     running = embedded.ensure_running(cluster)
@@ -56,7 +56,7 @@ def start(app: App) -> None:
 @pass_app
 def stop(app: App) -> None:
     """Stop the server (fast shutdown: open sessions are ended, data is kept)."""
-    from spawn_db import embedded
+    from spawn_db.db import embedded
 
     _, cluster = _cluster(app)
     pid = embedded.stop(cluster)
@@ -69,7 +69,7 @@ def stop(app: App) -> None:
 @pass_app
 def status(app: App, fmt: str) -> None:
     """Show whether the server runs, where its files are, and which binaries it uses."""
-    from spawn_db import embedded
+    from spawn_db.db import embedded
 
     target, cluster = _cluster(app)
     found = embedded.status(cluster)
@@ -150,7 +150,7 @@ def shell(app: App, psql_args: tuple[str, ...]) -> None:
     A first argument that is not an option names the database, as with psql:
     `spawn db shell mydb -c 'select 1'`.
     """
-    from spawn_db import embedded
+    from spawn_db.db import embedded
 
     config = app.config()
     target = embedded.require_embedded(config)

@@ -12,7 +12,7 @@ import sys
 def main() -> None:
     if sys.argv[1:] == ["--version"]:
         from spawn_db import __version__
-        from spawn_db.pgbin import describe_binaries
+        from spawn_db.db.pgbin import describe_binaries
 
         sys.stdout.write(f"spawn {__version__}\n{describe_binaries()}\n")
         return

@@ -46,7 +46,7 @@ def _silence_broken_pipe() -> None:
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from spawn_db.pgbin import describe_binaries
+    from spawn_db.db.pgbin import describe_binaries
 
     click.echo(f"spawn {__version__}")
     click.echo(describe_binaries())

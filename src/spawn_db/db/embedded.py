@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spawn_db.embedded_proc import (
+from spawn_db.db.embedded_proc import (
     PORT,
     PidFile,
     RunAs,
@@ -48,10 +48,10 @@ from spawn_db.embedded_proc import (
     socket_accepts,
     user_name,
 )
+from spawn_db.db.pgbin import PgBinaries, find_binaries, major_of, version_key
 from spawn_db.errors import ConfigError, EmbeddedServerError, PostgresNotFound
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.fsutil import in_process_table
-from spawn_db.pgbin import PgBinaries, find_binaries, major_of, version_key
 
 if TYPE_CHECKING:
     from spawn_db.config import Config, TargetConfig

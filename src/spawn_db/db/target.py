@@ -33,7 +33,7 @@ def _resolve(config: Config, target: TargetConfig) -> list[str]:
         return list(command.direct)
     if command.kind == "provider":
         return run_provider(target) + list(command.append)
-    from spawn_db.embedded import psql_argv_for_target
+    from spawn_db.db.embedded import psql_argv_for_target
 
     return psql_argv_for_target(config, target)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from spawn_db.config import Config, TargetConfig
-    from spawn_db.engine.psql import ControlSession, PsqlProcess
+    from spawn_db.db.psql import ControlSession, PsqlProcess
 
 
 class Engine(Protocol):
@@ -34,7 +34,7 @@ class Engine(Protocol):
 
 def engine_for(config: Config, target: TargetConfig | None = None) -> Engine:
     """The engine of ``target`` (the selected one by default)."""
-    from spawn_db.engine.psql import PsqlEngine
-    from spawn_db.target import psql_argv
+    from spawn_db.db.psql import PsqlEngine
+    from spawn_db.db.target import psql_argv
 
     return PsqlEngine(psql_argv(config, target or config.target()))
