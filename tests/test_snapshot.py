@@ -10,8 +10,8 @@ import pytest
 import xxhash
 
 from spawn_db.errors import PinStoreError
-from spawn_db.snapshot import PARALLEL_MIN_FILES, _read, snapshot
-from spawn_db.store import STAGING_PREFIX, PinStore
+from spawn_db.pin.snapshot import PARALLEL_MIN_FILES, _read, snapshot
+from spawn_db.pin.store import STAGING_PREFIX, PinStore
 
 
 def store_contents(root: Path) -> dict[str, bytes]:

@@ -12,8 +12,8 @@ import xxhash
 
 from spawn_db.config import toml_string
 from spawn_db.errors import PinStoreError
-from spawn_db.snapshot import StatCache, snapshot
-from spawn_db.store import (
+from spawn_db.pin.snapshot import StatCache, snapshot
+from spawn_db.pin.store import (
     PinnedTree,
     PinStore,
     TreeEntry,

@@ -261,7 +261,7 @@ def adopt(
     Allowed over a failure or an attempt; over a success it records nothing.
     Without a name, every migration that is not applied is adopted.
     """
-    from spawn_db.store import read_lock
+    from spawn_db.pin.store import read_lock
 
     reporter = reporter or NullReporter()
     project = Project(config)
@@ -288,7 +288,7 @@ def adopt(
 
 def status(config: Config) -> StatusReport:
     """Every migration on disk or in the database, with its state; reads, never writes."""
-    from spawn_db.store import read_lock
+    from spawn_db.pin.store import read_lock
 
     project = Project(config)
     on_disk = project.migration_names()

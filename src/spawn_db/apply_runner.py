@@ -182,7 +182,7 @@ def _render_chunks(
     A template with no Jinja syntax skips compiling (``plaintext.plain_output``),
     which costs more than running a small migration.
     """
-    from spawn_db.store import read_lock
+    from spawn_db.pin.store import read_lock
 
     folder = config.migrations_dir / name
     text = _read_text(folder / "up.sql")

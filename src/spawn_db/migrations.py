@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from spawn_db.config import Config
 from spawn_db.errors import NotPinned, UsageError
 from spawn_db.fsutil import atomic_write_text
+from spawn_db.pin.snapshot import StatCache, snapshot
+from spawn_db.pin.store import PinnedTree, PinStore, read_lock, write_lock
 from spawn_db.project import Project, validate_name
-from spawn_db.snapshot import StatCache, snapshot
-from spawn_db.store import PinnedTree, PinStore, read_lock, write_lock
 
 if TYPE_CHECKING:
     from spawn_db.template import ComponentSource, Renderer

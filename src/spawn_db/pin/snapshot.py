@@ -20,7 +20,7 @@ from typing import Any
 
 from spawn_db.errors import PinStoreError
 from spawn_db.fsutil import atomic_write
-from spawn_db.store import PinStore, TreeEntry, hash_bytes, tree_text
+from spawn_db.pin.store import PinStore, TreeEntry, hash_bytes, tree_text
 
 PARALLEL_MIN_FILES = 256
 MAX_WORKERS = 4
