@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spawn_db.errors import TemplateError
-from spawn_db.plaintext import plain_output
-from spawn_db.template import WorkingTreeSource, compile_template
+from spawn_db.render.plaintext import plain_output
+from spawn_db.render.template import WorkingTreeSource, compile_template
 
 
 def render(source: str, components: Path | None = None, **context: Any) -> str:

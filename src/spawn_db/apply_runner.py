@@ -58,7 +58,7 @@ from spawn_db.errors import (
     TemplateError,
 )
 from spawn_db.escape import escape_literal
-from spawn_db.plaintext import plain_output
+from spawn_db.render.plaintext import plain_output
 from spawn_db.tracking import (
     ASYNC_COMMIT,
     ELAPSED,
@@ -195,7 +195,7 @@ def _render_chunks(
             migration_source(config, name, pinned=True)
         return [output], pin if pinned else None
     from spawn_db.migrations import compile_migration, migration_source
-    from spawn_db.template import template_context
+    from spawn_db.render.template import template_context
 
     source = migration_source(config, name, pinned=pinned)
     renderer = compile_migration(config, source)

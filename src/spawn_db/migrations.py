@@ -20,7 +20,7 @@ from spawn_db.pin.store import PinnedTree, PinStore, read_lock, write_lock
 from spawn_db.project import Project, validate_name
 
 if TYPE_CHECKING:
-    from spawn_db.template import ComponentSource, Renderer
+    from spawn_db.render.template import ComponentSource, Renderer
 
 NEW_MIGRATION_TEXT = "BEGIN;\n\nCOMMIT;\n"
 PIN_CACHE = Path(".spawn") / "pin-cache.json"
@@ -51,7 +51,7 @@ class MigrationSource:
 
 
 def migration_source(config: Config, name: str, *, pinned: bool) -> MigrationSource:
-    from spawn_db.template import PinnedSource, WorkingTreeSource
+    from spawn_db.render.template import PinnedSource, WorkingTreeSource
 
     project = Project(config)
     folder = project.find_migration(name)
@@ -80,7 +80,7 @@ def _read_template(path: Path) -> str:
 
 
 def compile_migration(config: Config, source: MigrationSource) -> Renderer:
-    from spawn_db.template import compile_template
+    from spawn_db.render.template import compile_template
 
     display = Project(config).display(source.folder / "up.sql")
     return compile_template(source.template_text, display, source.components)
@@ -90,7 +90,7 @@ def build_migration(
     config: Config, name: str, *, pinned: bool = False, variables: Any = None
 ) -> Iterator[str]:
     """Chunks of the rendered ``up.sql``; compiled before the first chunk is yielded."""
-    from spawn_db.template import template_context
+    from spawn_db.render.template import template_context
 
     source = migration_source(config, name, pinned=pinned)
     renderer = compile_migration(config, source)

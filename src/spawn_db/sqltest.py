@@ -25,7 +25,7 @@ from spawn_db.fsutil import atomic_write, atomic_write_text
 from spawn_db.golden import Diff
 from spawn_db.golden import diff as golden_diff
 from spawn_db.project import Project, validate_name
-from spawn_db.template import WorkingTreeSource
+from spawn_db.render.template import WorkingTreeSource
 
 if TYPE_CHECKING:
     from spawn_db.sqltest_runner import OutputSink
@@ -55,7 +55,7 @@ def new_test(config: Config, name: str) -> str:
 
 def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[str]:
     """Chunks of the rendered ``test.sql`` (components from the working tree)."""
-    from spawn_db.template import compile_template, template_context
+    from spawn_db.render.template import compile_template, template_context
 
     project = Project(config)
     path = project.find_test(name) / "test.sql"

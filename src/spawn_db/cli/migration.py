@@ -16,7 +16,7 @@ variables_option = click.option(
 
 
 def load_variables_option(path: str | None) -> Any:
-    from spawn_db.variables import load_variables
+    from spawn_db.render.variables import load_variables
 
     return load_variables(path)
 

@@ -15,7 +15,7 @@ from jinja2.exceptions import TemplateNotFound, TemplateRuntimeError
 from jinja2.runtime import LoopContext, TemplateReference, Undefined, identity, str_join
 from jinja2.utils import Namespace, internalcode, missing
 
-from spawn_db.sqlvalue import SqlMarkup, sql_markup
+from spawn_db.render.sqlvalue import SqlMarkup, sql_markup
 
 Markup = SqlMarkup
 escape = sql_markup

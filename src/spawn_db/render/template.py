@@ -25,8 +25,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from spawn_db.errors import ComponentNotFound, RefusedPath, SpawnError, TemplateError
 from spawn_db.escape import escape_identifier, escape_literal
-from spawn_db.plaintext import plain_output
-from spawn_db.sqlvalue import SqlMarkup, sql_markup, sql_value
+from spawn_db.render.plaintext import plain_output
+from spawn_db.render.sqlvalue import SqlMarkup, sql_markup, sql_value
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
@@ -105,7 +105,7 @@ class SqlCodeGenerator(CodeGenerator):
 
     def writeline(self, x: str, node: nodes.Node | None = None, extra: int = 0) -> None:
         if x.startswith(RUNTIME_IMPORT):
-            x = "from spawn_db.jinja_runtime import " + x[len(RUNTIME_IMPORT):]
+            x = "from spawn_db.render.jinja_runtime import " + x[len(RUNTIME_IMPORT):]
         super().writeline(x, node, extra)
 
 
@@ -224,7 +224,7 @@ class SqlEnvironment(SandboxedEnvironment):
 
 
 def _filters(env: SqlEnvironment) -> dict[str, Callable[..., Any]]:
-    from spawn_db.variables import parse_json, parse_toml, parse_yaml
+    from spawn_db.render.variables import parse_json, parse_toml, parse_yaml
 
     def read_file(path: str) -> bytes:
         return env.read_component(path)
