@@ -49,7 +49,7 @@ from spawn_db.db import embedded
 from spawn_db.db.pgbin import find_binaries
 from spawn_db.db.target import PSQL_PREAMBLE
 from spawn_db.escape import escape_identifier
-from spawn_db.migrations import build_migration, pin_migration
+from spawn_db.migrate.migration import build_migration, pin_migration
 from spawn_db.project import init_project
 
 TARGET_RATIO = 1.25

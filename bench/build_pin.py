@@ -191,7 +191,8 @@ def generate(bench: Bench) -> tuple[str, str, int, int]:
     """Write components and the two migrations; return their names, file count, bytes."""
     args = bench.args
     checked(bench.run(bench.spawn, "init"), "spawn init")
-    warm_up = "import spawn_db.cli.main, spawn_db.migrations, spawn_db.pin.store, spawn_db.db.pgbin"
+    warm_up = ("import spawn_db.cli.main, spawn_db.migrate.migration, spawn_db.pin.store,"
+               " spawn_db.db.pgbin")
     checked(bench.run(bench.python, "-c", warm_up), "import warm-up (writes .pyc files)")
     rng = random.Random(args.seed)
     per_folder = -(-args.components // args.folders)

@@ -166,7 +166,7 @@ class DbProject:
         (path / "up.sql").write_text(sql, encoding="utf-8")
         if pin:
             from spawn_db.config import Overrides, load_config
-            from spawn_db.migrations import pin_migration
+            from spawn_db.migrate.migration import pin_migration
 
             pin_migration(load_config(Overrides(config_file=str(self.config_path))), folder)
         return folder

@@ -7,8 +7,8 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spawn_db.apply import apply
 from spawn_db.config import Overrides, load_config
+from spawn_db.migrate.apply import apply
 from tests.conftest import DbProject
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xxhash
 
-from spawn_db.tracking import INTERNAL_MIGRATIONS, LOCK_KEY, lock_key
+from spawn_db.migrate.tracking import INTERNAL_MIGRATIONS, LOCK_KEY, lock_key
 from tests.conftest import DbProject, TestDatabase
 from tests.test_apply import history, latest
 

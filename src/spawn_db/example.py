@@ -16,7 +16,7 @@ from pathlib import Path
 
 from spawn_db.config import Overrides, load_config
 from spawn_db.errors import UsageError
-from spawn_db.migrations import pin_migration
+from spawn_db.migrate.migration import pin_migration
 from spawn_db.project import init_project
 
 EDITED_COMPONENT = Path("customers") / "full_name.sql"

@@ -1,4 +1,4 @@
-"""``spawn migration apply | adopt | status``: parse, call ``spawn_db.apply``, print."""
+"""``spawn migration apply | adopt | status``: parse, call ``spawn_db.migrate.apply``, print."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from spawn_db.cli.output import emit_json, info
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
-    from spawn_db.apply import ApplyPlan, MigrationOutcome, MigrationStatus, StatusReport
-    from spawn_db.tracking import LockHolder
+    from spawn_db.migrate.apply import ApplyPlan, MigrationOutcome, MigrationStatus, StatusReport
+    from spawn_db.migrate.tracking import LockHolder
 
 
 lock_timeout_option = click.option(
@@ -114,7 +114,7 @@ def _confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "") -
 def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: str | None,
           yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float) -> None:
     """Apply MIGRATION, or every pending migration in order, tracked and locked."""
-    from spawn_db.apply import apply as run_apply
+    from spawn_db.migrate.apply import apply as run_apply
 
     config = app.config()
     variables = load_variables_option(variables_path)
@@ -159,7 +159,7 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
 def adopt(app: App, migration_name: str | None, yes: bool, description: str,
           lock_timeout: float) -> None:
     """Record MIGRATION (or every migration not applied) as applied, without running it."""
-    from spawn_db.apply import adopt as run_adopt
+    from spawn_db.migrate.apply import adopt as run_adopt
 
     result = run_adopt(
         app.config(), migration_name, description=description, reporter=CliReporter(),
@@ -182,7 +182,7 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
 @pass_app
 def status(app: App, fmt: str) -> None:
     """Show every migration: on disk, pinned, in the database, and its state."""
-    from spawn_db.apply import status as run_status
+    from spawn_db.migrate.apply import status as run_status
 
     report = run_status(app.config())
     if fmt == "json":

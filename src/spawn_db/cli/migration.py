@@ -31,7 +31,7 @@ def migration() -> None:
 @pass_app
 def new(app: App, name: str) -> None:
     """Create migrations/<timestamp>-NAME/up.sql and print the new migration's name."""
-    from spawn_db.migrations import new_migration
+    from spawn_db.migrate.migration import new_migration
 
     info(new_migration(app.config(), name))
 
@@ -43,7 +43,7 @@ def new(app: App, name: str) -> None:
 @pass_app
 def build(app: App, migration_name: str, pinned: bool, variables_path: str | None) -> None:
     """Render MIGRATION's up.sql to stdout."""
-    from spawn_db.migrations import build_migration, is_pinned
+    from spawn_db.migrate.migration import build_migration, is_pinned
 
     config = app.config()
     variables = load_variables_option(variables_path)
@@ -61,6 +61,6 @@ def build(app: App, migration_name: str, pinned: bool, variables_path: str | Non
 @pass_app
 def pin(app: App, migration_name: str) -> None:
     """Snapshot components/ into pinned/ and write MIGRATION's lock.toml."""
-    from spawn_db.migrations import pin_migration
+    from spawn_db.migrate.migration import pin_migration
 
     info(pin_migration(app.config(), migration_name))

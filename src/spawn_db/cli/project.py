@@ -51,7 +51,7 @@ def init(app: App, docker: str | None, example: str | None) -> None:
 @pass_app
 def check(app: App, fmt: str) -> None:
     """Warn about every migration that is not pinned; exit 1 if any."""
-    from spawn_db.migrations import check as run_check
+    from spawn_db.migrate.migration import check as run_check
 
     config = app.config()
     warnings = run_check(config)

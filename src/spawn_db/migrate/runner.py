@@ -58,14 +58,14 @@ from spawn_db.errors import (
     TemplateError,
 )
 from spawn_db.escape import escape_literal
-from spawn_db.render.plaintext import plain_output
-from spawn_db.tracking import (
+from spawn_db.migrate.tracking import (
     ASYNC_COMMIT,
     ELAPSED,
     LockHolder,
     Record,
     Tracking,
 )
+from spawn_db.render.plaintext import plain_output
 
 SPOOL_MEMORY = 8 * 1024 * 1024
 SCAN_LIMIT = 1024 * 1024
@@ -190,11 +190,11 @@ def _render_chunks(
     if output is not None:
         pin = read_lock(folder)
         if pinned and pin is None:
-            from spawn_db.migrations import migration_source
+            from spawn_db.migrate.migration import migration_source
 
             migration_source(config, name, pinned=True)
         return [output], pin if pinned else None
-    from spawn_db.migrations import compile_migration, migration_source
+    from spawn_db.migrate.migration import compile_migration, migration_source
     from spawn_db.render.template import template_context
 
     source = migration_source(config, name, pinned=pinned)

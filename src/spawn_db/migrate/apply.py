@@ -13,9 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from spawn_db.apply_runner import ApplyReporter as ApplyReporter
-from spawn_db.apply_runner import MigrationOutcome as MigrationOutcome
-from spawn_db.apply_runner import MigrationRun, start_runner
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, TargetConfig
 from spawn_db.db.engine import engine_for
 from spawn_db.errors import (
@@ -23,14 +20,17 @@ from spawn_db.errors import (
     PreviousAttemptFailed,
     UsageError,
 )
-from spawn_db.project import Project
-from spawn_db.tracking import (
+from spawn_db.migrate.runner import ApplyReporter as ApplyReporter
+from spawn_db.migrate.runner import MigrationOutcome as MigrationOutcome
+from spawn_db.migrate.runner import MigrationRun, start_runner
+from spawn_db.migrate.tracking import (
     MAX_NAME_LENGTH,
     HistoryRow,
     LockHolder,
     Record,
     Tracking,
 )
+from spawn_db.project import Project
 
 State = Literal["applied", "adopted", "attempted", "failed", "pending"]
 
