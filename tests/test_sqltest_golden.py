@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from spawn_db.golden import diff
+from spawn_db.sqltest.golden import diff
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -76,7 +76,7 @@ def test_empty_expected_against_output() -> None:
 
 def test_cli_default_timeout_matches_the_library() -> None:
     from spawn_db.cli.sqltest import DEFAULT_TIMEOUT_SECONDS
-    from spawn_db.sqltest import DEFAULT_TIMEOUT
+    from spawn_db.sqltest.suite import DEFAULT_TIMEOUT
 
     assert DEFAULT_TIMEOUT_SECONDS == DEFAULT_TIMEOUT
 

@@ -283,7 +283,7 @@ def test_timeout_terminates_the_backend_when_the_command_drops_pgappname(
 ) -> None:
     """Wrappers like `docker exec` do not pass PGAPPNAME on; the session is still named."""
     from spawn_db.config import Overrides, load_config
-    from spawn_db.sqltest import TestRunner
+    from spawn_db.sqltest.suite import TestRunner
 
     database = db_project.database
     db_project.add_test("hangs", "SELECT pg_sleep(60);\n")

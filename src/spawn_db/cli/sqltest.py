@@ -13,9 +13,9 @@ from spawn_db.cli.output import emit_json, info, stream_complete, use_color, war
 from spawn_db.errors import TestTimedOut, UsageError
 
 if TYPE_CHECKING:
-    from spawn_db.sqltest import TestOutcome, TestRunner
+    from spawn_db.sqltest.suite import TestOutcome, TestRunner
 
-# Kept equal to spawn_db.sqltest.DEFAULT_TIMEOUT without importing it, so --help stays fast.
+# Kept equal to spawn_db.sqltest.suite.DEFAULT_TIMEOUT without importing it, so --help stays fast.
 DEFAULT_TIMEOUT_SECONDS = 300
 
 
@@ -29,7 +29,7 @@ def test() -> None:
 @pass_app
 def new(app: App, name: str) -> None:
     """Create tests/NAME/test.sql with a starter script."""
-    from spawn_db.sqltest import new_test
+    from spawn_db.sqltest.suite import new_test
 
     config = app.config()
     new_test(config, name)
@@ -42,7 +42,7 @@ def new(app: App, name: str) -> None:
 @pass_app
 def build(app: App, name: str, variables_path: str | None) -> None:
     """Render tests/NAME/test.sql to stdout."""
-    from spawn_db.sqltest import build_test
+    from spawn_db.sqltest.suite import build_test
 
     chunks = build_test(app.config(), name, variables=load_variables_option(variables_path))
     stream_complete(chunks, trailer="\n")
@@ -60,7 +60,7 @@ timeout_option = click.option(
 
 
 def _runner(app: App, variables_path: str | None, timeout: float) -> TestRunner:
-    from spawn_db.sqltest import TestRunner
+    from spawn_db.sqltest.suite import TestRunner
 
     return TestRunner(
         app.config(),
@@ -70,7 +70,7 @@ def _runner(app: App, variables_path: str | None, timeout: float) -> TestRunner:
 
 
 def _jobs(jobs: int | None) -> int:
-    from spawn_db.sqltest import default_jobs
+    from spawn_db.sqltest.suite import default_jobs
 
     return jobs or default_jobs()
 
@@ -84,7 +84,7 @@ def run(app: App, name: str, timeout: float, variables_path: str | None) -> None
     """Run tests/NAME/test.sql and print its output (stdout and stderr merged)."""
     import sys
 
-    from spawn_db.sqltest import select_tests
+    from spawn_db.sqltest.suite import select_tests
 
     select_tests(app.config(), name)
     runner = _runner(app, variables_path, timeout)
@@ -112,7 +112,7 @@ def expect(
     variables_path: str | None,
 ) -> None:
     """Run NAME (or every test) and write its output to tests/NAME/expected."""
-    from spawn_db.sqltest import expect_tests, select_tests
+    from spawn_db.sqltest.suite import expect_tests, select_tests
 
     config = app.config()
     names = select_tests(config, name)
@@ -177,7 +177,7 @@ def compare(
     """
     import time
 
-    from spawn_db.sqltest import compare_tests, select_tests
+    from spawn_db.sqltest.suite import compare_tests, select_tests
 
     start = time.monotonic()
     if junit_path:
@@ -194,7 +194,7 @@ def compare(
     if junit_path:
         _write_junit(junit_path, outcomes, duration)
     if fmt == "json":
-        from spawn_db.sqltest_report import report_dict
+        from spawn_db.sqltest.report import report_dict
 
         emit_json(report_dict(outcomes, duration))
     else:
@@ -256,7 +256,7 @@ def _write_junit(path: str, outcomes: list[TestOutcome], duration: float) -> Non
     from pathlib import Path
 
     from spawn_db.fsutil import atomic_write
-    from spawn_db.sqltest_report import junit_xml
+    from spawn_db.sqltest.report import junit_xml
 
     atomic_write(Path(path), junit_xml(outcomes, duration))
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spawn_db.sqltest import TestOutcome
+from spawn_db.sqltest.suite import TestOutcome
 
 # XML 1.0 cannot carry most control characters, even escaped; psql output can.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from spawn_db.config import Config
 from spawn_db.errors import SpawnError, TestError, UsageError
 from spawn_db.fsutil import atomic_write, atomic_write_text
-from spawn_db.golden import Diff
-from spawn_db.golden import diff as golden_diff
 from spawn_db.project import Project, validate_name
 from spawn_db.render.template import WorkingTreeSource
+from spawn_db.sqltest.golden import Diff
+from spawn_db.sqltest.golden import diff as golden_diff
 
 if TYPE_CHECKING:
-    from spawn_db.sqltest_runner import OutputSink
+    from spawn_db.sqltest.runner import OutputSink
 
 STARTER_TEST = """\
 -- Test {name}: psql runs this script; its output (stdout and stderr, merged)
@@ -175,7 +175,7 @@ class TestRunner:
     ) -> TestRun:
         """Render and run the test; template errors raise before psql starts when possible."""
         from spawn_db.db.target import PSQL_PREAMBLE
-        from spawn_db.sqltest_runner import RenderFailed, application_name, make_reaper, run_script
+        from spawn_db.sqltest.runner import RenderFailed, application_name, make_reaper, run_script
 
         app_name = application_name(name)
         script = _script(self.config, name, self.variables, app_name)
