@@ -28,7 +28,7 @@ def init(app: App, docker: str | None, example: str | None) -> None:
     if example is not None:
         if docker is not None:
             raise click.UsageError("--example and --docker cannot be combined")
-        from spawn_db.example import create_example
+        from spawn_db.example.create import create_example
 
         made = create_example(Path.cwd() / example)
         info(f"Created the example project in {example}/")

@@ -38,7 +38,7 @@ def create_example(directory: Path) -> ExampleResult:
         raise UsageError(f"{directory} is not empty; choose a new folder for the example")
     init_project(directory)
     config = load_config(Overrides(config_file=str(directory / "spawn.toml")))
-    source = resources.files("spawn_db").joinpath("example_project")
+    source = resources.files("spawn_db.example").joinpath("project")
     with resources.as_file(source) as data:
         for part in ("components", "migrations", "tests"):
             shutil.copytree(data / part, config.spawn_folder / part, dirs_exist_ok=True)
