@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import run_spawn
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 FIRST, SEED, TITLES = (
     "20260101090000-create-customers",
     "20260102090000-seed-customers",

@@ -11,7 +11,7 @@ import time
 
 from tests.conftest import DbProject, TestDatabase
 from tests.helpers import start_spawn
-from tests.test_apply import history, latest
+from tests.migrate.history import history, latest
 
 LOCK_KEY = -6823468568242361246
 

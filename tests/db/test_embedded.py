@@ -472,7 +472,7 @@ def _run_suite_on(pg_server: PgServer, **env: str) -> subprocess.CompletedProces
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          f"{__file__}::test_database_fixture_is_fresh_and_private"],
-        cwd=Path(__file__).parent.parent, capture_output=True, text=True, check=False,
+        cwd=Path(__file__).parents[2], capture_output=True, text=True, check=False,
         env={**os.environ, "SPAWN_TEST_DSN": dsn, **env}, timeout=300,
     )
 
@@ -490,7 +490,7 @@ def test_keep_db_keeps_and_says_how_to_connect(pg_server: PgServer) -> None:
     done = _run_suite_on(pg_server, SPAWN_TEST_KEEP_DB="1")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "databases kept (SPAWN_TEST_KEEP_DB=1)" in done.stdout
-    prefix = "tests/test_embedded.py::test_database_fixture_is_fresh_and_private: "
+    prefix = "tests/db/test_embedded.py::test_database_fixture_is_fresh_and_private: "
     [line] = [line for line in done.stdout.splitlines() if line.startswith(prefix)]
     argv = shlex.split(line.removeprefix(prefix))
     assert argv[:-1] == [pg_server.psql, "-X", "-h", pg_server.host, "-p", str(pg_server.port),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import DbProject
-from tests.test_apply import history, latest
+from tests.migrate.history import history, latest
 
 
 def test_adopt_over_a_failure_records_adopt_success_without_running(

@@ -1,4 +1,4 @@
-"""Golden tests: the sample project in tests/data/render renders byte for byte."""
+"""Golden tests: the sample project in tests/render/data renders byte for byte."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import run_spawn
 
-DATA = Path(__file__).parent / "data" / "render"
+DATA = Path(__file__).parent / "data"
 MIGRATION = "20260101000000-everything"
 
 

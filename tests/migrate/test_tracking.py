@@ -7,7 +7,7 @@ import xxhash
 
 from spawn_db.migrate.tracking import INTERNAL_MIGRATIONS, LOCK_KEY, lock_key
 from tests.conftest import DbProject, TestDatabase
-from tests.test_apply import history, latest
+from tests.migrate.history import history, latest
 
 SPEC_001 = """\
 CREATE SCHEMA IF NOT EXISTS {s};

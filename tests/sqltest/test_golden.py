@@ -8,7 +8,7 @@ import yaml
 
 from spawn_db.sqltest.golden import diff
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_equal_texts_have_no_diff() -> None:

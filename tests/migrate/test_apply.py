@@ -9,24 +9,9 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from tests.conftest import DbProject, TestDatabase
+from tests.conftest import DbProject
 from tests.helpers import start_spawn
-
-
-def history(database: TestDatabase, namespace: str = "default") -> list[tuple[str, ...]]:
-    """(name, activity, status) of every history row, oldest first."""
-    text = database.query(
-        "SELECT m.name, h.activity_id_activity, h.status_id_status "
-        "FROM _spawn.migration_history h JOIN _spawn.migration m "
-        "ON m.migration_id = h.migration_id_migration "
-        f"WHERE m.namespace = '{namespace}' ORDER BY h.migration_history_id"
-    )
-    return [tuple(line.split("|")) for line in text.splitlines()]
-
-
-def latest(database: TestDatabase) -> dict[str, str]:
-    rows = history(database)
-    return {name: status for name, _, status in rows}
+from tests.migrate.history import history, latest
 
 
 def test_apply_all_then_nothing_to_do(db_project: DbProject) -> None:
