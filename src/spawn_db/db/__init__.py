@@ -1,0 +1,1 @@
+"""Reaching PostgreSQL: psql sessions, the scanner, targets, binaries, the embedded server."""

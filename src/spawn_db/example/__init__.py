@@ -1,0 +1,1 @@
+"""``spawn init --example``: the example project and the code that lays it out."""

@@ -1,0 +1,1 @@
+"""The migration lifecycle: authoring, apply/adopt/status, the psql runner, the tracking schema."""

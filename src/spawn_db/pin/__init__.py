@@ -1,0 +1,1 @@
+"""The content-addressed pin store and snapshots of ``components/`` (SPEC §5)."""

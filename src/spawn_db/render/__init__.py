@@ -1,0 +1,1 @@
+"""From template to SQL text: the Jinja environment and runtime, SQL values, variables files."""
