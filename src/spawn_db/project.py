@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from spawn_db.config import CONFIG_FILE_NAME, Config, toml_string
+from spawn_db.config import CONFIG_FILE_NAME, Config, find_project_config, toml_string
 from spawn_db.errors import NotFoundError, UsageError
 from spawn_db.fsutil import atomic_write_text
 
@@ -27,6 +27,34 @@ def validate_name(name: str, what: str) -> str:
             f"(no `/`, spaces or leading `.`), e.g. {example}"
         )
     return name
+
+
+def refuse_nested_project(directory: Path, *, example: bool) -> None:
+    """Refuse to create a project inside another one (a spawn.toml in a parent folder).
+
+    Commands find the nearest spawn.toml upwards, so a nested project silently
+    takes over its folder and starts a second embedded server. Nesting on
+    purpose stays possible with an explicit ``--config-file``. A spawn.toml in
+    ``directory`` itself is left to ``init_project``'s "already exists".
+    """
+    if example:
+        found = find_project_config(directory)
+    elif (directory / CONFIG_FILE_NAME).exists():
+        return
+    else:
+        found = find_project_config(directory.parent)
+    if found is None:
+        return
+    if example:
+        raise UsageError(
+            f"{directory} is inside the Spawn project of {found}; create the example "
+            "outside any project (e.g. `cd /tmp && spawn init --example`)"
+        )
+    raise UsageError(
+        f"{directory} is inside the Spawn project of {found}; run spawn commands from here as "
+        f"they are (spawn.toml is found in parent folders), or pass --config-file "
+        f"{directory / CONFIG_FILE_NAME} to create a separate, nested project on purpose"
+    )
 
 
 @dataclass(frozen=True)
