@@ -167,17 +167,46 @@ def _current_directory() -> Path:
 
 
 def find_config_file(overrides: Overrides, cwd: Path | None = None) -> Path:
+    """The config file: --config-file / SPAWN_CONFIG_FILE, else the nearest ``spawn.toml``.
+
+    Without an explicit file, the current folder and then each parent up to the
+    file system root are searched, the way git finds ``.git``, so every command
+    works from any sub-folder of a project. There is deliberately no boundary
+    at a repository root or the home folder: a project folder that is itself a
+    git checkout (or a submodule) inside a bigger project must not silently
+    stop being part of it.
+    """
     base = cwd or _current_directory()
-    path = Path(overrides.config_file) if overrides.config_file else Path(CONFIG_FILE_NAME)
-    path = path if path.is_absolute() else base / path
-    if not path.is_file():
-        if overrides.config_file:
+    if overrides.config_file:
+        path = Path(overrides.config_file)
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; check --config-file")
+        return path
+    found = find_project_config(base)
+    if found is None:
         raise ConfigError(
-            f"no {CONFIG_FILE_NAME} in {base}; run `spawn init` to create a project here, "
-            "or pass --config-file PATH"
+            f"no {CONFIG_FILE_NAME} in {base} or any folder above it; run `spawn init` to "
+            "create a project here, or pass --config-file PATH"
         )
-    return path
+    return found
+
+
+def find_project_config(start: Path) -> Path | None:
+    """The nearest ``spawn.toml`` in ``start`` or one of its parents, or None."""
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_FILE_NAME
+        if _is_file(candidate):
+            return candidate
+    return None
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a folder spawn may not look into (not a traceback)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def load_config(overrides: Overrides | None = None, cwd: Path | None = None) -> Config:
@@ -203,26 +232,119 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
             f"{path}: `spawn_folder` is missing; add `spawn_folder = \"spawn\"` "
             "(the folder holding components/, migrations/, tests/ and pinned/)"
         )
+    spawn_folder = _existing_folder(path, folder)
     targets_raw = raw.get("targets", {})
     if not isinstance(targets_raw, dict):
         raise ConfigError(f"{path}: `targets` must be a table of [targets.<name>] sections")
     targets = {
-        name: _parse_target(name, table, path, warnings) for name, table in targets_raw.items()
+        _table_name(name, path): _parse_target(name, table, path, warnings)
+        for name, table in targets_raw.items()
     }
     config = Config(
         path=path,
-        spawn_folder=(path.parent / folder),
+        spawn_folder=spawn_folder,
         targets=targets,
-        default_target=_optional_str(raw, "target", path),
-        top_environment=_optional_str(raw, "environment", path),
-        environment_override=overrides.environment,
+        default_target=_optional_name(raw, "target", path),
+        top_environment=_optional_name(raw, "environment", path),
+        environment_override=_override_name(overrides.environment, "environment", path),
         target_override=overrides.target,
         project_id=_optional_str(raw, "project_id", path),
         warnings=tuple(warnings),
     )
     if overrides.target is not None:
+        _override_name(overrides.target, "target", path)
         config.target()
     return config
+
+
+def _existing_folder(path: Path, folder: str) -> Path:
+    """``spawn_folder`` resolved beside spawn.toml; an error naming it when it is missing.
+
+    Without this check a missing folder looks like a project with no
+    migrations (or every migration failing with a file-system error).
+    """
+    resolved = path.parent / folder
+    if not resolved.is_dir():
+        problem = "is not a folder" if resolved.exists() else "does not exist"
+        raise ConfigError(
+            f"{path}: `spawn_folder = {toml_string(folder)}` points to {resolved}, which "
+            f"{problem}; fix `spawn_folder` or create that folder with components/, "
+            "migrations/, tests/ and pinned/ in it"
+        )
+    return resolved
+
+
+# PostgreSQL truncates names to NAMEDATALEN - 1 bytes, so a longer name silently
+# becomes another one.
+PG_NAME_MAX_BYTES = 63
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def name_problem(value: str, *, pg_name: bool) -> str | None:
+    """Why ``value`` cannot be used as a name that reaches psql or SQL, or None if it can.
+
+    psql reads its input line by line, so a line break in a name that is put on a
+    meta-command line (``\\connect``) would end the command and run the rest as
+    psql input; control characters are refused everywhere for that reason.
+    """
+    if not value:
+        return "it is empty"
+    control = _CONTROL.search(value)
+    if control:
+        return f"it contains the control character U+{ord(control.group()):04X}"
+    if pg_name and len(value.encode("utf-8")) > PG_NAME_MAX_BYTES:
+        return (f"it is {len(value.encode('utf-8'))} bytes long and PostgreSQL names have at "
+                f"most {PG_NAME_MAX_BYTES}")
+    return None
+
+
+def _checked_name(value: str, key: str, path: Path, where: str, *, pg_name: bool) -> str:
+    problem = name_problem(value, pg_name=pg_name)
+    if problem is not None:
+        place = f" {where}" if where else ""
+        example = f'{key} = "{_EXAMPLES.get(key, "dev")}"'
+        raise ConfigError(
+            f"{path}:{place} `{key}` {value!r} cannot be used: {problem}; use a plain name "
+            f"of letters, digits and `_`, e.g. `{example}`"
+        )
+    return value
+
+
+_EXAMPLES = {"spawn_database": "spawn", "spawn_schema": DEFAULT_SCHEMA, "database": "postgres",
+             "target": "local", "environment": "dev"}
+
+
+def _optional_name(
+    raw: Mapping[str, Any], key: str, path: Path, where: str = "", *, pg_name: bool = False,
+) -> str | None:
+    value = _optional_str(raw, key, path, where)
+    if value is None:
+        return None
+    return _checked_name(value, key, path, where, pg_name=pg_name)
+
+
+def _table_name(name: str, path: Path) -> str:
+    problem = name_problem(name, pg_name=False)
+    if problem is not None:
+        raise ConfigError(
+            f"{path}: target name {name!r} in [targets.<name>] cannot be used: {problem}; "
+            "rename the table, e.g. [targets.local]"
+        )
+    return name
+
+
+def _override_name(value: str | None, key: str, path: Path) -> str | None:
+    """A --target / --environment value (or SPAWN_TARGET / SPAWN_ENVIRONMENT), checked."""
+    if value is None:
+        return None
+    problem = name_problem(value, pg_name=False)
+    if problem is not None:
+        variable = f"SPAWN_{key.upper()}"
+        raise ConfigError(
+            f"the {key} {value!r} from --{key} or {variable} cannot be used: {problem}; pass a "
+            f"plain name (it is checked against {path})"
+        )
+    return value
 
 
 def _parse_target(
@@ -250,9 +372,11 @@ def _parse_target(
         name=name,
         engine=engine,
         command=_parse_command(command, path, where, warnings),
-        spawn_schema=_optional_str(table, "spawn_schema", path, where) or DEFAULT_SCHEMA,
-        spawn_database=_optional_str(table, "spawn_database", path, where),
-        environment=_optional_str(table, "environment", path, where),
+        spawn_schema=_optional_name(table, "spawn_schema", path, where,
+                                    pg_name=True) or DEFAULT_SCHEMA,
+        spawn_database=_optional_name(table, "spawn_database", path, where,
+                                      pg_name=True),
+        environment=_optional_name(table, "environment", path, where),
         postgres_bin=_optional_str(table, "postgres_bin", path, where),
     )
 
@@ -281,6 +405,7 @@ def _parse_command(raw: Any, path: Path, where: str, warnings: list[str]) -> Com
     database = raw.get("database", "postgres")
     if not isinstance(database, str) or not database:
         raise ConfigError(f"{path}: {where} command `database` must be a non-empty string")
+    _checked_name(database, "database", path, f"{where} command", pg_name=True)
     return CommandSpec(kind=kind, direct=direct, provider=provider, append=append,
                        database=database)
 

@@ -143,3 +143,63 @@ class TestTimedOut(TestError):
 
     __test__ = False
     exit_code = FAILURE_EXIT
+
+
+class NameTooLong(UsageError):
+    """A name or path is longer than the file system allows (255 bytes a name)."""
+
+
+class FileAccessError(SpawnError):
+    """A file or folder spawn reads or writes for the user cannot be: permissions, space.
+
+    Built from the ``OSError`` so the message names the file and the reason in
+    one line instead of a traceback; a name that is too long is a usage error.
+    """
+
+    exit_code = FAILURE_EXIT
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path: str | None = None) -> SpawnError:
+        import errno
+
+        where = path or _user_path(exc)
+        prefix = f"{where}: " if where else ""
+        if exc.errno == errno.ENAMETOOLONG:
+            return NameTooLong(
+                f"{prefix}the name is too long for the file system (at most 255 bytes a "
+                "name and 4095 a path); choose a shorter name or a shorter folder"
+            )
+        fix = _OS_ERROR_FIXES.get(exc.errno or 0)
+        reason = (exc.strerror or str(exc)).lower() if fix else (exc.strerror or str(exc))
+        return cls(f"{prefix}{reason}; {fix or 'check the path and try again'}")
+
+
+def _os_error_fixes() -> dict[int, str]:
+    import errno
+
+    permission = "check the permissions of the file and its folder for the user running spawn"
+    space = "free some space and try again"
+    return {
+        errno.EACCES: permission,
+        errno.EPERM: permission,
+        errno.EROFS: "the project is on a read-only file system; work in a writable copy",
+        errno.ENOSPC: space,
+        errno.EDQUOT: space,
+    }
+
+
+_OS_ERROR_FIXES = _os_error_fixes()
+
+
+def _user_path(exc: OSError) -> str | None:
+    """The file the user knows: atomic writes fail on ``.NAME.PID-TID.tmp`` beside NAME."""
+    import os
+    import re
+
+    name = exc.filename2 if exc.filename2 is not None else exc.filename
+    if name is None:
+        return None
+    text = os.fsdecode(name) if isinstance(name, str | bytes) else str(name)
+    folder, base = os.path.split(text)
+    temporary = re.fullmatch(r"\.(.+)\.\d+-\d+\.tmp", base)
+    return os.path.join(folder, temporary.group(1)) if temporary else text

@@ -8,14 +8,18 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from spawn_db.config import CONFIG_FILE_NAME, Config, toml_string
-from spawn_db.errors import NotFoundError, UsageError
+from spawn_db.config import CONFIG_FILE_NAME, Config, find_project_config, toml_string
+from spawn_db.errors import NameTooLong, NotFoundError, UsageError
 from spawn_db.fsutil import atomic_write_text
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 TIMESTAMP_PREFIX = re.compile(r"^\d{14}-")
 SPAWN_FOLDERS = ("components", "migrations", "tests", "pinned")
 GITIGNORE_ENTRY = ".spawn/"
+# Linux file systems allow 255 bytes a name and PATH_MAX (4096, with the NUL) a path.
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4095
+TIMESTAMP_BYTES = len("20260101090000-")
 
 
 def validate_name(name: str, what: str) -> str:
@@ -26,7 +30,71 @@ def validate_name(name: str, what: str) -> str:
             f"invalid {what} name {name!r}: use letters, digits, `-`, `_` and `.` only "
             f"(no `/`, spaces or leading `.`), e.g. {example}"
         )
+    _check_name_length(name, what)
     return name
+
+
+def _check_name_length(name: str, what: str) -> None:
+    """The folder for ``name`` must fit in one file-system name (255 bytes).
+
+    A new migration's folder is ``<timestamp>-NAME``, so a migration name without
+    that prefix may use 15 bytes less.
+    """
+    reserved = TIMESTAMP_BYTES if what == "migration" and not TIMESTAMP_PREFIX.match(name) else 0
+    limit = NAME_MAX_BYTES - reserved
+    size = len(name.encode("utf-8"))
+    if size <= limit:
+        return
+    why = f" and spawn adds a {reserved}-byte timestamp prefix" if reserved else ""
+    raise NameTooLong(
+        f"{what} name {name[:24]}... is {size} bytes long: a folder name can have at most "
+        f"{NAME_MAX_BYTES} bytes{why}; use a name of at most {limit} bytes"
+    )
+
+
+def check_path_length(path: Path, what: str) -> None:
+    """Refuse a path the file system cannot hold, naming the limit (not ENAMETOOLONG later)."""
+    for part in path.parts:
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > NAME_MAX_BYTES:
+            raise NameTooLong(
+                f"{what} {part[:24]}... is {size} bytes long: a file or folder name can have "
+                f"at most {NAME_MAX_BYTES} bytes; choose a shorter name"
+            )
+    size = len(str(path).encode("utf-8", "surrogateescape"))
+    if size > PATH_MAX_BYTES:
+        raise NameTooLong(
+            f"{what} {str(path)[:40]}... is {size} bytes long: a path can have at most "
+            f"{PATH_MAX_BYTES} bytes; choose a shorter folder"
+        )
+
+
+def refuse_nested_project(directory: Path, *, example: bool) -> None:
+    """Refuse to create a project inside another one (a spawn.toml in a parent folder).
+
+    Commands find the nearest spawn.toml upwards, so a nested project silently
+    takes over its folder and starts a second embedded server. Nesting on
+    purpose stays possible with an explicit ``--config-file``. A spawn.toml in
+    ``directory`` itself is left to ``init_project``'s "already exists".
+    """
+    if example:
+        found = find_project_config(directory)
+    elif (directory / CONFIG_FILE_NAME).exists():
+        return
+    else:
+        found = find_project_config(directory.parent)
+    if found is None:
+        return
+    if example:
+        raise UsageError(
+            f"{directory} is inside the Spawn project of {found}; create the example "
+            "outside any project (e.g. `cd /tmp && spawn init --example`)"
+        )
+    raise UsageError(
+        f"{directory} is inside the Spawn project of {found}; run spawn commands from here as "
+        f"they are (spawn.toml is found in parent folders), or pass --config-file "
+        f"{directory / CONFIG_FILE_NAME} to create a separate, nested project on purpose"
+    )
 
 
 @dataclass(frozen=True)
@@ -44,6 +112,7 @@ def init_project(
 ) -> InitResult:
     """Create ``spawn.toml`` and the folders; refuses when a config already exists."""
     config_path = directory / config_name
+    check_path_length(config_path, "project path")
     if config_path.exists():
         raise UsageError(
             f"{config_path} already exists; this folder is already a Spawn project "

@@ -86,6 +86,9 @@ def test_github_workflow_is_valid_and_runs_check_and_junit_compare() -> None:
     job = workflow["jobs"]["spawn"]
     assert job["services"]["postgres"]["image"].startswith("postgres:")
     commands = "\n".join(step.get("run", "") for step in job["steps"])
-    assert "pip install spawn-db" in commands
+    checkout = next(step for step in job["steps"] if step.get("name") == "Check out Spawn")
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert f"pip install ./{checkout['with']['path']}" in commands
+    assert "pip install spawn-db" not in commands  # not on a package index
     assert "spawn check" in commands
     assert "spawn test compare --junit spawn-tests.xml" in commands

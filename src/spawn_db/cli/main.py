@@ -17,22 +17,33 @@ from spawn_db.errors import SpawnError
 
 
 class SpawnGroup(click.Group):
-    """Translates ``SpawnError`` into a one-line message and its exit code, once."""
+    """Translates ``SpawnError`` (and ``OSError``) into a one-line message and exit code, once."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SpawnError as exc:
-            app = ctx.obj if isinstance(ctx.obj, App) else None
-            if app is not None and app.debug:
-                import traceback
-
-                traceback.print_exc()
-            click.echo(f"error: {exc.message}", err=True)
-            ctx.exit(exc.exit_code)
+            _report(ctx, exc)
         except BrokenPipeError:
             _silence_broken_pipe()
             ctx.exit(1)
+        except OSError as exc:
+            # A file spawn writes for the user (read-only folder, no space, a name
+            # too long): one line naming the file, like every other error.
+            from spawn_db.errors import FileAccessError
+
+            _report(ctx, FileAccessError.from_os_error(exc))
+
+
+def _report(ctx: click.Context, exc: SpawnError) -> None:
+    """Print ``error: MESSAGE`` (and the traceback with --debug); exit with its code."""
+    app = ctx.obj if isinstance(ctx.obj, App) else None
+    if app is not None and app.debug:
+        import traceback
+
+        traceback.print_exc()
+    click.echo(f"error: {exc.message}", err=True)
+    ctx.exit(exc.exit_code)
 
 
 def _silence_broken_pipe() -> None:

@@ -23,13 +23,14 @@ from spawn_db.cli.output import emit_json, info, warn
 @pass_app
 def init(app: App, docker: str | None, example: str | None) -> None:
     """Create spawn.toml and the spawn/ folders in the current directory."""
-    from spawn_db.project import init_project
+    from spawn_db.project import init_project, refuse_nested_project
 
     if example is not None:
         if docker is not None:
             raise click.UsageError("--example and --docker cannot be combined")
         from spawn_db.example.create import create_example
 
+        refuse_nested_project(Path.cwd(), example=True)
         made = create_example(Path.cwd() / example)
         info(f"Created the example project in {example}/")
         info(f"Migrations (pinned): {', '.join(made.migrations)}")
@@ -37,6 +38,8 @@ def init(app: App, docker: str | None, example: str | None) -> None:
         info(f"Next: cd {example} && spawn migration apply --yes && spawn test compare")
         return
     config_file = app.overrides.config_file
+    if not config_file:
+        refuse_nested_project(Path.cwd(), example=False)
     path = Path(config_file) if config_file else Path.cwd() / "spawn.toml"
     path = path if path.is_absolute() else Path.cwd() / path
     result = init_project(path.parent, config_name=path.name, docker_database=docker)

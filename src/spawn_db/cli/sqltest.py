@@ -10,7 +10,7 @@ import click
 from spawn_db.cli.context import App, complete_tests, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
 from spawn_db.cli.output import emit_json, info, stream_complete, use_color, warn
-from spawn_db.errors import TestTimedOut, UsageError
+from spawn_db.errors import FileAccessError, TestTimedOut, UsageError
 
 if TYPE_CHECKING:
     from spawn_db.sqltest.suite import TestOutcome, TestRunner
@@ -243,13 +243,19 @@ def _summary_line(outcomes: list[TestOutcome], duration: float) -> str:
 
 
 def _check_writable_folder(path: str) -> None:
-    """Refuse a --junit path whose folder is missing before any test runs, not after."""
+    """Refuse a --junit path that cannot be written before any test runs, not after."""
     from pathlib import Path
 
+    from spawn_db.project import check_path_length
+
+    check_path_length(Path(path).absolute(), "--junit file")
     folder = Path(path).absolute().parent
     if not folder.is_dir():
         raise UsageError(f"cannot write --junit {path}: folder {folder} does not exist; "
                          "create it first")
+    if not os.access(folder, os.W_OK):
+        raise FileAccessError(f"cannot write --junit {path}: folder {folder} is not writable "
+                              "(permissions or a read-only file system); pick a writable folder")
 
 
 def _write_junit(path: str, outcomes: list[TestOutcome], duration: float) -> None:
@@ -258,7 +264,10 @@ def _write_junit(path: str, outcomes: list[TestOutcome], duration: float) -> Non
     from spawn_db.fsutil import atomic_write
     from spawn_db.sqltest.report import junit_xml
 
-    atomic_write(Path(path), junit_xml(outcomes, duration))
+    try:
+        atomic_write(Path(path), junit_xml(outcomes, duration))
+    except OSError as exc:
+        raise FileAccessError.from_os_error(exc, f"--junit {path}") from exc
 
 
 def _style(text: str, color: bool, **styles: Any) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from spawn_db.config import Overrides, load_config
 from spawn_db.errors import UsageError
 from spawn_db.migrate.migration import pin_migration
-from spawn_db.project import init_project
+from spawn_db.project import check_path_length, init_project
 
 EDITED_COMPONENT = Path("customers") / "full_name.sql"
 FIRST_VERSION = Path("history") / "full_name.v1.sql"
@@ -34,6 +34,7 @@ class ExampleResult:
 
 def create_example(directory: Path) -> ExampleResult:
     """Create the example project in ``directory`` (which must not hold a project)."""
+    check_path_length(directory, "example folder")
     if directory.exists() and any(directory.iterdir()):
         raise UsageError(f"{directory} is not empty; choose a new folder for the example")
     init_project(directory)
