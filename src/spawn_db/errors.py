@@ -122,6 +122,14 @@ class LockUnavailable(MigrationError):
     """The migration lock stayed taken by another session for too long."""
 
 
+class MigrationStillRunning(MigrationError):
+    """A migration a stopped spawn started is still running: nothing may overlap it."""
+
+
+class LockLost(MigrationError):
+    """The migration lock ended while migrations were running; the run stopped."""
+
+
 class NotRecorded(MigrationError):
     """A migration ran but its outcome could not be written to the history."""
 

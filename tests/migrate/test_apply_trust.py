@@ -99,7 +99,7 @@ def test_sessions_are_named_after_the_migration(db_project: DbProject) -> None:
             "SELECT application_name FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' "
             "AND pid <> pg_backend_pid()")
     finally:
-        proc.wait(timeout=60)
+        proc.communicate(timeout=60)
     assert names.startswith("spawn apply "), names
     assert names.endswith("-slow"), names
 
@@ -113,7 +113,7 @@ def test_sigkill_then_retry_never_runs_the_migration_twice(db_project: DbProject
     proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
     sleeping(database, "pg_sleep(2)")
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)
 
     attempts = []
     for _ in range(40):
@@ -137,7 +137,8 @@ def test_orphaned_migration_is_reported_while_it_runs(db_project: DbProject) -> 
     db_project.config_path.write_text(
         'spawn_folder = "spawn"\ntarget = "local"\n\n[targets.local]\n'
         'engine = "postgres-psql"\n'
-        f'command = {{ kind = "direct", direct = ["sh", "-c", "exec {argv} \\"$@\\"", "sh"] }}\n',
+        'command = { kind = "direct", direct = '
+        f'["sh", "-c", "{argv} \\"$@\\"; exit $?", "sh"] }}\n',
         encoding="utf-8")
     db_project.add_migration("log", "CREATE TABLE orphan_log (n int);\n")
     assert db_project.run("migration", "apply", "--yes").exit_code == 0
@@ -146,7 +147,7 @@ def test_orphaned_migration_is_reported_while_it_runs(db_project: DbProject) -> 
     proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
     sleeping(database, "pg_sleep(3)")
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)
     retry = db_project.run("migration", "apply", slow, "--retry", "--yes",
                            "--lock-timeout", "0")
 
@@ -271,7 +272,7 @@ def test_attempted_row_survives_an_immediate_stop(
             time.sleep(0.002)
         pidfile = project.root / ".spawn" / "postgres" / "postmaster.pid"
         os.kill(int(pidfile.read_text().split()[0]), signal.SIGQUIT)
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)
     finally:
         shutil.rmtree(marker.parent, ignore_errors=True)
     rows = project.run("db", "shell", "--", "-Atc",

@@ -15,24 +15,32 @@ from spawn_db import __version__
 from spawn_db.cli.context import App
 from spawn_db.errors import SpawnError
 
+INTERRUPTED_EXIT = 130
+
 
 class SpawnGroup(click.Group):
     """Translates ``SpawnError`` into a one-line message and its exit code, once."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except SpawnError as exc:
-            app = ctx.obj if isinstance(ctx.obj, App) else None
-            if app is not None and app.debug:
-                import traceback
+        from spawn_db.cli.signals import sigterm_as_interrupt
 
-                traceback.print_exc()
-            click.echo(f"error: {exc.message}", err=True)
-            ctx.exit(exc.exit_code)
-        except BrokenPipeError:
-            _silence_broken_pipe()
-            ctx.exit(1)
+        with sigterm_as_interrupt() as signals:
+            try:
+                return super().invoke(ctx)
+            except SpawnError as exc:
+                app = ctx.obj if isinstance(ctx.obj, App) else None
+                if app is not None and app.debug:
+                    import traceback
+
+                    traceback.print_exc()
+                click.echo(f"error: {exc.message}", err=True)
+                ctx.exit(signals.exit_code(exc.exit_code))
+            except KeyboardInterrupt:
+                click.echo(f"error: {signals.describe()}", err=True)
+                ctx.exit(signals.exit_code(INTERRUPTED_EXIT))
+            except BrokenPipeError:
+                _silence_broken_pipe()
+                ctx.exit(1)
 
 
 def _silence_broken_pipe() -> None:

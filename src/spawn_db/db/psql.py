@@ -40,6 +40,10 @@ from spawn_db.escape import escape_literal
 PIPE_CHUNK = 64 * 1024
 STDERR_TAIL = 256 * 1024
 PREAMBLE = "\\set QUIET on\n\\pset pager off\n\\set ON_ERROR_STOP on\n"
+# Server settings that could end the control session, and with it the migration lock,
+# while a long migration runs; set to 0 (off) where the server has them.
+CONTROL_TIMEOUTS = ("('idle_session_timeout', 'idle_in_transaction_session_timeout', "
+                    "'statement_timeout', 'lock_timeout')")
 
 
 def new_nonce() -> str:
@@ -336,7 +340,9 @@ class ControlSession:
                 "SET client_min_messages = warning; SET application_name = 'spawn'; "
                 "SELECT json_build_object('database', current_database(), 'user', current_user, "
                 "'pid', pg_backend_pid(), 'server_version_num', "
-                "current_setting('server_version_num')::int)",
+                "current_setting('server_version_num')::int, 'timeouts_off', "
+                f"(SELECT count(set_config(name, '0', false)) FROM pg_catalog.pg_settings "
+                f"WHERE name IN {CONTROL_TIMEOUTS}))",
                 what="connect",
             )
         except DatabaseError:
@@ -421,8 +427,13 @@ class PsqlEngine:
     def control_session(self, database: str | None) -> ControlSession:
         return ControlSession(self.argv, database=database)
 
-    def script_session(self) -> PsqlProcess:
-        return PsqlProcess(self.argv)
+    def script_session(self, application_name: str | None = None) -> PsqlProcess:
+        """A psql for scripts; ``application_name`` reaches every connection it makes,
+        ``\\connect`` included (through ``PGAPPNAME``), where psql itself is started."""
+        env = None
+        if application_name is not None:
+            env = dict(os.environ, PGAPPNAME=application_name)
+        return PsqlProcess(self.argv, env=env)
 
     @property
     def stops_with_spawn(self) -> bool:
