@@ -134,6 +134,15 @@ class NotRecorded(MigrationError):
     """A migration ran but its outcome could not be written to the history."""
 
 
+class CommandUnavailable(ConfigError):
+    """The target's psql command cannot be started: configuration, for every command."""
+
+    @classmethod
+    def starting(cls, program: str, exc: OSError) -> CommandUnavailable:
+        return cls(f"cannot run {program!r}: {exc.strerror}; check the target's `command` in "
+                   "spawn.toml")
+
+
 class TestError(SpawnError):
     """A golden-file test could not be run (not: its output differed)."""
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from spawn_db.errors import ControlError, DatabaseError
+from spawn_db.errors import CommandUnavailable, ControlError, DatabaseError
 from spawn_db.escape import escape_literal
 
 PIPE_CHUNK = 64 * 1024
@@ -99,10 +99,7 @@ class PsqlProcess:
                 preexec_fn=_parent_death_hook(),
             )
         except OSError as exc:
-            raise DatabaseError(
-                f"cannot run {self.argv[0]!r}: {exc.strerror}; check the target's command in "
-                "spawn.toml"
-            ) from None
+            raise CommandUnavailable.starting(self.argv[0], exc) from None
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         self._in = self.proc.stdin.fileno()
         self._fds = {self.proc.stdout.fileno(): "out", self.proc.stderr.fileno(): "err"}
