@@ -281,3 +281,29 @@ def test_attempted_row_survives_an_immediate_stop(
                        "WHERE m.namespace = 'default' ORDER BY h.migration_history_id")
     assert rows.exit_code == 0, rows.stderr
     assert rows.stdout.splitlines()[:1] == [f"{folder.name} ATTEMPTED"]
+
+
+# -- 23: the summary's time is the run's, not the prompt's ------------------------------------
+
+
+def test_summary_time_excludes_the_confirmation_prompt(db_project: DbProject) -> None:
+    import pty
+    import re
+
+    db_project.add_migration("one", "SELECT 1;\n")
+    db_project.add_migration("two", "SELECT 2;\n")
+    controller, terminal = pty.openpty()
+    try:
+        proc = start_spawn("migration", "apply", cwd=db_project.root, stdin=terminal)
+        time.sleep(2.5)
+        os.write(controller, b"y\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+
+    assert proc.returncode == 0, err
+    found = re.search(r"Applied 2 migrations in ([0-9.]+) (ms|s)\.", out)
+    assert found is not None, out
+    seconds = float(found.group(1)) / (1000 if found.group(2) == "ms" else 1)
+    assert seconds < 2.0, out

@@ -15,8 +15,6 @@ from spawn_db import __version__
 from spawn_db.cli.context import App
 from spawn_db.errors import SpawnError
 
-INTERRUPTED_EXIT = 130
-
 
 class SpawnGroup(click.Group):
     """Translates ``SpawnError`` into a one-line message and its exit code, once."""
@@ -36,8 +34,10 @@ class SpawnGroup(click.Group):
                 click.echo(f"error: {exc.message}", err=True)
                 ctx.exit(signals.exit_code(exc.exit_code))
             except KeyboardInterrupt:
-                click.echo(f"error: {signals.describe()}", err=True)
-                ctx.exit(signals.exit_code(INTERRUPTED_EXIT))
+                if not signals.terminated:
+                    raise
+                click.echo("error: terminated (SIGTERM)", err=True)
+                ctx.exit(signals.exit_code(1))
             except BrokenPipeError:
                 _silence_broken_pipe()
                 ctx.exit(1)

@@ -3,7 +3,8 @@
 A service manager, CI runner or ``kill`` ends a deployment with SIGTERM. Python's
 default would end spawn on the spot while psql and its backend run on; delivered
 as a ``KeyboardInterrupt`` instead, it takes the same path as Ctrl-C: cancel the
-statement, record the outcome, say so, and exit 143 (128 + SIGTERM).
+statement, record the outcome, say so, and exit 143 (128 + SIGTERM). Ctrl-C keeps
+click's behaviour ("Aborted!", exit 1) when it reaches the top.
 """
 
 from __future__ import annotations
@@ -33,9 +34,6 @@ class SignalState:
     def exit_code(self, otherwise: int) -> int:
         """143 once SIGTERM arrived, whatever error the interruption became."""
         return TERMINATED_EXIT if self.terminated else otherwise
-
-    def describe(self) -> str:
-        return "terminated (SIGTERM)" if self.terminated else "interrupted"
 
 
 @contextmanager
