@@ -122,8 +122,25 @@ class LockUnavailable(MigrationError):
     """The migration lock stayed taken by another session for too long."""
 
 
+class MigrationStillRunning(MigrationError):
+    """A migration a stopped spawn started is still running: nothing may overlap it."""
+
+
+class LockLost(MigrationError):
+    """The migration lock ended while migrations were running; the run stopped."""
+
+
 class NotRecorded(MigrationError):
     """A migration ran but its outcome could not be written to the history."""
+
+
+class CommandUnavailable(ConfigError):
+    """The target's psql command cannot be started: configuration, for every command."""
+
+    @classmethod
+    def starting(cls, program: str, exc: OSError) -> CommandUnavailable:
+        return cls(f"cannot run {program!r}: {exc.strerror}; check the target's `command` in "
+                   "spawn.toml")
 
 
 class TestError(SpawnError):

@@ -118,6 +118,8 @@ def test_sigkill_during_a_migration_leaves_it_attempted_and_retry_finishes_it(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     proc.communicate()
+    wait_for(database, "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
+                       "'SELECT pg_sleep(3);')", timeout=5)
 
     assert latest(database) == {name: "ATTEMPTED"}
     status = db_project.run("migration", "status")

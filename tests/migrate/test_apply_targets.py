@@ -155,3 +155,19 @@ def test_unreachable_server_is_a_clear_error(db_project: DbProject, tmp_path: Pa
     assert result.stderr.startswith("error: psql (")
     assert "connection to server on socket" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_missing_psql_is_a_configuration_error_for_every_command(db_project: DbProject) -> None:
+    set_target(db_project, '{ kind = "direct", direct = ["/nonexistent/bin/psql", "-X"] }')
+    db_project.add_migration("one", "SELECT 1;\n")
+    db_project.add_test("one", "SELECT 1;\n")
+
+    results = {args: db_project.run(*args) for args in (
+        ("migration", "status"), ("migration", "apply", "--yes"), ("migration", "adopt", "--yes"),
+        ("test", "run", "one"), ("test", "compare"))}
+
+    for args, result in results.items():
+        assert result.exit_code == 2, (args, result.stderr)
+        assert result.stderr.splitlines()[-1] == (
+            "error: cannot run '/nonexistent/bin/psql': No such file or directory; check the "
+            "target's `command` in spawn.toml"), (args, result.stderr)

@@ -20,30 +20,39 @@ class SpawnGroup(click.Group):
     """Translates ``SpawnError`` (and ``OSError``) into a one-line message and exit code, once."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except SpawnError as exc:
-            _report(ctx, exc)
-        except BrokenPipeError:
-            _silence_broken_pipe()
-            ctx.exit(1)
-        except OSError as exc:
-            # A file spawn writes for the user (read-only folder, no space, a name
-            # too long): one line naming the file, like every other error.
-            from spawn_db.errors import FileAccessError
+        from spawn_db.cli.signals import sigterm_as_interrupt
 
-            _report(ctx, FileAccessError.from_os_error(exc))
+        with sigterm_as_interrupt() as signals:
+            try:
+                return super().invoke(ctx)
+            except SpawnError as exc:
+                _report(ctx, exc, signals.exit_code(exc.exit_code))
+            except KeyboardInterrupt:
+                if not signals.terminated:
+                    raise
+                click.echo("error: terminated (SIGTERM)", err=True)
+                ctx.exit(signals.exit_code(1))
+            except BrokenPipeError:
+                _silence_broken_pipe()
+                ctx.exit(1)
+            except OSError as exc:
+                # A file spawn writes for the user (read-only folder, no space, a name
+                # too long): one line naming the file, like every other error.
+                from spawn_db.errors import FileAccessError
+
+                error = FileAccessError.from_os_error(exc)
+                _report(ctx, error, signals.exit_code(error.exit_code))
 
 
-def _report(ctx: click.Context, exc: SpawnError) -> None:
-    """Print ``error: MESSAGE`` (and the traceback with --debug); exit with its code."""
+def _report(ctx: click.Context, exc: SpawnError, exit_code: int) -> None:
+    """Print ``error: MESSAGE`` (and the traceback with --debug); exit with ``exit_code``."""
     app = ctx.obj if isinstance(ctx.obj, App) else None
     if app is not None and app.debug:
         import traceback
 
         traceback.print_exc()
     click.echo(f"error: {exc.message}", err=True)
-    ctx.exit(exc.exit_code)
+    ctx.exit(exit_code)
 
 
 def _silence_broken_pipe() -> None:

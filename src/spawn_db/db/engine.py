@@ -22,7 +22,7 @@ class Engine(Protocol):
         """A request/response session for spawn's own SQL (lock, tracking rows)."""
         ...
 
-    def script_session(self) -> PsqlProcess:
+    def script_session(self, application_name: str | None = None) -> PsqlProcess:
         """A session that runs scripts streamed to it, where the target connects."""
         ...
 

@@ -34,12 +34,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from spawn_db.errors import ControlError, DatabaseError
+from spawn_db.errors import CommandUnavailable, ControlError, DatabaseError
 from spawn_db.escape import escape_literal
 
 PIPE_CHUNK = 64 * 1024
 STDERR_TAIL = 256 * 1024
 PREAMBLE = "\\set QUIET on\n\\pset pager off\n\\set ON_ERROR_STOP on\n"
+# Server settings that could end the control session, and with it the migration lock,
+# while a long migration runs; set to 0 (off) where the server has them.
+CONTROL_TIMEOUTS = ("('idle_session_timeout', 'idle_in_transaction_session_timeout', "
+                    "'statement_timeout', 'lock_timeout')")
 
 
 def new_nonce() -> str:
@@ -95,10 +99,7 @@ class PsqlProcess:
                 preexec_fn=_parent_death_hook(),
             )
         except OSError as exc:
-            raise DatabaseError(
-                f"cannot run {self.argv[0]!r}: {exc.strerror}; check the target's command in "
-                "spawn.toml"
-            ) from None
+            raise CommandUnavailable.starting(self.argv[0], exc) from None
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         self._in = self.proc.stdin.fileno()
         self._fds = {self.proc.stdout.fileno(): "out", self.proc.stderr.fileno(): "err"}
@@ -336,7 +337,9 @@ class ControlSession:
                 "SET client_min_messages = warning; SET application_name = 'spawn'; "
                 "SELECT json_build_object('database', current_database(), 'user', current_user, "
                 "'pid', pg_backend_pid(), 'server_version_num', "
-                "current_setting('server_version_num')::int)",
+                "current_setting('server_version_num')::int, 'timeouts_off', "
+                f"(SELECT count(set_config(name, '0', false)) FROM pg_catalog.pg_settings "
+                f"WHERE name IN {CONTROL_TIMEOUTS}))",
                 what="connect",
             )
         except DatabaseError:
@@ -421,8 +424,13 @@ class PsqlEngine:
     def control_session(self, database: str | None) -> ControlSession:
         return ControlSession(self.argv, database=database)
 
-    def script_session(self) -> PsqlProcess:
-        return PsqlProcess(self.argv)
+    def script_session(self, application_name: str | None = None) -> PsqlProcess:
+        """A psql for scripts; ``application_name`` reaches every connection it makes,
+        ``\\connect`` included (through ``PGAPPNAME``), where psql itself is started."""
+        env = None
+        if application_name is not None:
+            env = dict(os.environ, PGAPPNAME=application_name)
+        return PsqlProcess(self.argv, env=env)
 
     @property
     def stops_with_spawn(self) -> bool:

@@ -16,13 +16,15 @@ from typing import Any, Literal
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, TargetConfig
 from spawn_db.db.engine import engine_for
 from spawn_db.errors import (
+    MigrationStillRunning,
     NotPinned,
     PreviousAttemptFailed,
+    SpawnError,
     UsageError,
 )
 from spawn_db.migrate.runner import ApplyReporter as ApplyReporter
 from spawn_db.migrate.runner import MigrationOutcome as MigrationOutcome
-from spawn_db.migrate.runner import MigrationRun, start_runner
+from spawn_db.migrate.runner import MigrationRun, SessionSetup, start_runner
 from spawn_db.migrate.tracking import (
     MAX_NAME_LENGTH,
     HistoryRow,
@@ -151,11 +153,46 @@ def tracking_session(config: Config, target: TargetConfig | None = None) -> Iter
 
 @contextmanager
 def _locked(tracking: Tracking, timeout: float, reporter: ApplyReporter) -> Iterator[None]:
+    """Hold the migration lock; refuse to start while a stopped spawn's migration still
+    runs, and let go only once this run's own migration sessions have ended.
+
+    An error while letting go never replaces the error that ended the run.
+    """
     tracking.lock(timeout, reporter.waiting_for_lock)
+    failed = True
     try:
+        _refuse_orphans(tracking)
         yield
+        failed = False
     finally:
-        tracking.unlock()
+        _release(tracking, quiet=failed)
+
+
+def _refuse_orphans(tracking: Tracking) -> None:
+    orphans = tracking.runner_holders()
+    if not orphans:
+        return
+    who = "; ".join(h.describe() for h in orphans)
+    pids = ", ".join(str(h.pid) for h in orphans)
+    raise MigrationStillRunning(
+        f"a migration started by a spawn that has stopped is still running ({who}); "
+        "wait for it to end and check what it did before you apply, retry or adopt "
+        f"(to stop it now: SELECT pg_terminate_backend({pids.split(', ')[0]}))"
+    )
+
+
+def _release(tracking: Tracking, *, quiet: bool) -> None:
+    if tracking.session.process.exit is not None:
+        tracking.locked = False
+        return
+    try:
+        tracking.end_runners()
+    finally:
+        try:
+            tracking.unlock()
+        except SpawnError:
+            if not quiet:
+                raise
 
 
 # -- the library functions ------------------------------------------------------------------
@@ -179,7 +216,6 @@ def apply(
     migrations that were confirmed and still need to run are run.
     """
     reporter = reporter or NullReporter()
-    started = time.monotonic()
     project = Project(config)
     names = [project.find_migration(migration).name] if migration else project.migration_names()
     _check_names(names)
@@ -191,10 +227,12 @@ def apply(
             _require_pins(config, plan.to_run)
         if confirm is not None and plan.to_run and not confirm(plan):
             return ApplyResult(plan, cancelled=True)
+        started = time.monotonic()
         confirmed = set(plan.to_run)
         with _locked(tracking, lock_timeout, reporter):
             engine = engine_for(config, target)
-            early = start_runner(engine) if confirmed else None
+            setup = SessionSetup.for_tracking(tracking)
+            early = start_runner(engine, setup) if confirmed else None
             try:
                 internal = tracking.ensure()
                 if internal:
@@ -207,7 +245,8 @@ def apply(
                                  locked_plan.blocked, locked_plan.blocked_state)
                 run = MigrationRun(config, engine, tracking, reporter, to_run,
                            pinned=pinned, variables=variables,
-                           first_history_id=tracking.last_history_id(), runner=early)
+                           first_history_id=tracking.last_history_id(), setup=setup,
+                           runner=early)
                 outcomes = run.execute()
             finally:
                 if early is not None:

@@ -45,13 +45,15 @@ from spawn_db.config import Config
 from spawn_db.db.engine import Engine
 from spawn_db.db.psql import (
     PREAMBLE,
+    Exit,
     PsqlProcess,
     marker_literal,
 )
-from spawn_db.db.psqlscan import ScriptShape, analyze
+from spawn_db.db.psqlscan import INCOMPLETE, ScriptShape, analyze
 from spawn_db.errors import (
     ControlError,
     DatabaseError,
+    LockLost,
     MigrationFailed,
     NotRecorded,
     SpawnError,
@@ -61,9 +63,13 @@ from spawn_db.escape import escape_literal
 from spawn_db.migrate.tracking import (
     ASYNC_COMMIT,
     ELAPSED,
+    LOCK_LOST_SETTING,
     LockHolder,
     Record,
     Tracking,
+    lock_held_check,
+    lock_key,
+    runner_key,
 )
 from spawn_db.render.plaintext import plain_output
 
@@ -87,8 +93,25 @@ OPEN_TRANSACTION_NOTE = (
     "PostgreSQL rolled it back, as it does when psql reaches the end of a script"
 )
 RESET_CHECKS = (
-    "pg_advisory_unlock_all() AS spawn_unlock, CASE WHEN now() <> statement_timestamp() "
+    "u.spawn_unlock, CASE WHEN now() <> statement_timestamp() "
     f"THEN current_setting({escape_literal(OPEN_TRANSACTION_SETTING)}) END AS spawn_open"
+)
+# A statement of a migration failed while it had ON_ERROR_STOP off: never a SUCCESS.
+STATEMENT_FAILED_SETTING = "spawn.a statement of the migration failed"
+STATEMENT_FAILED_NOTE = (
+    "(the migration turned ON_ERROR_STOP off, so psql went on after this error: check which "
+    "of its statements committed before you retry or adopt it)"
+)
+APPLICATION = "spawn apply"
+# After a migration in its own psql: errors stop psql again, output goes back to spawn,
+# and psql's LAST_ERROR_SQLSTATE (set by any failed statement) exists for the check.
+ISOLATED_EPILOGUE = (
+    "\n\\set ON_ERROR_STOP on\n\\o\n\\set QUIET on\n"
+    "\\if :{?LAST_ERROR_SQLSTATE}\n\\else\n\\set LAST_ERROR_SQLSTATE 00000\n\\endif\n"
+)
+STATEMENT_FAILED_CHECK = (
+    ", CASE WHEN :'LAST_ERROR_SQLSTATE' <> '00000' "
+    f"THEN current_setting({escape_literal(STATEMENT_FAILED_SETTING)}) END AS spawn_failed"
 )
 
 
@@ -223,10 +246,51 @@ def _encode(chunk: str, name: str) -> bytes:
 # -- the run -------------------------------------------------------------------------------
 
 
-def start_runner(engine: Engine) -> PsqlProcess:
+@dataclass(frozen=True)
+class SessionSetup:
+    """What every migration session runs first, and a shared runner again after each reset.
+
+    Server-side timeouts spawn can switch off for itself are off (an idle runner
+    must not be ended between two migrations), a backend whose psql is gone stops
+    within a second (``client_connection_check_interval``), and the session holds
+    the runner key, so a later spawn can see a migration that is still running.
+    """
+
+    settings: tuple[str, ...]
+    runner_key: tuple[int, int]
+    lock_check: str
+
+    @classmethod
+    def for_tracking(cls, tracking: Tracking) -> SessionSetup:
+        version = int(str(tracking.session.info.get("server_version_num", 0)))
+        settings = ["SET idle_in_transaction_session_timeout = 0"]
+        if version >= 140000:
+            settings += ["SET idle_session_timeout = 0",
+                         "SET client_connection_check_interval = 1000"]
+        pid = int(str(tracking.session.info.get("pid", 0)))
+        check = lock_held_check(lock_key(), pid, tracking.session.database)
+        return cls(tuple(settings), runner_key(tracking.session.database, tracking.schema),
+                   check)
+
+    def lock_runner(self) -> str:
+        k1, k2 = self.runner_key
+        return f"pg_advisory_lock_shared({k1}, {k2})"
+
+    def opening(self) -> str:
+        """psql input that sets the session up, printing nothing."""
+        statements = [*self.settings, f"SELECT {self.lock_runner()} AS spawn_runner_lock"]
+        return " \\;\n".join(statements) + " \\gset\n"
+
+
+def application_name(migration: str | None = None) -> str:
+    return f"{APPLICATION} {migration}" if migration else APPLICATION
+
+
+def start_runner(engine: Engine, setup: SessionSetup) -> PsqlProcess:
     """Start a runner psql; it connects while spawn does other work."""
-    process = engine.script_session()
+    process = engine.script_session(application_name())
     process.write(PREAMBLE)
+    process.write(setup.opening())
     process.write(f"\\echo {marker_literal(process.nonce, 'c')} :DBNAME\n")
     process.pump(0)
     return process
@@ -240,7 +304,7 @@ class _Runner:
 
     def __init__(self, run: MigrationRun, process: PsqlProcess | None = None) -> None:
         self.run = run
-        self.process = process or start_runner(run.engine)
+        self.process = process or start_runner(run.engine, run.setup)
         self.process.on_output = run.reporter.output
         self.process.on_stderr = run.notice
         self.queued: deque[Rendered] = deque()
@@ -282,7 +346,7 @@ class MigrationRun:
 
     def __init__(self, config: Config, engine: Engine, tracking: Tracking,
                  reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
-                 variables: Any, first_history_id: int,
+                 variables: Any, first_history_id: int, setup: SessionSetup,
                  runner: PsqlProcess | None = None) -> None:
         self.config = config
         self.engine = engine
@@ -304,6 +368,7 @@ class MigrationRun:
         self.notices: list[str] = []
         self.ids: dict[str, int] = {}
         self.early_runner = runner
+        self.setup = setup
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -421,13 +486,12 @@ class MigrationRun:
         process = runner.process
         if not current.attempted:
             if self.inline:
-                process.statement_marker(self.runner_message(
-                    [current.record("ATTEMPTED")],
-                    marker_literal(nonce, f"a{current.position}"), reset=False))
+                self.queue_attempted(process, current)
             else:
                 self.tracking.write([*self.take_pending(), current.record("ATTEMPTED")],
-                                    durable=False)
+                                    durable=True)
             current.attempted = True
+        process.write(f"SET application_name = {escape_literal(application_name(current.name))};\n")
         process.echo_marker(f"s{current.position}")
         process.write_stream(current.spool)
         process.write("\n")
@@ -436,24 +500,46 @@ class MigrationRun:
         records = []
         if self.inline:
             records.append(current.record("SUCCESS", since_attempt=True))
-            if following is not None:
-                records.append(following.record("ATTEMPTED"))
-                following.attempted = True
         mark = marker_literal(nonce, f"r{current.position}")
         if self.inline:
             mark = f"{mark} || ' ' || extract(epoch FROM {ELAPSED})::text"
         process.statement_marker(self.runner_message(records, mark, reset=True))
+        if self.inline and following is not None:
+            self.queue_attempted(process, following)
+            following.attempted = True
         self.pump(process, 0)
 
-    def runner_message(self, records: Sequence[Record], mark: str, *, reset: bool) -> str:
+    def queue_attempted(self, process: PsqlProcess, rendered: Rendered) -> None:
+        """The ATTEMPTED row in a message of its own, committed durably before the migration
+        starts (its effects may write no WAL), and only while the lock is still held."""
+        process.statement_marker(self.runner_message(
+            [rendered.record("ATTEMPTED")], marker_literal(process.nonce, f"a{rendered.position}"),
+            reset=False))
+
+    def runner_message(self, records: Sequence[Record], mark: str, *, reset: bool,
+                       extra: str = "") -> str:
         """One message, one transaction: reset the session (after a migration), write
-        ``records``, and return the marker (and the time, for the next execution_time)."""
-        statements = list(RESET_SESSION) if reset else []
+        ``records``, and return the marker (and the time, for the next execution_time).
+
+        Outcome rows may commit asynchronously (the next ATTEMPTED row's synchronous
+        commit flushes them); a message with an ATTEMPTED row also checks the lock, and
+        fails, writing nothing, when it is gone.
+        """
+        statements = [*RESET_SESSION, *self.setup.settings] if reset else []
+        attempted = any(r.status == "ATTEMPTED" for r in records)
         if records:
-            statements.append(ASYNC_COMMIT)
+            if not attempted:
+                statements.append(ASYNC_COMMIT)
             statements.extend(self.tracking.history_statements(records))
-        final = f"now() AS spawn_t0, {mark} AS spawn_mark"
-        statements.append(f"SELECT {final}, {RESET_CHECKS}" if reset else f"SELECT {final}")
+        final = f"now() AS spawn_t0, {mark} AS spawn_mark{extra}"
+        if attempted:
+            final += f", {self.setup.lock_check} AS spawn_lock"
+        if reset:
+            statements.append(f"SELECT {final}, {self.setup.lock_runner()} AS spawn_runner_lock, "
+                              f"{RESET_CHECKS} FROM (SELECT pg_advisory_unlock_all() "
+                              "AS spawn_unlock OFFSET 0) u")
+        else:
+            statements.append(f"SELECT {final}")
         return " \\;\n".join(statements)
 
     def ensure_runner(self) -> _Runner:
@@ -537,6 +623,8 @@ class MigrationRun:
         self.handle_markers(runner)
         self.runner = None
         error = _error_text(exit.stderr) or f"psql exited with code {exit.code}"
+        if LOCK_LOST_SETTING in error:
+            raise self.lock_lost()
         position = runner.first_pending()
         rendered = self.by_position.get(position or 0)
         if rendered is None:
@@ -553,6 +641,15 @@ class MigrationRun:
                 f"was recorded): {error}"
             )
         self.record_failure(rendered, f"psql stopped before the migration started: {error}")
+
+    def lock_lost(self) -> LockLost:
+        done = len(self.outcomes)
+        return LockLost(
+            f"the migration lock of database {self.tracking.session.database} was lost "
+            f"(spawn's control session ended) after {done} of {self.total} migrations; spawn "
+            "stopped before starting the next one. Another deployment may hold the lock now: "
+            "check `spawn migration status`, then apply again"
+        )
 
     def started_in_this_run(self, rendered: Rendered) -> bool:
         row = self.tracking.latest().get(rendered.name)
@@ -586,30 +683,45 @@ class MigrationRun:
         """A migration in a psql of its own: meta-commands, variables, odd endings, size."""
         self.tracking.write([*self.take_pending(), rendered.record("ATTEMPTED")], durable=True)
         rendered.attempted = True
-        process = self.engine.script_session()
+        process = self.engine.script_session(application_name(rendered.name))
         process.on_output = self.reporter.output
         process.on_stderr = self.notice
         rendered.started = time.monotonic()
         self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
         process.write(PREAMBLE)
+        process.write(self.setup.opening())
         process.write_stream(rendered.spool)
-        if rendered.shape.clean_end:
-            process.write("\n\\set ON_ERROR_STOP on\n\\o\n\\set QUIET on\n")
-            process.statement_marker(
-                self.runner_message([], marker_literal(process.nonce, "r0"), reset=True))
+        checked = rendered.shape.clean_end or rendered.shape.reason == INCOMPLETE
+        if rendered.shape.reason == INCOMPLETE:
+            process.write("\n;")
+        if checked:
+            process.write(ISOLATED_EPILOGUE)
+            process.statement_marker(self.runner_message(
+                [], marker_literal(process.nonce, "r0"), reset=True,
+                extra=STATEMENT_FAILED_CHECK))
         process.close_input()
         while process.exit is None:
             self.pump(process)
         confirmed = any(kind == "r" for kind, _, _ in process.markers())
-        if process.exit.code == 0 and (confirmed or not rendered.shape.clean_end):
+        if process.exit.code == 0 and (confirmed or not checked):
             seconds = time.monotonic() - rendered.started
             self.tracking.write([rendered.record("SUCCESS", execution_seconds=seconds)],
                                 durable=True)
             self.succeeded(rendered, seconds)
             return
-        error = _error_text(process.exit.stderr) or f"psql exited with code {process.exit.code}"
-        self.record_failure(rendered, OPEN_TRANSACTION_NOTE
-                            if OPEN_TRANSACTION_SETTING in error else error)
+        self.record_failure(rendered, _isolated_error(process.exit))
+
+
+def _isolated_error(exit: Exit) -> str:
+    """What went wrong in a migration's own psql, in the words that explain it."""
+    error = _error_text(exit.stderr) or f"psql exited with code {exit.code}"
+    if OPEN_TRANSACTION_SETTING in error:
+        return OPEN_TRANSACTION_NOTE
+    if STATEMENT_FAILED_SETTING in error:
+        earlier = exit.stderr[: exit.stderr.rfind(STATEMENT_FAILED_SETTING)]
+        earlier = earlier[: earlier.rfind("ERROR:")] if "ERROR:" in earlier else earlier
+        return f"{_error_text(earlier)}\n{STATEMENT_FAILED_NOTE}"
+    return error
 
 
 def _error_text(stderr: str) -> str:

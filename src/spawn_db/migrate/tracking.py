@@ -45,6 +45,8 @@ USER_NAMESPACE = "default"
 SPAWN_NAMESPACE = "spawn"
 MAX_NAME_LENGTH = 256
 ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+# Named in the error a runner statement raises when the control session lost the lock.
+LOCK_LOST_SETTING = "spawn.the migration lock was lost"
 # In a runner session: the time since its last ATTEMPTED row (psql variable spawn_t0).
 ELAPSED = "clock_timestamp() - :'spawn_t0'::timestamptz"
 
@@ -56,6 +58,30 @@ def lock_key() -> int:
     """xxHash64 of ``SPAWN_MIGRATION_LOCK`` with seed 1234, as PostgreSQL's signed bigint."""
     value = int(xxhash.xxh64_intdigest(LOCK_NAME, seed=LOCK_SEED))
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def runner_key(database: str, schema: str) -> tuple[int, int]:
+    """The two-int advisory key every runner session holds (shared) while it can commit.
+
+    Derived from where the history lives, so that runners of other projects on the
+    same server are not mistaken for ours. A runner holds it in its own database,
+    which may not be ``spawn_database``: ``pg_locks`` shows every database's locks.
+    """
+    value = int(xxhash.xxh64_intdigest(f"{database}\0{schema}".encode(), seed=LOCK_SEED))
+    return (value >> 32) & 0x7FFFFFFF, value & 0x7FFFFFFF
+
+
+def lock_held_check(key: int, pid: int, database: str) -> str:
+    """An SQL expression that fails, naming ``LOCK_LOST_SETTING``, unless backend ``pid``
+    still holds the migration lock in ``database``: it gates each migration's start."""
+    key &= 0xFFFFFFFFFFFFFFFF
+    return (
+        "CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' "
+        f"AND l.granted AND l.pid = {int(pid)} AND l.objsubid = 1 AND l.classid = {key >> 32} "
+        f"AND l.objid = {key & 0xFFFFFFFF} AND l.database = (SELECT oid FROM "
+        f"pg_catalog.pg_database WHERE datname = {escape_literal(database)})) "
+        f"THEN current_setting({escape_literal(LOCK_LOST_SETTING)}) END"
+    )
 
 
 def current_user() -> str:
@@ -401,8 +427,41 @@ class Tracking:
                                what="releasing the migration lock")
         self.locked = False
 
+    def runner_holders(self) -> list[LockHolder]:
+        """Backends holding the runner key: while spawn holds the migration lock, any of
+        them is a migration still running (ours, or one a stopped spawn left behind)."""
+        k1, k2 = runner_key(self.session.database, self.schema)
+        return self._holders(f"l.objsubid = 2 AND l.classid = {k1} AND l.objid = {k2}")
+
+    def end_runners(self, *, patience: float = 5.0) -> None:
+        """Make sure no runner backend outlives the lock: cancel, then terminate, what is
+        left of this run's runners (psql has ended; a backend may still be finishing)."""
+        deadline = time.monotonic() + patience
+        stage = "wait"
+        while holders := self.runner_holders():
+            if time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            if stage == "terminated":
+                pids = ", ".join(str(h.pid) for h in holders)
+                raise LockUnavailable(
+                    f"spawn could not end its own migration sessions (pid {pids}); the "
+                    "migration lock stays with them until they end"
+                )
+            function = "pg_cancel_backend" if stage == "wait" else "pg_terminate_backend"
+            for holder in holders:
+                self.session.query(f"SELECT {function}({holder.pid})",
+                                   what="ending a migration session")
+            stage = "cancelled" if stage == "wait" else "terminated"
+            deadline = time.monotonic() + patience
+
     def lock_holders(self) -> list[LockHolder]:
         key = lock_key() & 0xFFFFFFFFFFFFFFFF
+        return self._holders(f"l.objsubid = 1 AND l.classid = {key >> 32} "
+                             f"AND l.objid = {key & 0xFFFFFFFF} AND l.database = (SELECT oid "
+                             "FROM pg_catalog.pg_database WHERE datname = current_database())")
+
+    def _holders(self, condition: str) -> list[LockHolder]:
         text = self.session.query(
             "SELECT coalesce(json_agg(json_build_object('pid', a.pid, "
             "'application_name', a.application_name, 'client', host(a.client_addr), "
@@ -410,10 +469,7 @@ class Tracking:
             "to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), 'state', a.state) "
             "ORDER BY a.pid), '[]') "
             "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-            f"AND l.classid = {key >> 32} AND l.objid = {key & 0xFFFFFFFF} "
-            "AND l.database = (SELECT oid FROM pg_catalog.pg_database "
-            "WHERE datname = current_database())",
+            f"WHERE l.locktype = 'advisory' AND l.granted AND {condition}",
             what="looking up who holds the migration lock",
         )
         return [LockHolder(**row) for row in json.loads(text or "[]")]

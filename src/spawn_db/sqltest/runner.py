@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from spawn_db.errors import TestError
+from spawn_db.errors import CommandUnavailable, TestError
 
 PIPE_CHUNK = 64 * 1024
 POLL_SECONDS = 0.2
@@ -84,10 +84,7 @@ def run_script(
             env=env, start_new_session=True,
         )
     except OSError as exc:
-        raise TestError(
-            f"cannot run {argv[0]!r}: {exc.strerror}; check the target's `command` in "
-            "spawn.toml"
-        ) from None
+        raise CommandUnavailable.starting(argv[0], exc) from None
     session = _Session(proc, iter(script), sink)
     deadline = None if timeout is None else start + timeout
     stopped = "ok"

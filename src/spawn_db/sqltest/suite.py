@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from spawn_db.config import Config
-from spawn_db.errors import SpawnError, TestError, UsageError
+from spawn_db.errors import CommandUnavailable, SpawnError, TestError, UsageError
 from spawn_db.fsutil import atomic_write, atomic_write_text
 from spawn_db.project import Project, validate_name
 from spawn_db.render.template import WorkingTreeSource
@@ -193,7 +193,7 @@ class TestRunner:
         path = self.config.tests_dir / name / "expected"
         try:
             done = self.run(name, cancel=cancel)
-        except TestError:
+        except (TestError, CommandUnavailable):
             raise
         except SpawnError as exc:
             return ExpectResult(name, path, None, exc.message)
@@ -214,7 +214,7 @@ class TestRunner:
         start = time.monotonic()
         try:
             done = self.run(name, cancel=cancel)
-        except TestError:
+        except (TestError, CommandUnavailable):
             raise
         except SpawnError as exc:
             return TestOutcome(name, "error", "", None, NO_DIFF, time.monotonic() - start,
