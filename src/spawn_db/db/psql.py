@@ -34,12 +34,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from spawn_db.db.target import (
+    PSQL_PREAMBLE,
+    SESSION_PIN,
+    display_command,
+    mask_secrets,
+    session_env,
+)
 from spawn_db.errors import ControlError, DatabaseError
 from spawn_db.escape import escape_literal
 
 PIPE_CHUNK = 64 * 1024
 STDERR_TAIL = 256 * 1024
-PREAMBLE = "\\set QUIET on\n\\pset pager off\n\\set ON_ERROR_STOP on\n"
+PREAMBLE = PSQL_PREAMBLE
 
 
 def new_nonce() -> str:
@@ -78,7 +85,8 @@ class PsqlProcess:
     """One psql (or psql-like command) with non-blocking pipes.
 
     Writes are queued and flushed while reading, so neither side can block
-    the other however much SQL goes in or output comes out.
+    the other however much SQL goes in or output comes out. ``env`` defaults to
+    :func:`~spawn_db.db.target.session_env` (UTF-8, standard-conforming strings).
     """
 
     argv: list[str]
@@ -91,12 +99,14 @@ class PsqlProcess:
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, bufsize=0, env=self.env, start_new_session=True,
+                stderr=subprocess.PIPE, bufsize=0, env=session_env(self.env),
+                start_new_session=True,
                 preexec_fn=_parent_death_hook(),
             )
         except OSError as exc:
             raise DatabaseError(
-                f"cannot run {self.argv[0]!r}: {exc.strerror}; check the target's command in "
+                f"cannot run {mask_secrets(repr(self.argv[0]))}: {exc.strerror}; check the "
+                "target's command in "
                 "spawn.toml"
             ) from None
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
@@ -331,6 +341,7 @@ class ControlSession:
             from spawn_db.escape import escape_identifier
 
             self.process.write(f"\\connect {escape_identifier(database)}\n")
+        self.process.write(SESSION_PIN)
         try:
             info = self.query(
                 "SET client_min_messages = warning; SET application_name = 'spawn'; "
@@ -348,7 +359,8 @@ class ControlSession:
                 "utf-8", "replace")
             raise DatabaseError(
                 f"cannot connect to spawn_database {database!r} with {_command(argv)}: "
-                f"{_last_lines(detail) or 'psql reported no error'}; create that database or "
+                f"{mask_secrets(_last_lines(detail)) or 'psql reported no error'}; create "
+                "that database or "
                 "fix `spawn_database` in the target"
             ) from None
         import json
@@ -392,7 +404,7 @@ class ControlSession:
         assert exit is not None
         return (
             f"psql ({_command(self.argv)}) exited with code {exit.code} during {what}: "
-            f"{_last_lines(exit.stderr) or '(no error output)'}"
+            f"{mask_secrets(_last_lines(exit.stderr)) or '(no error output)'}"
         )
 
     def close(self) -> None:
@@ -403,9 +415,7 @@ class ControlSession:
 
 
 def _command(argv: list[str]) -> str:
-    import shlex
-
-    return shlex.join(argv)
+    return display_command(argv)
 
 
 def _last_lines(text: str, count: int = 6) -> str:

@@ -76,7 +76,9 @@ def run_script(
     When the deadline passes or ``cancel`` is set, the process group is killed
     and ``reaper(app_name)`` terminates the server side of the session.
     """
-    env = dict(os.environ, PGAPPNAME=app_name)
+    from spawn_db.db.target import mask_secrets, session_env
+
+    env = session_env(PGAPPNAME=app_name)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -85,8 +87,8 @@ def run_script(
         )
     except OSError as exc:
         raise TestError(
-            f"cannot run {argv[0]!r}: {exc.strerror}; check the target's `command` in "
-            "spawn.toml"
+            f"cannot run {mask_secrets(repr(argv[0]))}: {exc.strerror}; check the target's "
+            "`command` in spawn.toml"
         ) from None
     session = _Session(proc, iter(script), sink)
     deadline = None if timeout is None else start + timeout
