@@ -17,18 +17,24 @@ from spawn_db.errors import SpawnError
 
 
 class SpawnGroup(click.Group):
-    """Translates ``SpawnError`` into a one-line message and its exit code, once."""
+    """Translates ``SpawnError`` into a one-line message and its exit code, once.
+
+    The message and the ``--debug`` traceback are shown with passwords masked
+    (``mask_secrets``): a target's command may carry one, and exceptions quote it.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SpawnError as exc:
+            from spawn_db.db.target import mask_secrets
+
             app = ctx.obj if isinstance(ctx.obj, App) else None
             if app is not None and app.debug:
                 import traceback
 
-                traceback.print_exc()
-            click.echo(f"error: {exc.message}", err=True)
+                click.echo(mask_secrets(traceback.format_exc()), err=True, nl=False)
+            click.echo(f"error: {mask_secrets(exc.message)}", err=True)
             ctx.exit(exc.exit_code)
         except BrokenPipeError:
             _silence_broken_pipe()
