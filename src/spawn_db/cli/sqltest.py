@@ -20,8 +20,14 @@ DEFAULT_TIMEOUT_SECONDS = 300
 
 
 @click.group()
-def test() -> None:
+@click.pass_context
+def test(ctx: click.Context) -> None:
     """Create, run and compare golden-file SQL tests."""
+    from spawn_db.db.signals import sigterm_as_interrupt
+
+    # SIGTERM stops a run the way Ctrl-C does: running queries cancelled, psql stopped,
+    # sessions terminated, "Aborted!" and exit 1; the default would orphan them.
+    ctx.with_resource(sigterm_as_interrupt())
 
 
 @test.command("new")
