@@ -138,8 +138,9 @@ class CommandUnavailable(ConfigError):
     """The target's psql command cannot be started: configuration, for every command."""
 
     @classmethod
-    def starting(cls, program: str, exc: OSError) -> CommandUnavailable:
-        return cls(f"cannot run {program!r}: {exc.strerror}; check the target's `command` in "
+    def starting(cls, shown: str, exc: OSError) -> CommandUnavailable:
+        """``shown``: the program as the message may show it (quoted, secrets masked)."""
+        return cls(f"cannot run {shown}: {exc.strerror}; check the target's `command` in "
                    "spawn.toml")
 
 

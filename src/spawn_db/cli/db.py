@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +80,8 @@ def status(app: App, fmt: str) -> None:
 
 
 def _status_lines(found: ServerStatus, database: str) -> list[tuple[str, str]]:
+    from spawn_db.db.target import display_command
+
     cluster = found.cluster
     if found.running:
         state = f"running (pid {found.pid})"
@@ -112,7 +113,7 @@ def _status_lines(found: ServerStatus, database: str) -> list[tuple[str, str]]:
     if found.bins is not None:
         argv = [str(found.bins.psql), "-h", str(found.socket_dir), "-p", str(cluster.port),
                 "-U", cluster.superuser, "-d", database]
-        lines.append(("Connect", f"spawn db shell  (or: {shlex.join(argv)})"))
+        lines.append(("Connect", f"spawn db shell  (or: {display_command(argv)})"))
     return lines
 
 

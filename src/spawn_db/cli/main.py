@@ -17,7 +17,11 @@ from spawn_db.errors import SpawnError
 
 
 class SpawnGroup(click.Group):
-    """Translates ``SpawnError`` (and ``OSError``) into a one-line message and exit code, once."""
+    """Translates ``SpawnError`` (and ``OSError``) into a one-line message and exit code, once.
+
+    The message and the ``--debug`` traceback are shown with passwords masked
+    (``mask_secrets``): a target's command may carry one, and exceptions quote it.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         from spawn_db.cli.signals import sigterm_as_interrupt
@@ -27,10 +31,10 @@ class SpawnGroup(click.Group):
                 return super().invoke(ctx)
             except SpawnError as exc:
                 _report(ctx, exc, signals.exit_code(exc.exit_code))
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, click.Abort):
                 if not signals.terminated:
                     raise
-                click.echo("error: terminated (SIGTERM)", err=True)
+                click.echo("Aborted! (SIGTERM)", err=True)
                 ctx.exit(signals.exit_code(1))
             except BrokenPipeError:
                 _silence_broken_pipe()
@@ -46,12 +50,14 @@ class SpawnGroup(click.Group):
 
 def _report(ctx: click.Context, exc: SpawnError, exit_code: int) -> None:
     """Print ``error: MESSAGE`` (and the traceback with --debug); exit with ``exit_code``."""
+    from spawn_db.db.target import mask_secrets
+
     app = ctx.obj if isinstance(ctx.obj, App) else None
     if app is not None and app.debug:
         import traceback
 
-        traceback.print_exc()
-    click.echo(f"error: {exc.message}", err=True)
+        click.echo(mask_secrets(traceback.format_exc()), err=True, nl=False)
+    click.echo(f"error: {mask_secrets(exc.message)}", err=True)
     ctx.exit(exit_code)
 
 

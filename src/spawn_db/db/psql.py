@@ -34,12 +34,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from spawn_db.db.target import (
+    PSQL_PREAMBLE,
+    SESSION_PIN,
+    display_command,
+    mask_secrets,
+    session_env,
+)
 from spawn_db.errors import CommandUnavailable, ControlError, DatabaseError
 from spawn_db.escape import escape_literal
 
 PIPE_CHUNK = 64 * 1024
 STDERR_TAIL = 256 * 1024
-PREAMBLE = "\\set QUIET on\n\\pset pager off\n\\set ON_ERROR_STOP on\n"
+PREAMBLE = PSQL_PREAMBLE
 # Server settings that could end the control session, and with it the migration lock,
 # while a long migration runs; set to 0 (off) where the server has them.
 CONTROL_TIMEOUTS = ("('idle_session_timeout', 'idle_in_transaction_session_timeout', "
@@ -82,7 +89,8 @@ class PsqlProcess:
     """One psql (or psql-like command) with non-blocking pipes.
 
     Writes are queued and flushed while reading, so neither side can block
-    the other however much SQL goes in or output comes out.
+    the other however much SQL goes in or output comes out. ``env`` defaults to
+    :func:`~spawn_db.db.target.session_env` (UTF-8, standard-conforming strings).
     """
 
     argv: list[str]
@@ -95,11 +103,12 @@ class PsqlProcess:
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, bufsize=0, env=self.env, start_new_session=True,
+                stderr=subprocess.PIPE, bufsize=0, env=session_env(self.env),
+                start_new_session=True,
                 preexec_fn=_parent_death_hook(),
             )
         except OSError as exc:
-            raise CommandUnavailable.starting(self.argv[0], exc) from None
+            raise CommandUnavailable.starting(mask_secrets(repr(self.argv[0])), exc) from None
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         self._in = self.proc.stdin.fileno()
         self._fds = {self.proc.stdout.fileno(): "out", self.proc.stderr.fileno(): "err"}
@@ -332,6 +341,7 @@ class ControlSession:
             from spawn_db.escape import escape_identifier
 
             self.process.write(f"\\connect {escape_identifier(database)}\n")
+        self.process.write(SESSION_PIN)
         try:
             info = self.query(
                 "SET client_min_messages = warning; SET application_name = 'spawn'; "
@@ -351,7 +361,8 @@ class ControlSession:
                 "utf-8", "replace")
             raise DatabaseError(
                 f"cannot connect to spawn_database {database!r} with {_command(argv)}: "
-                f"{_last_lines(detail) or 'psql reported no error'}; create that database or "
+                f"{mask_secrets(_last_lines(detail)) or 'psql reported no error'}; create "
+                "that database or "
                 "fix `spawn_database` in the target"
             ) from None
         import json
@@ -395,7 +406,7 @@ class ControlSession:
         assert exit is not None
         return (
             f"psql ({_command(self.argv)}) exited with code {exit.code} during {what}: "
-            f"{_last_lines(exit.stderr) or '(no error output)'}"
+            f"{mask_secrets(_last_lines(exit.stderr)) or '(no error output)'}"
         )
 
     def close(self) -> None:
@@ -406,9 +417,7 @@ class ControlSession:
 
 
 def _command(argv: list[str]) -> str:
-    import shlex
-
-    return shlex.join(argv)
+    return display_command(argv)
 
 
 def _last_lines(text: str, count: int = 6) -> str:

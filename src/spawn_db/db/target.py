@@ -1,19 +1,41 @@
-"""Turning a target's ``command`` into the psql argv to run (SPEC §2).
+"""Turning a target's ``command`` into the psql argv to run (SPEC §2), the settings
+every psql session starts from, and how a command line is shown.
 
 ``provider`` commands (e.g. ``gcloud compute ssh --dry-run``) can be slow, so
 their result is cached for the life of the process: resolved once per spawn
 invocation, however many sessions the command opens.
+
+Session settings: spawn renders UTF-8 and writes literals (``'\\x…'::bytea``)
+that assume ``standard_conforming_strings = on``. A client encoding such as
+SJIS, GBK or BIG5 (from ``PGCLIENTENCODING``, ``ALTER DATABASE … SET`` or the
+role) lets a multibyte character swallow the backslash after it, so a quoted
+value ends early and psql runs the rest (``\\!`` is a shell command). So every
+psql spawn starts gets both settings twice over: in its environment
+(``PGCLIENTENCODING``, ``PGOPTIONS``: libpq sends them at connect time, they
+outrank database and role settings and psql re-sends them on ``\\c``), and in
+the first lines psql reads (:data:`SESSION_PIN`, pure ASCII so it parses under
+any encoding), which reach psql through wrappers (``docker exec``, ``ssh``)
+that drop the environment.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import subprocess
+from collections.abc import Mapping, Sequence
 
 from spawn_db.config import Config, TargetConfig
 from spawn_db.errors import ConfigError
 
-PSQL_PREAMBLE = "\\set QUIET on\n\\pset pager off\n\\set ON_ERROR_STOP on\n"
+SESSION_SETTINGS = ("SET client_encoding = 'UTF8'", "SET standard_conforming_strings = on")
+# \encoding (not only SET) so that psql itself lexes what follows as UTF-8.
+SESSION_PIN = "\\encoding UTF8\nSET standard_conforming_strings = on;\n"
+PSQL_PREAMBLE = (
+    "\\set QUIET on\n\\pset pager off\n\\set ON_ERROR_STOP on\n" + SESSION_PIN
+)
+SESSION_OPTIONS = "-c standard_conforming_strings=on"
 
 _resolved: dict[tuple[str, str], tuple[str, ...]] = {}
 
@@ -46,14 +68,15 @@ def run_provider(target: TargetConfig) -> list[str]:
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise ConfigError(
-            f"{where}: cannot run provider command {argv[0]!r}: {exc.strerror}; check "
+            f"{where}: cannot run provider command {mask_secrets(repr(argv[0]))}: "
+            f"{exc.strerror}; check "
             "`provider` in spawn.toml"
         ) from None
     if done.returncode != 0:
         detail = done.stderr.strip().splitlines()[-1:] or ["(no error output)"]
         raise ConfigError(
-            f"{where}: provider command {shlex.join(argv)} exited with {done.returncode}: "
-            f"{detail[0]}"
+            f"{where}: provider command {display_command(argv)} exited with "
+            f"{done.returncode}: {mask_secrets(detail[0])}"
         )
     try:
         words = shlex.split(done.stdout)
@@ -62,5 +85,48 @@ def run_provider(target: TargetConfig) -> list[str]:
             f"{where}: cannot split the provider's output as a shell command line ({exc})"
         ) from None
     if not words:
-        raise ConfigError(f"{where}: provider command {shlex.join(argv)} printed no command")
+        raise ConfigError(
+            f"{where}: provider command {display_command(argv)} printed no command")
     return words
+
+
+def session_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment for a psql process: ``base`` (spawn's own by default) with the
+    session settings libpq sends at connect time, which also hold after a ``\\c``."""
+    env = dict(os.environ if base is None else base)
+    env["PGCLIENTENCODING"] = "UTF8"
+    options = env.get("PGOPTIONS", "").strip()
+    env["PGOPTIONS"] = f"{options} {SESSION_OPTIONS}" if options else SESSION_OPTIONS
+    env.update(extra)
+    return env
+
+
+# -- masking passwords ---------------------------------------------------------------------
+
+MASK = "****"
+# libpq ends the user:password part of a URI at the first "@" or "/".
+_URI_PASSWORD = re.compile(r"(?i)(\bpostgres(?:ql)?://[^:/?#@\s]*:)([^@/\s]*)(@)")
+# password=… in conninfo strings and URI queries, PGPASSWORD=…, --password=…
+_KEYWORD_PASSWORD = re.compile(
+    r"(?i)(\b(?:ssl|pg)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\";]+)")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every password it carries replaced by ``****``.
+
+    Covers URIs (``postgresql://user:pw@host``), ``password=`` in conninfo
+    strings and URI query strings, ``PGPASSWORD=`` (e.g. passed through
+    ``env`` in a target's command) and ``--password=``; used for every command
+    line, message and traceback spawn shows.
+    """
+    text = _URI_PASSWORD.sub(rf"\g<1>{MASK}\g<3>", text)
+    return _KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", text)
+
+
+def display_command(argv: Sequence[str]) -> str:
+    """``argv`` as a shell command line for messages, with passwords masked.
+
+    Each word is masked before quoting, so a password that quoting would split
+    (``password='a b'`` inside a conninfo word) is still found whole.
+    """
+    return mask_secrets(shlex.join(mask_secrets(word) for word in argv))

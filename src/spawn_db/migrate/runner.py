@@ -31,7 +31,6 @@ How a run uses psql, and why it is both fast and crash-safe:
 
 from __future__ import annotations
 
-import shlex
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from spawn_db.db.psql import (
     marker_literal,
 )
 from spawn_db.db.psqlscan import INCOMPLETE, ScriptShape, analyze
+from spawn_db.db.target import SESSION_SETTINGS, display_command, mask_secrets
 from spawn_db.errors import (
     ControlError,
     DatabaseError,
@@ -79,10 +79,12 @@ LOOKAHEAD = 3
 # What DISCARD ALL does, except DISCARD PLANS (cached plans are invisible to SQL, and
 # replanning every bookkeeping and foreign-key query after each migration costs more
 # than a small migration's own commit) and the advisory unlock, which returns a row and
-# so goes in the closing SELECT. DISCARD ALL itself cannot share a message.
+# so goes in the closing SELECT. DISCARD ALL itself cannot share a message. RESET ALL
+# returns client_encoding and standard_conforming_strings to the database's defaults
+# when a wrapper dropped PGCLIENTENCODING/PGOPTIONS, so the session settings follow it.
 RESET_SESSION = (
-    "CLOSE ALL", "SET SESSION AUTHORIZATION DEFAULT", "RESET ALL", "DEALLOCATE ALL",
-    "UNLISTEN *", "DISCARD TEMP", "DISCARD SEQUENCES",
+    "CLOSE ALL", "SET SESSION AUTHORIZATION DEFAULT", "RESET ALL", *SESSION_SETTINGS,
+    "DEALLOCATE ALL", "UNLISTEN *", "DISCARD TEMP", "DISCARD SEQUENCES",
 )
 # Inside a transaction block now() is the time the block began, while
 # statement_timestamp() is when this message arrived: a migration that left its
@@ -320,8 +322,8 @@ class _Runner:
                 break
             if self.process.exit is not None:
                 raise DatabaseError(
-                    f"cannot start psql ({shlex.join(self.process.argv)}): exit code "
-                    f"{self.process.exit.code}: {self.process.exit.stderr.strip()}"
+                    f"cannot start psql ({display_command(self.process.argv)}): exit code "
+                    f"{self.process.exit.code}: {mask_secrets(self.process.exit.stderr.strip())}"
                 )
             before = len(self.process.lines)
             run.pump(self.process, CONNECT_POLL)

@@ -76,7 +76,9 @@ def run_script(
     When the deadline passes or ``cancel`` is set, the process group is killed
     and ``reaper(app_name)`` terminates the server side of the session.
     """
-    env = dict(os.environ, PGAPPNAME=app_name)
+    from spawn_db.db.target import mask_secrets, session_env
+
+    env = session_env(PGAPPNAME=app_name)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -84,7 +86,7 @@ def run_script(
             env=env, start_new_session=True,
         )
     except OSError as exc:
-        raise CommandUnavailable.starting(argv[0], exc) from None
+        raise CommandUnavailable.starting(mask_secrets(repr(argv[0])), exc) from None
     session = _Session(proc, iter(script), sink)
     deadline = None if timeout is None else start + timeout
     stopped = "ok"
