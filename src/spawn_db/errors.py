@@ -143,3 +143,9 @@ class TestTimedOut(TestError):
 
     __test__ = False
     exit_code = FAILURE_EXIT
+
+
+class AppliedMigrationPin(MigrationError):
+    """``migration pin`` was asked to re-pin an applied migration without ``--force``."""
+
+    exit_code = USAGE_EXIT

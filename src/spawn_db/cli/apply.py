@@ -179,16 +179,25 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
 @click.command("status")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
+@variables_option
 @pass_app
-def status(app: App, fmt: str) -> None:
-    """Show every migration: on disk, pinned, in the database, and its state."""
+def status(app: App, fmt: str, variables_path: str | None) -> None:
+    """Show every migration: on disk, pinned, in the database, and its state; exit 1 if a
+    lock.toml is broken or an applied migration was modified since."""
     from spawn_db.migrate.apply import status as run_status
 
-    report = run_status(app.config())
+    variables = load_variables_option(variables_path) if variables_path else None
+    report = run_status(app.config(), variables=variables)
     if fmt == "json":
         emit_json(_status_json(report))
-        return
-    info(format_status(report))
+    else:
+        info(format_status(report))
+        for m in report.migrations:
+            if m.problem is not None:
+                prefix = "warning" if m.state in ("modified", "broken") else "note"
+                click.echo(f"{prefix}: {m.problem}", err=True)
+    if report.troubled:
+        raise SystemExit(1)
 
 
 STATE_LABELS = {
@@ -197,6 +206,8 @@ STATE_LABELS = {
     "attempted": "\u26a0 Attempted",
     "failed": "\u2717 Failed",
     "pending": "\u25cb Pending",
+    "modified": "\u270e Modified",
+    "broken": "\u2717 Broken pin",
 }
 
 
@@ -240,6 +251,8 @@ def _migration_json(m: MigrationStatus) -> dict[str, Any]:
         "pinned": m.pinned,
         "database": m.in_database,
         "status": m.state,
+        "problem": m.problem,
+        "checksum_now": m.checksum_now,
         "latest": None if row is None else {
             "activity": row.activity,
             "status": row.status,

@@ -58,9 +58,11 @@ def build(app: App, migration_name: str, pinned: bool, variables_path: str | Non
 
 @migration.command("pin")
 @click.argument("migration_name", metavar="MIGRATION", shell_complete=complete_migrations)
+@click.option("--force", is_flag=True,
+              help="Re-pin even a migration the database records as applied.")
 @pass_app
-def pin(app: App, migration_name: str) -> None:
+def pin(app: App, migration_name: str, force: bool) -> None:
     """Snapshot components/ into pinned/ and write MIGRATION's lock.toml."""
     from spawn_db.migrate.migration import pin_migration
 
-    info(pin_migration(app.config(), migration_name))
+    info(pin_migration(app.config(), migration_name, force=force))

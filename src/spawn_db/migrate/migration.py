@@ -101,9 +101,17 @@ def is_pinned(config: Config, name: str) -> bool:
     return read_lock(Project(config).find_migration(name)) is not None
 
 
-def pin_migration(config: Config, name: str) -> str:
-    """Snapshot the whole components tree into the store, write lock.toml, return the root."""
+def pin_migration(config: Config, name: str, *, force: bool = False) -> str:
+    """Snapshot the whole components tree into the store, write lock.toml, return the root.
+
+    Re-pinning (a ``lock.toml`` exists) asks the database first, unless
+    ``force``: a migration it records as applied or adopted keeps its pin, since
+    a new one would no longer say what was applied (``status`` would report it
+    as modified). A first pin needs no database.
+    """
     folder = Project(config).find_migration(name)
+    if not force and (folder / "lock.toml").exists():
+        _refuse_applied(config, name)
     components = config.components_dir
     if not components.is_dir():
         raise UsageError(f"{components} does not exist; create it (spawn init does) and retry")
@@ -112,6 +120,28 @@ def pin_migration(config: Config, name: str) -> str:
     write_lock(folder, root)
     cache.save()
     return root
+
+
+def _refuse_applied(config: Config, name: str) -> None:
+    from spawn_db.errors import AppliedMigrationPin, DatabaseError
+    from spawn_db.migrate.apply import is_done, state_of, tracking_session
+
+    try:
+        with tracking_session(config) as tracking:
+            row = tracking.latest().get(name) if tracking.exists() else None
+    except DatabaseError as exc:
+        raise DatabaseError(
+            f"cannot tell whether migration {name} is applied, so it was not re-pinned: "
+            f"{exc.message}; start the database, or pass --force to re-pin without asking"
+        ) from None
+    if row is not None and is_done(state_of(row)):
+        recorded = f"pin {row.pin_hash}" if row.pin_hash else "no pin"
+        raise AppliedMigrationPin(
+            f"migration {name} is {'adopted' if row.activity == 'ADOPT' else 'applied'} (its "
+            f"history records {recorded}); re-pinning it would make status and check report "
+            "it as modified. Put the change in a new migration, or pass --force to re-pin "
+            "anyway"
+        )
 
 
 @dataclass(frozen=True)
