@@ -7,7 +7,7 @@ prints it. Rendering yields chunks so callers can stream them.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +95,17 @@ def build_migration(
     source = migration_source(config, name, pinned=pinned)
     renderer = compile_migration(config, source)
     return renderer.generate(template_context(config, variables or {}))
+
+
+def build_working_tree(
+    config: Config, name: str, variables: Any = None
+) -> tuple[Iterator[str], Callable[[], str | None]]:
+    """Chunks of ``up.sql`` rendered from the working tree, and a function to call after
+    them that says how ``apply`` (which renders from the pin) would differ, or None when
+    it would send the same text (see ``drift.build_against_pin``)."""
+    from spawn_db.migrate.drift import build_against_pin
+
+    return build_against_pin(config, name, variables)
 
 
 def is_pinned(config: Config, name: str) -> bool:
