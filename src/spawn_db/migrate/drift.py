@@ -371,8 +371,7 @@ class RenderCache:
 
     A pinned render is a function of ``up.sql``, the pin, ``env`` and the
     variables, so ``status`` need not render an unchanged migration twice.
-    Renders that are random, or read ``variables`` that were not given, are
-    not cached. A cache that cannot be read or written only costs time.
+    Random renders are not cached. A cache that cannot be read or written only costs time.
     """
 
     def __init__(self, path: Path | None) -> None:
@@ -421,7 +420,10 @@ def applied_drift(config: Config, name: str, row: HistoryRow, pin: str | None,
     The pin first: a ``lock.toml`` that is gone or names another pin than the
     row is modified, without rendering. Then, for an APPLY row (ADOPT rows
     have no checksum), the checksum of what apply would send now (from the
-    pin, or the working tree when unpinned) against the recorded one.
+    pin, or the working tree when unpinned) against the recorded one. Without
+    ``variables``, the render sees an empty mapping, as an apply without
+    ``--variables`` did; if it read them and the checksum differs, the apply may
+    have had a variables file, so the result is "not verified", not "modified".
     """
     if row.pin_hash is not None and pin != row.pin_hash:
         now = f"to {pin}" if pin else "no longer pinned (no lock.toml)"
@@ -434,7 +436,7 @@ def applied_drift(config: Config, name: str, row: HistoryRow, pin: str | None,
     if found.random:
         return Drift(False, f"{name} renders random values (gen_uuid_v4, gen_uuid_v7, random), "
                      "so only its pin was compared", now, verified=False)
-    if found.uses_variables and variables is None:
+    if found.uses_variables and variables is None and now != row.checksum:
         return Drift(False, f"{name} reads `variables`; pass the --variables file it was "
                      "applied with to compare its checksum", now, verified=False)
     if now != row.checksum:
