@@ -10,10 +10,11 @@ import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
-from spawn_db.cli.output import emit_json, info
+from spawn_db.cli.output import emit_json, info, warn
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
+    from spawn_db.config import Config
     from spawn_db.migrate.apply import ApplyPlan, MigrationOutcome, MigrationStatus, StatusReport
     from spawn_db.migrate.tracking import LockHolder
 
@@ -120,6 +121,8 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     variables = load_variables_option(variables_path)
 
     def confirm(plan: ApplyPlan) -> bool:
+        if not no_pin:
+            _warn_stale(config, plan.to_run, variables)
         extra = ""
         if plan.blocked:
             extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"
@@ -146,6 +149,14 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     count = len(result.applied)
     noun = "migration" if count == 1 else "migrations"
     info(f"Applied {count} {noun} in {_duration(result.seconds)}.")
+
+
+def _warn_stale(config: Config, names: Sequence[str], variables: Any) -> None:
+    """Once per migration about to run: it will apply an older component than the tree's."""
+    from spawn_db.migrate.drift import stale_components
+
+    for stale in stale_components(config, names, variables):
+        warn(stale.message())
 
 
 @click.command("adopt")

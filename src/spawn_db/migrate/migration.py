@@ -157,12 +157,26 @@ def _refuse_applied(config: Config, name: str) -> None:
 
 @dataclass(frozen=True)
 class CheckWarning:
+    """One finding of ``check``; ``fails`` findings make it exit 1, the others inform.
+
+    ``kind``: ``unpinned``, ``broken`` (lock.toml or its root object), ``modified``
+    (applied, then changed) or ``stale`` (pending, pinned to an older component).
+    """
+
     migration: str
     message: str
+    kind: str = "unpinned"
+
+    @property
+    def fails(self) -> bool:
+        return self.kind != "stale"
 
 
-def check(config: Config) -> list[CheckWarning]:
-    """Every migration that has ``up.sql`` but no usable ``lock.toml``."""
+def check(config: Config, *, database: bool = False, variables: Any = None
+          ) -> list[CheckWarning]:
+    """Every migration that has ``up.sql`` but no usable ``lock.toml``; with ``database``,
+    also the applied ones modified since (see ``apply.status``) and the pending ones
+    pinned to older components than the working tree has (``drift.stale_components``)."""
     from spawn_db.errors import PinStoreError
 
     project = Project(config)
@@ -172,7 +186,7 @@ def check(config: Config) -> list[CheckWarning]:
         try:
             pin = read_lock(project.migration_dir(name))
         except PinStoreError as exc:
-            warnings.append(CheckWarning(name, exc.message))
+            warnings.append(CheckWarning(name, exc.message, "broken"))
             continue
         if pin is None:
             message = f"migration {name} is not pinned; run `spawn migration pin {name}`"
@@ -180,5 +194,23 @@ def check(config: Config) -> list[CheckWarning]:
         elif not store.object_path(pin).is_file():
             message = (f"migration {name} is pinned to {pin}, which is missing from "
                        f"{config.pinned_dir}; restore pinned/ from version control")
-            warnings.append(CheckWarning(name, message))
+            warnings.append(CheckWarning(name, message, "broken"))
+    if database:
+        warnings += _database_warnings(config, {w.migration for w in warnings}, variables)
     return warnings
+
+
+def _database_warnings(config: Config, known: set[str], variables: Any) -> list[CheckWarning]:
+    from spawn_db.migrate.apply import is_done, status
+    from spawn_db.migrate.drift import stale_components
+
+    report = status(config, variables=variables)
+    found = [CheckWarning(m.name, m.problem or m.name, m.state) for m in report.troubled
+             if m.name not in known and m.on_filesystem]
+    pending = [m.name for m in report.migrations
+               if m.on_filesystem and m.pinned and not is_done(m.state)
+               and m.state != "broken"]
+    found += [CheckWarning(s.migration, s.message(), "stale")
+              for s in stale_components(config, pending, variables)]
+    order = {m.name: i for i, m in enumerate(report.migrations)}
+    return sorted(found, key=lambda w: order.get(w.migration, 0))
