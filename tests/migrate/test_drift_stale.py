@@ -54,10 +54,12 @@ def test_no_warning_when_a_later_migration_takes_the_new_version(db_project: DbP
 
 
 def test_check_database_reports_a_modified_migration_and_exits_1(db_project: DbProject) -> None:
-    one = db_project.add_migration("one", "SELECT 1;\n")
+    db_project.add_component("f.sql", "SELECT 0;")
+    one = db_project.add_migration("one", '{% include "f.sql" %}\n')
     assert db_project.run("migration", "apply").exit_code == 0
+    db_project.add_component("f.sql", "SELECT 00;")  # applied: no stale-component warning
     up = db_project.spawn_dir / "migrations" / one / "up.sql"
-    up.write_text("SELECT 1;\nSELECT 2;\n")
+    up.write_text('{% include "f.sql" %}\nSELECT 2;\n')
 
     checked = db_project.run("check", "--database")
 

@@ -201,15 +201,15 @@ def check(config: Config, *, database: bool = False, variables: Any = None
 
 
 def _database_warnings(config: Config, known: set[str], variables: Any) -> list[CheckWarning]:
-    from spawn_db.migrate.apply import is_done, status
+    from spawn_db.migrate.apply import is_done, state_of, status
     from spawn_db.migrate.drift import stale_components
 
     report = status(config, variables=variables)
     found = [CheckWarning(m.name, m.problem or m.name, m.state) for m in report.troubled
              if m.name not in known and m.on_filesystem]
     pending = [m.name for m in report.migrations
-               if m.on_filesystem and m.pinned and not is_done(m.state)
-               and m.state != "broken"]
+               if m.on_filesystem and m.pinned and m.state != "broken"
+               and not is_done(state_of(m.latest))]
     found += [CheckWarning(s.migration, s.message(), "stale")
               for s in stale_components(config, pending, variables)]
     order = {m.name: i for i, m in enumerate(report.migrations)}
