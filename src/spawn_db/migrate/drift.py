@@ -173,10 +173,11 @@ def recorded_render(config: Config, name: str, *, pinned: bool, variables: Any,
     renders with an empty ``WatchedVariables`` when no variables are given.
     """
     from spawn_db.migrate.migration import _read_template, compile_migration, migration_source
+    from spawn_db.project import Project
     from spawn_db.render.plaintext import plain_output
     from spawn_db.render.template import template_context
 
-    folder = config.migrations_dir / name
+    folder = Project(config).find_migration(name)
     text = _read_template(folder / "up.sql")
     flag = [False]
     plain = plain_output(text)
@@ -429,7 +430,7 @@ def applied_drift(config: Config, name: str, row: HistoryRow, pin: str | None,
         now = f"to {pin}" if pin else "no longer pinned (no lock.toml)"
         return Drift(True, f"{name} was applied from pin {row.pin_hash} and is now {now}; "
                      f"restore its lock.toml from version control")
-    if not row.checksum:
+    if row.activity != "APPLY" or not row.checksum:
         return Drift(False)
     found = _probe_cached(config, name, pin, variables, cache)
     now = found.checksum.hex()
