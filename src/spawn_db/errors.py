@@ -221,3 +221,9 @@ def _user_path(exc: OSError) -> str | None:
     folder, base = os.path.split(text)
     temporary = re.fullmatch(r"\.(.+)\.\d+-\d+\.tmp", base)
     return os.path.join(folder, temporary.group(1)) if temporary else text
+
+
+class AppliedMigrationPin(MigrationError):
+    """``migration pin`` was asked to re-pin an applied migration without ``--force``."""
+
+    exit_code = USAGE_EXIT

@@ -96,7 +96,9 @@ def _write_like_the_rust_tool(database: TestDatabase) -> None:
         "('20231231000000-gone-from-disk', 'default');"
         "INSERT INTO _spawn.migration_history (migration_id_migration, activity_id_activity, "
         "created_by, description, status_note, status_id_status, checksum, pin_hash, "
-        "execution_time) SELECT migration_id, a, 'rust', '', n, s, '\\x0102'::bytea, NULL, "
+        "execution_time) SELECT migration_id, a, 'rust', '', n, s, CASE name WHEN "
+        "'20240101000000-users' THEN '\\x2e2e2de0bf312df8b6ec0f7581c26fc2'::bytea "  # as rendered
+        "ELSE '\\x0102'::bytea END, NULL, "
         "'1 second' FROM _spawn.migration JOIN (VALUES "
         "('001-base-migration-table', 'APPLY', 'SUCCESS', ''), "
         "('20240101000000-users', 'APPLY', 'SUCCESS', ''), "

@@ -10,10 +10,11 @@ import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
-from spawn_db.cli.output import emit_json, info
+from spawn_db.cli.output import emit_json, info, warn
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
+    from spawn_db.config import Config
     from spawn_db.migrate.apply import ApplyPlan, MigrationOutcome, MigrationStatus, StatusReport
     from spawn_db.migrate.tracking import LockHolder
 
@@ -120,6 +121,8 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     variables = load_variables_option(variables_path)
 
     def confirm(plan: ApplyPlan) -> bool:
+        if not no_pin:
+            _warn_stale(config, plan.to_run, variables)
         extra = ""
         if plan.blocked:
             extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"
@@ -146,6 +149,14 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     count = len(result.applied)
     noun = "migration" if count == 1 else "migrations"
     info(f"Applied {count} {noun} in {_duration(result.seconds)}.")
+
+
+def _warn_stale(config: Config, names: Sequence[str], variables: Any) -> None:
+    """Once per migration about to run: it will apply an older component than the tree's."""
+    from spawn_db.migrate.drift import stale_components
+
+    for stale in stale_components(config, names, variables):
+        warn(stale.message())
 
 
 @click.command("adopt")
@@ -179,16 +190,25 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
 @click.command("status")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
+@variables_option
 @pass_app
-def status(app: App, fmt: str) -> None:
-    """Show every migration: on disk, pinned, in the database, and its state."""
+def status(app: App, fmt: str, variables_path: str | None) -> None:
+    """Show every migration: on disk, pinned, in the database, and its state; exit 1 if a
+    lock.toml is broken or an applied migration was modified since."""
     from spawn_db.migrate.apply import status as run_status
 
-    report = run_status(app.config())
+    variables = load_variables_option(variables_path) if variables_path else None
+    report = run_status(app.config(), variables=variables)
     if fmt == "json":
         emit_json(_status_json(report))
-        return
-    info(format_status(report))
+    else:
+        info(format_status(report))
+        for m in report.migrations:
+            if m.problem is not None:
+                prefix = "warning" if m.state in ("modified", "broken") else "note"
+                click.echo(f"{prefix}: {m.problem}", err=True)
+    if report.troubled:
+        raise SystemExit(1)
 
 
 STATE_LABELS = {
@@ -197,6 +217,8 @@ STATE_LABELS = {
     "attempted": "\u26a0 Attempted",
     "failed": "\u2717 Failed",
     "pending": "\u25cb Pending",
+    "modified": "\u270e Modified",
+    "broken": "\u2717 Broken pin",
 }
 
 
@@ -240,6 +262,8 @@ def _migration_json(m: MigrationStatus) -> dict[str, Any]:
         "pinned": m.pinned,
         "database": m.in_database,
         "status": m.state,
+        "problem": m.problem,
+        "checksum_now": m.checksum_now,
         "latest": None if row is None else {
             "activity": row.activity,
             "status": row.status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -43,24 +44,36 @@ def new(app: App, name: str) -> None:
 @pass_app
 def build(app: App, migration_name: str, pinned: bool, variables_path: str | None) -> None:
     """Render MIGRATION's up.sql to stdout."""
-    from spawn_db.migrate.migration import build_migration, is_pinned
+    from spawn_db.migrate.migration import build_migration, build_working_tree
 
     config = app.config()
     variables = load_variables_option(variables_path)
-    chunks = build_migration(config, migration_name, pinned=pinned, variables=variables)
-    if not pinned and is_pinned(config, migration_name):
+    if pinned:
+        stream_complete(build_migration(config, migration_name, pinned=True,
+                                        variables=variables), trailer="\n")
+        return
+    chunks, difference = build_working_tree(config, migration_name, variables)
+    stream_complete(_warn_when_done(migration_name, chunks, difference), trailer="\n")
+
+
+def _warn_when_done(name: str, chunks: Iterator[str],
+                    difference: Callable[[], str | None]) -> Iterator[str]:
+    """The chunks, then (still before stdout is written) the warning if apply differs."""
+    yield from chunks
+    if difference() is not None:
         warn(
-            f"{migration_name} is pinned: `spawn migration apply` renders it from the pin, "
+            f"{name} is pinned: `spawn migration apply` renders it from the pin, "
             "not from the working tree shown here; add --pinned to see what will be applied"
         )
-    stream_complete(chunks, trailer="\n")
 
 
 @migration.command("pin")
 @click.argument("migration_name", metavar="MIGRATION", shell_complete=complete_migrations)
+@click.option("--force", is_flag=True,
+              help="Re-pin even a migration the database records as applied.")
 @pass_app
-def pin(app: App, migration_name: str) -> None:
+def pin(app: App, migration_name: str, force: bool) -> None:
     """Snapshot components/ into pinned/ and write MIGRATION's lock.toml."""
     from spawn_db.migrate.migration import pin_migration
 
-    info(pin_migration(app.config(), migration_name))
+    info(pin_migration(app.config(), migration_name, force=force))

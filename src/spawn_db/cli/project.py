@@ -51,23 +51,33 @@ def init(app: App, docker: str | None, example: str | None) -> None:
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
+@click.option("--database", is_flag=True,
+              help="Also read the target's history: applied migrations modified since, and "
+              "pending ones pinned to older components.")
+@click.option("--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
+              help="With --database: the variables file apply uses, to compare checksums.")
 @pass_app
-def check(app: App, fmt: str) -> None:
-    """Warn about every migration that is not pinned; exit 1 if any."""
+def check(app: App, fmt: str, database: bool, variables_path: str | None) -> None:
+    """Warn about every migration that is not pinned (with --database, also modified or
+    pinned to older components); exit 1 if any is unpinned, broken or modified."""
     from spawn_db.migrate.migration import check as run_check
+    from spawn_db.render.variables import load_variables
 
     config = app.config()
-    warnings = run_check(config)
+    variables = load_variables(variables_path) if variables_path else None
+    warnings = run_check(config, database=database, variables=variables)
+    failing = [w for w in warnings if w.fails]
     if fmt == "json":
-        emit_json({"ok": not warnings,
-                   "warnings": [{"migration": w.migration, "message": w.message}
-                                for w in warnings]})
+        emit_json({"ok": not failing,
+                   "warnings": [{"migration": w.migration, "message": w.message,
+                                 "kind": w.kind} for w in warnings]})
     else:
         for w in warnings:
             warn(w.message)
-        if not warnings:
-            info("All migrations are pinned.")
-    if warnings:
+        if not failing:
+            info("All migrations are pinned." if not database else
+                 "All migrations are pinned, and none was modified since it was applied.")
+    if failing:
         raise SystemExit(1)
 
 

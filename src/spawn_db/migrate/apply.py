@@ -7,11 +7,12 @@ crash-safe) is ``apply_runner``'s part.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, TargetConfig
 from spawn_db.db.engine import engine_for
@@ -34,7 +35,10 @@ from spawn_db.migrate.tracking import (
 )
 from spawn_db.project import Project
 
-State = Literal["applied", "adopted", "attempted", "failed", "pending"]
+if TYPE_CHECKING:
+    from spawn_db.migrate.drift import RenderCache
+
+State = Literal["applied", "adopted", "attempted", "failed", "pending", "modified", "broken"]
 
 
 # -- results -------------------------------------------------------------------------------
@@ -74,6 +78,8 @@ class MigrationStatus:
     in_database: bool
     state: State
     latest: HistoryRow | None
+    problem: str | None = None
+    checksum_now: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,11 @@ class StatusReport:
     schema: str
     tracking_exists: bool
     migrations: tuple[MigrationStatus, ...]
+
+    @property
+    def troubled(self) -> list[MigrationStatus]:
+        """Migrations whose files are broken or changed since they were applied."""
+        return [m for m in self.migrations if m.state in ("modified", "broken")]
 
 
 class NullReporter:
@@ -325,9 +336,16 @@ def adopt(
     return AdoptResult(tuple(todo), done)
 
 
-def status(config: Config) -> StatusReport:
-    """Every migration on disk or in the database, with its state; reads, never writes."""
-    from spawn_db.pin.store import read_lock
+def status(config: Config, *, variables: Any = None, verify: bool = True) -> StatusReport:
+    """Every migration on disk or in the database, with its state; never writes to the
+    database (a render cache under ``.spawn/`` aside).
+
+    A ``lock.toml`` that cannot be read, or whose root object is missing, makes
+    its migration ``broken``; an applied migration whose pin or rendered
+    checksum no longer matches its history row is ``modified`` (``verify``;
+    see ``drift.applied_drift``, which renders with ``variables``).
+    """
+    from spawn_db.migrate.drift import RENDER_CACHE, RenderCache
 
     project = Project(config)
     on_disk = project.migration_names()
@@ -336,10 +354,38 @@ def status(config: Config) -> StatusReport:
         exists = tracking.exists()
         states = tracking.latest() if exists else {}
         database = tracking.session.database
-    rows = []
-    for name in sorted(set(on_disk) | set(states)):
-        present = name in on_disk
-        row = states.get(name)
-        pinned = present and read_lock(project.migration_dir(name)) is not None
-        rows.append(MigrationStatus(name, present, pinned, row is not None, state_of(row), row))
+    cache = RenderCache(config.project_dir / RENDER_CACHE) if verify else None
+    rows = [_migration_status(config, name, name in on_disk, states.get(name), variables, cache)
+            for name in sorted(set(on_disk) | set(states))]
+    if cache is not None:
+        cache.save()
     return StatusReport(database, target.spawn_schema, exists, tuple(rows))
+
+
+def _migration_status(config: Config, name: str, present: bool, row: HistoryRow | None,
+                      variables: Any, cache: RenderCache | None) -> MigrationStatus:
+    """One row of the status: the database's state, unless the files say otherwise."""
+    from spawn_db.errors import PinStoreError, SpawnError
+    from spawn_db.migrate.drift import applied_drift, pin_problem
+
+    state = state_of(row)
+    if not present:
+        return MigrationStatus(name, False, False, row is not None, state, row)
+    pin, problem = pin_problem(config, name)
+    if problem is not None:
+        return MigrationStatus(name, True, False, row is not None, "broken", row, problem)
+    base = MigrationStatus(name, True, pin is not None, row is not None, state, row)
+    if row is None or not is_done(state) or cache is None:
+        return base
+    try:
+        drift = applied_drift(config, name, row, pin, variables, cache)
+    except PinStoreError as exc:
+        return dataclasses.replace(base, state="broken", problem=exc.message)
+    except SpawnError as exc:
+        return dataclasses.replace(
+            base, state="modified",
+            problem=f"{name} no longer renders as applied: {exc.message}")
+    if drift.modified:
+        return dataclasses.replace(base, state="modified", problem=drift.reason,
+                                   checksum_now=drift.checksum_now)
+    return dataclasses.replace(base, problem=drift.reason, checksum_now=drift.checksum_now)

@@ -7,7 +7,7 @@ prints it. Rendering yields chunks so callers can stream them.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,13 +97,32 @@ def build_migration(
     return renderer.generate(template_context(config, variables or {}))
 
 
+def build_working_tree(
+    config: Config, name: str, variables: Any = None
+) -> tuple[Iterator[str], Callable[[], str | None]]:
+    """Chunks of ``up.sql`` rendered from the working tree, and a function to call after
+    them that says how ``apply`` (which renders from the pin) would differ, or None when
+    it would send the same text (see ``drift.build_against_pin``)."""
+    from spawn_db.migrate.drift import build_against_pin
+
+    return build_against_pin(config, name, variables)
+
+
 def is_pinned(config: Config, name: str) -> bool:
     return read_lock(Project(config).find_migration(name)) is not None
 
 
-def pin_migration(config: Config, name: str) -> str:
-    """Snapshot the whole components tree into the store, write lock.toml, return the root."""
+def pin_migration(config: Config, name: str, *, force: bool = False) -> str:
+    """Snapshot the whole components tree into the store, write lock.toml, return the root.
+
+    Re-pinning (a ``lock.toml`` exists) asks the database first, unless
+    ``force``: a migration it records as applied or adopted keeps its pin, since
+    a new one would no longer say what was applied (``status`` would report it
+    as modified). A first pin needs no database.
+    """
     folder = Project(config).find_migration(name)
+    if not force and (folder / "lock.toml").exists():
+        _refuse_applied(config, name)
     components = config.components_dir
     if not components.is_dir():
         raise UsageError(f"{components} does not exist; create it (spawn init does) and retry")
@@ -114,14 +133,50 @@ def pin_migration(config: Config, name: str) -> str:
     return root
 
 
+def _refuse_applied(config: Config, name: str) -> None:
+    from spawn_db.errors import AppliedMigrationPin, DatabaseError
+    from spawn_db.migrate.apply import is_done, state_of, tracking_session
+
+    try:
+        with tracking_session(config) as tracking:
+            row = tracking.latest().get(name) if tracking.exists() else None
+    except DatabaseError as exc:
+        raise DatabaseError(
+            f"cannot tell whether migration {name} is applied, so it was not re-pinned: "
+            f"{exc.message}; start the database, or pass --force to re-pin without asking"
+        ) from None
+    if row is not None and is_done(state_of(row)):
+        recorded = f"pin {row.pin_hash}" if row.pin_hash else "no pin"
+        raise AppliedMigrationPin(
+            f"migration {name} is {'adopted' if row.activity == 'ADOPT' else 'applied'} (its "
+            f"history records {recorded}); re-pinning it would make status and check report "
+            "it as modified. Put the change in a new migration, or pass --force to re-pin "
+            "anyway"
+        )
+
+
 @dataclass(frozen=True)
 class CheckWarning:
+    """One finding of ``check``; ``fails`` findings make it exit 1, the others inform.
+
+    ``kind``: ``unpinned``, ``broken`` (lock.toml or its root object), ``modified``
+    (applied, then changed) or ``stale`` (pending, pinned to an older component).
+    """
+
     migration: str
     message: str
+    kind: str = "unpinned"
+
+    @property
+    def fails(self) -> bool:
+        return self.kind != "stale"
 
 
-def check(config: Config) -> list[CheckWarning]:
-    """Every migration that has ``up.sql`` but no usable ``lock.toml``."""
+def check(config: Config, *, database: bool = False, variables: Any = None
+          ) -> list[CheckWarning]:
+    """Every migration that has ``up.sql`` but no usable ``lock.toml``; with ``database``,
+    also the applied ones modified since (see ``apply.status``) and the pending ones
+    pinned to older components than the working tree has (``drift.stale_components``)."""
     from spawn_db.errors import PinStoreError
 
     project = Project(config)
@@ -131,7 +186,7 @@ def check(config: Config) -> list[CheckWarning]:
         try:
             pin = read_lock(project.migration_dir(name))
         except PinStoreError as exc:
-            warnings.append(CheckWarning(name, exc.message))
+            warnings.append(CheckWarning(name, exc.message, "broken"))
             continue
         if pin is None:
             message = f"migration {name} is not pinned; run `spawn migration pin {name}`"
@@ -139,5 +194,23 @@ def check(config: Config) -> list[CheckWarning]:
         elif not store.object_path(pin).is_file():
             message = (f"migration {name} is pinned to {pin}, which is missing from "
                        f"{config.pinned_dir}; restore pinned/ from version control")
-            warnings.append(CheckWarning(name, message))
+            warnings.append(CheckWarning(name, message, "broken"))
+    if database:
+        warnings += _database_warnings(config, {w.migration for w in warnings}, variables)
     return warnings
+
+
+def _database_warnings(config: Config, known: set[str], variables: Any) -> list[CheckWarning]:
+    from spawn_db.migrate.apply import is_done, state_of, status
+    from spawn_db.migrate.drift import stale_components
+
+    report = status(config, variables=variables)
+    found = [CheckWarning(m.name, m.problem or m.name, m.state) for m in report.troubled
+             if m.name not in known and m.on_filesystem]
+    pending = [m.name for m in report.migrations
+               if m.on_filesystem and m.pinned and m.state != "broken"
+               and not is_done(state_of(m.latest))]
+    found += [CheckWarning(s.migration, s.message(), "stale")
+              for s in stale_components(config, pending, variables)]
+    order = {m.name: i for i, m in enumerate(report.migrations)}
+    return sorted(found, key=lambda w: order.get(w.migration, 0))
