@@ -135,12 +135,20 @@ def test_private_dir_is_0700_whatever_the_umask(mask: int, tmp_path: Path) -> No
     assert _mode(path) == 0o700
 
 
-def test_private_dir_tightens_an_existing_folder_but_not_a_link(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("before", "after"), [
+    (0o755, 0o711), (0o777, 0o711), (0o750, 0o710), (0o710, 0o710), (0o700, 0o700),
+])
+def test_private_dir_tightens_an_existing_folder(before: int, after: int,
+                                                 tmp_path: Path) -> None:
+    """Others lose read and write; passing through (a root-run server's 0710) stays."""
     folder = tmp_path / "state"
-    folder.mkdir(mode=0o755)
-    os.chmod(folder, 0o755)
+    folder.mkdir()
+    os.chmod(folder, before)
     make_private_dir(folder)
-    assert _mode(folder) == 0o700
+    assert _mode(folder) == after
+
+
+def test_private_dir_leaves_a_linked_folder_alone(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     os.chmod(elsewhere, 0o755)

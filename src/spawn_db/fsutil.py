@@ -94,12 +94,14 @@ def _take_over_mode(fd: int, target: str) -> None:
 def make_private_dir(path: str | os.PathLike[str]) -> None:
     """Create the folder ``path`` (and missing parents) with mode ``PRIVATE_DIR_MODE``.
 
-    An existing folder of the caller's is tightened to ``PRIVATE_DIR_MODE``:
-    it holds spawn's own state (``.spawn/``), where a permissive umask or an
-    older spawn must not leave logs and caches readable by others. A
-    symbolic link is followed and its folder left as it is: the user put
-    the state elsewhere on purpose. ``mkdir``'s mode is cut by the umask, so
-    the mode is set explicitly.
+    An existing folder of the caller's loses its read and write bits for
+    group and others: it holds spawn's own state (``.spawn/``), which a
+    permissive umask or an older spawn must not leave listable or writable by
+    others. Execute bits stay: a root-run embedded server's user passes
+    through ``.spawn/`` (mode 0710) to its own folders, and passing through
+    reaches only files whose own mode allows it. A symbolic link is left as
+    it is: the user put the state elsewhere on purpose. ``mkdir``'s mode is
+    cut by the umask, so the mode is set explicitly.
     """
     target = os.fspath(path)
     if os.path.islink(target):
@@ -107,11 +109,14 @@ def make_private_dir(path: str | os.PathLike[str]) -> None:
     parent = os.path.dirname(target)
     if parent and not os.path.isdir(parent):
         make_private_dir(parent)
-    with contextlib.suppress(FileExistsError):
+    try:
         os.mkdir(target, PRIVATE_DIR_MODE)
-    info = os.lstat(target)
-    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != PRIVATE_DIR_MODE:
-        os.chmod(target, PRIVATE_DIR_MODE)
+    except FileExistsError:
+        info = os.lstat(target)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o066:
+            os.chmod(target, stat.S_IMODE(info.st_mode) & ~0o066)
+        return
+    os.chmod(target, PRIVATE_DIR_MODE)
 
 
 def write_all(fd: int, data: bytes) -> None:
