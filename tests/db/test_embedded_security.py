@@ -8,7 +8,6 @@ which the suite runs as in CI (the server then runs as ``postgres``).
 
 from __future__ import annotations
 
-import grp
 import os
 import pwd
 import shutil
@@ -43,18 +42,11 @@ def _spawn(project: EmbeddedProject, *args: str, umask: int = 0o022) -> Result:
 
 
 def _as_other(*argv: str) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` as the second OS user, as that user would from a shell."""
-    return subprocess.run(list(argv), user=OTHER, group=OTHER if _has_group(OTHER) else None,
-                          cwd="/", capture_output=True, text=True, check=False, timeout=60,
-                          umask=0o022)
-
-
-def _has_group(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
+    """Run ``argv`` as the second OS user (its own group, no other), as from its shell."""
+    entry = pwd.getpwnam(OTHER)
+    return subprocess.run(list(argv), cwd="/", capture_output=True, text=True, check=False,
+                          timeout=60, umask=0o022, user=entry.pw_uid, group=entry.pw_gid,
+                          extra_groups=[])
 
 
 def _mode(path: Path) -> int:
@@ -246,10 +238,11 @@ def test_no_connection_to_a_socket_another_user_put_in_the_servers_place(
     shutil.rmtree(socket_dir)
     assert _as_other("mkdir", "-m", "0777", str(socket_dir)).returncode == 0
     caught = socket_dir / "caught.log"
+    other = pwd.getpwnam(OTHER)
     fake = subprocess.Popen(["/usr/bin/python3", "-c", FAKE_SERVER,
                              str(socket_dir / ".s.PGSQL.5432"), str(caught)],
-                            user=OTHER, cwd="/", stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            user=other.pw_uid, group=other.pw_gid, extra_groups=[])
     try:
         deadline = time.monotonic() + 10
         while not (socket_dir / ".s.PGSQL.5432").is_socket():
