@@ -1,11 +1,24 @@
-"""Writing files so that a crash leaves the old content or the new, never half."""
+"""Writing files so that a crash leaves the old content or the new, never half.
+
+Every file spawn writes may hold SQL or its output (migrations, components in
+the pin store, test output, reports, the server log), and SQL can hold
+secrets (``ALTER ROLE ... PASSWORD``). So a file spawn creates is private,
+``PRIVATE_FILE_MODE``, whatever the umask; a file it replaces keeps the mode
+(and, where the caller may set it, the owner) it had, so access a user
+granted on purpose survives. Folders spawn keeps its own state in are made
+with ``make_private_dir``.
+"""
 
 from __future__ import annotations
 
 import _thread
 import contextlib
 import os
+import stat
 from pathlib import Path
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
@@ -16,14 +29,18 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
     (missing or corrupt) and restored from version control. Plain string
     operations, not pathlib, because pinning calls this once per object. The
     temporary name is unique per thread, so two threads writing the same
-    object never share a half-written file.
+    object never share a half-written file. A new file is ``PRIVATE_FILE_MODE``;
+    a replaced one keeps its mode and owner (see the module docstring). The
+    mode is set with ``fchmod`` because the umask only ever removes bits from
+    ``open``'s mode, and a temporary left by a killed writer keeps its old one.
     """
     target = os.fspath(path)
     folder, name = os.path.split(target)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}-{_thread.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
     try:
         write_all(fd, data)
+        _take_over_mode(fd, target)
         if durable:
             os.fsync(fd)
     except BaseException:
@@ -42,17 +59,64 @@ def write_new(path: str, data: bytes) -> bool:
     """Create ``path`` with ``data``; False, writing nothing, if it already exists.
 
     For files nobody reads before their folder is moved into place (staged pin
-    objects), so no temporary name is needed.
+    objects), so no temporary name is needed. The file is ``PRIVATE_FILE_MODE``.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     except FileExistsError:
         return False
     try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
         write_all(fd, data)
     finally:
         os.close(fd)
     return True
+
+
+def _take_over_mode(fd: int, target: str) -> None:
+    """Give the temporary ``fd`` the mode (and owner) of the file it replaces, else private.
+
+    The owner is kept only where the system allows it (root, or a group the
+    caller is in); otherwise the replacement is the caller's, as any editor's.
+    The mode is set after writing, because writing clears set-id bits.
+    """
+    try:
+        old = os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        return
+    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, old.st_uid, old.st_gid)
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+
+
+def make_private_dir(path: str | os.PathLike[str]) -> None:
+    """Create the folder ``path`` (and missing parents) with mode ``PRIVATE_DIR_MODE``.
+
+    An existing folder of the caller's loses its read and write bits for
+    group and others: it holds spawn's own state (``.spawn/``), which a
+    permissive umask or an older spawn must not leave listable or writable by
+    others. Execute bits stay: a root-run embedded server's user passes
+    through ``.spawn/`` (mode 0710) to its own folders, and passing through
+    reaches only files whose own mode allows it. A symbolic link is left as
+    it is: the user put the state elsewhere on purpose. ``mkdir``'s mode is
+    cut by the umask, so the mode is set explicitly.
+    """
+    target = os.fspath(path)
+    if os.path.islink(target):
+        return
+    parent = os.path.dirname(target)
+    if parent and not os.path.isdir(parent):
+        make_private_dir(parent)
+    try:
+        os.mkdir(target, PRIVATE_DIR_MODE)
+    except FileExistsError:
+        info = os.lstat(target)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o066:
+            os.chmod(target, stat.S_IMODE(info.st_mode) & ~0o066)
+        return
+    os.chmod(target, PRIVATE_DIR_MODE)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -382,9 +382,12 @@ def test_planted_tmp_socket_dir_is_refused(long_project: EmbeddedProject) -> Non
     os.chmod(socket_dir, 0o777)
     result = long_project.run("db", "start")
     assert result.exit_code == 1
+    problem = "belongs to root, not postgres" if ROOT else "may be written by other users " \
+        "(mode 0777)"
     assert result.stderr == (
-        f"error: {socket_dir} belongs to {pwd.getpwuid(os.geteuid()).pw_name} or is writable "
-        "by others, so spawn will not put its server's files there; remove it and retry\n"
+        f"error: {socket_dir} {problem}, so spawn will not put its server's socket or files "
+        "there (whoever controls that folder could reach the server as superuser); remove it "
+        f"(`rm -r {socket_dir}`, as root if another user owns it) and retry\n"
     )
     socket_dir.rmdir()
     assert _ok(long_project.run("db", "shell", "-Atc", "select 1")).stdout == "1\n"

@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,7 +31,6 @@ from spawn_db.db.embedded_proc import (
     PORT,
     PidFile,
     RunAs,
-    check_private,
     client_env,
     default_server_user,
     is_ours,
@@ -40,18 +40,21 @@ from spawn_db.db.embedded_proc import (
     make_dir,
     pid_exists,
     prepare_socket_dir,
+    private_dir,
     reachable,
     read_pidfile,
     retire_pid,
     server_env,
     server_user,
+    share_state_dir,
     socket_accepts,
+    trusted_socket_dir,
     user_name,
 )
 from spawn_db.db.pgbin import PgBinaries, find_binaries, major_of, version_key
 from spawn_db.errors import ConfigError, EmbeddedServerError, PostgresNotFound
 from spawn_db.escape import escape_identifier, escape_literal
-from spawn_db.fsutil import in_process_table
+from spawn_db.fsutil import PRIVATE_FILE_MODE, in_process_table
 
 if TYPE_CHECKING:
     from spawn_db.config import Config, TargetConfig
@@ -146,7 +149,7 @@ def project_cluster(config: Config, target: TargetConfig) -> Cluster:
     notes: list[str] = []
     if os.geteuid() == 0 and not data_dir.exists():
         user = default_server_user()
-        if not reachable(state, user):
+        if not reachable(project, user):  # spawn opens .spawn/ to it (_prepare_folders)
             base = DURABLE_TMP / f"spawn-{key}"
             data_dir, socket_dir = base / "postgres", base / "run"
             notes.append(f"the server user {user.name} cannot enter {project}, so the "
@@ -279,6 +282,7 @@ def _start_locked(cluster: Cluster) -> Running:
         )
     bins = find_binaries(cluster.postgres_bin, prefer_major=existing)
     run_as = server_user(cluster.data_dir)
+    _prepare_folders(cluster, run_as)
     if run_as is not None:
         _check_reachable(cluster, run_as)
     created = False
@@ -289,11 +293,26 @@ def _start_locked(cluster: Cluster) -> Running:
         _check_major(cluster, bins, existing)
         _check_owner(cluster, run_as)
     _clear_stale(cluster)
-    prepare_socket_dir(cluster.socket_dir, run_as)
     _clear_stale_socket_lock(cluster)
     found = _launch(cluster, bins, run_as)
     return Running(found.pid, Path(found.socket_dir), found.port, bins, started=True,
                    created=created)
+
+
+def _prepare_folders(cluster: Cluster, run_as: RunAs | None) -> None:
+    """Make the state, data-parent and socket folders private before anything is created.
+
+    The state folder (``.spawn/``, holding the log and lock) lets the
+    server user's group through only when the server's folders are inside
+    it. A cluster outside it (/var/tmp) and the socket folder (maybe in /tmp)
+    are created safely or refused (``private_dir``).
+    """
+    state = cluster.lock_path.parent
+    inside = any(state in path.parents for path in (cluster.data_dir, cluster.socket_dir))
+    share_state_dir(state, run_as if inside else None)
+    if cluster.data_dir.parent != state:
+        private_dir(cluster.data_dir.parent, run_as)
+    prepare_socket_dir(cluster.socket_dir, run_as)
 
 
 def _clear_stale(cluster: Cluster) -> None:
@@ -358,7 +377,7 @@ def _launch(cluster: Cluster, bins: PgBinaries, run_as: RunAs | None) -> PidFile
 def _spawn_postmaster(
     argv: list[str], cluster: Cluster, run_as: RunAs | None
 ) -> subprocess.Popen[bytes]:
-    log = os.open(cluster.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log = _open_log(cluster.log_path)
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
@@ -369,6 +388,24 @@ def _spawn_postmaster(
         os.close(log)
     _children[str(cluster.data_dir)] = proc
     return proc
+
+
+def _open_log(path: Path) -> int:
+    """The server log, for appending; private (0600), whatever the umask or an older spawn left.
+
+    PostgreSQL writes failed statements into it, passwords included
+    (``ALTER ROLE ... PASSWORD``). The server writes through this fd, so
+    the file stays the caller's (root's, when root runs the server).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) != PRIVATE_FILE_MODE:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _wait_ready(
@@ -422,10 +459,8 @@ def init_cluster(cluster: Cluster, bins: PgBinaries, run_as: RunAs | None) -> No
     """``initdb`` into a scratch directory renamed into place, so a kill leaves no half cluster."""
     data_dir = cluster.data_dir
     scratch = data_dir.with_name(data_dir.name + ".initdb")
-    outside = data_dir.parent != cluster.lock_path.parent
-    make_dir(data_dir.parent, run_as if outside else None, mode=0o755)
-    if outside:
-        check_private(data_dir.parent, run_as)
+    if not data_dir.parent.is_dir():
+        private_dir(data_dir.parent, run_as)
     if scratch.exists():
         shutil.rmtree(scratch)
     make_dir(scratch, run_as, mode=0o700)
@@ -537,6 +572,8 @@ def _ready(cluster: Cluster) -> PidFile | None:
     if found is None or found.status != "ready" or not found.socket_dir:
         return None
     if not _alive(found.pid, cluster):
+        return None
+    if not trusted_socket_dir(Path(found.socket_dir), cluster.data_dir):
         return None
     if not socket_accepts(Path(found.socket_dir) / f".s.PGSQL.{found.port}"):
         return None

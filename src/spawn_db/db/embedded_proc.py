@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from spawn_db.errors import EmbeddedServerError
-from spawn_db.fsutil import in_process_table
+from spawn_db.fsutil import PRIVATE_FILE_MODE, in_process_table, make_private_dir
 
 PORT = 5432
 UNPRIVILEGED_USERS = ("postgres", "nobody")
@@ -128,7 +128,12 @@ def reachable(path: Path, user: RunAs) -> bool:
 
 
 def make_dir(path: Path, run_as: RunAs | None, *, mode: int) -> None:
-    """Create ``path`` (and its parents) usable by the server user."""
+    """Create ``path`` (and its parents) usable by the server user.
+
+    Only for folders inside ones spawn already made private (the initdb
+    scratch folder) or that the user made (the project's parents): it
+    trusts what it finds. Folders in a shared place go through ``private_dir``.
+    """
     if path.is_dir():
         return
     make_dir(path.parent, None, mode=0o755)
@@ -139,20 +144,131 @@ def make_dir(path: Path, run_as: RunAs | None, *, mode: int) -> None:
             os.chown(path, run_as.uid, run_as.gid)
 
 
-def prepare_socket_dir(path: Path, run_as: RunAs | None) -> None:
-    """A private directory for the socket; a foreign one in /tmp is refused, not used."""
-    make_dir(path, run_as, mode=0o700)
-    check_private(path, run_as)
+def private_dir(path: Path, run_as: RunAs | None) -> None:
+    """Make ``path`` a folder of the server user's alone (mode 0700), never trusting one found.
 
-
-def check_private(path: Path, run_as: RunAs | None) -> None:
-    """A folder in /tmp or /var/tmp must be the server user's alone, not planted by others."""
-    st = path.stat()
+    The socket folder may live in /tmp (and a root-run cluster in /var/tmp),
+    where any local user can create names first. Whoever controls the folder
+    the socket is in can reach the server as superuser (it trusts local
+    connections) or put a server of their own in its place. So the folder
+    is created with ``os.mkdir`` (which fails rather than reuse a name) and
+    given to the server user; a name that exists already is examined with
+    ``lstat``, which never follows a link, and is used only if it is a real
+    folder of the server user's that no one else may write into. Such a
+    folder that others may read or enter (an older spawn made /var/tmp ones
+    0755) is tightened to 0700: only that user or root can have made it.
+    """
     owner = run_as.uid if run_as else os.geteuid()
-    if st.st_uid != owner or st.st_mode & 0o022:
+    _check_parent(path)
+    if not path.parent.is_dir():
+        make_dir(path.parent, None, mode=0o755)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        fd = _open_dir(path, owner)
+    else:  # ours, in a folder where no one else may rename it: the umask cut its mode
+        os.chmod(path, 0o700)
+        fd = _open_dir(path, os.geteuid())
+    try:
+        info = os.fstat(fd)
+        if run_as is not None and (info.st_uid, info.st_gid) != (run_as.uid, run_as.gid):
+            os.fchown(fd, run_as.uid, run_as.gid)
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
+def prepare_socket_dir(path: Path, run_as: RunAs | None) -> None:
+    """The socket's folder: the server user's alone (see ``private_dir``)."""
+    private_dir(path, run_as)
+
+
+def trusted_socket_dir(path: Path, data_dir: Path) -> bool:
+    """Whether a running server's socket folder is still a private folder of its user.
+
+    Clients check this before connecting: if a temp cleaner removed the
+    folder and another user made one in its place, the socket there is
+    theirs, and the SQL spawn would send through it too.
+    """
+    try:
+        info = os.lstat(path)
+        server = os.stat(data_dir).st_uid
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == server and not info.st_mode & 0o077
+
+
+def share_state_dir(path: Path, run_as: RunAs | None) -> None:
+    """Keep spawn's state folder (``.spawn/``) private: mode 0700.
+
+    It holds the server log, which has failed statements in it
+    (``ALTER ROLE ... PASSWORD``). When root runs the server as ``run_as``
+    inside it, that user's group may also enter it (0710, group ``run_as``'s)
+    to reach the data and socket folders, but not list it; every file in it
+    is 0600 anyway. A link, or a folder of another user's, is left alone.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+        return
+    mode = 0o700
+    if run_as is not None:
+        mode = 0o710
+        if info.st_gid != run_as.gid:
+            os.chown(path, -1, run_as.gid)
+    if stat.S_IMODE(info.st_mode) != mode:
+        os.chmod(path, mode)
+
+
+def _open_dir(path: Path, owner: int) -> int:
+    """An fd on the folder ``path`` itself, refused unless it can be made private."""
+    info = os.lstat(path)
+    problem = _foreign(info, owner)
+    if problem is None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            problem = "is not a folder spawn can open"
+        else:
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) == (info.st_dev, info.st_ino):
+                return fd
+            os.close(fd)
+            problem = "was replaced while spawn looked at it"
+    raise EmbeddedServerError(
+        f"{path} {problem}, so spawn will not put its server's socket or files there (whoever "
+        f"controls that folder could reach the server as superuser); remove it (`rm -r {path}`, "
+        "as root if another user owns it) and retry"
+    )
+
+
+def _foreign(info: os.stat_result, owner: int) -> str | None:
+    """Why a folder found at the server's path is not one spawn may use, or None."""
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    if info.st_uid != owner:
+        return f"belongs to {user_name(info.st_uid)}, not {user_name(owner)}"
+    if info.st_mode & 0o022:
+        return f"may be written by other users (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
+
+
+def _check_parent(path: Path) -> None:
+    """Refuse a folder whose parent lets anyone rename what others created in it."""
+    try:
+        info = path.parent.stat()
+    except FileNotFoundError:
+        return
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
         raise EmbeddedServerError(
-            f"{path} belongs to {user_name(st.st_uid)} or is writable by others, so spawn "
-            f"will not put its server's files there; remove it and retry"
+            f"{path.parent} may be written by anyone and is not sticky, so another user could "
+            f"swap {path} after spawn checked it; make it sticky (`chmod +t {path.parent}`) "
+            "or move the project"
         )
 
 
@@ -279,9 +395,10 @@ def log_problem(log_path: Path, offset: int) -> str:
 @contextlib.contextmanager
 def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """An exclusive ``flock`` on ``path``, so concurrent spawns start one server."""
-    make_dir(path.parent, None, mode=0o755)
+    if not path.parent.is_dir():
+        make_private_dir(path.parent)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
     except PermissionError:
         fd = os.open(path, os.O_RDONLY)
     try:

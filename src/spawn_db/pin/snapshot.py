@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from spawn_db.errors import PinStoreError
-from spawn_db.fsutil import atomic_write
+from spawn_db.fsutil import atomic_write, make_private_dir
 from spawn_db.pin.store import PinStore, TreeEntry, hash_bytes, tree_text
 
 PARALLEL_MIN_FILES = 256
@@ -88,7 +88,7 @@ class StatCache:
         if self.path is None or self.new == self.old:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
             payload = json.dumps({"format": self.FORMAT, "entries": self.new})
             atomic_write(self.path, payload.encode(), durable=False)
         except OSError:
