@@ -21,6 +21,7 @@ CONFIG_FILE_NAME = "spawn.toml"
 DEFAULT_SCHEMA = "_spawn"
 DEFAULT_ENVIRONMENT = "prod"
 DEFAULT_LOCK_TIMEOUT = 300.0
+DEFAULT_TEST_TIMEOUT = 300
 ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 

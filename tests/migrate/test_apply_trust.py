@@ -307,3 +307,27 @@ def test_summary_time_excludes_the_confirmation_prompt(db_project: DbProject) ->
     assert found is not None, out
     seconds = float(found.group(1)) / (1000 if found.group(2) == "ms" else 1)
     assert seconds < 2.0, out
+
+
+def test_an_error_releasing_the_lock_never_replaces_the_real_error(
+    db_project: DbProject,
+) -> None:
+    """The control session's backend is gone (killed, server restarted) while psql lives on:
+    releasing the lock fails, and the error that ended the run must still be the one shown."""
+    from spawn_db.config import Overrides, load_config
+    from spawn_db.errors import MigrationFailed
+    from spawn_db.migrate.apply import NullReporter, _locked, tracking_session
+
+    config = load_config(Overrides(config_file=str(db_project.config_path)))
+    with tracking_session(config) as tracking:
+        real = MigrationFailed("migration x failed: the real error")
+        try:
+            with _locked(tracking, 5, NullReporter()):
+                db_project.database.query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'spawn'")
+                raise real
+        except MigrationFailed as exc:
+            assert exc is real
+        else:
+            raise AssertionError("the error was swallowed")

@@ -74,13 +74,6 @@ def test_empty_expected_against_output() -> None:
     assert diff("", "one\n").text() == "@@ -0,0 +1 @@\n      1 +|one\n"
 
 
-def test_cli_default_timeout_matches_the_library() -> None:
-    from spawn_db.cli.sqltest import DEFAULT_TIMEOUT_SECONDS
-    from spawn_db.sqltest.suite import DEFAULT_TIMEOUT
-
-    assert DEFAULT_TIMEOUT_SECONDS == DEFAULT_TIMEOUT
-
-
 def test_github_workflow_is_valid_and_runs_check_and_junit_compare() -> None:
     workflow = yaml.safe_load((DOCS / "github-actions.yml").read_text())
     job = workflow["jobs"]["spawn"]

@@ -10,13 +10,12 @@ import click
 from spawn_db.cli.context import App, complete_tests, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
 from spawn_db.cli.output import emit_json, info, stream_complete, use_color, warn
+from spawn_db.config import DEFAULT_TEST_TIMEOUT
 from spawn_db.errors import FileAccessError, TestTimedOut, UsageError
 
 if TYPE_CHECKING:
     from spawn_db.sqltest.suite import TestOutcome, TestRunner
 
-# Kept equal to spawn_db.sqltest.suite.DEFAULT_TIMEOUT without importing it, so --help stays fast.
-DEFAULT_TIMEOUT_SECONDS = 300
 
 
 @click.group()
@@ -53,7 +52,7 @@ jobs_option = click.option(
     help="Tests to run at the same time (default: the number of CPUs).",
 )
 timeout_option = click.option(
-    "--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_SECONDS, show_default=True,
+    "--timeout", type=click.FloatRange(min=0), default=DEFAULT_TEST_TIMEOUT, show_default=True,
     metavar="SECONDS",
     help="Stop a test that runs longer and terminate its session (0: no limit).",
 )

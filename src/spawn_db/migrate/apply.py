@@ -198,12 +198,11 @@ def _release(tracking: Tracking, *, quiet: bool) -> None:
         return
     try:
         tracking.end_runners()
-    finally:
-        try:
-            tracking.unlock()
-        except SpawnError:
-            if not quiet:
-                raise
+        tracking.unlock()
+    except SpawnError:
+        tracking.locked = False
+        if not quiet:
+            raise
 
 
 # -- the library functions ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from spawn_db.config import Config
+from spawn_db.config import DEFAULT_TEST_TIMEOUT, Config
 from spawn_db.errors import CommandUnavailable, SpawnError, TestError, UsageError
 from spawn_db.fsutil import atomic_write, atomic_write_text
 from spawn_db.project import Project, validate_name
@@ -67,7 +67,6 @@ def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[
     return renderer.generate(template_context(config, variables or {}))
 
 
-DEFAULT_TIMEOUT = 300.0
 PREFETCH_BYTES = 1 << 20
 NO_DIFF = Diff((), 1)
 
@@ -160,7 +159,7 @@ class TestRunner:
 
     config: Config
     variables: Any = None
-    timeout: float | None = DEFAULT_TIMEOUT
+    timeout: float | None = DEFAULT_TEST_TIMEOUT
     argv: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
