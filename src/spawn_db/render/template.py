@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,7 +25,13 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import SandboxedEnvironment
 
-from spawn_db.errors import ComponentNotFound, RefusedPath, SpawnError, TemplateError
+from spawn_db.errors import (
+    ComponentNotFound,
+    OutsideLink,
+    RefusedPath,
+    SpawnError,
+    TemplateError,
+)
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.render.plaintext import plain_output
 from spawn_db.render.sqlvalue import SqlMarkup, sql_markup, sql_value
@@ -47,15 +55,66 @@ class ComponentSource(Protocol):
 
 @dataclass(frozen=True)
 class WorkingTreeSource:
+    """``components/`` of the working tree, confined to itself.
+
+    Symbolic links are followed only when they resolve inside ``components/``
+    (and ``components/`` itself only when it resolves inside the folder that
+    holds it): a link to ``/etc/passwd`` or ``/proc/self/environ`` would
+    otherwise be rendered, and pinned into a store that users commit.
+    """
+
     root: Path
     description: str = "components/"
 
+    @cached_property
+    def real_root(self) -> str:
+        """The resolved ``components/`` folder; refuses one that is a link leaving its parent."""
+        root = os.path.abspath(self.root)
+        real = os.path.realpath(root)
+        parent = os.path.realpath(os.path.dirname(root))
+        if os.path.islink(root) and not is_inside(real, parent):
+            raise OutsideLink(
+                f"{root} is a symbolic link to {real}, outside {parent}; spawn reads "
+                "components only from inside the project (move the files into it)"
+            )
+        return real
+
     def read(self, parts: list[str]) -> bytes | None:
-        path = self.root.joinpath(*parts)
+        """The bytes of a regular file under ``components/``, or None if there is none."""
+        root = self.real_root
+        real = os.path.realpath(os.path.join(root, *parts))
+        if not is_inside(real, root):
+            raise OutsideLink(outside_link_message(root, parts, real))
         try:
-            return path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            with os.fdopen(os.dup(fd), "rb") as file:
+                return file.read()
+        finally:
+            os.close(fd)
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """Whether the resolved ``path`` is ``folder`` or lies under it (both resolved)."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def outside_link_message(root: str, parts: list[str], real: str) -> str:
+    """Names the first link on the way to ``parts`` that leaves ``root``, and its target."""
+    link, target = "/".join(parts), real
+    for depth in range(1, len(parts) + 1):
+        path = os.path.join(root, *parts[:depth])
+        if os.path.islink(path) and not is_inside(os.path.realpath(path), root):
+            link, target = "/".join(parts[:depth]), os.path.realpath(path)
+            break
+    return (
+        f"components/{link} is a symbolic link to {target}, outside components/; spawn "
+        "follows links only inside components/ (copy the file into components/ instead)"
+    )
 
 
 class PinnedSource:
