@@ -9,6 +9,7 @@ chunks, so large outputs stream instead of being built in memory.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import stat
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.lexer import Lexer, TokenStream
 from jinja2.sandbox import SandboxedEnvironment
 
 from spawn_db.errors import (
@@ -33,7 +35,7 @@ from spawn_db.errors import (
     TemplateError,
 )
 from spawn_db.escape import escape_identifier, escape_literal
-from spawn_db.render.plaintext import plain_output
+from spawn_db.render.plaintext import newline_of, plain_output, without_bom
 from spawn_db.render.sqlvalue import SqlMarkup, sql_markup, sql_value
 
 if TYPE_CHECKING:
@@ -250,6 +252,7 @@ class SqlEnvironment(SandboxedEnvironment):
             cache_size=-1,
         )
         self.source = source
+        self._lexers: dict[str, Lexer] = {}
         for name in HTML_FILTERS:
             self.filters.pop(name, None)
         self.filters.update(_filters(self))
@@ -259,6 +262,26 @@ class SqlEnvironment(SandboxedEnvironment):
             gen_uuid_v4=gen_uuid_v4, gen_uuid_v5=gen_uuid_v5, gen_uuid_v7=gen_uuid_v7,
             range=range,
         )
+
+    def _tokenize(
+        self, source: str, name: str | None, filename: str | None = None,
+        state: str | None = None,
+    ) -> TokenStream:
+        """Tokens of ``source`` without its BOM, its line breaks kept as the file has them.
+
+        Jinja's lexer turns every line break into ``newline_sequence``, so a CRLF
+        file would reach PostgreSQL with its CR bytes gone, inside string
+        literals too. Each template gets a lexer whose sequence is its own first
+        line break (``plaintext.newline_of``), as ``plain_output`` does.
+        """
+        source = without_bom(source)
+        newline = newline_of(source)
+        lexer = self._lexers.get(newline)
+        if lexer is None:
+            lexer = copy.copy(self.lexer)
+            lexer.newline_sequence = newline  # type: ignore[assignment]
+            self._lexers[newline] = lexer
+        return lexer.tokenize(source, name, filename, state)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -289,7 +312,7 @@ def _filters(env: SqlEnvironment) -> dict[str, Callable[..., Any]]:
         return env.read_component(path)
 
     def reader(parse: Callable[[str, str], Any]) -> Callable[[str], Any]:
-        return lambda path: parse(_as_text(env.read_component(path)), path)
+        return lambda path: parse(without_bom(_as_text(env.read_component(path))), path)
 
     return {
         "safe": _safe,
