@@ -168,3 +168,24 @@ def test_a_components_folder_linked_outside_the_project_is_refused(project: Path
     )
     assert store_files(project) == {".gitkeep": b""}
     assert read_lock(migration) is None
+
+
+def test_a_dangling_link_is_an_error_not_a_silent_gap(project: Path) -> None:
+    migration = new_migration(project)
+    (project / "spawn" / "components" / "lib" / "gone.sql").symlink_to("missing.sql")
+    result = run_spawn("migration", "pin", migration.name, cwd=project)
+    assert result.exit_code == 1
+    real = (project / "spawn" / "components" / "lib").resolve() / "missing.sql"
+    assert result.stderr == (
+        f"error: cannot pin components/lib/gone.sql: it is a symbolic link to {real}, which "
+        "does not exist; remove the link or restore its target\n"
+    )
+    assert read_lock(migration) is None
+
+
+def test_a_fifo_is_skipped(project: Path, tmp_path: Path) -> None:
+    components = project / "spawn" / "components"
+    before = snapshot(PinStore(tmp_path / "a"), components)
+    os.mkfifo(components / "pipe")
+    (components / "to_pipe").symlink_to("pipe")
+    assert snapshot(PinStore(tmp_path / "b"), components) == before

@@ -165,6 +165,7 @@ def _walk(
                                                unread, inner)
                     continue
                 if not item.is_file():
+                    _check_dangling(real, rel + name)
                     continue
                 info = item.stat()
             except OSError as exc:
@@ -207,6 +208,15 @@ def _follow(path: str, rel: str, confine: _Confine) -> str:
             "components/; replace it with a copy of the file, or point it inside components/"
         )
     return real
+
+
+def _check_dangling(real: str | None, rel: str) -> None:
+    """A link whose target is missing would vanish from the pin silently: refuse it."""
+    if real is not None and not os.path.lexists(real):
+        raise PinStoreError(
+            f"cannot pin components/{rel}: it is a symbolic link to {real}, which does not "
+            "exist; remove the link or restore its target"
+        )
 
 
 def _inner(confine: _Confine, real: str, rel: str) -> _Confine:
