@@ -64,6 +64,12 @@ DOUBLE = "{% set ns = namespace(s='x') %}{% for i in range(40) %}"
                                                         "100,000,000"),
         ("{{ ','.join(['x' * 10**6] * 60 + ['x' * 10**6] * 60) }}",
          "`join` would make a value of 120,000,119"),
+        ("{{ (['x' * 10**6] * 60 + ['x' * 10**6] * 60)|join }}",
+         "`join` would make a value of 120,000,000"),
+        ("{{ ('x' * 10**6)|replace('x', 'y' * 100) }}", "`replace` would make a value of "
+                                                       "100,000,000"),
+        ("{{ ('x' * 10**6)|safe|replace('x', 'y' * 100) }}", "`replace` would make a value of "
+                                                            "102,000,000"),
         ("{{ 'x'|center(10**9) }}", "padding to that width would make a value of 1,000,000,001"),
         ("{{ 'a\\nb'|indent(10**9) }}", "`indent` would make a value of 2,000,000,003"),
         ("{{ [1]|batch(10**9, 0)|list }}", "`batch` would make a value of 1,000,000,000 items"),

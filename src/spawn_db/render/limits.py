@@ -134,8 +134,7 @@ def check_format(text: str, args: Iterable[Any], kwargs: dict[str, Any]) -> None
               if n and n != "*"]
     widths += [int(n) for spec in _BRACE_SPEC.findall(text) for n in re.findall(r"\d+", spec)]
     if "*" in text or "{" in text:
-        values = [*args, *kwargs.values()] if not isinstance(args, dict) else [*args.values()]
-        widths += [v for v in values if isinstance(v, int)]
+        widths += [v for v in [*args, *kwargs.values()] if isinstance(v, int)]
     if widths:
         check_length(max(widths), "a format width")
 
@@ -184,14 +183,19 @@ def _tabs_check(owner: str | bytes) -> Callable[..., None]:
 
 def _replace_check(owner: Any) -> Callable[..., None]:
     def check(old: Any, new: Any, count: Any = -1, *args: Any) -> None:
-        if not isinstance(old, str | bytes) or not isinstance(new, str | bytes):
-            return
-        found = owner.count(old) if old else len(owner) + 1
-        if isinstance(count, int) and count >= 0:
-            found = min(found, count)
-        check_length(len(owner) + found * max(0, len(new) - len(old)), "`replace`")
+        check_replace(owner, old, new, count)
 
     return check
+
+
+def check_replace(text: Any, old: Any, new: Any, count: Any = -1) -> None:
+    """``text.replace(old, new, count)`` grows by ``len(new) - len(old)`` per match."""
+    if not isinstance(old, str | bytes) or not isinstance(new, str | bytes):
+        return
+    found = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and count >= 0:
+        found = min(found, count)
+    check_length(len(text) + found * max(0, len(new) - len(old)), "`replace`")
 
 
 def _bounded_join(join: Callable[..., Any], separator: Any) -> Callable[..., Any]:

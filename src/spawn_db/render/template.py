@@ -48,6 +48,7 @@ from spawn_db.render.limits import (
     check_format,
     check_items,
     check_length,
+    check_replace,
 )
 from spawn_db.render.plaintext import newline_of, plain_output, without_bom
 from spawn_db.render.sqlvalue import SqlMarkup, sql_markup, sql_value
@@ -258,7 +259,7 @@ class SqlEnvironment(SandboxedEnvironment):
     Output streams, so its size is free; but ``'x' * 10**9``, ``range(10**10)|list``
     or a string doubled in a loop would build one value until memory runs out.
     The operators that can multiply a size (``*``, ``+``, ``%``, ``**``) are
-    intercepted and checked before they run (see ``jinja_runtime.MAX_LENGTH``).
+    intercepted and checked before they run (see ``limits``).
     """
 
     code_generator_class = SqlCodeGenerator
@@ -480,13 +481,20 @@ def _join(value: Any, d: str = "", attribute: Any = None) -> str:
         items = [getattr(i, attribute, None) if not isinstance(i, dict) else i.get(attribute)
                  for i in items]
     if hasattr(d, "__html__") or any(hasattr(i, "__html__") for i in items):
-        return _sql_safe(d).join(items)
-    return str(d).join(str(i) for i in items)
+        texts = [sql_value(i) for i in items]
+    else:
+        texts = [str(i) for i in items]
+    check_length(sum(map(len, texts)) + len(d) * max(0, len(texts) - 1), "`join`")
+    if hasattr(d, "__html__") or any(hasattr(i, "__html__") for i in items):
+        return SqlMarkup(str(_sql_safe(d)).join(texts))
+    return str(d).join(texts)
 
 
 def _replace(value: Any, old: Any, new: Any, count: int | None = None) -> str:
     """Textual replace; into SQL text, a plain replacement is inserted as an escaped value."""
     limit = -1 if count is None else count
+    replacement = str(new) if not hasattr(value, "__html__") else sql_value(new)
+    check_replace(str(value), str(old), replacement, limit)
     if not hasattr(value, "__html__"):
         return str(value).replace(str(old), str(new), limit)
     return SqlMarkup(str.replace(str(value), str(old), sql_value(new), limit))
