@@ -219,7 +219,7 @@ def test_array_edge_cases_are_valid_sql() -> None:
     assert render("{{ [] }} {{ [u, 1] }}") == "'{}' ARRAY[NULL, 1]"
 
 
-def test_range_is_not_capped() -> None:
+def test_range_allows_more_than_jinjas_100000_items() -> None:
     assert render("{{ range(200000)|length }}") == "200000"
 
 
