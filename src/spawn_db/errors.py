@@ -227,3 +227,21 @@ class AppliedMigrationPin(MigrationError):
     """``migration pin`` was asked to re-pin an applied migration without ``--force``."""
 
     exit_code = USAGE_EXIT
+
+
+class OutsideLink(RefusedPath):
+    """A symbolic link under components/ (or components/ itself) resolves outside it.
+
+    Raised by every reader of the working tree and by the pin walk, so neither a
+    render nor a pin can read a file the project does not hold; names the link.
+    """
+
+
+class TemplateTooLarge(SpawnError):
+    """A template asked for a value over a size limit (``range``, ``*``, ``~``, ...).
+
+    Raised at run time and located by the renderer (file and line), so a template
+    cannot exhaust memory silently.
+    """
+
+    exit_code = FAILURE_EXIT

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from spawn_db.db.psqlscan import INCOMPLETE, UNTERMINATED, analyze
@@ -79,25 +79,45 @@ TOKENS = st.sampled_from([
 @settings(max_examples=400, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tokens=st.lists(TOKENS, max_size=12))
+@example(tokens=["begin", ";", "begin", "$$", ";"])
 def test_shareable_verdict_agrees_with_psql(database: TestDatabase, tokens: list[str]) -> None:
     """When the scanner says shareable, psql must read what follows as fresh input: a
-    meta-command runs and the next statement runs alone."""
+    meta-command runs and the next statement runs alone.
+
+    The check is about psql's reading, not the server's state: ``begin;begin$$;``
+    ends cleanly but would leave an aborted transaction open, where any probe fails.
+    ``ON_ERROR_ROLLBACK`` makes psql roll an error inside a transaction back to a
+    savepoint, so the transaction stays usable and the probe still tells whether it
+    ran alone (a probe glued to an unfinished statement fails, or never runs).
+    """
     text = "".join(tokens)
     if not analyze(text.encode()).shareable:
         return
-    script = (f"\\set ON_ERROR_STOP off\n{text}\n\\echo spawn-scan-mark\n"
-              "SELECT 420 + 4 AS spawn_probe;\n")
+    out, detail = _psql_probe(database, text)
+    assert "spawn-scan-mark" in out, (text, *detail)
+    assert out[-1] == "424", (text, *detail)
+
+
+def _psql_probe(database: TestDatabase, text: str) -> tuple[list[str], tuple[bytes, bytes]]:
+    """psql's stdout lines for ``text`` followed by a meta-command and a probe statement."""
+    script = (f"\\set ON_ERROR_STOP off\n\\set ON_ERROR_ROLLBACK on\n{text}\n"
+              "\\echo spawn-scan-mark\nSELECT 420 + 4 AS spawn_probe;\n")
     done = subprocess.run([*database.psql_argv(), "-At"], input=script.encode(),
                           capture_output=True, timeout=30, check=False)
-    out = done.stdout.decode("utf-8", "replace").splitlines()
-    assert "spawn-scan-mark" in out, (text, done.stdout, done.stderr)
-    assert out[-1] == "424", (text, done.stdout, done.stderr)
+    return done.stdout.decode("utf-8", "replace").splitlines(), (done.stdout, done.stderr)
 
 
-@pytest.mark.parametrize("text", ["SELECT 'open", "SELECT 1 /* open", "SELECT (1"])
+@pytest.mark.parametrize("text", [
+    "SELECT 'open", "SELECT 1 /* open", "SELECT (1", "SELECT 1", "BEGIN; SELECT 1",
+    "BEGIN; SELECT (1;",
+])
 def test_the_psql_oracle_sees_an_unclean_end(database: TestDatabase, text: str) -> None:
-    script = f"{text}\n\\echo spawn-scan-mark\nSELECT 420 + 4 AS spawn_probe;\n"
-    done = subprocess.run([*database.psql_argv(), "-At"], input=script.encode(),
-                          capture_output=True, timeout=30, check=False)
-    out = done.stdout.decode().splitlines()
+    out, _ = _psql_probe(database, text)
     assert "spawn-scan-mark" not in out or out[-1:] != ["424"]
+
+
+@pytest.mark.parametrize("text", ["begin;begin$$;", "BEGIN; SELECT 1/0; COMMIT;", "BEGIN; x;"])
+def test_the_psql_oracle_survives_an_aborted_transaction(database: TestDatabase, text: str) -> None:
+    assert analyze(text.encode()).shareable
+    out, detail = _psql_probe(database, text)
+    assert out[-2:] == ["spawn-scan-mark", "424"], detail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import xxhash
 
 from spawn_db.migrate.tracking import runner_key
 from tests.conftest import DbProject
-from tests.helpers import start_spawn
+from tests.helpers import SPAWN, spawn_env, start_spawn
 from tests.migrate.history import history, latest
 
 
@@ -335,10 +336,11 @@ def test_plain_sql_checksum_matches_build_output(db_project: DbProject, body: st
     assert db_project.run("migration", "pin", name).exit_code == 0
 
     applied = db_project.run("migration", "apply", name)
-    built = db_project.run("migration", "build", name, "--pinned")
+    built = subprocess.run([*SPAWN, "migration", "build", name, "--pinned"],  # bytes: keep CRs
+                           cwd=db_project.root, capture_output=True, env=spawn_env(), check=True)
 
     assert applied.exit_code == 0, applied.stderr
-    expected = xxhash.xxh3_128_hexdigest(built.stdout[:-1].encode("utf-8"))
+    expected = xxhash.xxh3_128_hexdigest(built.stdout[:-1])
     assert db_project.database.query(
         "SELECT encode(checksum, 'hex') FROM _spawn.migration_history "
         "WHERE status_id_status = 'SUCCESS' ORDER BY migration_history_id DESC LIMIT 1"

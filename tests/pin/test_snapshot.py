@@ -49,14 +49,31 @@ def test_parallel_and_serial_pins_write_the_same_store(many_files: Path, tmp_pat
 def test_a_failed_pin_leaves_no_object_and_no_staging_folder(
     many_files: Path, tmp_path: Path, workers: int
 ) -> None:
-    broken = many_files / "group3" / "zz-broken.sql"
-    broken.symlink_to("/proc/self/mem")  # a regular file whose read fails with EIO, even for root
+    (many_files / "group3" / "zz-broken.sql").write_bytes(b"the object that cannot be written")
     pinned = tmp_path / "pinned"
     pinned.mkdir()
     with pytest.raises(PinStoreError) as failure:
-        snapshot(PinStore(pinned), many_files, workers=workers)
-    assert failure.value.message == f"cannot read {broken}: Input/output error"
+        snapshot(FailingStore(pinned, b"the object that cannot be written"), many_files,
+                 workers=workers)
+    assert failure.value.message == "cannot write this object (the test's failure)"
     assert list(pinned.iterdir()) == []
+
+
+class FailingStore(PinStore):
+    """A real store that fails on one object, as a full disk would, mid-pin.
+
+    (A link to ``/proc/self/mem``, whose read fails even for root, is now refused by
+    the walk before anything is stored: it leaves components/.)
+    """
+
+    def __init__(self, root: Path, poison: bytes) -> None:
+        super().__init__(root)
+        self.poison = poison
+
+    def put(self, data: bytes, digest: str | None = None) -> str:
+        if data == self.poison:
+            raise PinStoreError("cannot write this object (the test's failure)")
+        return super().put(data, digest)
 
 
 def test_an_abandoned_staging_folder_is_removed_and_a_live_one_kept(

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import base64
 import datetime
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from spawn_db.errors import TemplateError
-from spawn_db.render.plaintext import plain_output
 from spawn_db.render.template import WorkingTreeSource, compile_template
 
 
@@ -224,19 +219,8 @@ def test_array_edge_cases_are_valid_sql() -> None:
     assert render("{{ [] }} {{ [u, 1] }}") == "'{}' ARRAY[NULL, 1]"
 
 
-def test_range_is_not_capped() -> None:
+def test_range_allows_more_than_jinjas_100000_items() -> None:
     assert render("{{ range(200000)|length }}") == "200000"
-
-
-@given(st.text(alphabet=st.sampled_from(list("ab {}%#'\"\\\r\n\t;é"))).filter(
-    lambda t: "{{" not in t and "{%" not in t and "{#" not in t))
-def test_plain_components_render_exactly_as_jinja_would(text: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "plain.sql").write_bytes(text.encode())
-        fast = render('{% include "plain.sql" %}', Path(tmp))
-    jinja = jinja2.Environment(keep_trailing_newline=False).from_string(text).render()
-    assert fast == jinja
-    assert plain_output(text) == jinja
 
 
 def test_components_with_template_syntax_are_compiled(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def _read_template(path: Path) -> str:
     from spawn_db.errors import TemplateError
 
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")  # not read_text: it would turn CRLF into LF
     except UnicodeDecodeError as exc:
         raise TemplateError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
 

@@ -230,7 +230,7 @@ def _render_chunks(
 
 def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")  # not read_text: it would turn CRLF into LF
     except (OSError, UnicodeDecodeError):
         return None
 

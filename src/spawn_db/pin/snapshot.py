@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spawn_db.errors import PinStoreError
+from spawn_db.errors import OutsideLink, PinStoreError
 from spawn_db.fsutil import atomic_write, make_private_dir
 from spawn_db.pin.store import PinStore, TreeEntry, hash_bytes, tree_text
 
@@ -121,17 +121,30 @@ def snapshot(
     """
     cache = cache or StatCache.disabled()
     unread: list[_File] = []
-    root = _walk(store, str(folder), "", cache, unread)
+    real = _real_root(str(folder))
+    root = _walk(store, str(folder), "", cache, unread, _Confine(real, (real,)))
     with store.batch():
         _store_files(store, unread, cache, _worker_count(workers, len(unread)))
         return _store_trees(store, root)
 
 
-def _walk(store: PinStore, folder: str, rel: str, cache: StatCache, unread: list[_File]) -> _Folder:
+@dataclass(frozen=True)
+class _Confine:
+    """The resolved components folder, and the resolved folders being walked (for cycles)."""
+
+    root: str
+    stack: tuple[str, ...]
+
+
+def _walk(
+    store: PinStore, folder: str, rel: str, cache: StatCache, unread: list[_File],
+    confine: _Confine,
+) -> _Folder:
     """The tree under ``folder``, with every file the cache vouches for already hashed.
 
     Listing through a folder descriptor makes each ``stat`` a lookup of one
-    name, not of the whole path: a third of a warm re-pin's time.
+    name, not of the whole path: a third of a warm re-pin's time. A symbolic
+    link is followed only when it resolves inside components/ (see ``_follow``).
     """
     node = _Folder()
     known = store.known_objects()
@@ -145,10 +158,14 @@ def _walk(store: PinStore, folder: str, rel: str, cache: StatCache, unread: list
             path = f"{folder}/{name}"
             _check_name(name, path)
             try:
+                real = _follow(path, rel + name, confine) if item.is_symlink() else None
                 if item.is_dir():
-                    node.folders[name] = _walk(store, path, f"{rel}{name}/", cache, unread)
+                    inner = _inner(confine, real or f"{confine.stack[-1]}/{name}", rel + name)
+                    node.folders[name] = _walk(store, real or path, f"{rel}{name}/", cache,
+                                               unread, inner)
                     continue
                 if not item.is_file():
+                    _check_dangling(real, rel + name)
                     continue
                 info = item.stat()
             except OSError as exc:
@@ -157,12 +174,64 @@ def _walk(store: PinStore, folder: str, rel: str, cache: StatCache, unread: list
             if cached is not None and cached in known:
                 node.files[name] = cached
             else:
-                file = _File(path, rel + name, info)
+                file = _File(real or path, rel + name, info)
                 unread.append(file)
                 node.files[name] = file
     finally:
         os.close(fd)
     return node
+
+
+def _real_root(folder: str) -> str:
+    """The resolved components folder; one that is a link must stay inside its parent."""
+    folder = os.path.abspath(folder)
+    real = os.path.realpath(folder)
+    parent = os.path.realpath(os.path.dirname(folder))
+    if os.path.islink(folder) and not _is_inside(real, parent):
+        raise OutsideLink(
+            f"cannot pin {folder}: it is a symbolic link to {real}, outside {parent}; "
+            "spawn pins components only from inside the project (move the files into it)"
+        )
+    return real
+
+
+def _follow(path: str, rel: str, confine: _Confine) -> str:
+    """The resolved target of the link ``path``, refused when it leaves components/.
+
+    The Rust tool's format has only files and folders (SPEC §5), so a link
+    inside components/ is stored as a copy of what it points to.
+    """
+    real = os.path.realpath(path)
+    if not _is_inside(real, confine.root):
+        raise OutsideLink(
+            f"cannot pin components/{rel}: it is a symbolic link to {real}, outside "
+            "components/; replace it with a copy of the file, or point it inside components/"
+        )
+    return real
+
+
+def _check_dangling(real: str | None, rel: str) -> None:
+    """A link whose target is missing would vanish from the pin silently: refuse it."""
+    if real is not None and not os.path.lexists(real):
+        raise PinStoreError(
+            f"cannot pin components/{rel}: it is a symbolic link to {real}, which does not "
+            "exist; remove the link or restore its target"
+        )
+
+
+def _inner(confine: _Confine, real: str, rel: str) -> _Confine:
+    """The confinement for a sub-folder; a link back to a folder being walked is a cycle."""
+    for walked in confine.stack:
+        if _is_inside(walked, real):
+            raise OutsideLink(
+                f"cannot pin components/{rel}: it is a symbolic link to {real}, a folder "
+                "that contains the link, so the snapshot would never end; remove the link"
+            )
+    return _Confine(confine.root, (*confine.stack, real))
+
+
+def _is_inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _listing(fd: int, folder: str) -> list[os.DirEntry[str]]:

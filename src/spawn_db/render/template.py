@@ -9,23 +9,48 @@ chunks, so large outputs stream instead of being built in memory.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
+import stat
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.filters import make_attrgetter
+from jinja2.lexer import Lexer, TokenStream
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import generate_lorem_ipsum
 
-from spawn_db.errors import ComponentNotFound, RefusedPath, SpawnError, TemplateError
+from spawn_db.errors import (
+    ComponentNotFound,
+    OutsideLink,
+    RefusedPath,
+    SpawnError,
+    TemplateError,
+    TemplateTooLarge,
+)
 from spawn_db.escape import escape_identifier, escape_literal
-from spawn_db.render.plaintext import plain_output
+from spawn_db.render.limits import (
+    MAX_INDENT,
+    MAX_INT_BITS,
+    bounded_concat,
+    bounded_method,
+    bounded_range,
+    check_binop,
+    check_format,
+    check_items,
+    check_length,
+    check_replace,
+)
+from spawn_db.render.plaintext import newline_of, plain_output, without_bom
 from spawn_db.render.sqlvalue import SqlMarkup, sql_markup, sql_value
 
 if TYPE_CHECKING:
@@ -47,15 +72,66 @@ class ComponentSource(Protocol):
 
 @dataclass(frozen=True)
 class WorkingTreeSource:
+    """``components/`` of the working tree, confined to itself.
+
+    Symbolic links are followed only when they resolve inside ``components/``
+    (and ``components/`` itself only when it resolves inside the folder that
+    holds it): a link to ``/etc/passwd`` or ``/proc/self/environ`` would
+    otherwise be rendered, and pinned into a store that users commit.
+    """
+
     root: Path
     description: str = "components/"
 
+    @cached_property
+    def real_root(self) -> str:
+        """The resolved ``components/`` folder; refuses one that is a link leaving its parent."""
+        root = os.path.abspath(self.root)
+        real = os.path.realpath(root)
+        parent = os.path.realpath(os.path.dirname(root))
+        if os.path.islink(root) and not is_inside(real, parent):
+            raise OutsideLink(
+                f"{root} is a symbolic link to {real}, outside {parent}; spawn reads "
+                "components only from inside the project (move the files into it)"
+            )
+        return real
+
     def read(self, parts: list[str]) -> bytes | None:
-        path = self.root.joinpath(*parts)
+        """The bytes of a regular file under ``components/``, or None if there is none."""
+        root = self.real_root
+        real = os.path.realpath(os.path.join(root, *parts))
+        if not is_inside(real, root):
+            raise OutsideLink(outside_link_message(root, parts, real))
         try:
-            return path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            with os.fdopen(os.dup(fd), "rb") as file:
+                return file.read()
+        finally:
+            os.close(fd)
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """Whether the resolved ``path`` is ``folder`` or lies under it (both resolved)."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def outside_link_message(root: str, parts: list[str], real: str) -> str:
+    """Names the first link on the way to ``parts`` that leaves ``root``, and its target."""
+    link, target = "/".join(parts), real
+    for depth in range(1, len(parts) + 1):
+        path = os.path.join(root, *parts[:depth])
+        if os.path.islink(path) and not is_inside(os.path.realpath(path), root):
+            link, target = "/".join(parts[:depth]), os.path.realpath(path)
+            break
+    return (
+        f"components/{link} is a symbolic link to {target}, outside components/; spawn "
+        "follows links only inside components/ (copy the file into components/ instead)"
+    )
 
 
 class PinnedSource:
@@ -178,7 +254,17 @@ def plain_template(
 
 
 class SqlEnvironment(SandboxedEnvironment):
+    """Jinja's sandbox, escaping for SQL, with bounds on what one operation may allocate.
+
+    Output streams, so its size is free; but ``'x' * 10**9``, ``range(10**10)|list``
+    or a string doubled in a loop would build one value until memory runs out.
+    The operators that can multiply a size (``*``, ``+``, ``%``, ``**``) are
+    intercepted and checked before they run (see ``limits``).
+    """
+
     code_generator_class = SqlCodeGenerator
+    intercepted_binops = frozenset({"*", "+", "%", "**"})
+    concat = staticmethod(bounded_concat)
 
     def __init__(self, source: ComponentSource) -> None:
         super().__init__(
@@ -191,6 +277,7 @@ class SqlEnvironment(SandboxedEnvironment):
             cache_size=-1,
         )
         self.source = source
+        self._lexers: dict[str, Lexer] = {}
         for name in HTML_FILTERS:
             self.filters.pop(name, None)
         self.filters.update(_filters(self))
@@ -198,8 +285,51 @@ class SqlEnvironment(SandboxedEnvironment):
             self.globals[name] = self.filters[name]
         self.globals.update(
             gen_uuid_v4=gen_uuid_v4, gen_uuid_v5=gen_uuid_v5, gen_uuid_v7=gen_uuid_v7,
-            range=range,
+            range=bounded_range, lipsum=_bounded(generate_lorem_ipsum, _lipsum_size),
         )
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        """Refuse an operation whose result would pass a limit, before it allocates.
+
+        Integer ``+`` and ``*`` of ordinary size (the arithmetic of row loops)
+        take a short path: they run once per generated row.
+        """
+        if type(left) is int and type(right) is int:
+            if operator == "+":
+                return left + right
+            if operator == "*" and left.bit_length() + right.bit_length() <= MAX_INT_BITS:
+                return left * right
+        check_binop(operator, left, right)
+        return self.binop_table[operator](left, right)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """Jinja's sandboxed ``str.format``, and the ``str`` and ``bytes`` methods that pad
+        or multiply (``ljust``, ``center``, ``zfill``, ``expandtabs``, ``replace``,
+        ``join``), each checked against the size limit before it runs."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            return _bounded(wrapped, lambda *a, **k: check_format(str(value.__self__), a, k))
+        return bounded_method(value)
+
+    def _tokenize(
+        self, source: str, name: str | None, filename: str | None = None,
+        state: str | None = None,
+    ) -> TokenStream:
+        """Tokens of ``source`` without its BOM, its line breaks kept as the file has them.
+
+        Jinja's lexer turns every line break into ``newline_sequence``, so a CRLF
+        file would reach PostgreSQL with its CR bytes gone, inside string
+        literals too. Each template gets a lexer whose sequence is its own first
+        line break (``plaintext.newline_of``), as ``plain_output`` does.
+        """
+        source = without_bom(source)
+        newline = newline_of(source)
+        lexer = self._lexers.get(newline)
+        if lexer is None:
+            lexer = copy.copy(self.lexer)
+            lexer.newline_sequence = newline  # type: ignore[assignment]
+            self._lexers[newline] = lexer
+        return lexer.tokenize(source, name, filename, state)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -230,19 +360,22 @@ def _filters(env: SqlEnvironment) -> dict[str, Callable[..., Any]]:
         return env.read_component(path)
 
     def reader(parse: Callable[[str, str], Any]) -> Callable[[str], Any]:
-        return lambda path: parse(_as_text(env.read_component(path)), path)
+        return lambda path: parse(without_bom(_as_text(env.read_component(path))), path)
 
+    jinja = env.filters
     return {
+        "center": _bounded(jinja["center"], lambda v, width=80: _padding(v, width, 1)),
+        "indent": _bounded(jinja["indent"], _indent_size),
+        "batch": _bounded(jinja["batch"], lambda v, n, *a: check_items(int(n), "`batch`")),
+        "slice": _bounded(jinja["slice"], lambda v, n, *a: check_items(int(n), "`slice`")),
+        "sum": _bounded_sum,
         "safe": _safe,
         "escape_identifier": lambda v: SqlMarkup(escape_identifier(_as_text(v))),
         "escape_literal": _escape_literal,
         "join": _join,
-        "format": lambda v, *args, **kwargs: _sql_safe(v) % (kwargs or args)
-        if hasattr(v, "__html__") else str(v) % (kwargs or args),
+        "format": _format,
         "replace": _replace,
-        "tojson": lambda v, indent=None: SqlMarkup(
-            escape_literal(json.dumps(v, indent=indent, ensure_ascii=False, default=str))
-        ),
+        "tojson": _tojson,
         "read_file": read_file,
         "to_string_lossy": lambda v: _as_bytes(v).decode("utf-8", errors="replace"),
         "base64_encode": lambda v: base64.b64encode(_as_bytes(v)).decode("ascii"),
@@ -253,6 +386,73 @@ def _filters(env: SqlEnvironment) -> dict[str, Callable[..., Any]]:
         "read_toml": reader(parse_toml),
         "read_yaml": reader(parse_yaml),
     }
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    """``%`` formatting; into SQL text, the arguments are escaped as values."""
+    check_binop("%", str(value), kwargs or args)
+    if hasattr(value, "__html__"):
+        return _sql_safe(value) % (kwargs or args)
+    return str(value) % (kwargs or args)
+
+
+def _tojson(value: Any, indent: int | None = None) -> SqlMarkup:
+    if indent is not None and int(indent) > MAX_INDENT:
+        raise TemplateTooLarge(
+            f"tojson(indent={indent}) is over the limit of {MAX_INDENT} (an indent is "
+            "repeated on every line); use a smaller indent"
+        )
+    text = json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+    return SqlMarkup(escape_literal(text))
+
+
+def _bounded(function: Callable[..., Any], check: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, after ``check`` (same arguments) accepted the size of its result.
+
+    Keeps Jinja's ``pass_environment``/``pass_context`` marks, so Jinja still
+    passes the same leading argument to it.
+    """
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        check(*args[_passed(function):], **kwargs)
+        return function(*args, **kwargs)
+
+    pass_arg = getattr(function, "jinja_pass_arg", None)
+    if pass_arg is not None:
+        bounded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    return bounded
+
+
+def _passed(function: Callable[..., Any]) -> int:
+    """How many leading arguments Jinja adds (the environment or context)."""
+    return 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
+
+
+def _padding(value: Any, width: Any, lines: int) -> None:
+    check_length(len(str(value)) + int(width) * lines, "padding to that width")
+
+
+def _indent_size(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> None:
+    pad = len(width) if isinstance(width, str) else int(width)
+    text = str(value)
+    check_length(len(text) + pad * (text.count("\n") + 1), "`indent`")
+
+
+def _lipsum_size(n: int = 5, *args: Any, **kwargs: Any) -> None:
+    check_length(int(n) * 1000, "`lipsum`")  # up to 100 words a paragraph
+
+
+@jinja2.pass_environment
+def _bounded_sum(env: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    """Jinja's ``sum``, checking each addition (``start=[]`` concatenates lists)."""
+    if attribute is not None:
+        getter = make_attrgetter(env, attribute)
+        iterable = (getter(item) for item in iterable)
+    total = start
+    for item in iterable:
+        check_binop("+", total, item)
+        total = total + item
+    return total
 
 
 def _sql_safe(value: Any) -> SqlMarkup:
@@ -281,13 +481,20 @@ def _join(value: Any, d: str = "", attribute: Any = None) -> str:
         items = [getattr(i, attribute, None) if not isinstance(i, dict) else i.get(attribute)
                  for i in items]
     if hasattr(d, "__html__") or any(hasattr(i, "__html__") for i in items):
-        return _sql_safe(d).join(items)
-    return str(d).join(str(i) for i in items)
+        texts = [sql_value(i) for i in items]
+    else:
+        texts = [str(i) for i in items]
+    check_length(sum(map(len, texts)) + len(d) * max(0, len(texts) - 1), "`join`")
+    if hasattr(d, "__html__") or any(hasattr(i, "__html__") for i in items):
+        return SqlMarkup(str(_sql_safe(d)).join(texts))
+    return str(d).join(texts)
 
 
 def _replace(value: Any, old: Any, new: Any, count: int | None = None) -> str:
     """Textual replace; into SQL text, a plain replacement is inserted as an escaped value."""
     limit = -1 if count is None else count
+    replacement = str(new) if not hasattr(value, "__html__") else sql_value(new)
+    check_replace(str(value), str(old), replacement, limit)
     if not hasattr(value, "__html__"):
         return str(value).replace(str(old), str(new), limit)
     return SqlMarkup(str.replace(str(value), str(old), sql_value(new), limit))

@@ -60,7 +60,7 @@ def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[
     project = Project(config)
     path = project.find_test(name) / "test.sql"
     renderer = compile_template(
-        path.read_text(encoding="utf-8"),
+        path.read_bytes().decode("utf-8"),  # not read_text: it would turn CRLF into LF
         project.display(path),
         WorkingTreeSource(config.components_dir),
     )
