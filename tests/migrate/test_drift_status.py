@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import DbProject
+from tests.conftest import DbProject, EmbeddedProject
 
 
 def lock_of(db_project: DbProject, name: str) -> Path:
@@ -193,3 +193,17 @@ def test_any_edit_of_an_applied_plain_migration_is_modified(
     same = plain_output("SELECT 1;\n" + extra) == plain_output("SELECT 1;\n")
     [state] = [m.state for m in status(config).migrations]
     assert state == ("applied" if same else "modified")
+
+
+def test_repin_never_creates_an_embedded_server_to_ask(embedded_project: EmbeddedProject) -> None:
+    """A cluster that was never created holds no history: re-pinning must not create (and
+    leave running) a server just to find that out."""
+    created = embedded_project.run("migration", "new", "first")
+    assert created.exit_code == 0, created.stderr
+    name = next((embedded_project.root / "spawn" / "migrations").iterdir()).name
+    for _ in range(2):
+        pinned = embedded_project.run("migration", "pin", name)
+        assert pinned.exit_code == 0, pinned.stderr
+
+    status = embedded_project.run("db", "status")
+    assert "not created yet" in status.stdout, status.stdout

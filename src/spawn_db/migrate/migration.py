@@ -137,6 +137,8 @@ def _refuse_applied(config: Config, name: str) -> None:
     from spawn_db.errors import AppliedMigrationPin, DatabaseError
     from spawn_db.migrate.apply import is_done, state_of, tracking_session
 
+    if not _history_may_exist(config):
+        return
     try:
         with tracking_session(config) as tracking:
             row = tracking.latest().get(name) if tracking.exists() else None
@@ -153,6 +155,17 @@ def _refuse_applied(config: Config, name: str) -> None:
             "it as modified. Put the change in a new migration, or pass --force to re-pin "
             "anyway"
         )
+
+
+def _history_may_exist(config: Config) -> bool:
+    """False for an embedded target whose cluster was never created: nothing can have been
+    applied there, and a re-pin must not create (and leave running) a server to find out."""
+    target = config.target()
+    if target.command.kind != "embedded":
+        return True
+    from spawn_db.db.embedded import project_cluster
+
+    return (project_cluster(config, target).data_dir / "PG_VERSION").exists()
 
 
 @dataclass(frozen=True)
