@@ -143,3 +143,19 @@ def in_process_table(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """Whether the resolved ``path`` is ``folder`` or lies under it (both resolved)."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def real_folder(folder: str) -> tuple[str, str | None]:
+    """``folder`` resolved, and the parent it escapes when it is a symbolic link that
+    resolves outside its own parent folder (else None): ``components/`` may be a link
+    within the project, never one that pulls files in from elsewhere."""
+    folder = os.path.abspath(folder)
+    real = os.path.realpath(folder)
+    parent = os.path.realpath(os.path.dirname(folder))
+    escaped = os.path.islink(folder) and not is_inside(real, parent)
+    return real, parent if escaped else None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from spawn_db.errors import OutsideLink, PinStoreError
-from spawn_db.fsutil import atomic_write, make_private_dir
+from spawn_db.fsutil import atomic_write, is_inside, make_private_dir, real_folder
 from spawn_db.pin.store import PinStore, TreeEntry, hash_bytes, tree_text
 
 PARALLEL_MIN_FILES = 256
@@ -184,13 +184,12 @@ def _walk(
 
 def _real_root(folder: str) -> str:
     """The resolved components folder; one that is a link must stay inside its parent."""
-    folder = os.path.abspath(folder)
-    real = os.path.realpath(folder)
-    parent = os.path.realpath(os.path.dirname(folder))
-    if os.path.islink(folder) and not _is_inside(real, parent):
+    real, escaped = real_folder(folder)
+    if escaped is not None:
         raise OutsideLink(
-            f"cannot pin {folder}: it is a symbolic link to {real}, outside {parent}; "
-            "spawn pins components only from inside the project (move the files into it)"
+            f"cannot pin {os.path.abspath(folder)}: it is a symbolic link to {real}, outside "
+            f"{escaped}; spawn pins components only from inside the project (move the files "
+            "into it)"
         )
     return real
 
@@ -202,7 +201,7 @@ def _follow(path: str, rel: str, confine: _Confine) -> str:
     inside components/ is stored as a copy of what it points to.
     """
     real = os.path.realpath(path)
-    if not _is_inside(real, confine.root):
+    if not is_inside(real, confine.root):
         raise OutsideLink(
             f"cannot pin components/{rel}: it is a symbolic link to {real}, outside "
             "components/; replace it with a copy of the file, or point it inside components/"
@@ -222,16 +221,12 @@ def _check_dangling(real: str | None, rel: str) -> None:
 def _inner(confine: _Confine, real: str, rel: str) -> _Confine:
     """The confinement for a sub-folder; a link back to a folder being walked is a cycle."""
     for walked in confine.stack:
-        if _is_inside(walked, real):
+        if is_inside(walked, real):
             raise OutsideLink(
                 f"cannot pin components/{rel}: it is a symbolic link to {real}, a folder "
                 "that contains the link, so the snapshot would never end; remove the link"
             )
     return _Confine(confine.root, (*confine.stack, real))
-
-
-def _is_inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _listing(fd: int, folder: str) -> list[os.DirEntry[str]]:

@@ -38,6 +38,7 @@ from spawn_db.errors import (
     TemplateTooLarge,
 )
 from spawn_db.escape import escape_identifier, escape_literal
+from spawn_db.fsutil import is_inside, real_folder
 from spawn_db.render.limits import (
     MAX_INDENT,
     MAX_INT_BITS,
@@ -86,13 +87,11 @@ class WorkingTreeSource:
     @cached_property
     def real_root(self) -> str:
         """The resolved ``components/`` folder; refuses one that is a link leaving its parent."""
-        root = os.path.abspath(self.root)
-        real = os.path.realpath(root)
-        parent = os.path.realpath(os.path.dirname(root))
-        if os.path.islink(root) and not is_inside(real, parent):
+        real, escaped = real_folder(str(self.root))
+        if escaped is not None:
             raise OutsideLink(
-                f"{root} is a symbolic link to {real}, outside {parent}; spawn reads "
-                "components only from inside the project (move the files into it)"
+                f"{os.path.abspath(self.root)} is a symbolic link to {real}, outside {escaped}; "
+                "spawn reads components only from inside the project (move the files into it)"
             )
         return real
 
@@ -113,11 +112,6 @@ class WorkingTreeSource:
                 return file.read()
         finally:
             os.close(fd)
-
-
-def is_inside(path: str, folder: str) -> bool:
-    """Whether the resolved ``path`` is ``folder`` or lies under it (both resolved)."""
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def outside_link_message(root: str, parts: list[str], real: str) -> str:
