@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -333,32 +332,6 @@ def test_non_cluster_data_dir_is_refused(embedded_project: EmbeddedProject) -> N
 
 
 # -- where things live --------------------------------------------------------------------
-
-
-@pytest.fixture
-def long_project() -> Iterator[EmbeddedProject]:
-    base = Path(tempfile.mkdtemp(prefix="spawn-long-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    root = base / ("deep-" * 12) / ("deeper-" * 8)
-    root.mkdir(parents=True)
-    for parent in [root, *root.parents]:
-        if parent == base:
-            break
-        os.chmod(parent, 0o755)
-    _ok(run_spawn("init", cwd=root))
-    try:
-        yield EmbeddedProject(root)
-    finally:
-        cluster = _stop(root)
-        shutil.rmtree(base, ignore_errors=True)
-        shutil.rmtree(cluster.socket_dir, ignore_errors=True)
-
-
-def _stop(root: Path) -> embedded.Cluster:
-    config = load_config(Overrides(config_file=str(root / "spawn.toml")))
-    cluster = embedded.project_cluster(config, config.target())
-    embedded.stop(cluster)
-    return cluster
 
 
 def test_long_project_path_moves_the_socket_to_tmp(long_project: EmbeddedProject) -> None:

@@ -15,15 +15,13 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from spawn_db.config import Overrides, load_config
-from spawn_db.db import embedded
 from tests.conftest import EmbeddedProject
-from tests.helpers import SPAWN, Result, run_spawn, spawn_env
+from tests.db.conftest import project_cluster, remove
+from tests.helpers import SPAWN, Result, spawn_env
 
 ROOT = os.geteuid() == 0
 OTHER = "nobody"
@@ -53,46 +51,12 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
-def _cluster(root: Path) -> embedded.Cluster:
-    config = load_config(Overrides(config_file=str(root / "spawn.toml")))
-    return embedded.project_cluster(config, config.target())
-
-
 def _refusal(path: Path, problem: str) -> str:
     return (
         f"error: {path} {problem}, so spawn will not put its server's socket or files there "
         "(whoever controls that folder could reach the server as superuser); remove it "
         f"(`rm -r {path}`, as root if another user owns it) and retry\n"
     )
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink():
-        path.unlink()
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def long_project() -> Iterator[EmbeddedProject]:
-    """A project so deep that its socket goes to /tmp/spawn-<hash>."""
-    base = Path(tempfile.mkdtemp(prefix="spawn-long-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    root = base / ("deep-" * 12) / ("deeper-" * 8)
-    root.mkdir(parents=True)
-    for parent in [root, *root.parents]:
-        if parent == base:
-            break
-        os.chmod(parent, 0o755)
-    _ok(run_spawn("init", cwd=root))
-    cluster = _cluster(root)
-    assert cluster.socket_dir.parent == Path("/tmp")
-    try:
-        yield EmbeddedProject(root)
-    finally:
-        embedded.stop(cluster)
-        shutil.rmtree(base, ignore_errors=True)
-        _remove(cluster.socket_dir)
 
 
 # -- item 4: the log and .spawn/ ----------------------------------------------------------
@@ -140,7 +104,7 @@ def test_a_log_an_older_spawn_left_readable_is_made_private(
 @needs_root
 def test_socket_folder_is_created_private_for_the_server_user(
         long_project: EmbeddedProject) -> None:
-    socket_dir = _cluster(long_project.root).socket_dir
+    socket_dir = project_cluster(long_project.root).socket_dir
     assert not os.path.lexists(socket_dir)
     _ok(_spawn(long_project, "db", "start", umask=0))
     info = os.lstat(socket_dir)
@@ -159,7 +123,7 @@ def test_socket_folder_planted_by_another_user_is_refused(
     """What another user left at /tmp/spawn-<hash> is refused; no socket appears there,
     nothing is created, and after it is removed spawn works."""
     root = long_project.root
-    socket_dir = _cluster(root).socket_dir
+    socket_dir = project_cluster(root).socket_dir
     bait = Path(tempfile.mkdtemp(prefix="spawn-bait-", dir="/tmp"))
     try:
         if plant == "folder":
@@ -184,7 +148,7 @@ def test_socket_folder_planted_by_another_user_is_refused(
         assert not (root / ".spawn/postgres").exists()
         assert pwd.getpwuid(os.lstat(socket_dir).st_uid).pw_name == OTHER
     finally:
-        _remove(socket_dir)
+        remove(socket_dir)
         shutil.rmtree(bait, ignore_errors=True)
     assert _ok(long_project.run("db", "shell", "-Atc", "select 1")).stdout == "1\n"
 
@@ -194,7 +158,7 @@ def test_socket_folder_of_the_server_user_is_tightened_or_refused(
         long_project: EmbeddedProject) -> None:
     """Only the server user (or root) can have made a folder it owns: one others may
     only read is made 0700 and used; one others may write into is refused."""
-    socket_dir = _cluster(long_project.root).socket_dir
+    socket_dir = project_cluster(long_project.root).socket_dir
     postgres = pwd.getpwnam("postgres")
     socket_dir.mkdir()
     os.chown(socket_dir, postgres.pw_uid, postgres.pw_gid)
@@ -233,7 +197,7 @@ def test_no_connection_to_a_socket_another_user_put_in_the_servers_place(
         long_project: EmbeddedProject) -> None:
     """A temp cleaner removed the running server's socket folder and another user made
     one with a listening socket of their own: spawn must not send SQL through it."""
-    socket_dir = _cluster(long_project.root).socket_dir
+    socket_dir = project_cluster(long_project.root).socket_dir
     _ok(long_project.run("db", "start"))
     shutil.rmtree(socket_dir)
     assert _as_other("mkdir", "-m", "0777", str(socket_dir)).returncode == 0
@@ -257,4 +221,4 @@ def test_no_connection_to_a_socket_another_user_put_in_the_servers_place(
     finally:
         fake.kill()
         fake.wait()
-        _remove(socket_dir)
+        remove(socket_dir)
