@@ -331,3 +331,21 @@ def test_an_error_releasing_the_lock_never_replaces_the_real_error(
             assert exc is real
         else:
             raise AssertionError("the error was swallowed")
+
+
+def test_losing_the_lock_during_the_last_migration_is_not_a_success(
+    db_project: DbProject,
+) -> None:
+    database = db_project.database
+    only = db_project.add_migration("only", "SELECT pg_sleep(1.5);\n")
+
+    proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
+    sleeping(database, "pg_sleep(1.5)")
+    database.query("SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
+                   "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1")
+    code = proc.wait(timeout=60)
+    _, err = proc.communicate()
+
+    assert code == 1, err
+    assert "migration lock" in err and "lost before the run ended" in err, err
+    assert latest(database) == {only: "SUCCESS"}

@@ -427,16 +427,28 @@ class MigrationRun:
         return self.outcomes
 
     def settle(self) -> None:
-        """Write what is still pending and make the history durable, even when stopping."""
-        if self.tracking.session.process.exit is not None:
-            return
+        """Write what is still pending and make the history durable, even when stopping.
+
+        Called from ``execute``'s ``finally``: when an error is already on its way
+        out, a failure here must not replace it; when the run succeeded, it must
+        not be hidden either, or spawn would report a run whose lock was lost.
+        """
+        stopping = sys.exc_info()[0] is not None
         try:
+            if self.tracking.session.process.exit is not None:
+                raise DatabaseError("the control session has ended")
             self.tracking.write(self.take_pending(), durable=True)
             self.tracking.forget_unused(list(self.ids.values()))
             self.tracking.barrier()
-        except SpawnError:
-            if sys.exc_info()[0] is None:
-                raise
+        except SpawnError as exc:
+            if stopping:
+                return
+            raise LockLost(
+                f"the migration lock of database {self.tracking.session.database} was lost "
+                f"before the run ended ({exc.message}); {len(self.outcomes)} of {self.total} "
+                "migrations ran, recorded by their own session: check `spawn migration "
+                "status` before you apply again"
+            ) from None
 
     def step(self, current: Rendered) -> Rendered | None:
         """Queue ``current`` for psql, render the next one, and return it.
