@@ -134,6 +134,10 @@ class NotRecorded(MigrationError):
     """A migration ran but its outcome could not be written to the history."""
 
 
+class DatabaseUnreachable(DatabaseError):
+    """psql could not connect at all: every other test would fail the same way."""
+
+
 class CommandUnavailable(ConfigError):
     """The target's psql command cannot be started: configuration, for every command."""
 

@@ -610,3 +610,45 @@ def run_on_terminal(
     os.close(main)
     return b"".join(chunks).decode().replace("\r\n", "\n")
 
+
+
+def test_a_server_that_is_down_stops_the_run_with_its_error(
+    db_project: Any, tmp_path: Path,
+) -> None:
+    for name in ("a", "b", "c"):
+        db_project.add_test(name, "SELECT 1;\n")
+        (db_project.spawn_dir / "tests" / name / "expected").write_text("?column? \n")
+    text = db_project.config_path.read_text()
+    db_project.config_path.write_text(
+        text.replace(f'"{db_project.database.host}"', f'"{tmp_path}"'))
+    for args in (["compare"], ["compare", "-j", "2"], ["expect", "--yes"]):
+        result = db_project.run("test", *args)
+        assert result.exit_code == 1, (args, result.stderr)
+        assert "[PASS]" not in result.stdout and "[FAIL]" not in result.stdout, args
+        lines = result.stderr.splitlines()
+        assert lines[0].startswith(
+            "error: cannot connect to the database to run test a: psql: error: connection "
+            f'to server on socket "{tmp_path}/.s.PGSQL.'), (args, result.stderr)
+        assert lines[-1].endswith(
+            "start the server (for an embedded target: spawn db start) or fix the target's "
+            "`command` in spawn.toml"), (args, result.stderr)
+
+
+def test_interrupting_compare_says_what_was_interrupted(db_project: Any) -> None:
+    db_project.add_test("fast", "SELECT 1;\n")
+    (db_project.spawn_dir / "tests" / "fast" / "expected").write_text(
+        " ?column? \n----------\n        1\n(1 row)\n\n")
+    for name in ("slow1", "slow2"):
+        db_project.add_test(name, "SELECT pg_sleep(60);\n")
+    database = db_project.database
+    proc = start_spawn("test", "compare", cwd=db_project.root, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while backends(database, "spawn-test-%") != "1" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=20)
+
+    assert proc.returncode == 1
+    assert "interrupted after 1 of 3 tests (1 passed, 0 failed); not finished: slow1, slow2" \
+        in output, output
+    assert output.endswith("Aborted!\n")

@@ -184,11 +184,15 @@ def compare(
     names = select_tests(app.config(), name)
     runner = _runner(app, variables_path, timeout)
     color = fmt == "text" and use_color() and not os.environ.get("NO_COLOR")
-    outcomes = []
-    for outcome in compare_tests(runner, names, jobs=_jobs(jobs)):
-        outcomes.append(outcome)
-        if fmt == "text":
-            info(_status_line(outcome, color))
+    outcomes: list[TestOutcome] = []
+    try:
+        for outcome in compare_tests(runner, names, jobs=_jobs(jobs)):
+            outcomes.append(outcome)
+            if fmt == "text":
+                info(_status_line(outcome, color))
+    except KeyboardInterrupt:
+        click.echo(_interrupted_line(names, outcomes), err=True)
+        raise
     duration = time.monotonic() - start
     if junit_path:
         _write_junit(junit_path, outcomes, duration)
@@ -201,6 +205,15 @@ def compare(
         info(_summary_line(outcomes, duration))
     if any(not o.passed for o in outcomes):
         raise SystemExit(1)
+
+
+def _interrupted_line(names: list[str], outcomes: list[TestOutcome]) -> str:
+    """What Ctrl-C (or SIGTERM) cut short, before click's ``Aborted!``."""
+    passed = sum(1 for o in outcomes if o.passed)
+    left = names[len(outcomes):]
+    shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+    return (f"interrupted after {len(outcomes)} of {len(names)} tests ({passed} passed, "
+            f"{len(outcomes) - passed} failed); not finished: {shown or 'none'}")
 
 
 def _status_line(outcome: TestOutcome, color: bool) -> str:

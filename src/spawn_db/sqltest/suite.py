@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from spawn_db.config import DEFAULT_TEST_TIMEOUT, Config
-from spawn_db.errors import CommandUnavailable, SpawnError, TestError, UsageError
+from spawn_db.errors import (
+    CommandUnavailable,
+    DatabaseUnreachable,
+    SpawnError,
+    TestError,
+    UsageError,
+)
 from spawn_db.fsutil import atomic_write, atomic_write_text
 from spawn_db.project import Project, validate_name
 from spawn_db.render.template import WorkingTreeSource
@@ -185,6 +191,8 @@ class TestRunner:
             )
         except RenderFailed as exc:
             raise exc.error from None
+        if done.exit_code == 2 and done.output.startswith(CONNECTION_FAILED):
+            raise _unreachable(name, done.output)
         return TestRun(name, done.output, done.exit_code, done.duration, done.timed_out)
 
     def expect(self, name: str, *, cancel: threading.Event | None = None) -> ExpectResult:
@@ -192,7 +200,7 @@ class TestRunner:
         path = self.config.tests_dir / name / "expected"
         try:
             done = self.run(name, cancel=cancel)
-        except (TestError, CommandUnavailable):
+        except (TestError, CommandUnavailable, DatabaseUnreachable):
             raise
         except SpawnError as exc:
             return ExpectResult(name, path, None, exc.message)
@@ -213,7 +221,7 @@ class TestRunner:
         start = time.monotonic()
         try:
             done = self.run(name, cancel=cancel)
-        except (TestError, CommandUnavailable):
+        except (TestError, CommandUnavailable, DatabaseUnreachable):
             raise
         except SpawnError as exc:
             return TestOutcome(name, "error", "", None, NO_DIFF, time.monotonic() - start,
@@ -247,6 +255,21 @@ class TestRunner:
             f"did not finish within {self.timeout:g}s and was stopped (its session was "
             "terminated); make it faster or raise --timeout"
         )
+
+
+# What psql prints, and nothing before it, when it cannot connect at start-up (exit 2);
+# a failed \connect inside a test reads "\connect: ..." instead.
+CONNECTION_FAILED = b"psql: error: connection to server"
+
+
+def _unreachable(name: str, output: bytes) -> DatabaseUnreachable:
+    from spawn_db.db.target import mask_secrets
+
+    said = mask_secrets(decode(output).strip())
+    return DatabaseUnreachable(
+        f"cannot connect to the database to run test {name}: {said}\nstart the server (for an "
+        "embedded target: spawn db start) or fix the target's `command` in spawn.toml"
+    )
 
 
 def _exit_note(exit_code: int | None) -> str | None:
