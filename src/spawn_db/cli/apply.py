@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
-from spawn_db.cli.migration import load_variables_option, variables_option
+from spawn_db.cli.migration import load_variables_option, variables_option, warn_blank
 from spawn_db.cli.output import emit_json, info, warn
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
@@ -123,6 +123,7 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     def confirm(plan: ApplyPlan) -> bool:
         if not no_pin:
             _warn_stale(config, plan.to_run, variables)
+        warn_blank(config, plan.to_run, pinned=not no_pin, variables=variables)
         extra = ""
         if plan.blocked:
             extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"

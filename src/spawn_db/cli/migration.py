@@ -94,7 +94,7 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         assert migration_name is not None
         name = Project(config).resolve_migration(migration_name)
         info(pin_migration(config, name, force=force))
-        _warn_blank(config, [name], pinned=True)
+        warn_blank(config, [name], pinned=True)
         return
     batch = pin_many(config, unpinned=pin_all, changed=changed)
     for name in batch.written:
@@ -102,7 +102,7 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
     for name in batch.skipped_applied:
         note(f"Skipped {name}: it is applied, so it keeps its pin (put the change in a new "
              "migration)")
-    _warn_blank(config, list(batch.written), pinned=True)
+    warn_blank(config, list(batch.written), pinned=True)
     note(_pin_summary(batch, pin_all, changed))
 
 
@@ -147,7 +147,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _warn_blank(config: Config, names: Sequence[str], *, pinned: bool,
+def warn_blank(config: Config, names: Sequence[str], *, pinned: bool,
                 variables: Any = None) -> None:
     """Once per migration whose up.sql renders to nothing but whitespace."""
     from spawn_db.migrate.migration import blank_migrations
