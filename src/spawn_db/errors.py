@@ -249,3 +249,7 @@ class TemplateTooLarge(SpawnError):
     """
 
     exit_code = FAILURE_EXIT
+
+
+class AmbiguousName(UsageError):
+    """A migration name given as a suffix matches several migrations; lists them."""

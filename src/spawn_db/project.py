@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spawn_db.config import CONFIG_FILE_NAME, Config, find_project_config, toml_string
-from spawn_db.errors import NameTooLong, NotFoundError, UsageError
+from spawn_db.errors import AmbiguousName, NameTooLong, NotFoundError, UsageError
 from spawn_db.fsutil import atomic_write_text
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -206,15 +206,35 @@ class Project:
         return self.config.migrations_dir / name
 
     def find_migration(self, name: str) -> Path:
-        """The folder of migration ``name``; suggests close names when it does not exist."""
-        validate_name(name, "migration")
-        path = self.migration_dir(name)
-        if (path / "up.sql").is_file():
-            return path
+        """The folder of migration ``name`` (see ``resolve_migration`` for the names accepted)."""
+        return self.migration_dir(self.resolve_migration(name))
+
+    def resolve_migration(self, name: str) -> str:
+        """The full folder name of the migration a user typed as ``name``.
+
+        Every command that takes a migration name comes through here. Accepted:
+        the exact folder name (which always wins), with or without the trailing
+        ``/`` shell completion adds, or a unique suffix of it that starts after
+        a ``-``, ``_`` or ``.`` (``add-users`` or ``users`` for
+        ``20260131120000-add-users``). Several matches are an error listing
+        them; no match suggests close names.
+        """
+        typed = name.rstrip("/") or name
+        validate_name(typed, "migration")
+        if (self.migration_dir(typed) / "up.sql").is_file():
+            return typed
         names = self.migration_names()
+        matches = [n for n in names if _ends_with_part(n, typed)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise AmbiguousName(
+                f"migration {typed!r} is ambiguous: it ends {len(matches)} migration names "
+                f"({', '.join(matches)}); type more of the name, or the full folder name"
+            )
         raise NotFoundError(
-            f"migration {name!r} not found in {self.config.migrations_dir}"
-            f"{_suggestions(name, names)}; `spawn migration status` lists them"
+            f"migration {typed!r} not found in {self.config.migrations_dir}"
+            f"{_suggestions(typed, names)}; `spawn migration list` lists them"
         )
 
     def test_names(self) -> list[str]:
@@ -236,6 +256,13 @@ class Project:
             return str(path.relative_to(self.config.project_dir))
         except ValueError:
             return str(path)
+
+
+def _ends_with_part(name: str, suffix: str) -> bool:
+    """``suffix`` is the end of ``name`` after a ``-``, ``_`` or ``.`` (a whole word or more)."""
+    if len(suffix) >= len(name) or not name.endswith(suffix):
+        return False
+    return name[-len(suffix) - 1] in "-_."
 
 
 def _folders_with(parent: Path, filename: str) -> list[str]:

@@ -218,8 +218,8 @@ def test_target_without_command(project: Path) -> None:
 
 def test_unknown_migration_suggests_close_names(project: Path) -> None:
     name = new_migration(project, "add-users", "SELECT 1;")
-    result = run_spawn("migration", "build", "add-users", cwd=project)
-    assert_one_line_error(result, 2, "migration 'add-users' not found", f"did you mean {name}?")
+    result = run_spawn("migration", "build", "add-user", cwd=project)
+    assert_one_line_error(result, 2, "migration 'add-user' not found", f"did you mean {name}?")
     typo = run_spawn("migration", "build", name.replace("users", "usres"), cwd=project)
     assert_one_line_error(typo, 2, f"did you mean {name}?")
 

@@ -28,7 +28,7 @@ def test_adopt_over_a_failure_records_adopt_success_without_running(
     ) == f"fixed by hand, it's ok||{pin}|00:00:00"
     status = db_project.run("migration", "status")
     assert "⊙ Adopted" in status.stdout
-    assert db_project.run("migration", "apply", "--yes").stdout == \
+    assert db_project.run("migration", "apply", "--yes").stderr == \
         "Nothing to apply: every migration is applied (1 in total).\n"
 
 
@@ -39,7 +39,8 @@ def test_adopt_over_a_success_records_nothing_and_says_so(db_project: DbProject)
     result = db_project.run("migration", "adopt", name)
 
     assert result.exit_code == 0
-    assert result.stdout == f"Migration {name} is already applied; nothing recorded.\n"
+    assert (result.stdout, result.stderr) == (
+        "", f"Migration {name} is already applied; nothing recorded.\n")
     assert latest(db_project.database) == {name: "SUCCESS"}
     assert len(history(db_project.database)) == 2
 
@@ -63,7 +64,7 @@ def test_adopt_all_pending_needs_confirmation_and_skips_applied(db_project: DbPr
     assert latest(db_project.database) == {applied: "SUCCESS", first: "SUCCESS",
                                            second: "SUCCESS"}
     assert db_project.database.query("SELECT to_regclass('first') IS NULL") == "t"
-    assert db_project.run("migration", "adopt", "--yes").stdout == \
+    assert db_project.run("migration", "adopt", "--yes").stderr == \
         "Nothing to adopt: every migration is already applied.\n"
 
 

@@ -27,9 +27,9 @@ def test_apply_all_then_nothing_to_do(db_project: DbProject) -> None:
         "Tracking schema _spawn: applied 001-base-migration-table, "
         "002-migration-history-lookup-index"
     )
-    assert len(result.stdout.splitlines()) == 1
+    assert result.stdout == ""
     assert re.fullmatch(r"Applied 2 migrations in \d+ ms\.|Applied 2 migrations in [\d.]+ s\.",
-                        result.stdout.splitlines()[0])
+                        result.stderr.splitlines()[-1])
     progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
     assert re.fullmatch(rf"\[1/2\] ✓ {first} \(\d+ ms; 1 left, \d+ ms elapsed\)", progress[0])
     assert re.fullmatch(rf"\[2/2\] ✓ {second} \(\d+ ms; 0 left, \d+ ms elapsed\)", progress[1])
@@ -42,7 +42,8 @@ def test_apply_all_then_nothing_to_do(db_project: DbProject) -> None:
     again = db_project.run("migration", "apply", "--yes")
 
     assert again.exit_code == 0, again.stderr
-    assert again.stdout == "Nothing to apply: every migration is applied (2 in total).\n"
+    assert (again.stdout, again.stderr) == (
+        "", "Nothing to apply: every migration is applied (2 in total).\n")
     assert len(history(db_project.database)) == 4
 
 
@@ -56,8 +57,8 @@ def test_named_apply_of_an_applied_migration_is_a_no_op_unless_retry(
     again = db_project.run("migration", "apply", name)
 
     assert again.exit_code == 0
-    assert again.stdout == (f"Migration {name} is already applied; nothing to do "
-                            "(pass --retry to run it again).\n")
+    assert (again.stdout, again.stderr) == ("", f"Migration {name} is already applied; "
+                                            "nothing to do (pass --retry to run it again).\n")
     rerun = db_project.run("migration", "apply", name, "--retry")
     assert rerun.exit_code == 0, rerun.stderr
     assert db_project.database.query("SELECT count(*) FROM log") == "2"
@@ -182,8 +183,9 @@ def test_confirmation_prompt_on_a_terminal(db_project: DbProject) -> None:
     os.close(master)
 
     assert proc.returncode == 0, err
-    assert "Apply these 2 migrations? [y/N]: " in out
-    assert out.endswith("Cancelled; nothing was applied.\n")
+    assert out == ""
+    assert "Apply these 2 migrations? [y/N]: " in err
+    assert err.endswith("Cancelled; nothing was applied.\n")
     assert db_project.database.query("SELECT to_regclass('one') IS NULL") == "t"
 
 

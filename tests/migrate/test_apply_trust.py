@@ -303,8 +303,8 @@ def test_summary_time_excludes_the_confirmation_prompt(db_project: DbProject) ->
         os.close(terminal)
 
     assert proc.returncode == 0, err
-    found = re.search(r"Applied 2 migrations in ([0-9.]+) (ms|s)\.", out)
-    assert found is not None, out
+    found = re.search(r"Applied 2 migrations in ([0-9.]+) (ms|s)\.", err)
+    assert found is not None, err
     seconds = float(found.group(1)) / (1000 if found.group(2) == "ms" else 1)
     assert seconds < 2.0, out
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
-from spawn_db.cli.migration import load_variables_option, variables_option
-from spawn_db.cli.output import emit_json, info, warn
+from spawn_db.cli.migration import load_variables_option, variables_option, warn_blank
+from spawn_db.cli.output import emit_json, info, note, warn
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
@@ -92,9 +92,10 @@ def _confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "") -
             f"{len(names)} migrations would be {verb}, and spawn cannot ask for confirmation "
             "because standard input is not a terminal; pass --yes to go ahead"
         )
-    click.echo(f"{len(names)} migrations will be {verb}:\n{listing}{extra}", nl=False)
+    click.echo(f"{len(names)} migrations will be {verb}:\n{listing}{extra}", err=True,
+               nl=False)
     question = {"applied": "Apply", "adopted": "Adopt"}[verb]
-    return click.confirm(f"{question} these {len(names)} migrations?", default=False)
+    return click.confirm(f"{question} these {len(names)} migrations?", default=False, err=True)
 
 
 @click.command("apply")
@@ -123,6 +124,7 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     def confirm(plan: ApplyPlan) -> bool:
         if not no_pin:
             _warn_stale(config, plan.to_run, variables)
+        warn_blank(config, plan.to_run, pinned=not no_pin, variables=variables)
         extra = ""
         if plan.blocked:
             extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"
@@ -136,19 +138,19 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     finally:
         reporter.close_line()
     if result.cancelled:
-        info("Cancelled; nothing was applied.")
+        note("Cancelled; nothing was applied.")
         return
     if migration_name and not result.applied and result.plan.already_applied:
-        info(f"Migration {migration_name} is already applied; nothing to do "
+        note(f"Migration {migration_name} is already applied; nothing to do "
              "(pass --retry to run it again).")
         return
     if not result.applied:
-        info(f"Nothing to apply: every migration is applied "
+        note(f"Nothing to apply: every migration is applied "
              f"({len(result.plan.already_applied)} in total).")
         return
     count = len(result.applied)
     noun = "migration" if count == 1 else "migrations"
-    info(f"Applied {count} {noun} in {_duration(result.seconds)}.")
+    note(f"Applied {count} {noun} in {_duration(result.seconds)}.")
 
 
 def _warn_stale(config: Config, names: Sequence[str], variables: Any) -> None:
@@ -177,14 +179,14 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
         confirm=lambda names: _confirm_many(names, "adopted", yes), lock_timeout=lock_timeout,
     )
     if result.cancelled:
-        info("Cancelled; nothing was recorded.")
+        note("Cancelled; nothing was recorded.")
         return
     for name in result.adopted:
         info(f"Adopted {name}")
     if migration_name and not result.adopted:
-        info(f"Migration {migration_name} is already applied; nothing recorded.")
+        note(f"Migration {migration_name} is already applied; nothing recorded.")
     elif not result.adopted:
-        info("Nothing to adopt: every migration is already applied.")
+        note("Nothing to adopt: every migration is already applied.")
 
 
 @click.command("status")

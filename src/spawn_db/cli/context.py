@@ -55,7 +55,10 @@ def _project_names(ctx: click.Context, kind: str) -> list[str]:
 
 
 def complete_migrations(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
-    return [n for n in _project_names(ctx, "migration") if incomplete in n]
+    """Names containing what was typed (so a suffix completes, as commands accept one),
+    ignoring the trailing ``/`` a folder name completed by the shell carries."""
+    typed = incomplete.rstrip("/")
+    return [n for n in _project_names(ctx, "migration") if typed in n]
 
 
 def complete_tests(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:

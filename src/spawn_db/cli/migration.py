@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
-from spawn_db.cli.output import info, stream_complete, warn
+from spawn_db.cli.output import emit_json, info, note, stream_complete, warn
+
+if TYPE_CHECKING:
+    from spawn_db.config import Config
+    from spawn_db.migrate.migration import MigrationEntry, PinBatch
 
 variables_option = click.option(
     "--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
@@ -68,12 +72,147 @@ def _warn_when_done(name: str, chunks: Iterator[str],
 
 
 @migration.command("pin")
-@click.argument("migration_name", metavar="MIGRATION", shell_complete=complete_migrations)
+@click.argument("migration_name", metavar="[MIGRATION]", required=False,
+                shell_complete=complete_migrations)
+@click.option("--all", "pin_all", is_flag=True,
+              help="Pin every migration that has no lock.toml yet (one snapshot for all).")
+@click.option("--changed", is_flag=True,
+              help="Re-pin every pinned migration whose pin is not the current components/, "
+              "except applied ones.")
 @click.option("--force", is_flag=True,
               help="Re-pin even a migration the database records as applied.")
 @pass_app
-def pin(app: App, migration_name: str, force: bool) -> None:
-    """Snapshot components/ into pinned/ and write MIGRATION's lock.toml."""
-    from spawn_db.migrate.migration import pin_migration
+def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
+        force: bool) -> None:
+    """Snapshot components/ into pinned/ and write MIGRATION's lock.toml (or, with --all
+    and/or --changed, the lock.toml of every migration that needs one)."""
+    from spawn_db.migrate.migration import pin_many, pin_migration
+    from spawn_db.project import Project
 
-    info(pin_migration(app.config(), migration_name, force=force))
+    config = app.config()
+    if not _pin_many_requested(migration_name, pin_all, changed, force):
+        assert migration_name is not None
+        name = Project(config).resolve_migration(migration_name)
+        info(pin_migration(config, name, force=force))
+        warn_blank(config, [name], pinned=True)
+        return
+    batch = pin_many(config, unpinned=pin_all, changed=changed)
+    for name in batch.written:
+        info(f"Pinned {name} to {batch.root}")
+    for name in batch.skipped_applied:
+        note(f"Skipped {name}: it is applied, so it keeps its pin (put the change in a new "
+             "migration)")
+    warn_blank(config, list(batch.written), pinned=True)
+    note(_pin_summary(batch, pin_all, changed))
+
+
+def _pin_many_requested(name: str | None, pin_all: bool, changed: bool, force: bool) -> bool:
+    """True for --all/--changed; refuses the combinations that cannot mean anything."""
+    from spawn_db.errors import UsageError
+
+    if not pin_all and not changed:
+        if name is None:
+            raise UsageError("name the migration to pin (`spawn migration pin NAME`), or pass "
+                             "--all (every unpinned one) or --changed (re-pin stale ones)")
+        return False
+    if name is not None:
+        raise UsageError(f"--all and --changed pin every migration that needs it; drop them "
+                         f"to pin only {name}, or drop {name}")
+    if force:
+        raise UsageError("--force only applies to one named migration: --all pins only "
+                         "unpinned migrations and --changed never re-pins an applied one; "
+                         "re-pin one on purpose with `spawn migration pin NAME --force`")
+    return True
+
+
+def _pin_summary(batch: PinBatch, pin_all: bool, changed: bool) -> str:
+    if batch.root is None or not batch.written:
+        wanted = " and ".join(w for w, on in (("unpinned", pin_all),
+                                               ("pinned to older components", changed)) if on)
+        skipped = (f" ({_count(len(batch.skipped_applied), 'applied migration')} skipped)"
+                   if batch.skipped_applied else "")
+        return f"Nothing to pin: no migration is {wanted}{skipped}."
+    parts = []
+    if batch.pinned:
+        parts.append(f"{len(batch.pinned)} first pinned")
+    if batch.repinned:
+        parts.append(f"{len(batch.repinned)} re-pinned")
+    if batch.skipped_applied:
+        parts.append(f"{len(batch.skipped_applied)} applied skipped")
+    return (f"Pinned {_count(len(batch.written), 'migration')} to {batch.root} "
+            f"({', '.join(parts)}).")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def warn_blank(config: Config, names: Sequence[str], *, pinned: bool,
+                variables: Any = None) -> None:
+    """Once per migration whose up.sql renders to nothing but whitespace."""
+    from spawn_db.migrate.migration import blank_migrations
+
+    for name in blank_migrations(config, list(names), pinned=pinned, variables=variables):
+        warn(blank_message(name))
+
+
+def blank_message(name: str) -> str:
+    return (f"migration {name}: up.sql renders to nothing but whitespace, so it would be "
+            "recorded as applied doing nothing; write its SQL, or delete the migration")
+
+
+@migration.command("list")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+@pass_app
+def list_command(app: App, fmt: str) -> None:
+    """List the migrations on disk: pinned (and to what), down script, last modified.
+    Reads only files: no database is needed or started."""
+    from spawn_db.migrate.migration import list_migrations
+
+    entries = list_migrations(app.config())
+    if fmt == "json":
+        emit_json({"migrations": [_entry_json(e) for e in entries]})
+        return
+    if not entries:
+        note(f"No migrations yet in {app.config().migrations_dir}; create one with "
+             "`spawn migration new NAME`.")
+        return
+    info(format_listing(entries))
+    for entry in entries:
+        if entry.lock_problem is not None:
+            warn(entry.lock_problem)
+
+
+SHORT_PIN = 12
+
+
+def format_listing(entries: Sequence[MigrationEntry]) -> str:
+    """The text table: a ``Down`` column only when some migration has a down.sql."""
+    down = any(e.has_down for e in entries)
+    header = ("Migration", "Pinned", *(("Down",) if down else ()), "Last modified")
+    rows = [(e.name, _pin_cell(e), *((("yes" if e.has_down else "no"),) if down else ()),
+             e.modified.strftime("%Y-%m-%d %H:%M:%S"))
+            for e in entries]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _pin_cell(entry: MigrationEntry) -> str:
+    if entry.lock_problem is not None:
+        return "broken"
+    return entry.pin[:SHORT_PIN] if entry.pin else "no"
+
+
+def _entry_json(entry: MigrationEntry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "pinned": entry.pin is not None,
+        "pin": entry.pin,
+        "lock_problem": entry.lock_problem,
+        "down": entry.has_down,
+        "last_modified": entry.modified.isoformat(),
+    }

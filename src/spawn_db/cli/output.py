@@ -11,7 +11,13 @@ import click
 
 
 def info(message: str) -> None:
+    """A result: stdout, what ``spawn ... > file`` keeps (see docs/index.md, "Output")."""
     click.echo(message)
+
+
+def note(message: str) -> None:
+    """Progress, a summary, a hint or a listing before a question: stderr, never a result."""
+    click.echo(message, err=True)
 
 
 def warn(message: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from spawn_db.cli.context import App, pass_app
-from spawn_db.cli.output import emit_json, info, warn
+from spawn_db.cli.output import emit_json, info, note, warn
 
 
 @click.command()
@@ -35,7 +35,7 @@ def init(app: App, docker: str | None, example: str | None) -> None:
         info(f"Created the example project in {example}/")
         info(f"Migrations (pinned): {', '.join(made.migrations)}")
         info(f"Tests: {', '.join(made.tests)}")
-        info(f"Next: cd {example} && spawn migration apply --yes && spawn test compare")
+        note(f"Next: cd {example} && spawn migration apply --yes && spawn test compare")
         return
     config_file = app.overrides.config_file
     if not config_file:
@@ -45,7 +45,7 @@ def init(app: App, docker: str | None, example: str | None) -> None:
     result = init_project(path.parent, config_name=path.name, docker_database=docker)
     info(f"Created {result.config_path}")
     target = "docker (direct)" if docker else "embedded"
-    info(f"Target `local` uses the {target} database. Next: spawn migration new <name>")
+    note(f"Target `local` uses the {target} database. Next: spawn migration new <name>")
 
 
 @click.command()

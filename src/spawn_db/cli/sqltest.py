@@ -9,7 +9,7 @@ import click
 
 from spawn_db.cli.context import App, complete_tests, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
-from spawn_db.cli.output import emit_json, info, stream_complete, use_color, warn
+from spawn_db.cli.output import emit_json, info, note, stream_complete, use_color, warn
 from spawn_db.config import DEFAULT_TEST_TIMEOUT
 from spawn_db.errors import FileAccessError, TestTimedOut, UsageError
 
@@ -116,7 +116,7 @@ def expect(
     config = app.config()
     names = select_tests(config, name)
     if not names:
-        info(f"No tests in {config.tests_dir}.")
+        note(f"No tests in {config.tests_dir}.")
         return
     runner = _runner(app, variables_path, timeout)
     if name is None:
@@ -141,9 +141,9 @@ def expect(
 def _confirm_rewrite(names: list[str], yes: bool) -> None:
     import sys
 
-    info(f"This rewrites the expected output of {_plural(len(names), 'test')}:")
+    note(f"This rewrites the expected output of {_plural(len(names), 'test')}:")
     for test_name in names:
-        info(f"  {test_name}")
+        note(f"  {test_name}")
     if yes:
         return
     if not sys.stdin.isatty():
@@ -151,7 +151,7 @@ def _confirm_rewrite(names: list[str], yes: bool) -> None:
             "not rewriting expected files without confirmation: stdin is not a terminal; "
             "pass --yes to rewrite them all"
         )
-    if not click.confirm("Rewrite them?", default=False):
+    if not click.confirm("Rewrite them?", default=False, err=True):
         raise click.exceptions.Exit(1)
 
 

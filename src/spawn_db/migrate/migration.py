@@ -55,6 +55,7 @@ def migration_source(config: Config, name: str, *, pinned: bool) -> MigrationSou
 
     project = Project(config)
     folder = project.find_migration(name)
+    name = folder.name
     pin = read_lock(folder)
     if pinned:
         if pin is None:
@@ -105,7 +106,7 @@ def build_working_tree(
     it would send the same text (see ``drift.build_against_pin``)."""
     from spawn_db.migrate.drift import build_against_pin
 
-    return build_against_pin(config, name, variables)
+    return build_against_pin(config, Project(config).resolve_migration(name), variables)
 
 
 def is_pinned(config: Config, name: str) -> bool:
@@ -122,15 +123,111 @@ def pin_migration(config: Config, name: str, *, force: bool = False) -> str:
     """
     folder = Project(config).find_migration(name)
     if not force and (folder / "lock.toml").exists():
-        _refuse_applied(config, name)
+        _refuse_applied(config, folder.name)
+    root = _snapshot_components(config)
+    write_lock(folder, root)
+    return root
+
+
+def _snapshot_components(config: Config) -> str:
+    """Snapshot ``components/`` into the pin store (through the stat cache); the root hash."""
     components = config.components_dir
     if not components.is_dir():
         raise UsageError(f"{components} does not exist; create it (spawn init does) and retry")
     cache = StatCache.load(config.project_dir / PIN_CACHE)
     root = snapshot(PinStore(config.pinned_dir), components, cache)
-    write_lock(folder, root)
     cache.save()
     return root
+
+
+@dataclass(frozen=True)
+class PinBatch:
+    """What ``pin --all`` / ``--changed`` did: every migration pinned, all to ``root``.
+
+    ``skipped_applied``: pinned to another root than ``root``, but applied or
+    adopted, so left alone (``--changed`` never re-pins those).
+    """
+
+    root: str | None
+    pinned: tuple[str, ...] = ()
+    repinned: tuple[str, ...] = ()
+    skipped_applied: tuple[str, ...] = ()
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        """Every migration whose lock.toml was written, in name order."""
+        return tuple(sorted(self.pinned + self.repinned))
+
+
+def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
+    """Pin every unpinned migration (``unpinned``) and/or re-pin every pinned one whose pin
+    is not the current components tree (``changed``), from one snapshot.
+
+    ``changed`` never re-pins a migration the history records as applied or
+    adopted; when the history cannot be read (database down) it refuses
+    before writing anything, since it cannot tell which ones those are.
+    """
+    project = Project(config)
+    locks = {n: read_lock(project.migration_dir(n)) for n in project.migration_names()}
+    first = [n for n, pin in locks.items() if pin is None] if unpinned else []
+    pinned = {n: pin for n, pin in locks.items() if pin is not None} if changed else {}
+    if not first and not pinned:
+        return PinBatch(None)
+    root = _snapshot_components(config)
+    differing = [n for n, pin in pinned.items() if pin != root]
+    done = _applied_among(config, differing) if differing else set()
+    repin = [n for n in differing if n not in done]
+    for name in first + repin:
+        write_lock(project.migration_dir(name), root)
+    return PinBatch(root, tuple(first), tuple(repin),
+                    tuple(n for n in differing if n in done))
+
+
+def _applied_among(config: Config, names: list[str]) -> set[str]:
+    """Those of ``names`` the history records as applied or adopted (read only)."""
+    from spawn_db.errors import DatabaseError
+    from spawn_db.migrate.apply import is_done, state_of, tracking_session
+
+    if not _history_may_exist(config):
+        return set()
+    try:
+        with tracking_session(config) as tracking:
+            rows = tracking.latest() if tracking.exists() else {}
+    except DatabaseError as exc:
+        raise DatabaseError(
+            f"cannot tell which of the {len(names)} migrations pinned to older components "
+            f"are applied, so none was re-pinned: {exc.message}; start the database and "
+            "retry, or re-pin one on purpose with `spawn migration pin NAME --force`"
+        ) from None
+    return {n for n in names if n in rows and is_done(state_of(rows[n]))}
+
+
+def blank_migrations(config: Config, names: list[str], *, pinned: bool,
+                     variables: Any = None) -> list[str]:
+    """Those of ``names`` whose ``up.sql`` renders to nothing but whitespace.
+
+    Applying one would record it as applied while doing nothing, which is
+    almost always a migration not written yet. A migration that fails to render
+    is not reported here: the command that renders it reports the error.
+    """
+    return [name for name in names if _renders_blank(config, name, pinned, variables)]
+
+
+def _renders_blank(config: Config, name: str, pinned: bool, variables: Any) -> bool:
+    """Plain SQL is judged from the file (no Jinja); a template is rendered up to its first
+    non-blank chunk."""
+    from spawn_db.errors import SpawnError
+    from spawn_db.render.plaintext import plain_output
+
+    try:
+        folder = Project(config).find_migration(name)
+        plain = plain_output(_read_template(folder / "up.sql"))
+        if plain is not None:
+            return not plain.strip()
+        chunks = build_migration(config, name, pinned=pinned, variables=variables)
+        return not any(chunk.strip() for chunk in chunks)
+    except (SpawnError, OSError):
+        return False
 
 
 def _refuse_applied(config: Config, name: str) -> None:
@@ -166,6 +263,53 @@ def _history_may_exist(config: Config) -> bool:
     from spawn_db.db.embedded import project_cluster
 
     return (project_cluster(config, target).data_dir / "PG_VERSION").exists()
+
+
+DOWN_SCRIPT = "down.sql"
+
+
+@dataclass(frozen=True)
+class MigrationEntry:
+    """One migration as ``migration list`` shows it: from its files alone, no database.
+
+    ``modified`` is the newest modification time of the files directly in the
+    folder (``up.sql``, ``lock.toml``, ...), in local time with its offset.
+    Extension point: the marker files later issues add (``migration.toml`` with
+    ``draft = true``) become fields here, next to ``has_down``, and a column the
+    CLI shows only when some migration has them.
+    """
+
+    name: str
+    pin: str | None
+    lock_problem: str | None
+    has_down: bool
+    modified: datetime.datetime
+
+
+def list_migrations(config: Config) -> list[MigrationEntry]:
+    """Every migration on disk, in apply order, with its pin and files (offline)."""
+    project = Project(config)
+    return [_entry(project.migration_dir(name)) for name in project.migration_names()]
+
+
+def _entry(folder: Path) -> MigrationEntry:
+    from spawn_db.errors import PinStoreError
+
+    pin: str | None = None
+    problem: str | None = None
+    try:
+        pin = read_lock(folder)
+    except PinStoreError as exc:
+        problem = exc.message
+    return MigrationEntry(folder.name, pin, problem, (folder / DOWN_SCRIPT).is_file(),
+                          _newest_mtime(folder))
+
+
+def _newest_mtime(folder: Path) -> datetime.datetime:
+    """The newest file of ``folder`` (not recursive), as an aware local date-time."""
+    newest = max((entry.stat().st_mtime for entry in folder.iterdir() if entry.is_file()),
+                 default=folder.stat().st_mtime)
+    return datetime.datetime.fromtimestamp(int(newest)).astimezone()
 
 
 @dataclass(frozen=True)
