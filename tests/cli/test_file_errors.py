@@ -20,12 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spawn_db.config import Overrides, load_config, toml_string
+from spawn_db.config import Overrides, load_config
 from spawn_db.errors import NameTooLong
 from spawn_db.migrate.migration import new_migration
 from spawn_db.project import init_project, validate_name
 from tests.cli.test_foundation import assert_one_line_error
-from tests.conftest import TestDatabase
 from tests.helpers import SPAWN, Result, run_spawn, snapshot_files
 
 AS_NOBODY = (["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -112,12 +111,14 @@ def test_pin_in_a_read_only_pinned_folder_is_one_line(project: Path) -> None:
 
 
 @pytest.fixture()
-def db_project_shared(project: Path, database: TestDatabase) -> Path:
-    """``project`` with its target on the test's database and one test with its expected."""
-    direct = ", ".join(toml_string(a) for a in database.psql_argv())
+def db_project_shared(project: Path) -> Path:
+    """``project`` with one test, and a target any user can run: a stand-in for psql that
+    reads the script and prints one line (``nobody`` cannot reach the suite's server,
+    whose socket folder is private, and a connection error now stops a run first)."""
     (project / "spawn.toml").write_text(
         'spawn_folder = "spawn"\ntarget = "local"\n\n[targets.local]\nengine = "postgres-psql"\n'
-        f'command = {{ kind = "direct", direct = [{direct}] }}\n', encoding="utf-8")
+        'command = { kind = "direct", direct = ["sh", "-c", "cat >/dev/null; echo one"] }\n',
+        encoding="utf-8")
     test = project / "spawn" / "tests" / "one"
     test.mkdir(mode=0o755)
     (test / "test.sql").write_text("SELECT 1 AS one;\n", encoding="utf-8")
