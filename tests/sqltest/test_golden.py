@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
 from spawn_db.sqltest.golden import diff
-
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_equal_texts_have_no_diff() -> None:
@@ -73,15 +67,3 @@ def test_leading_and_trailing_blanks_of_psql_output_stay_visible() -> None:
 def test_empty_expected_against_output() -> None:
     assert diff("", "one\n").text() == "@@ -0,0 +1 @@\n      1 +|one\n"
 
-
-def test_github_workflow_is_valid_and_runs_check_and_junit_compare() -> None:
-    workflow = yaml.safe_load((DOCS / "github-actions.yml").read_text())
-    job = workflow["jobs"]["spawn"]
-    assert job["services"]["postgres"]["image"].startswith("postgres:")
-    commands = "\n".join(step.get("run", "") for step in job["steps"])
-    checkout = next(step for step in job["steps"] if step.get("name") == "Check out Spawn")
-    assert checkout["uses"].startswith("actions/checkout@")
-    assert f"pip install ./{checkout['with']['path']}" in commands
-    assert "pip install spawn-db" not in commands  # not on a package index
-    assert "spawn check" in commands
-    assert "spawn test compare --junit spawn-tests.xml" in commands
