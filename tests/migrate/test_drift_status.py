@@ -200,7 +200,8 @@ def test_repin_never_creates_an_embedded_server_to_ask(embedded_project: Embedde
     leave running) a server just to find that out."""
     created = embedded_project.run("migration", "new", "first")
     assert created.exit_code == 0, created.stderr
-    name = next((embedded_project.root / "spawn" / "migrations").iterdir()).name
+    name = next(p.name for p in (embedded_project.root / "spawn" / "migrations").iterdir()
+                if p.is_dir())
     for _ in range(2):
         pinned = embedded_project.run("migration", "pin", name)
         assert pinned.exit_code == 0, pinned.stderr

@@ -628,7 +628,7 @@ def test_a_server_that_is_down_stops_the_run_with_its_error(
         result = db_project.run("test", *args)
         assert result.exit_code == 1, (args, result.stderr)
         assert "[PASS]" not in result.stdout and "[FAIL]" not in result.stdout, args
-        lines = result.stderr.splitlines()
+        lines = result.stderr[result.stderr.index("error: "):].splitlines()
         assert lines[0].startswith(
             "error: cannot connect to the database to run test a: psql: error: connection "
             f'to server on socket "{tmp_path}/.s.PGSQL.'), (args, result.stderr)
