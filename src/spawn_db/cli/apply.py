@@ -118,7 +118,7 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     from spawn_db.migrate.apply import apply as run_apply
 
     config = app.config()
-    variables = load_variables_option(variables_path)
+    variables = load_variables_option(config, variables_path)
 
     def confirm(plan: ApplyPlan) -> bool:
         if not no_pin:
@@ -197,8 +197,9 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
     lock.toml is broken or an applied migration was modified since."""
     from spawn_db.migrate.apply import status as run_status
 
-    variables = load_variables_option(variables_path) if variables_path else None
-    report = run_status(app.config(), variables=variables)
+    config = app.config()
+    variables = load_variables_option(config, variables_path, none_when_unset=True)
+    report = run_status(config, variables=variables)
     if fmt == "json":
         emit_json(_status_json(report))
     else:
