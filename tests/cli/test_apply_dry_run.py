@@ -4,7 +4,6 @@ checksum apply then records, the SQL with ``--sql``, JSON; nothing written, no l
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 
@@ -33,7 +32,8 @@ def pin_of(project: DbProject, name: str) -> str:
 
 
 def three(project: DbProject) -> list[str]:
-    project.add_component("t.sql", "CREATE TABLE {{ variables.table | escape_identifier }} (id int);\n")
+    project.add_component("t.sql",
+                          "CREATE TABLE {{ variables.table | escape_identifier }} (id int);\n")
     return [
         project.add_migration("one", '{% include "t.sql" %}\n'),
         project.add_migration("two", "INSERT INTO {{ variables.table | escape_identifier }} "
