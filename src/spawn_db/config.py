@@ -298,6 +298,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         _table_name(name, path): _parse_target(name, table, path, warnings)
         for name, table in targets_raw.items()
     }
+    undefined = _undefined_mode(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -309,7 +310,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         project_id=_optional_str(raw, "project_id", path),
         warnings=tuple(warnings),
         environment_variables=_environment_variables(raw, path),
-        undefined=_undefined_mode(raw, path, warnings),
+        undefined=undefined,
         strict_override=overrides.strict,
     )
     if overrides.target is not None:
