@@ -25,7 +25,8 @@ DEFAULT_TEST_TIMEOUT = 300
 ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 
-TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets")
+TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
+                  "variables", "templates")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -33,10 +34,14 @@ TARGET_KEYS = (
     "environment",
     "command",
     "postgres_bin",
+    "variables",
 )
+TEMPLATES_KEYS = ("undefined",)
+UNDEFINED_MODES = ("lenient", "strict")
 COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
 
 CommandKind = Literal["direct", "provider", "embedded"]
+UndefinedMode = Literal["lenient", "strict"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class TargetConfig:
     spawn_database: str | None = None
     environment: str | None = None
     postgres_bin: str | None = None
+    variables: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class Overrides:
     config_file: str | None = None
     target: str | None = None
     environment: str | None = None
+    strict: bool | None = None
 
     @classmethod
     def from_flags(
@@ -76,6 +83,7 @@ class Overrides:
         config_file: str | None,
         target: str | None,
         environment: str | None,
+        strict: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Overrides:
         env = os.environ if environ is None else environ
@@ -83,6 +91,7 @@ class Overrides:
             config_file=config_file or env.get("SPAWN_CONFIG_FILE") or None,
             target=target or env.get("SPAWN_TARGET") or None,
             environment=environment or env.get("SPAWN_ENVIRONMENT") or None,
+            strict=strict,
         )
 
 
@@ -97,6 +106,9 @@ class Config:
     target_override: str | None = None
     project_id: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    environment_variables: Mapping[str, str] = field(default_factory=dict)
+    undefined: UndefinedMode = "lenient"
+    strict_override: bool | None = None
 
     @property
     def project_dir(self) -> Path:
@@ -149,6 +161,51 @@ class Config:
         if self.target_name is None:
             return DEFAULT_ENVIRONMENT
         return self.target().environment or DEFAULT_ENVIRONMENT
+
+    @property
+    def strict_undefined(self) -> bool:
+        """Whether an undefined template value is an error: --strict/--lenient, else
+        ``[templates] undefined`` (default lenient, the Rust tool's behaviour)."""
+        if self.strict_override is not None:
+            return self.strict_override
+        return self.undefined == "strict"
+
+    def variables_file(self, explicit: str | None = None) -> Path | None:
+        """The variables file a render uses: ``--variables`` (relative to the current
+        folder), else the selected target's ``variables``, else the ``[variables]`` entry
+        for the environment (both relative to spawn.toml's folder); None when none is set.
+
+        A configured file that does not exist is a ``ConfigError`` naming the key: it
+        would otherwise render every template without its variables.
+        """
+        if explicit is not None:
+            return Path(explicit)
+        configured = self._configured_variables()
+        if configured is None:
+            return None
+        key, value = configured
+        path = self.project_dir / value
+        if not path.is_file():
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise ConfigError(
+                f"{self.path}: {key} = {toml_string(value)} points to {path}, which "
+                f"{problem}; create it, fix the path (it is relative to the folder of "
+                f"{self.path.name}), or pass --variables FILE"
+            )
+        return path
+
+    def _configured_variables(self) -> tuple[str, str] | None:
+        """(where the key is, its value) of the variables file spawn.toml selects."""
+        name = self.target_name
+        if name is not None:
+            target = self.target()
+            if target.variables is not None:
+                return f"[targets.{name}] `variables`", target.variables
+        environment = self.environment
+        found = self.environment_variables.get(environment)
+        if found is not None:
+            return f"[variables] `{environment}`", found
+        return None
 
 
 def toml_error_location(path: Path, exc: tomllib.TOMLDecodeError) -> str:
@@ -241,6 +298,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         _table_name(name, path): _parse_target(name, table, path, warnings)
         for name, table in targets_raw.items()
     }
+    undefined = _undefined_mode(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -251,11 +309,51 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         target_override=overrides.target,
         project_id=_optional_str(raw, "project_id", path),
         warnings=tuple(warnings),
+        environment_variables=_environment_variables(raw, path),
+        undefined=undefined,
+        strict_override=overrides.strict,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
         config.target()
     return config
+
+
+def _environment_variables(raw: Mapping[str, Any], path: Path) -> dict[str, str]:
+    """``[variables]``: environment name -> variables file, relative to spawn.toml's folder."""
+    table = raw.get("variables", {})
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"{path}: top-level `variables` must be a table mapping an environment to a "
+            'file, e.g. [variables] then `dev = "vars/dev.yaml"` (a file for one target '
+            "goes in its [targets.<name>] table)"
+        )
+    for environment, file in table.items():
+        if not isinstance(file, str) or not file:
+            raise ConfigError(
+                f"{path}: [variables] `{environment}` must be the path of a variables file, "
+                f'e.g. `{environment} = "vars/{environment}.yaml"`'
+            )
+    return dict(table)
+
+
+def _undefined_mode(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> UndefinedMode:
+    """``[templates] undefined``: "lenient" (default) renders an undefined value as
+    nothing, "strict" makes it an error."""
+    table = raw.get("templates", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `templates` must be a table: [templates] then '
+                          '`undefined = "strict"`')
+    _warn_unknown(table, TEMPLATES_KEYS, f"{path} [templates]", warnings)
+    mode = table.get("undefined", "lenient")
+    if mode == "strict":
+        return "strict"
+    if mode != "lenient":
+        raise ConfigError(
+            f"{path}: [templates] `undefined` is {mode!r}; use \"strict\" (an undefined "
+            'value is an error) or "lenient" (it renders as nothing)'
+        )
+    return "lenient"
 
 
 def _existing_folder(path: Path, folder: str) -> Path:
@@ -379,6 +477,7 @@ def _parse_target(
                                       pg_name=True),
         environment=_optional_name(table, "environment", path, where),
         postgres_bin=_optional_str(table, "postgres_bin", path, where),
+        variables=_optional_str(table, "variables", path, where),
     )
 
 

@@ -165,6 +165,10 @@ def _config_text(spawn_folder: str, docker_database: str | None) -> str:
         'spawn_schema = "_spawn"\n'
         'environment = "dev"\n'
         f"command = {command}\n"
+        "\n"
+        "[templates]\n"
+        "# An undefined value such as {{ variables.missing }} is an error, not empty text.\n"
+        'undefined = "strict"\n'
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -15,7 +15,14 @@ from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
-    from spawn_db.migrate.apply import ApplyPlan, MigrationOutcome, MigrationStatus, StatusReport
+    from spawn_db.migrate.apply import (
+        ApplyPlan,
+        DryRun,
+        MigrationOutcome,
+        MigrationStatus,
+        PlannedMigration,
+        StatusReport,
+    )
     from spawn_db.migrate.tracking import LockHolder
 
 
@@ -112,14 +119,31 @@ def _confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "") -
               help="Accepted for compatibility: sessions are always shared, and every migration "
               "still starts as in a fresh session.")
 @lock_timeout_option
+@click.option("--dry-run", is_flag=True,
+              help="Only list what would run, in order, with each pin and checksum; write "
+              "nothing and take no lock.")
+@click.option("--sql", "show_sql", is_flag=True,
+              help="With --dry-run: print each migration's rendered SQL.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="With --dry-run: output format of the plan.")
 @pass_app
 def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: str | None,
-          yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float) -> None:
+          yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float, dry_run: bool,
+          show_sql: bool, fmt: str) -> None:
     """Apply MIGRATION, or every pending migration in order, tracked and locked."""
     from spawn_db.migrate.apply import apply as run_apply
 
+    if not dry_run and (show_sql or fmt != "text"):
+        from spawn_db.errors import UsageError
+
+        raise UsageError("--sql and --format only go with --dry-run; add --dry-run to see the "
+                         "plan, or drop them to apply")
     config = app.config()
-    variables = load_variables_option(variables_path)
+    variables = load_variables_option(config, variables_path)
+    if dry_run:
+        _dry_run(config, migration_name, pinned=not no_pin, retry=retry, variables=variables,
+                 show_sql=show_sql, fmt=fmt)
+        return
 
     def confirm(plan: ApplyPlan) -> bool:
         if not no_pin:
@@ -151,6 +175,69 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     count = len(result.applied)
     noun = "migration" if count == 1 else "migrations"
     note(f"Applied {count} {noun} in {_duration(result.seconds)}.")
+
+
+def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry: bool,
+             variables: Any, show_sql: bool, fmt: str) -> None:
+    """Print the plan to stdout (and with ``show_sql`` each migration's SQL as rendered),
+    the summary to stderr; end with apply's own error when it would stop at a failure."""
+    from spawn_db.migrate.apply import plan_apply
+
+    texts: dict[str, str] = {}
+
+    def each(item: PlannedMigration, sql: IO[bytes]) -> None:
+        if fmt == "json":
+            if show_sql:
+                texts[item.name] = sql.read().decode("utf-8")
+            return
+        if not show_sql:
+            info(f"{item.name}  pin {item.pin or '-'}  checksum {item.checksum}")
+            return
+        info(f"-- spawn migration {item.name}: pin {item.pin or '-'}, checksum {item.checksum}")
+        data = sql.read()
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data if data.endswith(b"\n") or not data else data + b"\n")
+        sys.stdout.buffer.flush()
+
+    dry = plan_apply(config, migration_name, pinned=pinned, retry=retry, variables=variables,
+                     each=each)
+    if pinned:
+        _warn_stale(config, dry.plan.to_run, variables)
+    if fmt == "json":
+        emit_json(_dry_run_json(dry, texts if show_sql else None))
+    else:
+        click.echo(_dry_run_summary(dry), err=True)
+    refusal = dry.refusal
+    if refusal is not None:
+        raise refusal
+
+
+def _dry_run_summary(dry: DryRun) -> str:
+    count = len(dry.migrations)
+    noun = "migration" if count == 1 else "migrations"
+    done = len(dry.plan.already_applied)
+    text = (f"Dry run: would apply {count} {noun} ({done} already applied); nothing was "
+            "written.")
+    if dry.plan.blocked:
+        text += f" Apply would then stop before {dry.plan.blocked} ({dry.plan.blocked_state})."
+    return text
+
+
+def _dry_run_json(dry: DryRun, texts: dict[str, str] | None) -> dict[str, Any]:
+    def one(item: PlannedMigration) -> dict[str, Any]:
+        row: dict[str, Any] = {"name": item.name, "pin": item.pin, "checksum": item.checksum,
+                               "size": item.size}
+        if texts is not None:
+            row["sql"] = texts[item.name]
+        return row
+
+    plan = dry.plan
+    return {
+        "to_apply": [one(item) for item in dry.migrations],
+        "already_applied": list(plan.already_applied),
+        "blocked": None if plan.blocked is None else {"name": plan.blocked,
+                                                      "state": plan.blocked_state},
+    }
 
 
 def _warn_stale(config: Config, names: Sequence[str], variables: Any) -> None:
@@ -199,8 +286,9 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
     lock.toml is broken or an applied migration was modified since."""
     from spawn_db.migrate.apply import status as run_status
 
-    variables = load_variables_option(variables_path) if variables_path else None
-    report = run_status(app.config(), variables=variables)
+    config = app.config()
+    variables = load_variables_option(config, variables_path, none_when_unset=True)
+    report = run_status(config, variables=variables)
     if fmt == "json":
         emit_json(_status_json(report))
     else:

@@ -89,6 +89,9 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.option("--target", metavar="NAME", help="Target from spawn.toml (env SPAWN_TARGET).")
 @click.option("-e", "--environment", metavar="NAME",
               help="Override the environment (`env` in templates; env SPAWN_ENVIRONMENT).")
+@click.option("--strict/--lenient", "strict", default=None,
+              help="An undefined template value is an error / renders as nothing "
+              "(default: [templates] undefined in spawn.toml, else lenient).")
 @click.option("-d", "--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
 def cli(
@@ -96,6 +99,7 @@ def cli(
     config_file: str | None,
     target: str | None,
     environment: str | None,
+    strict: bool | None,
     debug: bool,
 ) -> None:
     """Spawn: a database build system for PostgreSQL.
@@ -108,7 +112,7 @@ def cli(
 
     ctx.obj = App(
         overrides=Overrides.from_flags(
-            config_file=config_file, target=target, environment=environment
+            config_file=config_file, target=target, environment=environment, strict=strict,
         ),
         debug=debug,
     )

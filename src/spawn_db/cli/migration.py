@@ -16,14 +16,25 @@ if TYPE_CHECKING:
 
 variables_option = click.option(
     "--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
-    help="JSON, TOML or YAML file exposed to templates as `variables`.",
+    help="JSON, TOML or YAML file exposed to templates as `variables` (default: the "
+    "target's or environment's `variables` in spawn.toml).",
 )
 
 
-def load_variables_option(path: str | None) -> Any:
+def load_variables_option(config: Config, path: str | None, *,
+                          none_when_unset: bool = False) -> Any:
+    """The parsed ``--variables`` file, else the one spawn.toml names for the target or
+    environment (``Config.variables_file``), else an empty mapping.
+
+    ``status`` and ``check`` pass ``none_when_unset``: for them "no variables known"
+    (None) is not the same as "empty variables" (see ``drift.WatchedVariables``).
+    """
     from spawn_db.render.variables import load_variables
 
-    return load_variables(path)
+    found = config.variables_file(path)
+    if found is None:
+        return None if none_when_unset else {}
+    return load_variables(found)
 
 
 @click.group()
@@ -51,7 +62,7 @@ def build(app: App, migration_name: str, pinned: bool, variables_path: str | Non
     from spawn_db.migrate.migration import build_migration, build_working_tree
 
     config = app.config()
-    variables = load_variables_option(variables_path)
+    variables = load_variables_option(config, variables_path)
     if pinned:
         stream_complete(build_migration(config, migration_name, pinned=True,
                                         variables=variables), trailer="\n")

@@ -55,16 +55,18 @@ def init(app: App, docker: str | None, example: str | None) -> None:
               help="Also read the target's history: applied migrations modified since, and "
               "pending ones pinned to older components.")
 @click.option("--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
-              help="With --database: the variables file apply uses, to compare checksums.")
+              help="With --database: the variables file apply uses, to compare checksums "
+              "(default: the target's or environment's `variables` in spawn.toml).")
 @pass_app
 def check(app: App, fmt: str, database: bool, variables_path: str | None) -> None:
     """Warn about every migration that is not pinned (with --database, also modified or
     pinned to older components); exit 1 if any is unpinned, broken or modified."""
+    from spawn_db.cli.migration import load_variables_option
     from spawn_db.migrate.migration import check as run_check
-    from spawn_db.render.variables import load_variables
 
     config = app.config()
-    variables = load_variables(variables_path) if variables_path else None
+    variables = (load_variables_option(config, variables_path, none_when_unset=True)
+                 if database else None)
     warnings = run_check(config, database=database, variables=variables)
     failing = [w for w in warnings if w.fails]
     if fmt == "json":

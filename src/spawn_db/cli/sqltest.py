@@ -43,7 +43,8 @@ def build(app: App, name: str, variables_path: str | None) -> None:
     """Render tests/NAME/test.sql to stdout."""
     from spawn_db.sqltest.suite import build_test
 
-    chunks = build_test(app.config(), name, variables=load_variables_option(variables_path))
+    config = app.config()
+    chunks = build_test(config, name, variables=load_variables_option(config, variables_path))
     stream_complete(chunks, trailer="\n")
 
 
@@ -61,9 +62,10 @@ timeout_option = click.option(
 def _runner(app: App, variables_path: str | None, timeout: float) -> TestRunner:
     from spawn_db.sqltest.suite import TestRunner
 
+    config = app.config()
     return TestRunner(
-        app.config(),
-        variables=load_variables_option(variables_path),
+        config,
+        variables=load_variables_option(config, variables_path),
         timeout=timeout or None,
     )
 

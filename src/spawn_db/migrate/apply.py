@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, TargetConfig
 from spawn_db.db.engine import engine_for
@@ -25,7 +25,7 @@ from spawn_db.errors import (
 )
 from spawn_db.migrate.runner import ApplyReporter as ApplyReporter
 from spawn_db.migrate.runner import MigrationOutcome as MigrationOutcome
-from spawn_db.migrate.runner import MigrationRun, SessionSetup, start_runner
+from spawn_db.migrate.runner import MigrationRun, SessionSetup, render_migration, start_runner
 from spawn_db.migrate.tracking import (
     MAX_NAME_LENGTH,
     HistoryRow,
@@ -264,6 +264,67 @@ def apply(
     if plan.blocked is not None:
         raise _blocked(plan)
     return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started)
+
+
+@dataclass(frozen=True)
+class PlannedMigration:
+    """One migration an apply would run: its pin and the checksum of its rendered SQL
+    (xxHash3-128 hex, as ``migration_history.checksum`` will record it)."""
+
+    name: str
+    pin: str | None
+    checksum: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DryRun:
+    plan: ApplyPlan
+    migrations: tuple[PlannedMigration, ...]
+
+    @property
+    def refusal(self) -> PreviousAttemptFailed | None:
+        """The error apply would end with (after running ``migrations``), if any."""
+        return None if self.plan.blocked is None else _blocked(self.plan)
+
+
+def plan_apply(
+    config: Config,
+    migration: str | None = None,
+    *,
+    pinned: bool = True,
+    retry: bool = False,
+    variables: Any = None,
+    each: Callable[[PlannedMigration, IO[bytes]], None] | None = None,
+) -> DryRun:
+    """What ``apply`` would run, in order, without writing anything or taking the lock.
+
+    The history is read through a control session, and the plan is ``make_plan``'s,
+    as apply makes it before it locks; each migration is rendered exactly as apply
+    renders it (``render_migration``), so a template error shows here too.
+    ``each`` receives every planned migration with its rendered SQL, in order.
+    """
+    project = Project(config)
+    names = [project.find_migration(migration).name] if migration else project.migration_names()
+    _check_names(names)
+    with tracking_session(config) as tracking:
+        states = tracking.latest() if tracking.exists() else {}
+    plan = make_plan(names, states, named=migration is not None, retry=retry)
+    if pinned:
+        _require_pins(config, plan.to_run)
+    planned: list[PlannedMigration] = []
+    for position, name in enumerate(plan.to_run, 1):
+        rendered = render_migration(config, name, pinned=pinned, variables=variables,
+                                    position=position)
+        try:
+            item = PlannedMigration(name, rendered.pin, rendered.checksum.hex(), rendered.size)
+            planned.append(item)
+            if each is not None:
+                rendered.spool.seek(0)
+                each(item, rendered.spool)
+        finally:
+            rendered.close()
+    return DryRun(plan, tuple(planned))
 
 
 def _check_names(names: Sequence[str]) -> None:

@@ -264,7 +264,7 @@ class SqlEnvironment(SandboxedEnvironment):
         super().__init__(
             loader=ComponentLoader(source),
             autoescape=True,
-            finalize=sql_markup,
+            finalize=_finalize,
             keep_trailing_newline=False,
             optimized=False,
             auto_reload=False,
@@ -449,12 +449,31 @@ def _bounded_sum(env: Any, iterable: Any, attribute: Any = None, start: Any = 0)
     return total
 
 
+def _finalize(value: Any) -> SqlMarkup:
+    """``sql_markup``, after refusing a strict undefined value, also inside a list or
+    mapping (``sql_value`` would write it as nothing or NULL)."""
+    _check_defined(value)
+    return sql_markup(value)
+
+
+def _check_defined(value: Any, depth: int = 0) -> None:
+    if isinstance(value, jinja2.StrictUndefined):
+        value._fail_with_undefined_error()
+    if depth < 32 and isinstance(value, list | tuple):
+        for item in value:
+            _check_defined(item, depth + 1)
+    elif depth < 32 and isinstance(value, dict):
+        for item in value.values():
+            _check_defined(item, depth + 1)
+
+
 def _sql_safe(value: Any) -> SqlMarkup:
     return value if isinstance(value, SqlMarkup) else SqlMarkup(value)
 
 
 def _safe(value: Any) -> SqlMarkup:
     """Mark as SQL; non-strings become their SQL spelling (``none`` is NULL, not None)."""
+    _check_defined(value)
     if hasattr(value, "__html__"):
         return _sql_safe(value)
     if isinstance(value, str):
@@ -534,8 +553,15 @@ class Renderer:
     display_name: str
 
     def generate(self, context: Mapping[str, Any]) -> Iterator[str]:
+        """The output's chunks; a ``RenderContext`` with ``strict`` set makes an undefined
+        value an error (the environment is this template's own, so setting its
+        ``undefined`` class here affects no other render)."""
+        values = dict(context)
+        strict = bool(getattr(context, "strict", False))
+        self.template.environment.undefined = (
+            strict_undefined(values) if strict else jinja2.Undefined)
         try:
-            yield from self.template.generate(dict(context))
+            yield from self.template.generate(values)
         except SpawnError as exc:
             if isinstance(exc, TemplateError):
                 raise
@@ -580,5 +606,77 @@ def _located(exc: BaseException, message: str, display_name: str) -> TemplateErr
     return TemplateError(f"{location}: {message}", template=where, line=line)
 
 
+class RenderContext(dict[str, Any]):
+    """The values a template sees, and whether an undefined one is an error."""
+
+    strict: bool = False
+
+
 def template_context(config: Config, variables: Any) -> dict[str, Any]:
-    return {"env": config.environment, "variables": variables}
+    """``env`` and ``variables`` for a render, with the project's undefined-value mode
+    (``[templates] undefined``, ``--strict``/``--lenient``); already pinned migrations
+    render with today's setting too, since strictness is not part of a pin."""
+    context = RenderContext(env=config.environment, variables=variables)
+    context.strict = config.strict_undefined
+    return context
+
+
+# A variables file can be large; naming an undefined key looks at this many values at most.
+MAX_NAMING_NODES = 10_000
+
+
+def strict_undefined(roots: Mapping[str, Any]) -> type[jinja2.Undefined]:
+    """Jinja's ``StrictUndefined``, whose error names the value by its path from the
+    context (``variables.db.role``), so the message says what to define.
+
+    ``is defined``, ``default`` and ``variables.get('x')`` keep working: only using
+    an undefined value (printing, iterating, comparing, ``if``) is an error.
+    """
+
+    class SpawnStrictUndefined(jinja2.StrictUndefined):
+        __slots__ = ()
+
+        @property
+        def _undefined_message(self) -> str:
+            name, owner = undefined_name(self._undefined_obj, self._undefined_name, roots)
+            return (
+                f"`{name}`{owner} is undefined (strict mode: [templates] undefined = "
+                f"\"strict\" or --strict); define it, or write `{name} | default(...)` or "
+                f"test `{name} is defined`"
+            )
+
+    return SpawnStrictUndefined
+
+
+def undefined_name(obj: Any, name: Any, roots: Mapping[str, Any]) -> tuple[str, str]:
+    """How a template would spell the undefined value (``app_role``, ``variables.app_role``,
+    ``variables.readers[3]``), and, when its owner is not reachable from the context,
+    what kind of value lacks it."""
+    key = "?" if name is None else str(name)
+    if obj is jinja2.utils.missing:
+        return key, ""
+    found = _path_of(obj, roots)
+    if found is None:
+        return key, f" (a key or attribute of a {jinja2.utils.object_type_repr(obj)})"
+    return found + _step(name), ""
+
+
+def _step(key: Any) -> str:
+    if isinstance(key, str) and key.isidentifier():
+        return f".{key}"
+    return f"[{json.dumps(key, ensure_ascii=False, default=str)}]"
+
+
+def _path_of(target: Any, roots: Mapping[str, Any]) -> str | None:
+    """The path from the context to ``target`` (by identity), breadth first, bounded."""
+    queue: list[tuple[str, Any]] = list(roots.items())
+    for visited, (path, value) in enumerate(queue):
+        if value is target:
+            return path
+        if visited + len(queue) > MAX_NAMING_NODES:
+            return None
+        if isinstance(value, Mapping):
+            queue.extend((path + _step(k), v) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            queue.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return None
