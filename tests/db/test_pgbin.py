@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -236,3 +237,22 @@ def test_direct_psql_falls_back_to_the_wheel(
     config = _direct_config(tmp_path / "project", command)
     argv = psql_argv(config)
     assert argv == [word.replace("<wheel>", str(WHEEL)) for word in expected]
+
+
+def test_provider_printed_psql_falls_back_to_the_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert WHEEL is not None
+    root = tmp_path / "project"
+    (root / "spawn").mkdir(parents=True)
+    (root / "spawn.toml").write_text(
+        'spawn_folder = "spawn"\ntarget = "t"\n\n[targets.t]\nengine = "postgres-psql"\n'
+        'command = { kind = "provider", provider = ["echo", "psql -h db"], append = ["app"] }\n',
+        encoding="utf-8")
+    config = load_config(Overrides(config_file=str(root / "spawn.toml")))
+    path_dir = tmp_path / "path"  # echo for the provider, and no psql
+    path_dir.mkdir()
+    (path_dir / "echo").symlink_to(shutil.which("echo") or "/bin/echo")
+    monkeypatch.setenv("PATH", str(path_dir))
+    argv = psql_argv(config)
+    assert argv == [str(WHEEL / "psql"), "-h", "db", "app"]
