@@ -140,6 +140,15 @@ class TestDatabase:
         """``psql -X -At -v ON_ERROR_STOP=1 -c sql``; stripped stdout, RuntimeError on failure."""
         return psql_run(self.psql_argv(dbname), sql)
 
+    def wait_until(self, sql: str, timeout: float = 30, poll: float = 0.02) -> None:
+        """Poll ``sql`` (a boolean query) until it says ``t``; fail after ``timeout``."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.query(sql) != "t":
+            assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
+            time.sleep(poll)
+
 
 @dataclass
 class DbProject:

@@ -128,7 +128,7 @@ def test_dry_run_writes_nothing_and_runs_while_another_session_holds_the_lock(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(db_project.database, "SELECT EXISTS (SELECT FROM pg_locks WHERE "
+        db_project.database.wait_until("SELECT EXISTS (SELECT FROM pg_locks WHERE "
                                        "locktype = 'advisory' AND granted)")
         started = time.monotonic()
         dry = db_project.run("migration", "apply", "--dry-run", "--lock-timeout", "0")
@@ -146,13 +146,6 @@ def test_dry_run_writes_nothing_and_runs_while_another_session_holds_the_lock(
     assert locks == "1"
     assert history(db_project.database) == before
     assert db_project.database.query("SELECT to_regclass('second') IS NULL") == "t"
-
-
-def _wait_for(database: TestDatabase, sql: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while database.query(sql) != "t":
-        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
-        time.sleep(0.05)
 
 
 def test_dry_run_refuses_like_apply_when_a_failed_migration_blocks(

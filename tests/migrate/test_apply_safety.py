@@ -9,18 +9,11 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import DbProject, TestDatabase
+from tests.conftest import DbProject
 from tests.helpers import start_spawn
 from tests.migrate.history import history, latest
 
 LOCK_KEY = -6823468568242361246
-
-
-def wait_for(database: TestDatabase, sql: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while database.query(sql) != "t":
-        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
-        time.sleep(0.05)
 
 
 def test_six_concurrent_appliers_apply_each_migration_exactly_once(
@@ -55,7 +48,7 @@ def test_create_index_concurrently_while_another_applier_waits(db_project: DbPro
         "index", "SELECT pg_sleep(1.5);\nCREATE INDEX CONCURRENTLY big_a ON big (a);\n")
 
     first = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
-    wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query LIKE "
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query LIKE "
                        "'SELECT pg_sleep(1.5)%' AND state = 'active')")
     second = start_spawn("migration", "apply", "--yes", "--lock-timeout", "60",
                          cwd=db_project.root)
@@ -84,7 +77,7 @@ def test_lock_wait_is_bounded_and_names_the_holder(db_project: DbProject) -> Non
         env={**os.environ, "PGAPPNAME": "holder-under-test"},
     )
     try:
-        wait_for(db_project.database, "SELECT EXISTS (SELECT FROM pg_locks WHERE "
+        db_project.database.wait_until("SELECT EXISTS (SELECT FROM pg_locks WHERE "
                                       "locktype = 'advisory' AND granted)")
         pid = db_project.database.query(
             "SELECT pid FROM pg_stat_activity WHERE application_name = 'holder-under-test'")
@@ -113,12 +106,12 @@ def test_sigkill_during_a_migration_leaves_it_attempted_and_retry_finishes_it(
     later = db_project.add_migration("later", "CREATE TABLE later ();\n")
 
     proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
-    wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
                        "'SELECT pg_sleep(3);' AND state = 'active')")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     proc.communicate()
-    wait_for(database, "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
+    database.wait_until("SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
                        "'SELECT pg_sleep(3);')", timeout=5)
 
     assert latest(database) == {name: "ATTEMPTED"}
@@ -143,7 +136,7 @@ def test_ctrl_c_cancels_the_running_migration_and_records_the_failure(
         "slow", "BEGIN;\nCREATE TABLE slow_done (id int);\nSELECT pg_sleep(20);\nCOMMIT;\n")
 
     proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
-    wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
                        "'SELECT pg_sleep(20);' AND state = 'active')")
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)

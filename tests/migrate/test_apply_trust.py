@@ -16,15 +16,8 @@ from tests.helpers import start_spawn
 from tests.migrate.history import latest
 
 
-def wait_for(database: TestDatabase, sql: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while database.query(sql) != "t":
-        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
-        time.sleep(0.02)
-
-
 def sleeping(database: TestDatabase, text: str) -> None:
-    wait_for(database, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE state = 'active' "
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE state = 'active' "
                        f"AND query LIKE '%{text}%' AND pid <> pg_backend_pid())")
 
 
@@ -154,7 +147,7 @@ def test_orphaned_migration_is_reported_while_it_runs(db_project: DbProject) -> 
     assert retry.exit_code == 1, retry.stderr
     assert "still running" in retry.stderr
     assert "pg_terminate_backend" in retry.stderr
-    wait_for(database, "SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE "
+    database.wait_until("SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE "
                        "'%pg_sleep(3)%' AND pid <> pg_backend_pid()")
     assert database.query("SELECT count(*) FROM orphan_log") == "1"
 
