@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from spawn_db.db.target import (
-    PSQL_PREAMBLE,
     SESSION_PIN,
     display_command,
     mask_secrets,
@@ -46,7 +45,6 @@ from spawn_db.escape import escape_literal
 
 PIPE_CHUNK = 64 * 1024
 STDERR_TAIL = 256 * 1024
-PREAMBLE = PSQL_PREAMBLE
 # Server settings that could end the control session, and with it the migration lock,
 # while a long migration runs; set to 0 (off) where the server has them.
 CONTROL_TIMEOUTS = ("('idle_session_timeout', 'idle_in_transaction_session_timeout', "

@@ -43,13 +43,12 @@ from typing import IO, Any, Literal, Protocol
 from spawn_db.config import Config
 from spawn_db.db.engine import Engine
 from spawn_db.db.psql import (
-    PREAMBLE,
     Exit,
     PsqlProcess,
     marker_literal,
 )
 from spawn_db.db.psqlscan import INCOMPLETE, ScriptShape, analyze
-from spawn_db.db.target import SESSION_SETTINGS, display_command, mask_secrets
+from spawn_db.db.target import PSQL_PREAMBLE, SESSION_SETTINGS, display_command, mask_secrets
 from spawn_db.errors import (
     ControlError,
     DatabaseError,
@@ -291,7 +290,7 @@ def application_name(migration: str | None = None) -> str:
 def start_runner(engine: Engine, setup: SessionSetup) -> PsqlProcess:
     """Start a runner psql; it connects while spawn does other work."""
     process = engine.script_session(application_name())
-    process.write(PREAMBLE)
+    process.write(PSQL_PREAMBLE)
     process.write(setup.opening())
     process.write(f"\\echo {marker_literal(process.nonce, 'c')} :DBNAME\n")
     process.pump(0)
@@ -702,7 +701,7 @@ class MigrationRun:
         process.on_stderr = self.notice
         rendered.started = time.monotonic()
         self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
-        process.write(PREAMBLE)
+        process.write(PSQL_PREAMBLE)
         process.write(self.setup.opening())
         process.write_stream(rendered.spool)
         checked = rendered.shape.clean_end or rendered.shape.reason == INCOMPLETE
