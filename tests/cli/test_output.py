@@ -143,15 +143,15 @@ def test_verbose_prints_each_psql_command_with_the_password_masked(db_project: A
     db_project.add_migration("one", "CREATE TABLE one (id int);\n")
     result = db_project.run("-v", "migration", "apply", "--yes")
     assert result.exit_code == 0, result.stderr
-    commands = [line for line in result.stderr.splitlines() if line.startswith("$ ")]
+    commands = [line for line in result.stderr.splitlines() if line.startswith("+ ")]
     assert commands, result.stderr
     psql = db_project.database.server.psql
-    assert any(line.startswith(f"$ {psql} -X ") and f"'dbname={name} password=****'" in line
+    assert any(line.startswith(f"+ {psql} -X ") and f"'dbname={name} password=****'" in line
                for line in commands), commands
     assert "hunter2" not in result.stderr + result.stdout
     assert "Applied 1 migration in" in result.stderr
     plain = db_project.run("migration", "status")
-    assert "$ " not in plain.stderr
+    assert "+ " not in plain.stderr
 
 
 def test_quiet_and_verbose_together_is_a_usage_error(db_project: Any) -> None:

@@ -117,6 +117,6 @@ def show_commands() -> None:
         argv = args[1]
         words = [os.fsdecode(argv)] if isinstance(argv, (str, bytes)) else [
             os.fsdecode(word) for word in argv]
-        detail(f"$ {display_command(words)}")
+        detail(f"+ {display_command(words)}")
 
     sys.addaudithook(hook)
