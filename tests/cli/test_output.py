@@ -172,3 +172,24 @@ def test_rich_is_not_imported_for_help_or_piped_status(db_project: Any) -> None:
                    if line.startswith("import time:")]
         assert "spawn_db" in modules, args
         assert not [m for m in modules if m.split(".")[0] == "rich"], args
+
+
+def test_apply_on_a_terminal_shows_a_live_bar_and_keeps_the_lines(db_project: Any) -> None:
+    names = [db_project.add_migration(f"m{i}", f"CREATE TABLE m{i} (id int);\n")
+             for i in range(3)]
+    shown = run_on_terminal(db_project.root, "migration", "apply", "--yes")
+    assert "applying " + names[0] in shown
+    assert re.search(r"[0-3]/3 .*0:00:0\d applying 2024", ANSI.sub("", shown)), shown
+    # The bar is transient: once removed, the permanent lines remain.
+    for position, name in enumerate(names, 1):
+        assert f"[{position}/3] \u2713 {name} (" in shown
+    assert "Applied 3 migrations in" in shown
+    assert db_project.database.query("SELECT count(*) FROM m2") == "0"
+    more = db_project.add_migration("m3", "CREATE TABLE m3 (id int);\n")
+    piped = db_project.run("migration", "apply", "--yes")
+    assert "\x1b" not in piped.stderr and "applying" not in piped.stderr
+    assert piped.stderr.splitlines()[-2].startswith(f"[1/1] \u2713 {more} (")
+    dumb = db_project.add_migration("m4", "CREATE TABLE m4 (id int);\n")
+    on_dumb = run_on_terminal(db_project.root, "migration", "apply", "--yes",
+                              env={"TERM": "dumb"})
+    assert f"[1/1] applying {dumb} ...\r\x1b[K[1/1] \u2713 {dumb} (" in on_dumb

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -36,7 +37,8 @@ yes_option = click.option("-y", "--yes", is_flag=True,
 
 
 class CliReporter:
-    """Progress on stderr: one line per migration; on a terminal, also the one running.
+    """Progress on stderr: one line per migration; on a terminal, also the one running,
+    as a live rich bar (count, current migration, elapsed) unless ``TERM=dumb``.
 
     ``--quiet`` silences all of it, including what psql printed while a migration ran
     (notices, the tracking schema being set up): a failed migration's error still
@@ -44,13 +46,21 @@ class CliReporter:
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
+        self.live = self.tty and not SETTINGS.quiet and os.environ.get("TERM") != "dumb"
         self.open_line = False
+        self.bar: Any = None
+        self.task: Any = None
 
     def _progress(self, text: str) -> None:
         if not SETTINGS.quiet:
             self._write(text)
 
     def _write(self, text: str) -> None:
+        if self.bar is not None:
+            # Printed above the live bar, which rich redraws below it.
+            self.bar.console.print(text, end="", markup=False, highlight=False,
+                                   emoji=False, soft_wrap=True)
+            return
         if self.open_line:
             text = "\r\033[K" + text
             self.open_line = False
@@ -62,9 +72,35 @@ class CliReporter:
         self._progress(f"waiting for the migration lock, held by {who} ({waited:.0f} s so far)\n")
 
     def started(self, name: str, position: int, total: int, elapsed: float) -> None:
-        if self.tty and not SETTINGS.quiet:
+        if self.live:
+            self._show_bar(name, position, total)
+        elif self.tty and not SETTINGS.quiet:
             self._write(f"[{position}/{total}] applying {name} ...")
             self.open_line = True
+
+    def _show_bar(self, name: str, position: int, total: int) -> None:
+        """Start the live bar at the first migration (after any question was answered),
+        then move it on; rich is imported only here, on a terminal."""
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            console = Console(stderr=True, no_color=not use_color(stream_is_err=True),
+                              highlight=False)
+            self.bar = Progress(SpinnerColumn(), MofNCompleteColumn(), BarColumn(),
+                                TimeElapsedColumn(), TextColumn("{task.description}"),
+                                console=console, transient=True, redirect_stdout=False,
+                                redirect_stderr=False)
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=position - 1, description=f"applying {name}")
+        self.bar.start()
 
     def finished(self, outcome: MigrationOutcome, position: int, total: int,
                  elapsed: float) -> None:
@@ -73,12 +109,18 @@ class CliReporter:
             f"[{position}/{total}] \u2713 {outcome.name} ({_duration(outcome.seconds)}; "
             f"{left} left, {_duration(elapsed)} elapsed)\n"
         )
+        if self.bar is not None:
+            self.bar.update(self.task, completed=position)
 
     def output(self, text: str) -> None:
         self._progress(text if text.endswith("\n") else text + "\n")
 
     def close_line(self) -> None:
-        """End the live ``applying ...`` line so an error starts on a line of its own."""
+        """Remove the live bar, or end the ``applying ...`` line, so what follows (the
+        summary, an error) starts on a line of its own."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
         if self.open_line:
             sys.stderr.write("\n")
             sys.stderr.flush()
@@ -269,10 +311,15 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
     """Record MIGRATION (or every migration not applied) as applied, without running it."""
     from spawn_db.migrate.apply import adopt as run_adopt
 
-    result = run_adopt(
-        app.config(), migration_name, description=description, reporter=CliReporter(),
-        confirm=lambda names: _confirm_many(names, "adopted", yes), lock_timeout=lock_timeout,
-    )
+    reporter = CliReporter()
+    try:
+        result = run_adopt(
+            app.config(), migration_name, description=description, reporter=reporter,
+            confirm=lambda names: _confirm_many(names, "adopted", yes),
+            lock_timeout=lock_timeout,
+        )
+    finally:
+        reporter.close_line()
     if result.cancelled:
         note("Cancelled; nothing was recorded.")
         return
