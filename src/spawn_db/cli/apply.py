@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option, warn_blank
-from spawn_db.cli.output import emit_json, info, note, warn
+from spawn_db.cli.output import SETTINGS, emit_json, info, note, use_color, warn
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
@@ -36,13 +37,30 @@ yes_option = click.option("-y", "--yes", is_flag=True,
 
 
 class CliReporter:
-    """Progress on stderr: one line per migration; on a terminal, also the one running."""
+    """Progress on stderr: one line per migration; on a terminal, also the one running,
+    as a live rich bar (count, current migration, elapsed) unless ``TERM=dumb``.
+
+    ``--quiet`` silences all of it, including what psql printed while a migration ran
+    (notices, the tracking schema being set up): a failed migration's error still
+    quotes psql, and warnings and errors are printed elsewhere."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
+        self.live = self.tty and not SETTINGS.quiet and os.environ.get("TERM") != "dumb"
         self.open_line = False
+        self.bar: Any = None
+        self.task: Any = None
+
+    def _progress(self, text: str) -> None:
+        if not SETTINGS.quiet:
+            self._write(text)
 
     def _write(self, text: str) -> None:
+        if self.bar is not None:
+            # Printed above the live bar, which rich redraws below it.
+            self.bar.console.print(text, end="", markup=False, highlight=False,
+                                   emoji=False, soft_wrap=True)
+            return
         if self.open_line:
             text = "\r\033[K" + text
             self.open_line = False
@@ -51,26 +69,58 @@ class CliReporter:
 
     def waiting_for_lock(self, holders: Sequence[LockHolder], waited: float) -> None:
         who = "; ".join(h.describe() for h in holders) or "another session"
-        self._write(f"waiting for the migration lock, held by {who} ({waited:.0f} s so far)\n")
+        self._progress(f"waiting for the migration lock, held by {who} ({waited:.0f} s so far)\n")
 
     def started(self, name: str, position: int, total: int, elapsed: float) -> None:
-        if self.tty:
+        if self.live:
+            self._show_bar(name, position, total)
+        elif self.tty and not SETTINGS.quiet:
             self._write(f"[{position}/{total}] applying {name} ...")
             self.open_line = True
+
+    def _show_bar(self, name: str, position: int, total: int) -> None:
+        """Start the live bar at the first migration (after any question was answered),
+        then move it on; rich is imported only here, on a terminal."""
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            console = Console(stderr=True, no_color=not use_color(stream_is_err=True),
+                              highlight=False)
+            self.bar = Progress(SpinnerColumn(), MofNCompleteColumn(), BarColumn(),
+                                TimeElapsedColumn(), TextColumn("{task.description}"),
+                                console=console, transient=True, redirect_stdout=False,
+                                redirect_stderr=False)
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=position - 1, description=f"applying {name}")
+        self.bar.start()
 
     def finished(self, outcome: MigrationOutcome, position: int, total: int,
                  elapsed: float) -> None:
         left = total - position
-        self._write(
+        self._progress(
             f"[{position}/{total}] \u2713 {outcome.name} ({_duration(outcome.seconds)}; "
             f"{left} left, {_duration(elapsed)} elapsed)\n"
         )
+        if self.bar is not None:
+            self.bar.update(self.task, completed=position)
 
     def output(self, text: str) -> None:
-        self._write(text if text.endswith("\n") else text + "\n")
+        self._progress(text if text.endswith("\n") else text + "\n")
 
     def close_line(self) -> None:
-        """End the live ``applying ...`` line so an error starts on a line of its own."""
+        """Remove the live bar, or end the ``applying ...`` line, so what follows (the
+        summary, an error) starts on a line of its own."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
         if self.open_line:
             sys.stderr.write("\n")
             sys.stderr.flush()
@@ -206,7 +256,7 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
     if fmt == "json":
         emit_json(_dry_run_json(dry, texts if show_sql else None))
     else:
-        click.echo(_dry_run_summary(dry), err=True)
+        note(_dry_run_summary(dry))
     refusal = dry.refusal
     if refusal is not None:
         raise refusal
@@ -261,10 +311,15 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
     """Record MIGRATION (or every migration not applied) as applied, without running it."""
     from spawn_db.migrate.apply import adopt as run_adopt
 
-    result = run_adopt(
-        app.config(), migration_name, description=description, reporter=CliReporter(),
-        confirm=lambda names: _confirm_many(names, "adopted", yes), lock_timeout=lock_timeout,
-    )
+    reporter = CliReporter()
+    try:
+        result = run_adopt(
+            app.config(), migration_name, description=description, reporter=reporter,
+            confirm=lambda names: _confirm_many(names, "adopted", yes),
+            lock_timeout=lock_timeout,
+        )
+    finally:
+        reporter.close_line()
     if result.cancelled:
         note("Cancelled; nothing was recorded.")
         return
@@ -292,11 +347,14 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
     if fmt == "json":
         emit_json(_status_json(report))
     else:
-        info(format_status(report))
+        info(format_status_colored(report) if use_color() else format_status(report))
         for m in report.migrations:
-            if m.problem is not None:
-                prefix = "warning" if m.state in ("modified", "broken") else "note"
-                click.echo(f"{prefix}: {m.problem}", err=True)
+            if m.problem is None:
+                continue
+            if m.state in ("modified", "broken"):
+                warn(m.problem)
+            else:
+                note(f"note: {m.problem}")
     if report.troubled:
         raise SystemExit(1)
 
@@ -312,26 +370,79 @@ STATE_LABELS = {
 }
 
 
-def format_status(report: StatusReport) -> str:
-    mark = {True: "\u2713", False: "\u2717"}
-    header = ("Migration", "Filesystem", "Pinned", "Database", "Status")
-    rows = [
-        (m.name, mark[m.on_filesystem], mark[m.pinned], mark[m.in_database],
+STATE_STYLES = {
+    "applied": "green",
+    "adopted": "green",
+    "attempted": "magenta",
+    "failed": "bold red",
+    "pending": "yellow",
+    "modified": "magenta",
+    "broken": "bold red",
+}
+STATUS_HEADER = ("Migration", "Filesystem", "Pinned", "Database", "Status")
+_MARK = {True: "\u2713", False: "\u2717"}
+
+
+def _status_rows(report: StatusReport) -> list[tuple[str, str, str, str, str]]:
+    return [
+        (m.name, _MARK[m.on_filesystem], _MARK[m.pinned], _MARK[m.in_database],
          STATE_LABELS[m.state])
         for m in report.migrations
     ]
+
+
+def _status_summary(report: StatusReport) -> str:
+    counts: dict[str, int] = {}
+    for m in report.migrations:
+        counts[m.state] = counts.get(m.state, 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+    return f"{summary} (database {report.database}, schema {report.schema})"
+
+
+def format_status_colored(report: StatusReport) -> str:
+    """The status table for a terminal, drawn by rich: the same columns and words as
+    ``format_status``, each state in its colour. rich is imported here, not at the top,
+    so ``spawn --help`` and piped output never load it."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = _status_rows(report)
+    if not rows:
+        return format_status(report)
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False,
+                  header_style="bold", show_header=True)
+    for title in STATUS_HEADER:
+        table.add_column(title, no_wrap=True, overflow="ignore")
+    for m, row in zip(report.migrations, rows, strict=True):
+        table.add_row(*row[:4], Text(row[4], style=STATE_STYLES[m.state]))
+    buffer = io.StringIO()
+    # As wide as the table needs: a migration name is never cut to fit the terminal.
+    # The colour decision is already made (use_color), so rich must not redo it.
+    width = sum(max(len(r[i]) for r in [STATUS_HEADER, *rows]) + 2 for i in range(5))
+    console = Console(file=buffer, force_terminal=True, color_system="standard",
+                      width=width, highlight=False, emoji=False, markup=False,
+                      no_color=False)
+    console.print(table)
+    console.print()
+    console.print(_status_summary(report), style="dim", soft_wrap=True)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").split("\n"))
+
+
+def format_status(report: StatusReport) -> str:
+    """The status table as plain text: what pipes, files and tests see, byte for byte."""
+    header = STATUS_HEADER
+    rows = _status_rows(report)
     if not rows:
         return "No migrations on disk or in the database."
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    counts: dict[str, int] = {}
-    for m in report.migrations:
-        counts[m.state] = counts.get(m.state, 0) + 1
-    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     lines.append("")
-    lines.append(f"{summary} (database {report.database}, schema {report.schema})")
+    lines.append(_status_summary(report))
     return "\n".join(lines)
 
 

@@ -7,13 +7,16 @@ Library modules are imported inside commands, not here, so ``spawn --help`` and
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from spawn_db import __version__
 from spawn_db.cli.context import App
 from spawn_db.errors import SpawnError
+
+if TYPE_CHECKING:
+    from spawn_db.cli.output import ColorMode
 
 
 class SpawnGroup(click.Group):
@@ -92,6 +95,14 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.option("--strict/--lenient", "strict", default=None,
               help="An undefined template value is an error / renders as nothing "
               "(default: [templates] undefined in spawn.toml, else lenient).")
+@click.option("--color", "color", type=click.Choice(["auto", "always", "never"]),
+              default="auto", show_default=True, envvar="SPAWN_COLOR",
+              help="Colour the output: auto means on a terminal, unless NO_COLOR is set or "
+              "TERM=dumb (env SPAWN_COLOR).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Errors, warnings and results only: no progress, summaries or notes.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="More detail on stderr: each command line spawn starts (passwords masked).")
 @click.option("-d", "--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
 def cli(
@@ -100,6 +111,9 @@ def cli(
     target: str | None,
     environment: str | None,
     strict: bool | None,
+    color: ColorMode,
+    quiet: bool,
+    verbose: bool,
     debug: bool,
 ) -> None:
     """Spawn: a database build system for PostgreSQL.
@@ -108,8 +122,16 @@ def cli(
     that include them, pinned to a content-addressed snapshot, and applied
     through psql; tests diff psql output against golden files.
     """
+    from spawn_db.cli.output import configure, show_commands
     from spawn_db.config import Overrides
 
+    if quiet and verbose:
+        from spawn_db.errors import UsageError
+
+        raise UsageError("--quiet and --verbose contradict each other; pass one of them")
+    configure(color=color, quiet=quiet, verbose=verbose)
+    if verbose:
+        show_commands()
     ctx.obj = App(
         overrides=Overrides.from_flags(
             config_file=config_file, target=target, environment=environment, strict=strict,

@@ -185,7 +185,7 @@ def compare(
         _check_writable_folder(junit_path)
     names = select_tests(app.config(), name)
     runner = _runner(app, variables_path, timeout)
-    color = fmt == "text" and use_color() and not os.environ.get("NO_COLOR")
+    color = fmt == "text" and use_color()
     outcomes: list[TestOutcome] = []
     try:
         for outcome in compare_tests(runner, names, jobs=_jobs(jobs)):
