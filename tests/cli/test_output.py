@@ -193,3 +193,21 @@ def test_apply_on_a_terminal_shows_a_live_bar_and_keeps_the_lines(db_project: An
     on_dumb = run_on_terminal(db_project.root, "migration", "apply", "--yes",
                               env={"TERM": "dumb"})
     assert f"[1/1] applying {dumb} ...\r\x1b[K[1/1] \u2713 {dumb} (" in on_dumb
+
+
+def test_verbose_apply_shows_each_migrations_rendered_size_and_time(db_project: Any) -> None:
+    sql = "CREATE TABLE sized (id int);\n"
+    name = db_project.add_migration("sized", sql)
+
+    verbose = db_project.run("-v", "migration", "apply", "--yes")
+
+    assert verbose.exit_code == 0, verbose.stderr
+    lines = [line for line in verbose.stderr.splitlines()
+             if line.startswith(f"  {name}: ")]
+    assert len(lines) == 1, verbose.stderr
+    rendered = len(sql.encode()) - 1  # templates drop one trailing newline, as Jinja does
+    assert re.fullmatch(rf"  {name}: {rendered} bytes of SQL rendered, ran in "
+                        r"\d+\.\d ms", lines[0]), lines[0]
+    db_project.add_migration("quiet", "SELECT 1;\n")
+    plain = db_project.run("migration", "apply", "--yes")
+    assert "bytes of SQL rendered" not in plain.stderr

@@ -11,7 +11,7 @@ import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option, warn_blank
-from spawn_db.cli.output import SETTINGS, emit_json, info, note, use_color, warn
+from spawn_db.cli.output import SETTINGS, detail, emit_json, info, note, use_color, warn
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
@@ -111,6 +111,8 @@ class CliReporter:
         )
         if self.bar is not None:
             self.bar.update(self.task, completed=position)
+        detail(f"  {outcome.name}: {outcome.rendered_bytes} bytes of SQL rendered, ran in "
+               f"{outcome.seconds * 1000:.1f} ms")
 
     def output(self, text: str) -> None:
         self._progress(text if text.endswith("\n") else text + "\n")

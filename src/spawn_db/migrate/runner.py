@@ -123,6 +123,7 @@ STATEMENT_FAILED_CHECK = (
 class MigrationOutcome:
     name: str
     seconds: float
+    rendered_bytes: int = 0
 
 
 class ApplyReporter(Protocol):
@@ -611,7 +612,7 @@ class MigrationRun:
                 self.succeeded(rendered, seconds)
 
     def succeeded(self, rendered: Rendered, seconds: float) -> None:
-        outcome = MigrationOutcome(rendered.name, seconds)
+        outcome = MigrationOutcome(rendered.name, seconds, rendered.size)
         self.outcomes.append(outcome)
         self.flush_notices()
         self.reporter.finished(outcome, rendered.position, self.total, self.elapsed())
