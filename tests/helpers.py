@@ -66,3 +66,36 @@ def snapshot_files(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and ".spawn" not in p.parts
     }
+
+
+def run_on_terminal(cwd: Path, args: list[str], *, answer: str = "",
+                    env: dict[str, str] | None = None) -> str:
+    """Run spawn with a pseudo-terminal as stdin, stdout and stderr; return what it printed.
+
+    ``answer`` is typed at the terminal. ``NO_COLOR`` is removed and ``TERM`` set to
+    ``xterm`` unless ``env`` says otherwise, so the test does not depend on the
+    terminal pytest itself runs in.
+    """
+    import pty
+
+    main, secondary = pty.openpty()
+    full_env = {k: v for k, v in spawn_env().items() if k != "NO_COLOR"}
+    full_env["TERM"] = "xterm"
+    full_env.update(env or {})
+    proc = subprocess.Popen([*SPAWN, *args], cwd=cwd, stdin=secondary, stdout=secondary,
+                            stderr=secondary, env=full_env, close_fds=True)
+    os.close(secondary)
+    if answer:
+        os.write(main, answer.encode())
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(main)
+    return b"".join(chunks).decode().replace("\r\n", "\n")

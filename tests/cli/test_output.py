@@ -3,43 +3,13 @@ entry point: on a pseudo-terminal for what a user sees, piped for what scripts s
 
 from __future__ import annotations
 
-import os
-import pty
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
-from tests.helpers import SPAWN, spawn_env
+from tests.helpers import SPAWN, run_on_terminal, spawn_env
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def run_on_terminal(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    """Run spawn with a pseudo-terminal as stdin, stdout and stderr; return what it printed.
-
-    ``NO_COLOR`` is removed and ``TERM`` set to ``xterm`` unless ``env`` says otherwise,
-    so the test does not depend on the terminal pytest itself runs in.
-    """
-    main, secondary = pty.openpty()
-    full_env = {k: v for k, v in spawn_env().items() if k != "NO_COLOR"}
-    full_env["TERM"] = "xterm"
-    full_env.update(env or {})
-    proc = subprocess.Popen([*SPAWN, *args], cwd=cwd, stdin=secondary, stdout=secondary,
-                            stderr=secondary, env=full_env, close_fds=True)
-    os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(main)
-    return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
 def three_states(db_project: Any) -> tuple[str, str, str]:
@@ -79,7 +49,7 @@ def test_piped_and_never_status_is_todays_plain_table(db_project: Any) -> None:
     assert piped.stdout == expected
     never = db_project.run("--color", "never", "migration", "status")
     assert never.stdout == expected
-    on_terminal = run_on_terminal(db_project.root, "--color", "never", "migration", "status")
+    on_terminal = run_on_terminal(db_project.root, ["--color", "never", "migration", "status"])
     assert on_terminal == expected
 
 
@@ -87,7 +57,7 @@ def test_status_on_a_terminal_has_coloured_states_and_the_same_words(db_project:
     ok, bad, later = three_states(db_project)
     expected = plain_table(db_project, ok, bad, later)
     for args in (["--color", "always"], []):
-        coloured = run_on_terminal(db_project.root, *args, "migration", "status")
+        coloured = run_on_terminal(db_project.root, [*args, "migration", "status"])
         assert "\x1b[32m\u2713 Applied" in coloured, (args, coloured)
         assert "\x1b[1;31m\u2717 Failed" in coloured, (args, coloured)
         assert "\x1b[33m\u25cb Pending" in coloured, (args, coloured)
@@ -103,9 +73,9 @@ def test_no_color_and_dumb_terminal_turn_auto_colour_off(db_project: Any) -> Non
     ok, bad, later = three_states(db_project)
     expected = plain_table(db_project, ok, bad, later)
     for env in ({"NO_COLOR": "1"}, {"TERM": "dumb"}, {"SPAWN_COLOR": "never"}):
-        assert run_on_terminal(db_project.root, "migration", "status", env=env) == expected, env
+        assert run_on_terminal(db_project.root, ["migration", "status"], env=env) == expected, env
     # An explicit choice beats the environment's hints.
-    forced = run_on_terminal(db_project.root, "--color", "always", "migration", "status",
+    forced = run_on_terminal(db_project.root, ["--color", "always", "migration", "status"],
                              env={"NO_COLOR": "1", "TERM": "dumb"})
     assert "\x1b[32m\u2713 Applied" in forced
 
@@ -177,7 +147,7 @@ def test_rich_is_not_imported_for_help_or_piped_status(db_project: Any) -> None:
 def test_apply_on_a_terminal_shows_a_live_bar_and_keeps_the_lines(db_project: Any) -> None:
     names = [db_project.add_migration(f"m{i}", f"CREATE TABLE m{i} (id int);\n")
              for i in range(3)]
-    shown = run_on_terminal(db_project.root, "migration", "apply", "--yes")
+    shown = run_on_terminal(db_project.root, ["migration", "apply", "--yes"])
     assert "applying " + names[0] in shown
     assert re.search(r"[0-3]/3 .*0:00:0\d applying 2024", ANSI.sub("", shown)), shown
     # The bar is transient: once removed, the permanent lines remain.
@@ -190,7 +160,7 @@ def test_apply_on_a_terminal_shows_a_live_bar_and_keeps_the_lines(db_project: An
     assert "\x1b" not in piped.stderr and "applying" not in piped.stderr
     assert piped.stderr.splitlines()[-2].startswith(f"[1/1] \u2713 {more} (")
     dumb = db_project.add_migration("m4", "CREATE TABLE m4 (id int);\n")
-    on_dumb = run_on_terminal(db_project.root, "migration", "apply", "--yes",
+    on_dumb = run_on_terminal(db_project.root, ["migration", "apply", "--yes"],
                               env={"TERM": "dumb"})
     assert f"[1/1] applying {dumb} ...\r\x1b[K[1/1] \u2713 {dumb} (" in on_dumb
 

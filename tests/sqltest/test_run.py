@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import signal
 import subprocess
@@ -14,7 +12,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import SPAWN, Result, snapshot_files, spawn_env, start_spawn
+from tests.helpers import (
+    Result,
+    run_on_terminal,
+    snapshot_files,
+    start_spawn,
+)
 
 HELLO_OUTPUT = " answer \n--------\n      1\n(1 row)\n\n"
 SUMMARY = re.compile(r"^(\d+ tests?: \d+ passed, \d+ failed) in \d+\.\d\ds$")
@@ -586,32 +589,6 @@ def test_a_target_command_that_cannot_start_stops_the_run(db_project: Any) -> No
 def test_no_tests_is_an_empty_passing_report(db_project: Any) -> None:
     result = db_project.run("test", "compare")
     assert (result.exit_code, report(result)) == (0, ["0 tests: 0 passed, 0 failed"])
-
-
-def run_on_terminal(
-    cwd: Path, args: list[str], answer: str = "", env: dict[str, str] | None = None
-) -> str:
-    """Run spawn with a pseudo-terminal as stdin and stdout; return what it printed."""
-    main, secondary = pty.openpty()
-    full_env = {k: v for k, v in spawn_env().items() if k != "NO_COLOR"}
-    full_env.update(env or {})
-    proc = subprocess.Popen([*SPAWN, *args], cwd=cwd, stdin=secondary, stdout=secondary,
-                            stderr=secondary, env=full_env, close_fds=True)
-    os.close(secondary)
-    if answer:
-        os.write(main, answer.encode())
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(main)
-    return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
 
