@@ -26,7 +26,7 @@ ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
-                  "variables", "templates")
+                  "variables", "templates", "migrations")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -38,10 +38,12 @@ TARGET_KEYS = (
 )
 TEMPLATES_KEYS = ("undefined",)
 UNDEFINED_MODES = ("lenient", "strict")
+MIGRATIONS_KEYS = ("order",)
 COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
 
 CommandKind = Literal["direct", "provider", "embedded"]
 UndefinedMode = Literal["lenient", "strict"]
+MigrationOrder = Literal["loose", "strict"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Config:
     environment_variables: Mapping[str, str] = field(default_factory=dict)
     undefined: UndefinedMode = "lenient"
     strict_override: bool | None = None
+    migration_order: MigrationOrder = "loose"
 
     @property
     def project_dir(self) -> Path:
@@ -312,6 +315,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         environment_variables=_environment_variables(raw, path),
         undefined=undefined,
         strict_override=overrides.strict,
+        migration_order=_migration_order(raw, path, warnings),
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -354,6 +358,24 @@ def _undefined_mode(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> 
             'value is an error) or "lenient" (it renders as nothing)'
         )
     return "lenient"
+
+
+def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> MigrationOrder:
+    """``[migrations] order``: "loose" (default; the Rust tool's behaviour) applies an older
+    pending migration after newer ones, "strict" refuses unless it says out_of_order."""
+    table = raw.get("migrations", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `migrations` must be a table: [migrations] then '
+                          '`order = "strict"`')
+    _warn_unknown(table, MIGRATIONS_KEYS, f"{path} [migrations]", warnings)
+    order = table.get("order", "loose")
+    if order not in ("loose", "strict"):
+        raise ConfigError(
+            f"{path}: [migrations] `order` is {order!r}; use \"loose\" (apply pending "
+            'migrations whatever their age) or "strict" (refuse one older than the newest '
+            "applied, unless its migration.toml says out_of_order = true)"
+        )
+    return "strict" if order == "strict" else "loose"
 
 
 def _existing_folder(path: Path, folder: str) -> Path:
@@ -536,11 +558,11 @@ def _warn_unknown(
         if key not in known:
             warnings.append(
                 f"warning: unknown key `{key}` in {where} (ignored; the closest known key is "
-                f"`{_closest(key, known)}`)"
+                f"`{closest_key(key, known)}`)"
             )
 
 
-def _closest(name: str, candidates: tuple[str, ...]) -> str:
+def closest_key(name: str, candidates: tuple[str, ...]) -> str:
     return max(candidates, key=lambda c: difflib.SequenceMatcher(None, name, c).ratio())
 
 

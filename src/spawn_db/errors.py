@@ -118,6 +118,20 @@ class NotPinned(MigrationError):
     exit_code = USAGE_EXIT
 
 
+class MigrationSettingsError(ConfigError):
+    """A ``migration.toml`` is unreadable, mistyped or names an unknown migration."""
+
+
+class DependencyCycle(MigrationSettingsError):
+    """Migrations require each other in a cycle; the message prints it."""
+
+
+class PlanRefused(MigrationError):
+    """The plan cannot complete (a requirement, conflict, order or draft rule); nothing ran."""
+
+    exit_code = USAGE_EXIT
+
+
 class LockUnavailable(MigrationError):
     """The migration lock stayed taken by another session for too long."""
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
 
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, TargetConfig
 from spawn_db.db.engine import engine_for
@@ -23,9 +23,16 @@ from spawn_db.errors import (
     SpawnError,
     UsageError,
 )
+from spawn_db.migrate.plan import ApplyPlan as ApplyPlan
+from spawn_db.migrate.plan import PlanRequest
+from spawn_db.migrate.plan import State as State
+from spawn_db.migrate.plan import is_done as is_done
+from spawn_db.migrate.plan import plan as make_plan
+from spawn_db.migrate.plan import state_of as state_of
 from spawn_db.migrate.runner import ApplyReporter as ApplyReporter
 from spawn_db.migrate.runner import MigrationOutcome as MigrationOutcome
 from spawn_db.migrate.runner import MigrationRun, SessionSetup, render_migration, start_runner
+from spawn_db.migrate.settings import MigrationSettings, load_all
 from spawn_db.migrate.tracking import (
     MAX_NAME_LENGTH,
     HistoryRow,
@@ -38,20 +45,8 @@ from spawn_db.project import Project
 if TYPE_CHECKING:
     from spawn_db.migrate.drift import RenderCache
 
-State = Literal["applied", "adopted", "attempted", "failed", "pending", "modified", "broken"]
-
 
 # -- results -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApplyPlan:
-    """What an apply will do: run ``to_run`` in order, then stop at ``blocked`` if set."""
-
-    to_run: tuple[str, ...]
-    already_applied: tuple[str, ...]
-    blocked: str | None = None
-    blocked_state: State | None = None
 
 
 @dataclass
@@ -108,44 +103,6 @@ class NullReporter:
 
     def output(self, text: str) -> None:
         pass
-
-
-# -- state ---------------------------------------------------------------------------------
-
-
-def state_of(row: HistoryRow | None) -> State:
-    if row is None:
-        return "pending"
-    if row.status == "ATTEMPTED":
-        return "attempted"
-    if row.status == "FAILURE":
-        return "failed"
-    if row.activity == "ADOPT":
-        return "adopted"
-    if row.activity == "REVERT":
-        return "pending"
-    return "applied"
-
-
-def is_done(state: State) -> bool:
-    return state in ("applied", "adopted")
-
-
-def make_plan(
-    names: Sequence[str], states: dict[str, HistoryRow], *, named: bool, retry: bool
-) -> ApplyPlan:
-    """SPEC §6 step 2: skip SUCCESS, refuse ATTEMPTED/FAILURE unless ``retry``, stop there."""
-    to_run: list[str] = []
-    done: list[str] = []
-    for name in names:
-        state = state_of(states.get(name))
-        if is_done(state) and not (named and retry):
-            done.append(name)
-        elif state in ("attempted", "failed") and not retry:
-            return ApplyPlan(tuple(to_run), tuple(done), name, state)
-        else:
-            to_run.append(name)
-    return ApplyPlan(tuple(to_run), tuple(done))
 
 
 # -- sessions ------------------------------------------------------------------------------
@@ -218,6 +175,8 @@ def apply(
     reporter: ApplyReporter | None = None,
     confirm: Callable[[ApplyPlan], bool] | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    with_requires: bool = False,
+    allow_draft: bool = False,
 ) -> ApplyResult:
     """Apply ``migration``, or every pending migration in order (SPEC §6).
 
@@ -226,13 +185,12 @@ def apply(
     migrations that were confirmed and still need to run are run.
     """
     reporter = reporter or NullReporter()
-    project = Project(config)
-    names = [project.find_migration(migration).name] if migration else project.migration_names()
-    _check_names(names)
+    planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
+                           allow_draft=allow_draft)
     target = config.target()
     with tracking_session(config, target) as tracking:
         states = tracking.latest() if tracking.exists() else {}
-        plan = make_plan(names, states, named=migration is not None, retry=retry)
+        plan = planner.plan(states)
         if pinned:
             _require_pins(config, plan.to_run)
         if confirm is not None and plan.to_run and not confirm(plan):
@@ -249,10 +207,9 @@ def apply(
                     reporter.output(f"Tracking schema {target.spawn_schema}: applied "
                                     f"{', '.join(internal)}")
                 states = tracking.latest()
-                locked_plan = make_plan(names, states, named=migration is not None, retry=retry)
+                locked_plan = planner.plan(states)
                 to_run = [n for n in locked_plan.to_run if n in confirmed]
-                plan = ApplyPlan(tuple(to_run), locked_plan.already_applied,
-                                 locked_plan.blocked, locked_plan.blocked_state)
+                plan = dataclasses.replace(locked_plan, to_run=tuple(to_run))
                 run = MigrationRun(config, engine, tracking, reporter, to_run,
                            pinned=pinned, variables=variables,
                            first_history_id=tracking.last_history_id(), setup=setup,
@@ -296,20 +253,21 @@ def plan_apply(
     retry: bool = False,
     variables: Any = None,
     each: Callable[[PlannedMigration, IO[bytes]], None] | None = None,
+    with_requires: bool = False,
+    allow_draft: bool = False,
 ) -> DryRun:
     """What ``apply`` would run, in order, without writing anything or taking the lock.
 
-    The history is read through a control session, and the plan is ``make_plan``'s,
+    The history is read through a control session, and the plan is the ``Planner``'s,
     as apply makes it before it locks; each migration is rendered exactly as apply
     renders it (``render_migration``), so a template error shows here too.
     ``each`` receives every planned migration with its rendered SQL, in order.
     """
-    project = Project(config)
-    names = [project.find_migration(migration).name] if migration else project.migration_names()
-    _check_names(names)
+    planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
+                           allow_draft=allow_draft)
     with tracking_session(config) as tracking:
         states = tracking.latest() if tracking.exists() else {}
-    plan = make_plan(names, states, named=migration is not None, retry=retry)
+    plan = planner.plan(states)
     if pinned:
         _require_pins(config, plan.to_run)
     planned: list[PlannedMigration] = []
@@ -325,6 +283,38 @@ def plan_apply(
         finally:
             rendered.close()
     return DryRun(plan, tuple(planned))
+
+
+@dataclass(frozen=True)
+class Planner:
+    """Everything a plan needs from the files, loaded once; ``plan`` takes the history.
+
+    apply plans twice (before confirming, and again under the lock), and both
+    plans must come from the same files.
+    """
+
+    names: tuple[str, ...]
+    settings: Mapping[str, MigrationSettings]
+    request: PlanRequest
+
+    @classmethod
+    def load(cls, config: Config, migration: str | None, *, retry: bool = False,
+             with_requires: bool = False, allow_draft: bool = False) -> Planner:
+        project = Project(config)
+        names = project.migration_names()
+        named = project.resolve_migration(migration) if migration else None
+        _check_names([named] if named else names)
+        settings = load_all(config, names)
+        request = PlanRequest(named, retry, with_requires, allow_draft,
+                              config.migration_order == "strict", config.environment)
+        return cls(tuple(names), settings, request)
+
+    def plan(self, states: Mapping[str, HistoryRow]) -> ApplyPlan:
+        return make_plan(self.names, self.settings, states, self.request)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for s in self.settings.values() for w in s.warnings]
 
 
 def _check_names(names: Sequence[str]) -> None:

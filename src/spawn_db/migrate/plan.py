@@ -1,0 +1,264 @@
+"""The planner: which migrations an apply runs, in which order, and why it may refuse.
+
+Pure functions over the files' settings (``settings.py``) and the database's
+latest history rows, so that apply, ``--dry-run`` and status agree, and so
+that every refusal happens before the lock is taken and before anything runs:
+a plan that cannot complete writes nothing.
+
+Order: by name, except that a migration waits for everything it ``requires``
+(a topological order whose ties go by name). Drafts are left out unless named
+with ``allow_draft``. In ``strict`` order a pending migration older than the
+newest applied one is refused unless it says ``out_of_order = true``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from spawn_db.errors import PlanRefused
+from spawn_db.migrate.settings import DEFAULT, MigrationSettings
+from spawn_db.migrate.tracking import HistoryRow
+
+State = Literal["applied", "adopted", "attempted", "failed", "pending", "reverted", "modified",
+                "broken", "draft"]
+PROD_ENVIRONMENTS = ("prod", "production")
+
+
+def state_of(row: HistoryRow | None) -> State:
+    """A migration's state from its latest history row (any activity may be ATTEMPTED or
+    FAILURE; a successful REVERT makes it pending again, shown as reverted)."""
+    if row is None:
+        return "pending"
+    if row.status == "ATTEMPTED":
+        return "attempted"
+    if row.status == "FAILURE":
+        return "failed"
+    if row.activity == "ADOPT":
+        return "adopted"
+    if row.activity == "REVERT":
+        return "reverted"
+    return "applied"
+
+
+def is_done(state: State) -> bool:
+    return state in ("applied", "adopted")
+
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    """What an apply will do: run ``to_run`` in order, then stop at ``blocked`` if set.
+
+    ``skipped_drafts`` are pending drafts left out; ``out_of_order`` are the
+    migrations of ``to_run`` that will be applied after a newer one.
+    """
+
+    to_run: tuple[str, ...]
+    already_applied: tuple[str, ...]
+    blocked: str | None = None
+    blocked_state: State | None = None
+    skipped_drafts: tuple[str, ...] = ()
+    out_of_order: tuple[str, ...] = ()
+    blocked_activity: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the user asked for: every migration, or one by name, and the flags."""
+
+    migration: str | None = None
+    retry: bool = False
+    with_requires: bool = False
+    allow_draft: bool = False
+    strict_order: bool = False
+    environment: str = ""
+
+
+def plan(names: Sequence[str], settings: Mapping[str, MigrationSettings],
+         states: Mapping[str, HistoryRow], request: PlanRequest) -> ApplyPlan:
+    """The apply plan for ``request``, or ``PlanRefused`` naming the rule and the fix.
+
+    ``names`` are the migrations on disk, ``settings`` their (checked)
+    ``migration.toml``s, ``states`` the latest rows of namespace ``default``.
+    """
+    wanted, drafts = _wanted(names, settings, states, request)
+    ordered = topological_order(wanted, settings)
+    base = _walk(ordered, states, request)
+    plan_ = ApplyPlan(base.to_run, base.already_applied, base.blocked, base.blocked_state,
+                      tuple(drafts), (), base.blocked_activity)
+    _check_requires(plan_, settings, states)
+    _check_conflicts(plan_, settings, states)
+    late = _out_of_order(plan_, settings, states, strict=request.strict_order)
+    return ApplyPlan(plan_.to_run, plan_.already_applied, plan_.blocked, plan_.blocked_state,
+                     plan_.skipped_drafts, late, plan_.blocked_activity)
+
+
+def _wanted(names: Sequence[str], settings: Mapping[str, MigrationSettings],
+            states: Mapping[str, HistoryRow], request: PlanRequest) -> tuple[list[str], list[str]]:
+    """The migrations the plan considers, and the pending drafts it leaves out."""
+    if request.migration is None:
+        drafts = [n for n in names if _settings(settings, n).draft]
+        pending_drafts = [n for n in drafts if not is_done(state_of(states.get(n)))]
+        return [n for n in names if n not in set(drafts)], pending_drafts
+    name = request.migration
+    _check_draft_allowed(name, settings, request)
+    if not request.with_requires:
+        return [name], []
+    needed = [r for r in requirements_of(name, settings)
+              if not is_done(state_of(states.get(r)))]
+    for requirement in needed:
+        _check_draft_allowed(requirement, settings, request, wanted_by=name)
+    return [*needed, name], []
+
+
+def _check_draft_allowed(name: str, settings: Mapping[str, MigrationSettings],
+                         request: PlanRequest, *, wanted_by: str | None = None) -> None:
+    if not _settings(settings, name).draft:
+        return
+    why = f" (required by {wanted_by})" if wanted_by else ""
+    if not request.allow_draft:
+        raise PlanRefused(
+            f"migration {name}{why} is a draft (draft = true in its migration.toml), so apply "
+            "skips it; to try it on a development database run `spawn migration apply "
+            f"{name} --allow-draft`, or remove draft = true when it is ready")
+    if request.environment in PROD_ENVIRONMENTS:
+        raise PlanRefused(
+            f"migration {name}{why} is a draft, and --allow-draft is refused in environment "
+            f"{request.environment!r}; remove draft = true from its migration.toml (and pin "
+            "it) to deploy it, or use a target whose environment is not prod")
+
+
+def requirements_of(name: str, settings: Mapping[str, MigrationSettings]) -> list[str]:
+    """Everything ``name`` requires, directly or not (it is not included)."""
+    seen: set[str] = set()
+    stack = list(_settings(settings, name).requires)
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(_settings(settings, current).requires)
+    return sorted(seen)
+
+
+def topological_order(names: Iterable[str], settings: Mapping[str, MigrationSettings]
+                      ) -> list[str]:
+    """``names`` by name, except that each waits for the ``requires`` among ``names``.
+
+    Kahn's algorithm with a heap: whenever several migrations are free to go,
+    the smallest name goes first. Cycles were refused when settings loaded.
+    """
+    members = set(names)
+    waiting: dict[str, int] = {}
+    dependents: dict[str, list[str]] = {}
+    for name in members:
+        required = [r for r in _settings(settings, name).requires if r in members]
+        waiting[name] = len(required)
+        for r in required:
+            dependents.setdefault(r, []).append(name)
+    ready = [n for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    ordered: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        ordered.append(name)
+        for dependent in dependents.get(name, ()):
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                heapq.heappush(ready, dependent)
+    return ordered
+
+
+def _walk(ordered: Sequence[str], states: Mapping[str, HistoryRow],
+          request: PlanRequest) -> ApplyPlan:
+    """SPEC §6 step 2: skip what is done, refuse ATTEMPTED/FAILURE unless ``retry``, stop
+    there. A named migration with ``retry`` runs again even when done."""
+    to_run: list[str] = []
+    done: list[str] = []
+    for name in ordered:
+        row = states.get(name)
+        state = state_of(row)
+        rerun = request.retry and name == request.migration
+        if is_done(state) and not rerun:
+            done.append(name)
+        elif state in ("attempted", "failed") and not request.retry:
+            return ApplyPlan(tuple(to_run), tuple(done), name, state,
+                             blocked_activity=row.activity if row else None)
+        else:
+            to_run.append(name)
+    return ApplyPlan(tuple(to_run), tuple(done))
+
+
+def _check_requires(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings],
+                    states: Mapping[str, HistoryRow]) -> None:
+    earlier: set[str] = set()
+    for name in plan_.to_run:
+        for requirement in _settings(settings, name).requires:
+            if requirement in earlier or is_done(state_of(states.get(requirement))):
+                continue
+            raise PlanRefused(_unmet(name, requirement, settings))
+        earlier.add(name)
+
+
+def _unmet(name: str, requirement: str, settings: Mapping[str, MigrationSettings]) -> str:
+    if _settings(settings, requirement).draft:
+        return (f"migration {name} requires {requirement}, which is a draft and not applied; "
+                f"finish the draft (remove draft = true), or drop it from {name}'s requires")
+    return (f"migration {name} requires {requirement}, which is not applied; run `spawn "
+            f"migration apply {name} --with-requires` to apply both, or apply {requirement} "
+            "first")
+
+
+def _check_conflicts(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings],
+                     states: Mapping[str, HistoryRow]) -> None:
+    """Conflicts go both ways: ``a`` conflicting with ``b`` keeps ``b`` out too."""
+    applied = {n for n, row in states.items() if is_done(state_of(row))}
+    running: set[str] = set()
+    for name in plan_.to_run:
+        present = applied | running
+        declared = [c for c in _settings(settings, name).conflicts if c in present]
+        declared += sorted(o for o in present if name in _settings(settings, o).conflicts)
+        if declared:
+            other = declared[0]
+            how = "is applied" if other in applied else "this plan applies first"
+            raise PlanRefused(
+                f"migration {name} conflicts with {other}, which {how}; revert {other} "
+                f"(`spawn migration revert {other}`) or remove the conflict from the "
+                "migration.toml that declares it")
+        running.add(name)
+
+
+def _out_of_order(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings],
+                  states: Mapping[str, HistoryRow], *, strict: bool) -> tuple[str, ...]:
+    applied = [n for n, row in states.items() if is_done(state_of(row))]
+    newest = max(applied, default="")
+    late: list[str] = []
+    for name in plan_.to_run:
+        if name < newest and name not in plan_.already_applied:
+            if strict and not _settings(settings, name).out_of_order:
+                raise PlanRefused(
+                    f"migration {name} is older than {newest}, which is already applied, and "
+                    "[migrations] order is \"strict\"; add out_of_order = true to its "
+                    "migration.toml if it is safe to apply it now, or rename it to sort after "
+                    f"{newest}")
+            late.append(name)
+        newest = max(newest, name)
+    return tuple(late)
+
+
+def applied_out_of_order(states: Mapping[str, HistoryRow]) -> set[str]:
+    """Applied migrations that were applied after a newer-named one (for status)."""
+    done = sorted((row.history_id, name) for name, row in states.items()
+                  if is_done(state_of(row)))
+    late: set[str] = set()
+    newest = ""
+    for _, name in done:
+        if name < newest:
+            late.add(name)
+        newest = max(newest, name)
+    return late
+
+
+def _settings(settings: Mapping[str, MigrationSettings], name: str) -> MigrationSettings:
+    return settings.get(name, DEFAULT)
