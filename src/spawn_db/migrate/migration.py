@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from spawn_db.render.template import ComponentSource, Renderer
 
 NEW_MIGRATION_TEXT = "BEGIN;\n\nCOMMIT;\n"
+# The templates a migration folder may hold: up.sql (required), down.sql (revert) and
+# verify.sql (checked after apply). All render the same way, pinned by the same lock.toml.
+UP, DOWN, VERIFY = "up.sql", "down.sql", "verify.sql"
 PIN_CACHE = Path(".spawn") / "pin-cache.json"
 
 
@@ -48,9 +51,11 @@ class MigrationSource:
     pin: str | None
     components: ComponentSource
     template_text: str
+    script: str = UP
 
 
-def migration_source(config: Config, name: str, *, pinned: bool) -> MigrationSource:
+def migration_source(config: Config, name: str, *, pinned: bool,
+                     script: str = UP) -> MigrationSource:
     from spawn_db.render.template import PinnedSource, WorkingTreeSource
 
     project = Project(config)
@@ -67,8 +72,8 @@ def migration_source(config: Config, name: str, *, pinned: bool) -> MigrationSou
         components: ComponentSource = PinnedSource(tree, f"the pin {pin} of migration {name}")
     else:
         components = WorkingTreeSource(config.components_dir)
-    text = _read_template(folder / "up.sql")
-    return MigrationSource(name, folder, pin, components, text)
+    text = _read_template(folder / script)
+    return MigrationSource(name, folder, pin, components, text, script)
 
 
 def _read_template(path: Path) -> str:
@@ -76,6 +81,10 @@ def _read_template(path: Path) -> str:
 
     try:
         return path.read_bytes().decode("utf-8")  # not read_text: it would turn CRLF into LF
+    except FileNotFoundError:
+        from spawn_db.errors import NotFoundError
+
+        raise NotFoundError(f"{path} does not exist; create it beside up.sql") from None
     except UnicodeDecodeError as exc:
         raise TemplateError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
 
@@ -83,17 +92,19 @@ def _read_template(path: Path) -> str:
 def compile_migration(config: Config, source: MigrationSource) -> Renderer:
     from spawn_db.render.template import compile_template
 
-    display = Project(config).display(source.folder / "up.sql")
+    display = Project(config).display(source.folder / source.script)
     return compile_template(source.template_text, display, source.components)
 
 
 def build_migration(
-    config: Config, name: str, *, pinned: bool = False, variables: Any = None
+    config: Config, name: str, *, pinned: bool = False, variables: Any = None,
+    script: str = UP,
 ) -> Iterator[str]:
-    """Chunks of the rendered ``up.sql``; compiled before the first chunk is yielded."""
+    """Chunks of the rendered ``script`` (``up.sql`` by default); compiled before the first
+    chunk is yielded."""
     from spawn_db.render.template import template_context
 
-    source = migration_source(config, name, pinned=pinned)
+    source = migration_source(config, name, pinned=pinned, script=script)
     renderer = compile_migration(config, source)
     return renderer.generate(template_context(config, variables or {}))
 

@@ -168,12 +168,15 @@ class Rendered:
 
 
 def render_migration(
-    config: Config, name: str, *, pinned: bool, variables: Any, position: int = 1
+    config: Config, name: str, *, pinned: bool, variables: Any, position: int = 1,
+    script: str = "up.sql",
 ) -> Rendered:
-    """Render ``name`` whole (memory bounded by a spool) before anything is sent."""
+    """Render ``name``'s ``script`` whole (memory bounded by a spool) before anything is
+    sent."""
     import xxhash
 
-    chunks, pin = _render_chunks(config, name, pinned=pinned, variables=variables)
+    chunks, pin = _render_chunks(config, name, pinned=pinned, variables=variables,
+                                 script=script)
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
     digest = xxhash.xxh3_128()
     size = newlines = 0
@@ -200,7 +203,7 @@ def render_migration(
 
 
 def _render_chunks(
-    config: Config, name: str, *, pinned: bool, variables: Any
+    config: Config, name: str, *, pinned: bool, variables: Any, script: str = "up.sql"
 ) -> tuple[Iterable[str], str | None]:
     """The rendered text's chunks and the pin it came from.
 
@@ -210,19 +213,19 @@ def _render_chunks(
     from spawn_db.pin.store import read_lock
 
     folder = config.migrations_dir / name
-    text = _read_text(folder / "up.sql")
+    text = _read_text(folder / script)
     output = plain_output(text) if text is not None else None
     if output is not None:
         pin = read_lock(folder)
         if pinned and pin is None:
             from spawn_db.migrate.migration import migration_source
 
-            migration_source(config, name, pinned=True)
+            migration_source(config, name, pinned=True, script=script)
         return [output], pin if pinned else None
     from spawn_db.migrate.migration import compile_migration, migration_source
     from spawn_db.render.template import template_context
 
-    source = migration_source(config, name, pinned=pinned)
+    source = migration_source(config, name, pinned=pinned, script=script)
     renderer = compile_migration(config, source)
     return renderer.generate(template_context(config, variables or {})), \
         source.pin if pinned else None
