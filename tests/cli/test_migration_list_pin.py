@@ -83,7 +83,7 @@ def test_list_last_modified_is_local_time_and_the_newest_file(tmp_path: Path) ->
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"migrations": [{
         "name": "20240101000000-a", "pinned": False, "pin": None, "lock_problem": None,
-        "down": False, "last_modified": "2024-01-02T08:35:05+05:30",
+        "down": False, "draft": False, "last_modified": "2024-01-02T08:35:05+05:30",
     }]}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -178,10 +179,16 @@ def _confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "") -
               help="With --dry-run: print each migration's rendered SQL.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="With --dry-run: output format of the plan.")
+@click.option("--with-requires", is_flag=True,
+              help="With MIGRATION: first apply what it requires (migration.toml) and is not "
+              "applied yet.")
+@click.option("--allow-draft", is_flag=True,
+              help="With MIGRATION: apply it although it is a draft (refused in environment "
+              "prod).")
 @pass_app
 def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: str | None,
           yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float, dry_run: bool,
-          show_sql: bool, fmt: str) -> None:
+          show_sql: bool, fmt: str, with_requires: bool, allow_draft: bool) -> None:
     """Apply MIGRATION, or every pending migration in order, tracked and locked."""
     from spawn_db.migrate.apply import apply as run_apply
 
@@ -190,14 +197,22 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
 
         raise UsageError("--sql and --format only go with --dry-run; add --dry-run to see the "
                          "plan, or drop them to apply")
+    if (with_requires or allow_draft) and not migration_name:
+        from spawn_db.errors import UsageError
+
+        raise UsageError("--with-requires and --allow-draft go with a migration name: "
+                         "`spawn migration apply <migration> --with-requires`")
     config = app.config()
     variables = load_variables_option(config, variables_path)
+    choice = PlanChoice(with_requires=with_requires, allow_draft=allow_draft)
     if dry_run:
         _dry_run(config, migration_name, pinned=not no_pin, retry=retry, variables=variables,
-                 show_sql=show_sql, fmt=fmt)
+                 show_sql=show_sql, fmt=fmt, choice=choice)
         return
 
     def confirm(plan: ApplyPlan) -> bool:
+        told.append(True)
+        _plan_notes(plan)
         if not no_pin:
             _warn_stale(config, plan.to_run, variables)
         warn_blank(config, plan.to_run, pinned=not no_pin, variables=variables)
@@ -206,13 +221,17 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
             extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"
         return _confirm_many(plan.to_run, "applied", yes, extra)
 
+    told: list[bool] = []
     reporter = CliReporter()
     try:
         result = run_apply(config, migration_name, pinned=not no_pin, retry=retry,
                            variables=variables, reporter=reporter, confirm=confirm,
-                           lock_timeout=lock_timeout)
+                           lock_timeout=lock_timeout, with_requires=with_requires,
+                           allow_draft=allow_draft)
     finally:
         reporter.close_line()
+    if not told:
+        _plan_notes(result.plan)
     if result.cancelled:
         note("Cancelled; nothing was applied.")
         return
@@ -229,8 +248,29 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     note(f"Applied {count} {noun} in {_duration(result.seconds)}.")
 
 
+@dataclass(frozen=True)
+class PlanChoice:
+    """The planner flags of apply, passed on to ``--dry-run``."""
+
+    with_requires: bool = False
+    allow_draft: bool = False
+
+
+def _plan_notes(plan: ApplyPlan) -> None:
+    """Said once per run, before anything runs: migration.toml warnings, skipped drafts,
+    out-of-order applies."""
+    for warning in plan.warnings:
+        warn(warning)
+    if plan.skipped_drafts:
+        count = len(plan.skipped_drafts)
+        note(f"skipped {count} draft{'s' if count > 1 else ''}: "
+             f"{', '.join(plan.skipped_drafts)}")
+    for name in plan.out_of_order:
+        note(f"{name} is applied out of order (a newer migration is already applied)")
+
+
 def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry: bool,
-             variables: Any, show_sql: bool, fmt: str) -> None:
+             variables: Any, show_sql: bool, fmt: str, choice: PlanChoice) -> None:
     """Print the plan to stdout (and with ``show_sql`` each migration's SQL as rendered),
     the summary to stderr; end with apply's own error when it would stop at a failure."""
     from spawn_db.migrate.apply import plan_apply
@@ -252,7 +292,9 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
         sys.stdout.buffer.flush()
 
     dry = plan_apply(config, migration_name, pinned=pinned, retry=retry, variables=variables,
-                     each=each)
+                     each=each, with_requires=choice.with_requires,
+                     allow_draft=choice.allow_draft)
+    _plan_notes(dry.plan)
     if pinned:
         _warn_stale(config, dry.plan.to_run, variables)
     if fmt == "json":
@@ -351,6 +393,8 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
     else:
         info(format_status_colored(report) if use_color() else format_status(report))
         for m in report.migrations:
+            if m.out_of_order:
+                note(f"note: {m.name} was applied out of order (after a newer migration)")
             if m.problem is None:
                 continue
             if m.state in ("modified", "broken"):
@@ -367,6 +411,8 @@ STATE_LABELS = {
     "attempted": "\u26a0 Attempted",
     "failed": "\u2717 Failed",
     "pending": "\u25cb Pending",
+    "reverted": "\u21b6 Reverted",
+    "draft": "\u270e Draft",
     "modified": "\u270e Modified",
     "broken": "\u2717 Broken pin",
 }
@@ -378,19 +424,41 @@ STATE_STYLES = {
     "attempted": "magenta",
     "failed": "bold red",
     "pending": "yellow",
+    "reverted": "yellow",
+    "draft": "cyan",
     "modified": "magenta",
     "broken": "bold red",
 }
 STATUS_HEADER = ("Migration", "Filesystem", "Pinned", "Database", "Status")
+# Shown only when some migration.toml fills them, so that a project without any prints
+# the Rust tool's table byte for byte.
+OPTIONAL_COLUMNS = ("Requires", "Description")
 _MARK = {True: "\u2713", False: "\u2717"}
 
 
-def _status_rows(report: StatusReport) -> list[tuple[str, str, str, str, str]]:
-    return [
-        (m.name, _MARK[m.on_filesystem], _MARK[m.pinned], _MARK[m.in_database],
-         STATE_LABELS[m.state])
-        for m in report.migrations
-    ]
+def _status_header(report: StatusReport) -> tuple[str, ...]:
+    extra = [title for title, used in zip(OPTIONAL_COLUMNS, _optional_used(report), strict=True)
+             if used]
+    return (*STATUS_HEADER, *extra)
+
+
+def _optional_used(report: StatusReport) -> tuple[bool, bool]:
+    return (any(m.requires for m in report.migrations),
+            any(m.description for m in report.migrations))
+
+
+def _status_rows(report: StatusReport) -> list[tuple[str, ...]]:
+    with_requires, with_description = _optional_used(report)
+    rows = []
+    for m in report.migrations:
+        row = [m.name, _MARK[m.on_filesystem], _MARK[m.pinned], _MARK[m.in_database],
+               STATE_LABELS[m.state]]
+        if with_requires:
+            row.append(", ".join(m.requires))
+        if with_description:
+            row.append(m.description)
+        rows.append(tuple(row))
+    return rows
 
 
 def _status_summary(report: StatusReport) -> str:
@@ -414,16 +482,17 @@ def format_status_colored(report: StatusReport) -> str:
     rows = _status_rows(report)
     if not rows:
         return format_status(report)
+    header = _status_header(report)
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False,
                   header_style="bold", show_header=True)
-    for title in STATUS_HEADER:
+    for title in header:
         table.add_column(title, no_wrap=True, overflow="ignore")
     for m, row in zip(report.migrations, rows, strict=True):
-        table.add_row(*row[:4], Text(row[4], style=STATE_STYLES[m.state]))
+        table.add_row(*row[:4], Text(row[4], style=STATE_STYLES[m.state]), *row[5:])
     buffer = io.StringIO()
     # As wide as the table needs: a migration name is never cut to fit the terminal.
     # The colour decision is already made (use_color), so rich must not redo it.
-    width = sum(max(len(r[i]) for r in [STATUS_HEADER, *rows]) + 2 for i in range(5))
+    width = sum(max(len(r[i]) for r in [header, *rows]) + 2 for i in range(len(header)))
     console = Console(file=buffer, force_terminal=True, color_system="standard",
                       width=width, highlight=False, emoji=False, markup=False,
                       no_color=False)
@@ -435,7 +504,7 @@ def format_status_colored(report: StatusReport) -> str:
 
 def format_status(report: StatusReport) -> str:
     """The status table as plain text: what pipes, files and tests see, byte for byte."""
-    header = STATUS_HEADER
+    header = _status_header(report)
     rows = _status_rows(report)
     if not rows:
         return "No migrations on disk or in the database."
@@ -467,6 +536,9 @@ def _migration_json(m: MigrationStatus) -> dict[str, Any]:
         "status": m.state,
         "problem": m.problem,
         "checksum_now": m.checksum_now,
+        "description": m.description,
+        "requires": list(m.requires),
+        "out_of_order": m.out_of_order,
         "latest": None if row is None else {
             "activity": row.activity,
             "status": row.status,

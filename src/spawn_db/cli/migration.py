@@ -44,12 +44,15 @@ def migration() -> None:
 
 @migration.command("new")
 @click.argument("name")
+@click.option("--draft", is_flag=True,
+              help="Also write migration.toml with draft = true: apply skips it, pin refuses "
+              "it.")
 @pass_app
-def new(app: App, name: str) -> None:
+def new(app: App, name: str, draft: bool) -> None:
     """Create migrations/<timestamp>-NAME/up.sql and print the new migration's name."""
     from spawn_db.migrate.migration import new_migration
 
-    info(new_migration(app.config(), name))
+    info(new_migration(app.config(), name, draft=draft))
 
 
 @migration.command("build")
@@ -113,6 +116,9 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
     for name in batch.skipped_applied:
         note(f"Skipped {name}: it is applied, so it keeps its pin (put the change in a new "
              "migration)")
+    if batch.skipped_drafts:
+        note(f"Skipped {_count(len(batch.skipped_drafts), 'draft')}: "
+             f"{', '.join(batch.skipped_drafts)} (remove draft = true to pin)")
     warn_blank(config, list(batch.written), pinned=True)
     note(_pin_summary(batch, pin_all, changed))
 
@@ -199,10 +205,14 @@ SHORT_PIN = 12
 
 
 def format_listing(entries: Sequence[MigrationEntry]) -> str:
-    """The text table: a ``Down`` column only when some migration has a down.sql."""
+    """The text table: a ``Draft`` column only when some migration is a draft, a ``Down``
+    column only when some migration has a down.sql."""
+    draft = any(e.draft for e in entries)
     down = any(e.has_down for e in entries)
-    header = ("Migration", "Pinned", *(("Down",) if down else ()), "Last modified")
-    rows = [(e.name, _pin_cell(e), *((("yes" if e.has_down else "no"),) if down else ()),
+    header = ("Migration", "Pinned", *(("Draft",) if draft else ()),
+              *(("Down",) if down else ()), "Last modified")
+    rows = [(e.name, _pin_cell(e), *((("yes" if e.draft else "no"),) if draft else ()),
+             *((("yes" if e.has_down else "no"),) if down else ()),
              e.modified.strftime("%Y-%m-%d %H:%M:%S"))
             for e in entries]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -225,5 +235,6 @@ def _entry_json(entry: MigrationEntry) -> dict[str, Any]:
         "pin": entry.pin,
         "lock_problem": entry.lock_problem,
         "down": entry.has_down,
+        "draft": entry.draft,
         "last_modified": entry.modified.isoformat(),
     }

@@ -57,17 +57,24 @@ def init(app: App, docker: str | None, example: str | None) -> None:
 @click.option("--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="With --database: the variables file apply uses, to compare checksums "
               "(default: the target's or environment's `variables` in spawn.toml).")
+@click.option("--no-drafts", is_flag=True,
+              help="Fail (exit 1) when any migration is a draft: for release pipelines.")
+@click.option("--require-verify", is_flag=True,
+              help="Fail (exit 1) for every migration without a verify.sql.")
 @pass_app
-def check(app: App, fmt: str, database: bool, variables_path: str | None) -> None:
+def check(app: App, fmt: str, database: bool, variables_path: str | None, no_drafts: bool,
+          require_verify: bool) -> None:
     """Warn about every migration that is not pinned (with --database, also modified or
-    pinned to older components); exit 1 if any is unpinned, broken or modified."""
+    pinned to older components) and list drafts; exit 1 if any is unpinned, broken or
+    modified (or a draft with --no-drafts, or has no verify.sql with --require-verify)."""
     from spawn_db.cli.migration import load_variables_option
     from spawn_db.migrate.migration import check as run_check
 
     config = app.config()
     variables = (load_variables_option(config, variables_path, none_when_unset=True)
                  if database else None)
-    warnings = run_check(config, database=database, variables=variables)
+    warnings = run_check(config, database=database, variables=variables,
+                         no_drafts=no_drafts, require_verify=require_verify)
     failing = [w for w in warnings if w.fails]
     if fmt == "json":
         emit_json({"ok": not failing,
@@ -77,8 +84,10 @@ def check(app: App, fmt: str, database: bool, variables_path: str | None) -> Non
         for w in warnings:
             warn(w.message)
         if not failing:
-            info("All migrations are pinned." if not database else
-                 "All migrations are pinned, and none was modified since it was applied.")
+            drafts = " (drafts aside)" if any(w.kind == "draft" for w in warnings) else ""
+            info(f"All migrations are pinned{drafts}." if not database else
+                 f"All migrations are pinned{drafts}, and none was modified since it was "
+                 "applied.")
     if failing:
         raise SystemExit(1)
 

@@ -24,7 +24,7 @@ from spawn_db.errors import (
     UsageError,
 )
 from spawn_db.migrate.plan import ApplyPlan as ApplyPlan
-from spawn_db.migrate.plan import PlanRequest
+from spawn_db.migrate.plan import PlanRequest, applied_out_of_order
 from spawn_db.migrate.plan import State as State
 from spawn_db.migrate.plan import is_done as is_done
 from spawn_db.migrate.plan import plan as make_plan
@@ -75,6 +75,9 @@ class MigrationStatus:
     latest: HistoryRow | None
     problem: str | None = None
     checksum_now: str | None = None
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    out_of_order: bool = False
 
 
 @dataclass(frozen=True)
@@ -400,16 +403,32 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
     project = Project(config)
     on_disk = project.migration_names()
     target = config.target()
+    settings = load_all(config, on_disk)
     with tracking_session(config, target) as tracking:
         exists = tracking.exists()
         states = tracking.latest() if exists else {}
         database = tracking.session.database
     cache = RenderCache(config.project_dir / RENDER_CACHE) if verify else None
-    rows = [_migration_status(config, name, name in on_disk, states.get(name), variables, cache)
+    late = applied_out_of_order(states)
+    rows = [_with_settings(
+                _migration_status(config, name, name in on_disk, states.get(name), variables,
+                                  cache), settings.get(name), name in late)
             for name in sorted(set(on_disk) | set(states))]
     if cache is not None:
         cache.save()
     return StatusReport(database, target.spawn_schema, exists, tuple(rows))
+
+
+def _with_settings(found: MigrationStatus, settings: MigrationSettings | None,
+                   out_of_order: bool) -> MigrationStatus:
+    """What migration.toml adds to a status row: a pending draft shows as ``draft``."""
+    if settings is None:
+        return dataclasses.replace(found, out_of_order=out_of_order)
+    state: State = found.state
+    if settings.draft and state in ("pending", "reverted"):
+        state = "draft"
+    return dataclasses.replace(found, state=state, description=settings.description,
+                               requires=settings.requires, out_of_order=out_of_order)
 
 
 def _migration_status(config: Config, name: str, present: bool, row: HistoryRow | None,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from spawn_db.config import Config
 from spawn_db.errors import NotPinned, UsageError
 from spawn_db.fsutil import atomic_write_text
+from spawn_db.migrate.settings import SETTINGS_FILE, load_settings
 from spawn_db.pin.snapshot import StatCache, snapshot
 from spawn_db.pin.store import PinnedTree, PinStore, read_lock, write_lock
 from spawn_db.project import Project, validate_name
@@ -27,10 +28,16 @@ NEW_MIGRATION_TEXT = "BEGIN;\n\nCOMMIT;\n"
 # verify.sql (checked after apply). All render the same way, pinned by the same lock.toml.
 UP, DOWN, VERIFY = "up.sql", "down.sql", "verify.sql"
 PIN_CACHE = Path(".spawn") / "pin-cache.json"
+DRAFT_SETTINGS = (
+    "# Work in progress: apply skips it, pin refuses it. Remove this line when it is ready.\n"
+    "draft = true\n"
+)
 
 
-def new_migration(config: Config, name: str, *, now: datetime.datetime | None = None) -> str:
-    """Create ``migrations/<UTC timestamp>-<name>/up.sql``; return the folder name."""
+def new_migration(config: Config, name: str, *, now: datetime.datetime | None = None,
+                  draft: bool = False) -> str:
+    """Create ``migrations/<UTC timestamp>-<name>/up.sql`` (and, for a draft, a
+    ``migration.toml`` saying so); return the folder name."""
     validate_name(name, "migration")
     stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%d%H%M%S")
     folder_name = f"{stamp}-{name}"
@@ -38,6 +45,8 @@ def new_migration(config: Config, name: str, *, now: datetime.datetime | None = 
     if folder.exists():
         raise UsageError(f"{folder} already exists; wait a second or choose another name")
     folder.mkdir(parents=True)
+    if draft:
+        atomic_write_text(folder / SETTINGS_FILE, DRAFT_SETTINGS)
     atomic_write_text(folder / "up.sql", NEW_MIGRATION_TEXT)
     return folder_name
 
@@ -133,11 +142,19 @@ def pin_migration(config: Config, name: str, *, force: bool = False) -> str:
     as modified). A first pin needs no database.
     """
     folder = Project(config).find_migration(name)
+    _refuse_draft(config, folder.name)
     if not force and (folder / "lock.toml").exists():
         _refuse_applied(config, folder.name)
     root = _snapshot_components(config)
     write_lock(folder, root)
     return root
+
+
+def _refuse_draft(config: Config, name: str) -> None:
+    if load_settings(config, name).draft:
+        raise UsageError(
+            f"migration {name} is a draft (draft = true in its {SETTINGS_FILE}), and drafts "
+            "are not pinned; remove draft = true first, then pin it")
 
 
 def _snapshot_components(config: Config) -> str:
@@ -163,6 +180,7 @@ class PinBatch:
     pinned: tuple[str, ...] = ()
     repinned: tuple[str, ...] = ()
     skipped_applied: tuple[str, ...] = ()
+    skipped_drafts: tuple[str, ...] = ()
 
     @property
     def written(self) -> tuple[str, ...]:
@@ -179,11 +197,13 @@ def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
     before writing anything, since it cannot tell which ones those are.
     """
     project = Project(config)
-    locks = {n: read_lock(project.migration_dir(n)) for n in project.migration_names()}
+    names = project.migration_names()
+    drafts = tuple(n for n in names if load_settings(config, n).draft)
+    locks = {n: read_lock(project.migration_dir(n)) for n in names if n not in drafts}
     first = [n for n, pin in locks.items() if pin is None] if unpinned else []
     pinned = {n: pin for n, pin in locks.items() if pin is not None} if changed else {}
     if not first and not pinned:
-        return PinBatch(None)
+        return PinBatch(None, skipped_drafts=drafts)
     root = _snapshot_components(config)
     differing = [n for n, pin in pinned.items() if pin != root]
     done = _applied_among(config, differing) if differing else set()
@@ -191,7 +211,7 @@ def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
     for name in first + repin:
         write_lock(project.migration_dir(name), root)
     return PinBatch(root, tuple(first), tuple(repin),
-                    tuple(n for n in differing if n in done))
+                    tuple(n for n in differing if n in done), drafts)
 
 
 def _applied_among(config: Config, names: list[str]) -> set[str]:
@@ -276,18 +296,14 @@ def _history_may_exist(config: Config) -> bool:
     return (project_cluster(config, target).data_dir / "PG_VERSION").exists()
 
 
-DOWN_SCRIPT = "down.sql"
-
-
 @dataclass(frozen=True)
 class MigrationEntry:
     """One migration as ``migration list`` shows it: from its files alone, no database.
 
     ``modified`` is the newest modification time of the files directly in the
     folder (``up.sql``, ``lock.toml``, ...), in local time with its offset.
-    Extension point: the marker files later issues add (``migration.toml`` with
-    ``draft = true``) become fields here, next to ``has_down``, and a column the
-    CLI shows only when some migration has them.
+    Marker files become fields here (``has_down``, ``draft`` from ``migration.toml``),
+    and a column the CLI shows only when some migration has them.
     """
 
     name: str
@@ -295,15 +311,17 @@ class MigrationEntry:
     lock_problem: str | None
     has_down: bool
     modified: datetime.datetime
+    draft: bool = False
 
 
 def list_migrations(config: Config) -> list[MigrationEntry]:
     """Every migration on disk, in apply order, with its pin and files (offline)."""
     project = Project(config)
-    return [_entry(project.migration_dir(name)) for name in project.migration_names()]
+    return [_entry(project.migration_dir(name), load_settings(config, name).draft)
+            for name in project.migration_names()]
 
 
-def _entry(folder: Path) -> MigrationEntry:
+def _entry(folder: Path, draft: bool) -> MigrationEntry:
     from spawn_db.errors import PinStoreError
 
     pin: str | None = None
@@ -312,8 +330,8 @@ def _entry(folder: Path) -> MigrationEntry:
         pin = read_lock(folder)
     except PinStoreError as exc:
         problem = exc.message
-    return MigrationEntry(folder.name, pin, problem, (folder / DOWN_SCRIPT).is_file(),
-                          _newest_mtime(folder))
+    return MigrationEntry(folder.name, pin, problem, (folder / DOWN).is_file(),
+                          _newest_mtime(folder), draft)
 
 
 def _newest_mtime(folder: Path) -> datetime.datetime:
@@ -328,29 +346,51 @@ class CheckWarning:
     """One finding of ``check``; ``fails`` findings make it exit 1, the others inform.
 
     ``kind``: ``unpinned``, ``broken`` (lock.toml or its root object), ``modified``
-    (applied, then changed) or ``stale`` (pending, pinned to an older component).
+    (applied, then changed), ``stale`` (pending, pinned to an older component),
+    ``draft`` (fails only with ``no_drafts``) or ``no-verify`` (no verify.sql, asked
+    for with ``require_verify``).
     """
 
     migration: str
     message: str
     kind: str = "unpinned"
+    blocking: bool | None = None
 
     @property
     def fails(self) -> bool:
+        if self.blocking is not None:
+            return self.blocking
         return self.kind != "stale"
 
 
-def check(config: Config, *, database: bool = False, variables: Any = None
-          ) -> list[CheckWarning]:
+def check(config: Config, *, database: bool = False, variables: Any = None,
+          no_drafts: bool = False, require_verify: bool = False) -> list[CheckWarning]:
     """Every migration that has ``up.sql`` but no usable ``lock.toml``; with ``database``,
     also the applied ones modified since (see ``apply.status``) and the pending ones
-    pinned to older components than the working tree has (``drift.stale_components``)."""
+    pinned to older components than the working tree has (``drift.stale_components``).
+
+    Every ``migration.toml`` is checked too (a bad one raises, exit 2); drafts are
+    listed rather than reported unpinned (pin refuses them), and fail only with
+    ``no_drafts``, for release pipelines.
+    """
     from spawn_db.errors import PinStoreError
+    from spawn_db.migrate.settings import load_all
 
     project = Project(config)
     store = PinStore(config.pinned_dir)
+    names = project.migration_names()
+    settings = load_all(config, names)
     warnings = []
-    for name in project.migration_names():
+    for name in names:
+        if require_verify and not (project.migration_dir(name) / VERIFY).is_file():
+            warnings.append(CheckWarning(
+                name, f"migration {name} has no {VERIFY}; write one (checks that run after "
+                "it is applied), or drop --require-verify", "no-verify"))
+        if settings[name].draft:
+            warnings.append(CheckWarning(
+                name, f"migration {name} is a draft (draft = true in its {SETTINGS_FILE}); "
+                "apply skips it", "draft", blocking=no_drafts))
+            continue
         try:
             pin = read_lock(project.migration_dir(name))
         except PinStoreError as exc:

@@ -62,6 +62,7 @@ class ApplyPlan:
     skipped_drafts: tuple[str, ...] = ()
     out_of_order: tuple[str, ...] = ()
     blocked_activity: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,9 @@ def plan(names: Sequence[str], settings: Mapping[str, MigrationSettings],
     _check_requires(plan_, settings, states)
     _check_conflicts(plan_, settings, states)
     late = _out_of_order(plan_, settings, states, strict=request.strict_order)
+    warnings = tuple(w for n in names for w in _settings(settings, n).warnings)
     return ApplyPlan(plan_.to_run, plan_.already_applied, plan_.blocked, plan_.blocked_state,
-                     plan_.skipped_drafts, late, plan_.blocked_activity)
+                     plan_.skipped_drafts, late, plan_.blocked_activity, warnings)
 
 
 def _wanted(names: Sequence[str], settings: Mapping[str, MigrationSettings],
@@ -235,7 +237,7 @@ def _out_of_order(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings],
     newest = max(applied, default="")
     late: list[str] = []
     for name in plan_.to_run:
-        if name < newest and name not in plan_.already_applied:
+        if name < newest:
             if strict and not _settings(settings, name).out_of_order:
                 raise PlanRefused(
                     f"migration {name} is older than {newest}, which is already applied, and "
