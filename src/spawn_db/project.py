@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -270,9 +271,13 @@ def _ends_with_part(name: str, suffix: str) -> bool:
 
 
 def _folders_with(parent: Path, filename: str) -> list[str]:
-    if not parent.is_dir():
+    """Names of the folders of ``parent`` that hold ``filename``; string paths, since a
+    project may have ten thousand migrations and this runs on every command."""
+    try:
+        entries = list(os.scandir(parent))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(p.name for p in parent.iterdir() if (p / filename).is_file())
+    return sorted(e.name for e in entries if os.path.isfile(os.path.join(e.path, filename)))
 
 
 def _suggestions(name: str, names: list[str]) -> str:

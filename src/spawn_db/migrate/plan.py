@@ -101,9 +101,10 @@ def _wanted(names: Sequence[str], settings: Mapping[str, MigrationSettings],
             states: Mapping[str, HistoryRow], request: PlanRequest) -> tuple[list[str], list[str]]:
     """The migrations the plan considers, and the pending drafts it leaves out."""
     if request.migration is None:
-        drafts = [n for n in names if _settings(settings, n).draft]
-        pending_drafts = [n for n in drafts if not is_done(state_of(states.get(n)))]
-        return [n for n in names if n not in set(drafts)], pending_drafts
+        drafts = {n for n in names if _settings(settings, n).draft}
+        pending_drafts = [n for n in names
+                          if n in drafts and not is_done(state_of(states.get(n)))]
+        return [n for n in names if n not in drafts], pending_drafts
     name = request.migration
     _check_draft_allowed(name, settings, request)
     if not request.with_requires:
@@ -215,12 +216,15 @@ def _unmet(name: str, requirement: str, settings: Mapping[str, MigrationSettings
 def _check_conflicts(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings],
                      states: Mapping[str, HistoryRow]) -> None:
     """Conflicts go both ways: ``a`` conflicting with ``b`` keeps ``b`` out too."""
-    applied = {n for n, row in states.items() if is_done(state_of(row))}
-    running: set[str] = set()
+    present = {n for n, row in states.items() if is_done(state_of(row))}
+    applied = set(present)
+    declared_against: dict[str, list[str]] = {}
+    for other, found in settings.items():
+        for target in found.conflicts:
+            declared_against.setdefault(target, []).append(other)
     for name in plan_.to_run:
-        present = applied | running
         declared = [c for c in _settings(settings, name).conflicts if c in present]
-        declared += sorted(o for o in present if name in _settings(settings, o).conflicts)
+        declared += sorted(o for o in declared_against.get(name, ()) if o in present)
         if declared:
             other = declared[0]
             how = "is applied" if other in applied else "this plan applies first"
@@ -228,7 +232,7 @@ def _check_conflicts(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings]
                 f"migration {name} conflicts with {other}, which {how}; revert {other} "
                 f"(`spawn migration revert {other}`) or remove the conflict from the "
                 "migration.toml that declares it")
-        running.add(name)
+        present.add(name)
 
 
 def _out_of_order(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings],
