@@ -68,7 +68,8 @@ def _load(where: str) -> MigrationSettings:
                                      ) from None
     except tomllib.TOMLDecodeError as exc:
         raise MigrationSettingsError(
-            f"{toml_error_location(Path(path), exc)}: invalid TOML: {exc}; fix the syntax") from None
+            f"{toml_error_location(Path(path), exc)}: invalid TOML: {exc}; fix the syntax"
+        ) from None
     return parse_settings(raw, path)
 
 
