@@ -15,6 +15,7 @@ import _thread
 import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 PRIVATE_FILE_MODE = 0o600
@@ -159,3 +160,22 @@ def real_folder(folder: str) -> tuple[str, str | None]:
     parent = os.path.realpath(os.path.dirname(folder))
     escaped = os.path.islink(folder) and not is_inside(real, parent)
     return real, parent if escaped else None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created, private) for the block.
+
+    The kernel drops the lock when the process dies, so a killed holder never
+    leaves it taken.
+    """
+    import fcntl
+
+    target = os.fspath(path)
+    make_private_dir(os.path.dirname(target))
+    fd = os.open(target, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -63,6 +63,12 @@ def warn(message: str) -> None:
     click.echo(message if message.startswith("warning:") else f"warning: {message}", err=True)
 
 
+def finding(message: str) -> None:
+    """One failure a checking command found (it goes on, then exits 1): ``error: ...``
+    on stderr, never dropped by ``--quiet``."""
+    click.echo(f"error: {message}", err=True)
+
+
 def emit_json(payload: Any) -> None:
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from spawn_db.config import Config
 from spawn_db.errors import NotPinned, UsageError
 from spawn_db.fsutil import atomic_write_text
+from spawn_db.migrate.pins import pin_lock
 from spawn_db.migrate.settings import SETTINGS_FILE, load_settings
 from spawn_db.pin.snapshot import StatCache, snapshot
 from spawn_db.pin.store import PinnedTree, PinStore, read_lock, write_lock
@@ -145,8 +146,9 @@ def pin_migration(config: Config, name: str, *, force: bool = False) -> str:
     _refuse_draft(config, folder.name)
     if not force and (folder / "lock.toml").exists():
         _refuse_applied(config, folder.name)
-    root = _snapshot_components(config)
-    write_lock(folder, root)
+    with pin_lock(config):
+        root = snapshot_components(config)
+        write_lock(folder, root)
     return root
 
 
@@ -157,7 +159,7 @@ def _refuse_draft(config: Config, name: str) -> None:
             "are not pinned; remove draft = true first, then pin it")
 
 
-def _snapshot_components(config: Config) -> str:
+def snapshot_components(config: Config) -> str:
     """Snapshot ``components/`` into the pin store (through the stat cache); the root hash."""
     components = config.components_dir
     if not components.is_dir():
@@ -204,12 +206,13 @@ def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
     pinned = {n: pin for n, pin in locks.items() if pin is not None} if changed else {}
     if not first and not pinned:
         return PinBatch(None, skipped_drafts=drafts)
-    root = _snapshot_components(config)
-    differing = [n for n, pin in pinned.items() if pin != root]
-    done = _applied_among(config, differing) if differing else set()
-    repin = [n for n in differing if n not in done]
-    for name in first + repin:
-        write_lock(project.migration_dir(name), root)
+    with pin_lock(config):
+        root = snapshot_components(config)
+        differing = [n for n, pin in pinned.items() if pin != root]
+        done = _applied_among(config, differing) if differing else set()
+        repin = [n for n in differing if n not in done]
+        for name in first + repin:
+            write_lock(project.migration_dir(name), root)
     return PinBatch(root, tuple(first), tuple(repin),
                     tuple(n for n in differing if n in done), drafts)
 
@@ -381,6 +384,7 @@ def check(config: Config, *, database: bool = False, variables: Any = None,
     names = project.migration_names()
     settings = load_all(config, names)
     warnings = []
+    roots: dict[str, str] = {}
     for name in names:
         if require_verify and not (project.migration_dir(name) / VERIFY).is_file():
             warnings.append(CheckWarning(
@@ -403,9 +407,27 @@ def check(config: Config, *, database: bool = False, variables: Any = None,
             message = (f"migration {name} is pinned to {pin}, which is missing from "
                        f"{config.pinned_dir}; restore pinned/ from version control")
             warnings.append(CheckWarning(name, message, "broken"))
+        else:
+            roots[name] = pin
+    warnings += _damaged_pins(store, roots)
     if database:
         warnings += _database_warnings(config, {w.migration for w in warnings}, variables)
     return warnings
+
+
+def _damaged_pins(store: PinStore, roots: dict[str, str]) -> list[CheckWarning]:
+    """``spawn pin validate``'s reachable part: every object a pin needs, rehashed."""
+    from spawn_db.pin.inspect import validate
+
+    found = validate(store, roots)
+    warnings = []
+    for bad in found.bad_objects():
+        for user in bad.users:
+            warnings.append(CheckWarning(
+                user, f"migration {user} needs pin object {bad.digest}, which is {bad.problem}; "
+                "restore pinned/ from version control (`spawn pin validate` lists every "
+                "damaged object)", "broken"))
+    return sorted(warnings, key=lambda w: w.migration)
 
 
 def _database_warnings(config: Config, known: set[str], variables: Any) -> list[CheckWarning]:

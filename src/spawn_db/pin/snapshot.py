@@ -242,10 +242,10 @@ def _worker_count(requested: int | None, files: int) -> int:
         return max(1, requested)
     if files < PARALLEL_MIN_FILES:
         return 1
-    return max(1, min(MAX_WORKERS, _usable_cores()))
+    return max(1, min(MAX_WORKERS, usable_cores()))
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     """Cores this process may run on (a container's limit, not the host's count)."""
     try:
         return len(os.sched_getaffinity(0))
