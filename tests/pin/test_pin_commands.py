@@ -243,6 +243,8 @@ def test_checkout_in_place_pins_the_current_tree_first_and_says_how_to_return(
     assert not (components / "scratch.sql").exists()
     back = result.stderr.splitlines()[-1].split("to bring it back: ")[1]
     assert back.startswith("spawn pin checkout ") and back.endswith(" --in-place")
+    cleaned = run_spawn("pin", "report", "--unused", "--delete", cwd=example)
+    assert cleaned.exit_code == 0, cleaned.stderr
     undo = run_spawn(*back.split()[1:], cwd=example)
     assert undo.exit_code == 0, undo.stderr
     assert (components / "scratch.sql").read_text() == "-- unsaved idea\n"

@@ -26,7 +26,7 @@ from typing import Literal
 
 from spawn_db.config import Config
 from spawn_db.errors import AmbiguousName, NotFoundError, PinStoreError, UsageError
-from spawn_db.fsutil import exclusive_lock
+from spawn_db.fsutil import atomic_write, exclusive_lock
 from spawn_db.pin import inspect
 from spawn_db.pin.store import PinStore, hash_bytes, read_lock
 from spawn_db.project import Project
@@ -34,6 +34,9 @@ from spawn_db.project import Project
 WORKTREE = "WORKTREE"
 MIN_PREFIX = 6
 PIN_LOCK = Path(".spawn") / "pin.lock"
+# Roots ``checkout --in-place`` saved: no lock.toml names them, yet their command to come
+# back was printed, so ``report --unused --delete`` keeps them.
+SAVED_ROOTS = Path(".spawn") / "pin-saved"
 
 
 @contextlib.contextmanager
@@ -151,6 +154,9 @@ def unused(config: Config, *, keep: Sequence[str] = (), delete: bool = False) ->
             ref = resolve_ref(config, text)
             if ref.root is not None:
                 roots[f"--keep {index}"] = ref.root
+        for index, root in enumerate(saved_roots(config)):
+            if store.has(root):
+                roots[f"saved {index}"] = root
         found = inspect.validate(store, roots)
         if delete and (broken or found.bad):
             what = next(iter(broken.values()), None) or \
@@ -163,6 +169,21 @@ def unused(config: Config, *, keep: Sequence[str] = (), delete: bool = False) ->
             inspect.delete_objects(store, objects)
             inspect.delete_staging(store, staging)
         return UnusedReport(tuple(objects), tuple(staging), delete)
+
+
+def saved_roots(config: Config) -> list[str]:
+    try:
+        text = (config.project_dir / SAVED_ROOTS).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if len(line.strip()) == 32]
+
+
+def _save_root(config: Config, root: str) -> None:
+    roots = saved_roots(config)
+    if root not in roots:
+        atomic_write((config.project_dir / SAVED_ROOTS),
+                     "".join(f"{r}\n" for r in [*roots, root]).encode())
 
 
 # -- checkout ------------------------------------------------------------------------------
@@ -212,6 +233,8 @@ def _checkout_in_place(config: Config, ref: Ref, store: PinStore) -> Checkout:
     components = config.components_dir
     with pin_lock(config):
         previous = snapshot_components(config) if components.is_dir() else None
+        if previous is not None:
+            _save_root(config, previous)
     parent = components.parent
     staged = Path(tempfile.mkdtemp(prefix=".spawn-checkout-", dir=parent))
     try:
