@@ -343,3 +343,20 @@ def test_check_rehashes_every_object_a_pin_reaches(example: Path) -> None:
         f"migration 20260101090000-create-customers needs pin object {digest}, which is corrupt "
         f"(its bytes hash to {hash_bytes(b'-- tampered' + bytes([10]))}); restore pinned/ from "
         "version control (`spawn pin validate` lists every damaged object)")
+
+
+def test_diff_used_keeps_only_what_the_migrations_render_reads(example: Path) -> None:
+    components = example / "spawn" / "components"
+    for rel in ("testing/factories.sql", "customers/full_name.sql"):
+        with open(components / rel, "a") as file:
+            file.write("-- edited\n")
+
+    everything = run_spawn("pin", "diff", THIRD, "WORKTREE", "--name-only", cwd=example)
+    used = run_spawn("pin", "diff", THIRD, "WORKTREE", "--name-only", "--used", cwd=example)
+    no_migration = run_spawn("pin", "diff", pin_of(example, THIRD), "WORKTREE", "--used",
+                             cwd=example)
+
+    assert everything.stdout == "customers/full_name.sql\ntesting/factories.sql\n"
+    assert (used.exit_code, used.stdout) == (0, "customers/full_name.sql\n")
+    assert no_migration.exit_code == 2
+    assert no_migration.stderr.startswith("error: --used needs a migration on at least one side")

@@ -67,8 +67,11 @@ def _validation_json(found: PinValidation) -> dict[str, Any]:
 @click.option("--stat", "stat", is_flag=True, help="Only the lines added and removed per file.")
 @click.option("--name-only", is_flag=True, help="Only the names of the files that differ.")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when the snapshots differ.")
+@click.option("--used", is_flag=True,
+              help="Only files that A's or B's migration reads when it renders.")
 @pass_app
-def diff(app: App, a: str, b: str, stat: bool, name_only: bool, exit_code: bool) -> None:
+def diff(app: App, a: str, b: str, stat: bool, name_only: bool, exit_code: bool,
+         used: bool) -> None:
     """Show what changed between two snapshots (a migration, a root hash or prefix, or
     WORKTREE for components/ as it is now)."""
     from spawn_db.migrate.pins import diff as run_diff
@@ -77,7 +80,7 @@ def diff(app: App, a: str, b: str, stat: bool, name_only: bool, exit_code: bool)
         from spawn_db.errors import UsageError
 
         raise UsageError("--stat and --name-only contradict each other; pass one of them")
-    result = run_diff(app.config(), a, b)
+    result = run_diff(app.config(), a, b, used=used)
     if name_only:
         for change in result.changes:
             info(change.path)

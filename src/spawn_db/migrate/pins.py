@@ -56,6 +56,7 @@ class Ref:
     text: str
     root: str | None
     label: str
+    migration: str | None = None
 
 
 def lock_roots(config: Config) -> tuple[dict[str, str], dict[str, str]]:
@@ -101,7 +102,7 @@ def resolve_ref(config: Config, text: str) -> Ref:
     if root is None:
         raise UsageError(f"migration {name} is not pinned (no lock.toml), so it has no "
                          f"snapshot; pin it, or use WORKTREE for {config.components_dir}")
-    return Ref(text, root, f"{name} ({root})")
+    return Ref(text, root, f"{name} ({root})", name)
 
 
 # -- validate ------------------------------------------------------------------------------
@@ -296,12 +297,20 @@ class PinDiff:
     changes: tuple[FileChange, ...]
 
 
-def diff(config: Config, a: str, b: str) -> PinDiff:
-    """File-by-file differences between two snapshots (``WORKTREE`` allowed on either side)."""
+def diff(config: Config, a: str, b: str, *, used: bool = False) -> PinDiff:
+    """File-by-file differences between two snapshots (``WORKTREE`` allowed on either side).
+
+    ``used`` keeps only the files that A's or B's migration reads when it renders
+    from its pin (includes, imports, ``read_file``...), recorded by rendering it.
+    """
     left, right = resolve_ref(config, a), resolve_ref(config, b)
     old, new = _files(config, left), _files(config, right)
+    paths = sorted(set(old) | set(new))
+    if used:
+        read = _files_read(config, [left, right])
+        paths = [p for p in paths if p in read]
     changes = []
-    for path in sorted(set(old) | set(new)):
+    for path in paths:
         before, after = old.get(path), new.get(path)
         if before is not None and after is not None and before[0] == after[0]:
             continue
@@ -313,6 +322,19 @@ def diff(config: Config, a: str, b: str) -> PinDiff:
 
 
 Reader = Callable[[], bytes]
+
+
+def _files_read(config: Config, refs: Sequence[Ref]) -> set[str]:
+    from spawn_db.migrate.drift import probe
+
+    migrations = [r.migration for r in refs if r.migration is not None]
+    if not migrations:
+        raise UsageError("--used needs a migration on at least one side (what its render "
+                         "reads is the filter); name a migration instead of a hash or WORKTREE")
+    read: set[str] = set()
+    for name in migrations:
+        read.update(probe(config, name, pinned=True, variables=None).reads)
+    return read
 
 
 def _files(config: Config, ref: Ref) -> dict[str, tuple[str, Reader]]:
