@@ -142,7 +142,7 @@ def cli(
 
 def _register() -> None:
     from spawn_db.cli import apply as apply_cli
-    from spawn_db.cli import db, migration, pin, project, sqltest
+    from spawn_db.cli import component, db, migration, pin, project, sqltest
 
     for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status):
         migration.migration.add_command(command)
@@ -152,6 +152,7 @@ def _register() -> None:
     cli.add_command(sqltest.test)
     cli.add_command(db.db)
     cli.add_command(pin.pin)
+    cli.add_command(component.component)
     cli.add_command(project.completion)
 
 
