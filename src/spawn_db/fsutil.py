@@ -163,17 +163,24 @@ def real_folder(folder: str) -> tuple[str, str | None]:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created, private) for the block.
+def folder_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the folder ``path`` for the block.
 
-    The kernel drops the lock when the process dies, so a killed holder never
-    leaves it taken.
+    A lock on the folder itself needs no write permission and adds no file to
+    it (the pin store is committed to git). The kernel drops it when the
+    process dies, so a killed holder never leaves it taken. A folder that
+    does not exist is created first; one that cannot be opened is not locked
+    (whatever wanted it will fail on the folder with its own message).
     """
     import fcntl
 
     target = os.fspath(path)
-    make_private_dir(os.path.dirname(target))
-    fd = os.open(target, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        os.makedirs(target, exist_ok=True)
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -307,16 +307,16 @@ def test_keep_protects_a_snapshot_and_a_damaged_store_refuses_delete(example: Pa
 
 
 def test_delete_waits_for_a_pin_in_progress(example: Path) -> None:
-    """The pinner and ``--delete`` share .spawn/pin.lock: while a pin holds it (here, this
+    """The pinner and ``--delete`` share a lock on pinned/: while a pin holds it (here, this
     test holding it as a pin does), nothing is deleted."""
-    from spawn_db.fsutil import exclusive_lock
+    from spawn_db.fsutil import folder_lock
     from tests.helpers import start_spawn
 
     stray = b"-- about to be used by a pin\n"
     digest = hash_bytes(stray)
     object_path(example, digest).parent.mkdir(exist_ok=True)
     object_path(example, digest).write_bytes(stray)
-    with exclusive_lock(example / ".spawn" / "pin.lock"):
+    with folder_lock(example / "spawn" / "pinned"):
         proc = start_spawn("pin", "report", "--unused", "--delete", cwd=example)
         with pytest.raises(subprocess.TimeoutExpired):
             proc.wait(timeout=1.5)

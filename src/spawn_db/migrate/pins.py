@@ -5,10 +5,10 @@
 root hash or a unique prefix of one (at least ``MIN_PREFIX`` hex digits), or
 ``WORKTREE`` (``components/`` as it is now). None of it touches a database.
 
-Writers of the store (pinning, and deleting unused objects) take one lock,
-``.spawn/pin.lock``: an object a pin is about to reference must not be
-deleted between the moment the pin finds it present and the moment its
-``lock.toml`` is written.
+Writers of the store (pinning, and deleting unused objects) take one lock, a
+``flock`` on the ``pinned/`` folder itself: an object a pin is about to
+reference must not be deleted between the moment the pin finds it present
+and the moment its ``lock.toml`` is written.
 """
 
 from __future__ import annotations
@@ -26,14 +26,13 @@ from typing import Literal
 
 from spawn_db.config import Config
 from spawn_db.errors import AmbiguousName, NotFoundError, PinStoreError, UsageError
-from spawn_db.fsutil import atomic_write, exclusive_lock
+from spawn_db.fsutil import atomic_write, folder_lock, make_private_dir
 from spawn_db.pin import inspect
 from spawn_db.pin.store import PinStore, hash_bytes, read_lock
 from spawn_db.project import Project
 
 WORKTREE = "WORKTREE"
 MIN_PREFIX = 6
-PIN_LOCK = Path(".spawn") / "pin.lock"
 # Roots ``checkout --in-place`` saved: no lock.toml names them, yet their command to come
 # back was printed, so ``report --unused --delete`` keeps them.
 SAVED_ROOTS = Path(".spawn") / "pin-saved"
@@ -41,8 +40,8 @@ SAVED_ROOTS = Path(".spawn") / "pin-saved"
 
 @contextlib.contextmanager
 def pin_lock(config: Config) -> Iterator[None]:
-    """Held while the store is written: by pins, and by ``delete_unused``."""
-    with exclusive_lock(config.project_dir / PIN_LOCK):
+    """Held while the store is written: by pins, and by ``unused(delete=True)``."""
+    with folder_lock(config.pinned_dir):
         yield
 
 
@@ -183,6 +182,7 @@ def saved_roots(config: Config) -> list[str]:
 def _save_root(config: Config, root: str) -> None:
     roots = saved_roots(config)
     if root not in roots:
+        make_private_dir(config.project_dir / SAVED_ROOTS.parent)
         atomic_write((config.project_dir / SAVED_ROOTS),
                      "".join(f"{r}\n" for r in [*roots, root]).encode())
 
