@@ -26,7 +26,7 @@ ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
-                  "variables", "templates", "migrations")
+                  "variables", "templates", "migrations", "environments")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -35,7 +35,11 @@ TARGET_KEYS = (
     "command",
     "postgres_bin",
     "variables",
+    "pin",
 )
+ENVIRONMENT_KEYS = ("pin",)
+PIN_RULES = ("required", "optional")
+PROD_ENVIRONMENTS = ("prod", "production")
 TEMPLATES_KEYS = ("undefined",)
 UNDEFINED_MODES = ("lenient", "strict")
 MIGRATIONS_KEYS = ("order",)
@@ -44,6 +48,25 @@ COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
 CommandKind = Literal["direct", "provider", "embedded"]
 UndefinedMode = Literal["lenient", "strict"]
 MigrationOrder = Literal["loose", "strict"]
+PinMode = Literal["required", "optional"]
+
+
+@dataclass(frozen=True)
+class PinRule:
+    """``mode``: "required" (unpinned migrations need ``--no-pin``) or "optional" (they
+    deploy from the working tree); ``no_pin_allowed``: False where pins are enforced."""
+
+    mode: PinMode
+    no_pin_allowed: bool
+    source: str
+
+    def describe(self) -> str:
+        if not self.no_pin_allowed:
+            return f"pins required, --no-pin refused ({self.source})"
+        if self.mode == "optional":
+            return ("pins optional: unpinned migrations deploy from the working tree "
+                    f"({self.source})")
+        return f"pins required, --no-pin allowed ({self.source})"
 
 
 @dataclass(frozen=True)
@@ -67,6 +90,7 @@ class TargetConfig:
     environment: str | None = None
     postgres_bin: str | None = None
     variables: str | None = None
+    pin: PinMode | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +136,7 @@ class Config:
     undefined: UndefinedMode = "lenient"
     strict_override: bool | None = None
     migration_order: MigrationOrder = "loose"
+    environment_pins: Mapping[str, PinMode] = field(default_factory=dict)
 
     @property
     def project_dir(self) -> Path:
@@ -153,6 +178,35 @@ class Config:
                 f"{', '.join(sorted(self.targets)) or '(none defined)'}"
             )
         return found
+
+    def pin_rule(self) -> PinRule:
+        """Whether migrations must deploy from their pins here, and why.
+
+        An environment that requires pins (``prod`` and ``production`` by
+        default, or ``[environments.<env>] pin = "required"``) refuses
+        ``--no-pin``; otherwise the target's ``pin`` (default ``required``: an
+        unpinned migration needs ``--no-pin``, the Rust tool's behaviour), then
+        the environment's, decides.
+        """
+        env = self.environment
+        declared = self.environment_pins.get(env)
+        env_rule = declared or ("required" if env in PROD_ENVIRONMENTS else None)
+        target = self.target() if self.target_name is not None else None
+        target_rule = target.pin if target is not None else None
+        where = f"environment {env}" + ("" if declared else " (the default for prod)")
+        if env_rule == "required":
+            if target_rule == "optional":
+                raise ConfigError(
+                    f"{self.path}: [targets.{target.name if target else '?'}] says "
+                    f"pin = \"optional\", but {where} requires pins; set "
+                    f'[environments.{env}] pin = "optional" to allow it there, or give the '
+                    "target another environment")
+            return PinRule("required", no_pin_allowed=False, source=where)
+        if target_rule is not None and target is not None:
+            return PinRule(target_rule, True, f"[targets.{target.name}] pin")
+        if env_rule is not None:
+            return PinRule(env_rule, True, f"[environments.{env}] pin")
+        return PinRule("required", True, "the default")
 
     @property
     def environment(self) -> str:
@@ -316,6 +370,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         undefined=undefined,
         strict_override=overrides.strict,
         migration_order=_migration_order(raw, path, warnings),
+        environment_pins=_environment_pins(raw, path, warnings),
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -358,6 +413,36 @@ def _undefined_mode(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> 
             'value is an error) or "lenient" (it renders as nothing)'
         )
     return "lenient"
+
+
+def _environment_pins(raw: Mapping[str, Any], path: Path, warnings: list[str]
+                      ) -> dict[str, PinMode]:
+    """``[environments.<env>] pin``: the pin rule of every target in that environment."""
+    table = raw.get("environments", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `environments` must be a table of [environments.<name>] '
+                          'tables, e.g. [environments.dev] then `pin = "optional"`')
+    rules: dict[str, PinMode] = {}
+    for name, settings in table.items():
+        where = f"[environments.{name}]"
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{path}: {where} must be a table")
+        _warn_unknown(settings, ENVIRONMENT_KEYS, f"{path} {where}", warnings)
+        rule = _pin_mode(settings, path, where)
+        if rule is not None:
+            rules[name] = rule
+    return rules
+
+
+def _pin_mode(table: Mapping[str, Any], path: Path, where: str) -> PinMode | None:
+    value = table.get("pin")
+    if value is None:
+        return None
+    if value not in PIN_RULES:
+        raise ConfigError(
+            f"{path}: {where} `pin` is {value!r}; use \"required\" (migrations deploy from "
+            'their pins) or "optional" (an unpinned migration deploys from the working tree)')
+    return "optional" if value == "optional" else "required"
 
 
 def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> MigrationOrder:
@@ -498,6 +583,7 @@ def _parse_target(
         spawn_database=_optional_name(table, "spawn_database", path, where,
                                       pg_name=True),
         environment=_optional_name(table, "environment", path, where),
+        pin=_pin_mode(table, path, where),
         postgres_bin=_optional_str(table, "postgres_bin", path, where),
         variables=_optional_str(table, "variables", path, where),
     )
