@@ -143,8 +143,9 @@ def cli(
 def _register() -> None:
     from spawn_db.cli import apply as apply_cli
     from spawn_db.cli import db, migration, project, sqltest
+    from spawn_db.cli import verify as verify_cli
 
-    for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status):
+    for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status, verify_cli.verify):
         migration.migration.add_command(command)
     cli.add_command(project.init)
     cli.add_command(project.check)
