@@ -10,6 +10,8 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from spawn_db.config import toml_string
 from spawn_db.migrate.tracking import lock_key
@@ -450,3 +452,55 @@ def test_migration_verify_of_an_unpinned_migration_hints_no_pin(db_project: DbPr
         "be rendered from a pin; pass --no-pin to render it from the working tree\n")
     tree = db_project.run("migration", "verify", "--no-pin")
     assert (tree.exit_code, tree.stdout) == (0, f"ok      {users}\n")
+
+
+# -- any script: the verdict follows what psql did ------------------------------------------
+
+PASSING = ("SELECT 1;", "-- a comment", "/* a block\ncomment */", "\\echo checked",
+           "DO $$ BEGIN PERFORM 1; END $$;", "\\if true\nSELECT 2;\n\\endif",
+           "SELECT 'it''s' AS quoted;", "\\set ON_ERROR_STOP off\nSELECT 3;",
+           "BEGIN;\nSELECT 4;\nROLLBACK;")
+FAILING = ("SELECT 1/0;", "\\quit", "DO $$ BEGIN RAISE EXCEPTION 'no'; END $$;",
+           "\\if false\n\\else\n\\quit\n\\endif", "DO $$ BEGIN ASSERT false; END $$;")
+# Only last: psql sends a statement with no semicolon when its input ends.
+LAST = ("", "SELECT 5", "SELECT 1/0", "-- trailing comment")
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(st.sampled_from(PASSING + FAILING), max_size=5),
+       last=st.sampled_from(LAST), newline=st.booleans())
+def test_any_script_fails_exactly_when_a_piece_fails(
+    db_project: DbProject, pieces: list[str], last: str, newline: bool
+) -> None:
+    from spawn_db.config import Overrides, load_config
+    from spawn_db.db.engine import engine_for
+    from spawn_db.migrate.verify import render_verify, run_verify
+
+    name = _script_migrations.get(db_project.root)
+    if name is None:
+        name = _script_migrations[db_project.root] = db_project.add_migration(
+            "script", "SELECT 1;\n", pin=False)
+    script = "\n".join([*pieces, last]) + ("\n" if newline else "")
+    add_verify(db_project, name, script)
+    config = load_config(Overrides(config_file=str(db_project.config_path)))
+    rendered = render_verify(config, name, pinned=False, variables={})
+    try:
+        error = run_verify(engine_for(config), rendered, opening="")
+    finally:
+        rendered.close()
+
+    everything = [*pieces, last]
+    failing = [n for n, p in enumerate(everything) if p in FAILING or p == "SELECT 1/0"]
+    if not failing:
+        assert error is None, script
+        return
+    first = everything[failing[0]]
+    tolerated = "\\set ON_ERROR_STOP off\nSELECT 3;" in everything[: failing[0]]
+    if first.endswith("\\quit") or first.endswith("\\quit\n\\endif") or tolerated:
+        assert error is not None, script
+    else:
+        assert error is not None and error.startswith("ERROR:"), (script, error)
+
+
+_script_migrations: dict[object, str] = {}

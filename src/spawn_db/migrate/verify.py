@@ -46,7 +46,6 @@ from spawn_db.errors import (
 from spawn_db.migrate.migration import VERIFY
 from spawn_db.migrate.plan import is_done, state_of
 from spawn_db.migrate.runner import (
-    ISOLATED_EPILOGUE,
     Rendered,
     SessionSetup,
     _error_text,
@@ -116,15 +115,8 @@ def run_verify(engine: Engine, script: Rendered, *, opening: str,
         process.write(PSQL_PREAMBLE)
         process.write(opening)
         process.write_stream(script.spool)
-        if script.shape.reason == INCOMPLETE:
-            process.write("\n;")
         if checked:
-            process.write(ISOLATED_EPILOGUE)
-            passed = marker_literal(process.nonce, "v1")
-            failed = marker_literal(process.nonce, "f1")
-            process.statement_marker(
-                f"SELECT CASE WHEN :'LAST_ERROR_SQLSTATE' = '00000' THEN {passed} "
-                f"ELSE {failed} END AS spawn_mark")
+            process.write(_epilogue(process.nonce))
         process.close_input()
         while process.exit is None:
             if pump is None:
@@ -134,17 +126,41 @@ def run_verify(engine: Engine, script: Rendered, *, opening: str,
     finally:
         process.stop()
     assert process.exit is not None
-    return _verdict(process.exit, {kind for kind, _, _ in process.markers()}, checked)
+    return _verdict(process.exit, _end_state(process), checked)
 
 
-def _verdict(exit: Exit, markers: set[str], checked: bool) -> str | None:
+def _epilogue(nonce: str) -> str:
+    """What follows the script: a ``;`` that sends a last statement left without one (an
+    empty query otherwise), then, in meta-commands only (no SQL, so it works in any
+    transaction state), the end marker with psql's last error state.
+
+    psql runs the script in order and exits at an error (``ON_ERROR_STOP``), so
+    reaching the marker proves the whole script ran.
+    """
+    return (
+        "\n;\n\\o\n"
+        "\\if :{?LAST_ERROR_SQLSTATE}\n\\else\n\\set LAST_ERROR_SQLSTATE 00000\n\\endif\n"
+        f"\\echo {marker_literal(nonce, 'v')} :LAST_ERROR_SQLSTATE\n"
+    )
+
+
+def _end_state(process: PsqlProcess) -> str | None:
+    """psql's LAST_ERROR_SQLSTATE as the end marker printed it; None if never printed."""
+    head = f"{process.nonce}'v"
+    for line in process.lines:
+        if head in line:
+            return line.split(head, 1)[1].strip()
+    return None
+
+
+def _verdict(exit: Exit, end_state: str | None, checked: bool) -> str | None:
     """What went wrong, from psql's exit code, the end marker and its stderr."""
     if exit.code != 0:
         return _error_text(exit.stderr) or f"psql exited with code {exit.code}"
-    if not checked or "v" in markers:
+    if not checked or end_state == "00000":
         return None
     said = _error_text(exit.stderr) if exit.stderr.strip() else ""
-    if "f" in markers:
+    if end_state is not None:
         return f"{said}\n{STATEMENT_FAILED_NOTE}" if said else STATEMENT_FAILED_NOTE
     return f"{said}\n({QUIT_NOTE})" if said else QUIT_NOTE
 
