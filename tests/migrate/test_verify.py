@@ -265,7 +265,7 @@ def test_dry_run_names_the_migrations_that_have_a_verify_script(
                         lines[0])
     assert re.fullmatch(rf"{posts}  pin {pin}  checksum [0-9a-f]{{32}}", lines[1])
     assert dry.stderr == ("Dry run: would apply 2 migrations (0 already applied); nothing was "
-                          "written. 1 of them has a verify.sql, run right after it.\n")
+                          "written. 1 of them has a verify.sql, run right after its migration.\n")
     sql = db_project.run("migration", "apply", "--dry-run", "--sql")
     assert re.match(rf"-- spawn migration {users}: pin {pin}, checksum [0-9a-f]{{32}}, then "
                     r"verify\.sql\n", sql.stdout)

@@ -276,7 +276,7 @@ def _dry_run_summary(dry: DryRun) -> str:
     verified = sum(1 for item in dry.migrations if item.verify)
     if verified:
         have = "has" if verified == 1 else "have"
-        text += f" {verified} of them {have} a verify.sql, run right after it."
+        text += f" {verified} of them {have} a verify.sql, run right after its migration."
     if dry.plan.blocked:
         text += f" Apply would then stop before {dry.plan.blocked} ({dry.plan.blocked_state})."
     return text
