@@ -397,9 +397,9 @@ def test_migration_verify_of_one_and_its_refusals(db_project: DbProject) -> None
         f"spawn/migrations/{plain}/verify.sql beside its up.sql to check what it did\n")
     not_applied = db_project.run("migration", "verify", pending)
     assert (not_applied.exit_code, not_applied.stdout, not_applied.stderr) == (
-        2, "", f"error: migration {pending} is pending, not applied; `spawn migration "
-        "verify` re-runs the verify scripts of applied migrations: apply it first (`spawn "
-        f"migration apply {pending}` runs its verify.sql too)\n")
+        2, "", f"error: migration {pending} is not applied (its state: pending); `spawn "
+        "migration verify` re-runs the verify scripts of applied migrations: apply it first "
+        f"(`spawn migration apply {pending}` runs its verify.sql too)\n")
 
 
 def test_migration_verify_with_no_script_says_so(db_project: DbProject) -> None:

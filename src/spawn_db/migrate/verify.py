@@ -289,10 +289,11 @@ def verify_applied(
 def _check_named(config: Config, name: str, states: dict[str, Any]) -> str:
     state = state_of(states.get(name))
     if not is_done(state):
+        again = " --retry" if state in ("failed", "attempted") else ""
         raise UsageError(
-            f"migration {name} is {state}, not applied; `spawn migration verify` re-runs the "
-            f"verify scripts of applied migrations: apply it first (`spawn migration apply "
-            f"{name}` runs its verify.sql too)"
+            f"migration {name} is not applied (its state: {state}); `spawn migration verify` "
+            f"re-runs the verify scripts of applied migrations: apply it first (`spawn "
+            f"migration apply {name}{again}` runs its verify.sql too)"
         )
     if not has_verify(config, name):
         path = Project(config).display(config.migrations_dir / name / VERIFY)
