@@ -504,3 +504,34 @@ def test_any_script_fails_exactly_when_a_piece_fails(
 
 
 _script_migrations: dict[object, str] = {}
+
+
+def test_sigterm_during_a_verify_cancels_it_and_records_the_failure(
+    db_project: DbProject,
+) -> None:
+    import signal
+
+    from tests.helpers import start_spawn
+
+    users = db_project.add_migration("users", "CREATE TABLE users (id int);\n")
+    add_verify(db_project, users, "SELECT pg_sleep(30);\n")
+    db_project.add_migration("later", "CREATE TABLE later (id int);\n")
+
+    proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
+    db_project.database.wait_until(
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = "
+        f"'spawn verify {users}' AND query LIKE '%pg_sleep(30)%')")
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    _, err = proc.communicate()
+
+    assert code == 143, err
+    assert f"error: migration {users} ran, but its verify script spawn/migrations/{users}/" \
+           "verify.sql was interrupted (0 of 2 applied before it)" in err, err
+    assert "Traceback" not in err
+    assert note_of(db_project, users) == (
+        "verify failed: ERROR:  canceling statement due to user request")
+    assert latest(db_project.database) == {users: "FAILURE"}
+    assert db_project.database.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE 'spawn %'") == "0"
