@@ -353,9 +353,6 @@ class _Runner:
 class MigrationRun:
     """Applies the planned migrations; see the module docstring for the design."""
 
-    # Whether each migration's verify.sql runs after it (migrate/verify.py): apply's runs.
-    verify_scripts: bool = True
-
     def __init__(self, config: Config, engine: Engine, tracking: Tracking,
                  reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
                  variables: Any, first_history_id: int, setup: SessionSetup,
@@ -411,8 +408,7 @@ class MigrationRun:
                                     variables=self.variables, position=position)
         rendered.migration_id = self.ids.get(name)
         self.by_position[position] = rendered
-        if self.verify_scripts:
-            self.verifier.prepare(rendered)
+        self.verifier.prepare(rendered)
         return rendered
 
     @functools.cached_property

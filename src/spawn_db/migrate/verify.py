@@ -181,7 +181,11 @@ class ApplyVerifier:
         self.scripts: dict[int, Rendered] = {}
 
     def prepare(self, rendered: Rendered) -> None:
+        """Render ``rendered``'s verify.sql, if it has one and the run applies it (a run
+        of down scripts verifies nothing)."""
         run = self.run
+        if rendered.record("SUCCESS").activity != "APPLY":
+            return
         if has_verify(run.config, rendered.name):
             self.scripts[rendered.position] = render_verify(
                 run.config, rendered.name, pinned=run.pinned, variables=run.variables)
