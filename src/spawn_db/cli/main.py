@@ -143,9 +143,8 @@ def cli(
 def _register() -> None:
     from spawn_db.cli import apply as apply_cli
     from spawn_db.cli import db, migration, project, sqltest
-    from spawn_db.cli import verify as verify_cli
 
-    for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status, verify_cli.verify):
+    for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status):
         migration.migration.add_command(command)
     cli.add_command(project.init)
     cli.add_command(project.check)
@@ -153,6 +152,9 @@ def _register() -> None:
     cli.add_command(sqltest.test)
     cli.add_command(db.db)
     cli.add_command(project.completion)
+    from spawn_db.cli import verify as verify_cli
+
+    migration.migration.add_command(verify_cli.verify)
 
 
 _register()
