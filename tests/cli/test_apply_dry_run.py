@@ -96,7 +96,7 @@ def test_dry_run_json_and_no_pin(db_project: DbProject) -> None:
     assert dry.exit_code == 0, dry.stderr
     assert json.loads(dry.stdout) == {
         "to_apply": [{"name": name, "pin": None,
-                      "checksum": _xxh3(b"SELECT 'dev';"), "size": 13,
+                      "checksum": _xxh3(b"SELECT 'dev';"), "size": 13, "verify": False,
                       "sql": "SELECT 'dev';"}],
         "already_applied": [],
         "blocked": None,

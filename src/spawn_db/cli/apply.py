@@ -282,10 +282,13 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
             if show_sql:
                 texts[item.name] = sql.read().decode("utf-8")
             return
+        then = "  then verify.sql" if item.verify else ""
         if not show_sql:
-            info(f"{item.name}  pin {item.pin or '-'}  checksum {item.checksum}")
+            info(f"{item.name}  pin {item.pin or '-'}  checksum {item.checksum}{then}")
             return
-        info(f"-- spawn migration {item.name}: pin {item.pin or '-'}, checksum {item.checksum}")
+        then = ", then verify.sql" if item.verify else ""
+        info(f"-- spawn migration {item.name}: pin {item.pin or '-'}, checksum {item.checksum}"
+             f"{then}")
         data = sql.read()
         sys.stdout.flush()
         sys.stdout.buffer.write(data if data.endswith(b"\n") or not data else data + b"\n")
@@ -312,6 +315,10 @@ def _dry_run_summary(dry: DryRun) -> str:
     done = len(dry.plan.already_applied)
     text = (f"Dry run: would apply {count} {noun} ({done} already applied); nothing was "
             "written.")
+    verified = sum(1 for item in dry.migrations if item.verify)
+    if verified:
+        have = "has" if verified == 1 else "have"
+        text += f" {verified} of them {have} a verify.sql, run right after its migration."
     if dry.plan.blocked:
         text += f" Apply would then stop before {dry.plan.blocked} ({dry.plan.blocked_state})."
     return text
@@ -320,7 +327,7 @@ def _dry_run_summary(dry: DryRun) -> str:
 def _dry_run_json(dry: DryRun, texts: dict[str, str] | None) -> dict[str, Any]:
     def one(item: PlannedMigration) -> dict[str, Any]:
         row: dict[str, Any] = {"name": item.name, "pin": item.pin, "checksum": item.checksum,
-                               "size": item.size}
+                               "size": item.size, "verify": item.verify}
         if texts is not None:
             row["sql"] = texts[item.name]
         return row

@@ -154,6 +154,9 @@ def _register() -> None:
     cli.add_command(pin.pin)
     cli.add_command(component.component)
     cli.add_command(project.completion)
+    from spawn_db.cli import verify as verify_cli
+
+    migration.migration.add_command(verify_cli.verify)
 
 
 _register()

@@ -229,12 +229,14 @@ def apply(
 @dataclass(frozen=True)
 class PlannedMigration:
     """One migration an apply would run: its pin and the checksum of its rendered SQL
-    (xxHash3-128 hex, as ``migration_history.checksum`` will record it)."""
+    (xxHash3-128 hex, as ``migration_history.checksum`` will record it), and whether a
+    verify script runs after it (``migrate/verify.py``)."""
 
     name: str
     pin: str | None
     checksum: str
     size: int
+    verify: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,9 +265,12 @@ def plan_apply(
 
     The history is read through a control session, and the plan is the ``Planner``'s,
     as apply makes it before it locks; each migration is rendered exactly as apply
-    renders it (``render_migration``), so a template error shows here too.
-    ``each`` receives every planned migration with its rendered SQL, in order.
+    renders it (``render_migration``), so a template error shows here too, in its
+    verify.sql as well. ``each`` receives every planned migration with its rendered SQL,
+    in order.
     """
+    from spawn_db.migrate.verify import has_verify, render_verify
+
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
     with tracking_session(config) as tracking:
@@ -278,7 +283,11 @@ def plan_apply(
         rendered = render_migration(config, name, pinned=pinned, variables=variables,
                                     position=position)
         try:
-            item = PlannedMigration(name, rendered.pin, rendered.checksum.hex(), rendered.size)
+            verify = has_verify(config, name)
+            if verify:
+                render_verify(config, name, pinned=pinned, variables=variables).close()
+            item = PlannedMigration(name, rendered.pin, rendered.checksum.hex(), rendered.size,
+                                    verify)
             planned.append(item)
             if each is not None:
                 rendered.spool.seek(0)

@@ -31,6 +31,7 @@ How a run uses psql, and why it is both fast and crash-safe:
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from spawn_db.config import Config
 from spawn_db.db.engine import Engine
@@ -71,6 +72,9 @@ from spawn_db.migrate.tracking import (
     runner_key,
 )
 from spawn_db.render.plaintext import plain_output
+
+if TYPE_CHECKING:
+    from spawn_db.migrate.verify import ApplyVerifier
 
 SPOOL_MEMORY = 8 * 1024 * 1024
 SCAN_LIMIT = 1024 * 1024
@@ -404,7 +408,14 @@ class MigrationRun:
                                     variables=self.variables, position=position)
         rendered.migration_id = self.ids.get(name)
         self.by_position[position] = rendered
+        self.verifier.prepare(rendered)
         return rendered
+
+    @functools.cached_property
+    def verifier(self) -> ApplyVerifier:
+        from spawn_db.migrate.verify import ApplyVerifier
+
+        return ApplyVerifier(self)
 
     # -- main loop -----------------------------------------------------------------------
 
@@ -423,6 +434,7 @@ class MigrationRun:
         finally:
             for rendered in self.by_position.values():
                 rendered.close()
+            self.verifier.close()
             for leftover in (self.runner.process if self.runner else None, self.early_runner):
                 if leftover is not None:
                     leftover.stop()
@@ -460,17 +472,19 @@ class MigrationRun:
         migration is rendered first, so that ``current`` can be queued whole,
         its outcome row batched with the next ATTEMPTED row, while psql is
         still busy with the migrations queued before it. Otherwise the next
-        one is rendered while psql runs ``current``.
+        one is rendered while psql runs ``current``. Nothing is queued behind a
+        migration that has a verify script: it runs once the migration is done.
         """
         if not current.shape.shareable:
             self.drain()
             self.run_isolated(current)
+            self.verifier.after(current)
             return self.render_next(current)
         runner = self.ensure_runner()
         if self.inline and self.write_ahead:
             following, error = self.try_render_next(current)
             chained = (following is not None and following.shape.shareable
-                       and not current.shape.restart_after)
+                       and not current.shape.restart_after and not self.verifier.wants(current))
             self.queue(runner, current, following if chained else None)
             if chained and error is None:
                 self.wait(lambda: runner.pending <= LOOKAHEAD)
@@ -481,6 +495,7 @@ class MigrationRun:
         self.drain()
         if current.shape.restart_after:
             self.close_runner()
+        self.verifier.after(current)
         if error is not None:
             raise error
         return following
