@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -11,7 +10,17 @@ import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option, warn_blank
-from spawn_db.cli.output import SETTINGS, detail, emit_json, info, note, use_color, warn
+from spawn_db.cli.output import (
+    SETTINGS,
+    LiveBar,
+    detail,
+    emit_json,
+    info,
+    live_progress_allowed,
+    note,
+    use_color,
+    warn,
+)
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
@@ -37,8 +46,9 @@ yes_option = click.option("-y", "--yes", is_flag=True,
 
 
 class CliReporter:
-    """Progress on stderr: one line per migration; on a terminal, also the one running,
-    as a live rich bar (count, current migration, elapsed) unless ``TERM=dumb``.
+    """Progress on stderr: one line per migration; on a terminal, also the live bar
+    (count, current migration, elapsed, ETA; ``output.LiveBar``) once the run lasts
+    more than a second, or an ``applying ...`` line where the terminal is ``TERM=dumb``.
 
     ``--quiet`` silences all of it, including what psql printed while a migration ran
     (notices, the tracking schema being set up): a failed migration's error still
@@ -46,10 +56,9 @@ class CliReporter:
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
-        self.live = self.tty and not SETTINGS.quiet and os.environ.get("TERM") != "dumb"
+        self.live = live_progress_allowed()
         self.open_line = False
-        self.bar: Any = None
-        self.task: Any = None
+        self.bar: LiveBar | None = None
 
     def _progress(self, text: str) -> None:
         if not SETTINGS.quiet:
@@ -57,9 +66,7 @@ class CliReporter:
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
-            # Printed above the live bar, which rich redraws below it.
-            self.bar.console.print(text, end="", markup=False, highlight=False,
-                                   emoji=False, soft_wrap=True)
+            self.bar.write(text)  # above the bar once it is shown
             return
         if self.open_line:
             text = "\r\033[K" + text
@@ -73,34 +80,13 @@ class CliReporter:
 
     def started(self, name: str, position: int, total: int, elapsed: float) -> None:
         if self.live:
-            self._show_bar(name, position, total)
+            # Made at the first migration, after any question was answered.
+            if self.bar is None:
+                self.bar = LiveBar(total, "applying")
+            self.bar.begin(name)
         elif self.tty and not SETTINGS.quiet:
             self._write(f"[{position}/{total}] applying {name} ...")
             self.open_line = True
-
-    def _show_bar(self, name: str, position: int, total: int) -> None:
-        """Start the live bar at the first migration (after any question was answered),
-        then move it on; rich is imported only here, on a terminal."""
-        if self.bar is None:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            console = Console(stderr=True, no_color=not use_color(stream_is_err=True),
-                              highlight=False)
-            self.bar = Progress(SpinnerColumn(), MofNCompleteColumn(), BarColumn(),
-                                TimeElapsedColumn(), TextColumn("{task.description}"),
-                                console=console, transient=True, redirect_stdout=False,
-                                redirect_stderr=False)
-            self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=position - 1, description=f"applying {name}")
-        self.bar.start()
 
     def finished(self, outcome: MigrationOutcome, position: int, total: int,
                  elapsed: float) -> None:
@@ -110,7 +96,7 @@ class CliReporter:
             f"{left} left, {_duration(elapsed)} elapsed)\n"
         )
         if self.bar is not None:
-            self.bar.update(self.task, completed=position)
+            self.bar.end(outcome.name)
         detail(f"  {outcome.name}: {outcome.rendered_bytes} bytes of SQL rendered, ran in "
                f"{outcome.seconds * 1000:.1f} ms")
 
@@ -121,7 +107,7 @@ class CliReporter:
         """Remove the live bar, or end the ``applying ...`` line, so what follows (the
         summary, an error) starts on a line of its own."""
         if self.bar is not None:
-            self.bar.stop()
+            self.bar.close()
             self.bar = None
         if self.open_line:
             sys.stderr.write("\n")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
-from spawn_db.cli.output import emit_json, info, note, stream_complete, warn
+from spawn_db.cli.output import LiveBar, emit_json, info, note, stream_complete, warn
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
@@ -107,14 +107,26 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         info(pin_migration(config, name, force=force))
         warn_blank(config, [name], pinned=True)
         return
-    batch = pin_many(config, unpinned=pin_all, changed=changed)
-    for name in batch.written:
-        info(f"Pinned {name} to {batch.root}")
-    for name in batch.skipped_applied:
-        note(f"Skipped {name}: it is applied, so it keeps its pin (put the change in a new "
-             "migration)")
-    warn_blank(config, list(batch.written), pinned=True)
+    with LiveBar(None, "checking") as bar:
+        bar.set_phase("snapshotting components/ and writing lock.toml files")
+        batch = pin_many(config, unpinned=pin_all, changed=changed)
+        for name in batch.written:
+            info(f"Pinned {name} to {batch.root}")
+        for name in batch.skipped_applied:
+            note(f"Skipped {name}: it is applied, so it keeps its pin (put the change in a "
+                 "new migration)")
+        _warn_blank_each(config, batch.written, bar)
     note(_pin_summary(batch, pin_all, changed))
+
+
+def _warn_blank_each(config: Config, names: Sequence[str], bar: LiveBar) -> None:
+    """``warn_blank`` one migration at a time, so the bar can count them: rendering each
+    newly pinned migration is the part of a large ``--all`` that grows with their number."""
+    bar.set_phase("", total=len(names))
+    for name in names:
+        bar.begin(name)
+        warn_blank(config, [name], pinned=True)
+        bar.end(name)
 
 
 def _pin_many_requested(name: str | None, pin_all: bool, changed: bool, force: bool) -> bool:
