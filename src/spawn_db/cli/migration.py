@@ -108,7 +108,7 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         warn_blank(config, [name], pinned=True)
         return
     with LiveBar(None, "checking") as bar:
-        bar.set_phase("snapshotting components/ and writing lock.toml files")
+        bar.set_phase("snapshotting components/")
         batch = pin_many(config, unpinned=pin_all, changed=changed)
         for name in batch.written:
             info(f"Pinned {name} to {batch.root}")

@@ -159,6 +159,7 @@ def show_commands() -> None:
 
 PROGRESS_DELAY_VARIABLE = "SPAWN_PROGRESS_DELAY"
 DEFAULT_PROGRESS_DELAY = 1.0
+REDRAW_EVERY = 0.1
 
 _LOCK = threading.RLock()
 _ACTIVE: LiveBar | None = None
@@ -184,15 +185,16 @@ def progress_delay() -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        from spawn_db.errors import UsageError
-
-        raise UsageError(f"{PROGRESS_DELAY_VARIABLE}={raw!r} is not a number of seconds; set "
-                         "it to 0 (bars at once), 1 (the default) or unset it")
+        # A warning, not an error: a cosmetic setting must not stop a deployment midway.
+        warn(f"{PROGRESS_DELAY_VARIABLE}={raw!r} is not a number of seconds, so progress "
+             f"bars appear after {DEFAULT_PROGRESS_DELAY:g} s; set it to 0 (at once) or more")
+        return DEFAULT_PROGRESS_DELAY
     return value
 
 
 def clock(seconds: float | None) -> str:
-    """``H:MM:SS``, as rich shows elapsed time; ``-:--:--`` when not known yet."""
+    """``H:MM:SS``, as rich shows elapsed time (past a day, hours go on counting rather
+    than rich's ``1 day, …``); ``-:--:--`` when not known yet."""
     if seconds is None:
         return "-:--:--"
     whole = max(0, int(seconds))
@@ -225,6 +227,7 @@ class LiveBar:
         self._task: Any = None
         self._timer: threading.Timer | None = None
         self._closed = False
+        self._drawn = 0.0
         if self.enabled:
             self._arm(progress_delay())
 
@@ -244,6 +247,12 @@ class LiveBar:
         with _LOCK:
             self.running.append(name)
             self._update()
+            now = time.monotonic()
+            if self._progress is not None and now - self._drawn >= REDRAW_EVERY:
+                # A new item is drawn at once (rich redraws ten times a second), but not
+                # more often: a thousand short migrations must not mean a thousand redraws.
+                self._drawn = now
+                self._progress.refresh()
 
     def end(self, name: str) -> None:
         """``name`` finished, whatever its outcome."""
@@ -262,6 +271,9 @@ class LiveBar:
                 self.total = total
                 self.completed = 0
             self._update()
+            if self._progress is not None:
+                # Drawn now: a phase may end before rich's next timed redraw.
+                self._progress.refresh()
 
     def write_line(self, text: str) -> None:
         """Print ``text`` (one or more lines, ANSI colours kept) above the bar; the caller
@@ -332,28 +344,42 @@ class LiveBar:
                                   description=self.description())
 
 
+BAR_WIDTH = 20
+CLOCK_WIDTH = len("0:00:00 ETA 0:00:00")
+
+
 def _rich_progress(bar: LiveBar) -> Any:
     """rich's ``Progress`` with spawn's columns: spinner, ``n/total``, bar, elapsed
-    (since the run started, not since the bar appeared), ETA, what is running."""
+    (since the run started, not since the bar appeared), ETA, what is running.
+
+    The bar stays on one line: what is running is cut (with an ellipsis) to the width
+    the other columns leave, since rich would rather squeeze the count and the clock.
+    """
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        SpinnerColumn,
-        Task,
-        TextColumn,
-    )
+    from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task
     from rich.text import Text
+
+    console = Console(stderr=True, no_color=not use_color(stream_is_err=True),
+                      highlight=False)
+
+    class Count(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            total = "?" if task.total is None else str(int(task.total))
+            return Text(f"{int(task.completed):>{len(total)}}/{total}", style="progress.download")
 
     class Clock(ProgressColumn):
         def render(self, task: Task) -> Text:
             elapsed = clock(time.monotonic() - bar.started)
             return Text(f"{elapsed} ETA {clock(bar.eta())}", style="progress.elapsed")
 
-    console = Console(stderr=True, no_color=not use_color(stream_is_err=True),
-                      highlight=False)
-    return Progress(SpinnerColumn(), MofNCompleteColumn(), BarColumn(), Clock(),
-                    TextColumn("{task.description}", markup=False), console=console,
-                    transient=True, redirect_stdout=False, redirect_stderr=False)
+    class Doing(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            count = 2 * len("?" if task.total is None else str(int(task.total))) + 1
+            used = 2 + count + 1 + BAR_WIDTH + 1 + CLOCK_WIDTH + 1
+            text = Text(task.description, no_wrap=True)
+            text.truncate(max(8, console.width - used - 1), overflow="ellipsis")
+            return text
+
+    return Progress(SpinnerColumn(), Count(), BarColumn(bar_width=BAR_WIDTH), Clock(), Doing(),
+                    console=console, transient=True, redirect_stdout=False,
+                    redirect_stderr=False)
