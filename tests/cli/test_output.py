@@ -62,6 +62,8 @@ def test_status_on_a_terminal_has_coloured_states_and_the_same_words(db_project:
         assert "\x1b[1;31m\u2717 Failed" in coloured, (args, coloured)
         assert "\x1b[33m\u25cb Pending" in coloured, (args, coloured)
         assert words(coloured) == words(expected), args
+        # Only colour is added: without it, the terminal shows the plain table exactly.
+        assert ANSI.sub("", coloured) == expected, args
     piped_always = db_project.run("--color", "always", "migration", "status")
     assert "\x1b[32m\u2713 Applied" in piped_always.stdout
     assert words(piped_always.stdout) == words(expected)
