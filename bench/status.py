@@ -45,10 +45,12 @@ def measure_status(server: Server, count: int, repeat: int, env: dict[str, str])
                     "spawn migration apply")
             cold = checked(run_child([*spawn, "migration", "status"], cwd=root, env=env),
                            "spawn migration status (cold cache)")
-            warm = [checked(run_child([*spawn, "migration", "status"], cwd=root, env=env),
-                            "spawn migration status").seconds for _ in range(repeat)]
-            terminal = [run_on_terminal([*spawn, "migration", "status"], root, env)
-                        for _ in range(repeat)]
+            warm: list[float] = []
+            terminal: list[float] = []
+            for _ in range(repeat):  # interleaved, so both see the same machine
+                warm.append(checked(run_child([*spawn, "migration", "status"], cwd=root,
+                                              env=env), "spawn migration status").seconds)
+                terminal.append(run_on_terminal([*spawn, "migration", "status"], root, env))
         finally:
             server.drop(database)
     median = statistics.median(warm)
