@@ -4,6 +4,7 @@ sees, piped for what scripts get (which must not change)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spawn_db.cli.output import clock
+from spawn_db.cli.output import LineBuffer, clock
 from tests.helpers import SPAWN, run_on_terminal, spawn_env
 
 # Colours and cursor movement (rich hides the cursor and moves up to redraw the bar).
@@ -168,6 +169,21 @@ def test_run_keeps_the_tests_output_whole_around_the_bar(db_project: Any) -> Non
     assert piped.stdout == (" answer \n--------\n      1\n(1 row)\n\n" + SLEEP_OUTPUT
                             + " two \n-----\n é\n(1 row)\n\n")
     assert visible(shown) == piped.stdout
+
+
+@given(st.binary(max_size=300), st.lists(st.integers(min_value=0, max_value=300)))
+def test_line_buffer_gives_whole_lines_however_the_bytes_arrive(
+        data: bytes, cuts: list[int]) -> None:
+    """``test run`` prints psql's output above the bar in whole lines: whatever the pieces
+    (a cut may split a UTF-8 character), the lines are the output's own."""
+    buffer = LineBuffer()
+    lines: list[str] = []
+    bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
+    for start, stop in itertools.pairwise(bounds):
+        lines.extend(buffer.feed(data[start:stop]))
+    lines.extend(buffer.end())
+    text = data.decode("utf-8", errors="replace")
+    assert lines == (text.removesuffix("\n").split("\n") if text else [])
 
 
 def test_no_bar_when_quiet_on_a_dumb_terminal_or_piped(db_project: Any) -> None:

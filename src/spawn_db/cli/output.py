@@ -192,6 +192,31 @@ def progress_delay() -> float:
     return value
 
 
+class LineBuffer:
+    """Whole lines out of a byte stream that arrives in arbitrary pieces (psql's output
+    through a pipe), decoded as UTF-8 the way a terminal shows it (``U+FFFD`` for a
+    byte that is not UTF-8), for printing above a live bar, which would be drawn over
+    half a line. A character split between two pieces is decoded whole."""
+
+    def __init__(self) -> None:
+        import codecs
+
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines ``data`` completed, without their newlines."""
+        lines = (self._pending + self._decoder.decode(data)).split("\n")
+        self._pending = lines.pop()
+        return lines
+
+    def end(self) -> list[str]:
+        """The last line when the stream did not end with a newline."""
+        rest = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        return [rest] if rest else []
+
+
 def clock(seconds: float | None) -> str:
     """``H:MM:SS``, as rich shows elapsed time (past a day, hours go on counting rather
     than rich's ``1 day, …``); ``-:--:--`` when not known yet."""

@@ -12,6 +12,7 @@ import click
 from spawn_db.cli.context import App, complete_tests, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
 from spawn_db.cli.output import (
+    LineBuffer,
     LiveBar,
     echo,
     emit_json,
@@ -119,7 +120,6 @@ def _output_sink(bar: LiveBar) -> Callable[[bytes | None], None]:
     whole line at a time (a half line would be drawn over), decoded as UTF-8 as the
     terminal would.
     """
-    import codecs
     import sys
 
     sys.stdout.flush()
@@ -131,16 +131,10 @@ def _output_sink(bar: LiveBar) -> Callable[[bytes | None], None]:
                 out.flush()
 
         return raw
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending = [""]
+    lines = LineBuffer()
 
     def by_line(data: bytes | None) -> None:
-        text = pending[0] + decoder.decode(data or b"", final=data is None)
-        lines = text.split("\n")
-        pending[0] = lines.pop() if data is not None else ""
-        if data is None and lines and lines[-1] == "":
-            lines.pop()
-        for line in lines:
+        for line in lines.feed(data) if data is not None else lines.end():
             echo(line)
 
     return by_line
