@@ -399,11 +399,15 @@ def format_status_colored(report: StatusReport) -> str:
     if not rows:
         return format_status(report)
     lines = format_status(report).split("\n")
+    # Where the Status column starts: after the four columns before it, each as wide as
+    # its widest cell plus two spaces (columns after it, if any, stay plain).
+    start = sum(max(len(r[i]) for r in [STATUS_HEADER, *rows]) + 2 for i in range(4))
     lines[0] = paint(lines[0], "bold")
     for index, (m, row) in enumerate(zip(report.migrations, rows, strict=True), start=2):
-        label = row[4]
-        assert lines[index].endswith(label)
-        lines[index] = lines[index][:-len(label)] + paint(label, STATE_STYLES[m.state])
+        line, label = lines[index], row[4]
+        assert line[start:start + len(label)] == label, (line, label)
+        lines[index] = (line[:start] + paint(label, STATE_STYLES[m.state])
+                        + line[start + len(label):])
     lines[-1] = paint(lines[-1], "dim")
     return "\n".join(lines)
 

@@ -107,26 +107,16 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         info(pin_migration(config, name, force=force))
         warn_blank(config, [name], pinned=True)
         return
-    with LiveBar(None, "checking") as bar:
+    with LiveBar(None, "pinning") as bar:  # one snapshot: no count to show, only time
         bar.set_phase("snapshotting components/")
         batch = pin_many(config, unpinned=pin_all, changed=changed)
-        for name in batch.written:
-            info(f"Pinned {name} to {batch.root}")
-        for name in batch.skipped_applied:
-            note(f"Skipped {name}: it is applied, so it keeps its pin (put the change in a "
-                 "new migration)")
-        _warn_blank_each(config, batch.written, bar)
+    for name in batch.written:
+        info(f"Pinned {name} to {batch.root}")
+    for name in batch.skipped_applied:
+        note(f"Skipped {name}: it is applied, so it keeps its pin (put the change in a new "
+             "migration)")
+    warn_blank(config, list(batch.written), pinned=True)
     note(_pin_summary(batch, pin_all, changed))
-
-
-def _warn_blank_each(config: Config, names: Sequence[str], bar: LiveBar) -> None:
-    """``warn_blank`` one migration at a time, so the bar can count them: rendering each
-    newly pinned migration is the part of a large ``--all`` that grows with their number."""
-    bar.set_phase("", total=len(names))
-    for name in names:
-        bar.begin(name)
-        warn_blank(config, [name], pinned=True)
-        bar.end(name)
 
 
 def _pin_many_requested(name: str | None, pin_all: bool, changed: bool, force: bool) -> bool:
@@ -172,11 +162,21 @@ def _count(n: int, noun: str) -> str:
 
 def warn_blank(config: Config, names: Sequence[str], *, pinned: bool,
                 variables: Any = None) -> None:
-    """Once per migration whose up.sql renders to nothing but whitespace."""
+    """Once per migration whose up.sql renders to nothing but whitespace.
+
+    The migrations are rendered one at a time under a live bar (``checking NAME``):
+    after ``pin --all`` or before a large apply there may be hundreds of templates to
+    render, which can take longer than a second.
+    """
     from spawn_db.migrate.migration import blank_migrations
 
-    for name in blank_migrations(config, list(names), pinned=pinned, variables=variables):
-        warn(blank_message(name))
+    with LiveBar(len(names), "checking") as bar:
+        for name in names:
+            bar.begin(name)
+            blank = blank_migrations(config, [name], pinned=pinned, variables=variables)
+            bar.end(name)
+            for found in blank:
+                warn(blank_message(found))
 
 
 def blank_message(name: str) -> str:
