@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / "action.yml"
 SCRIPT = ROOT / "action" / "install.sh"
 WORKFLOW = ROOT / "docs" / "github-actions.yml"
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+INIT = ROOT / "src" / "spawn_db" / "__init__.py"
+VERSION_LINE = re.compile(r'(?m)^__version__ = "(.*)"$')
+VERSION = VERSION_LINE.findall(INIT.read_text())[0]
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 INPUT = re.compile(r"\binputs\.([A-Za-z_][A-Za-z0-9_-]*)")
 ERROR = "::error title=spawn action::"
@@ -127,6 +129,17 @@ def test_docs_workflow_uses_the_action_then_checks_and_compares() -> None:
     assert report["with"]["report_paths"] == "spawn-tests.xml"
 
 
+def test_the_version_is_written_once() -> None:
+    """pyproject.toml takes the version from ``spawn_db.__version__``; nothing else holds
+    one, so a release cannot leave the two disagreeing."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"]
+    assert project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "spawn_db.__version__"}
+    assert len(VERSION_LINE.findall(INIT.read_text())) == 1
+
+
 # -- the install script, run as the action runs it ---------------------------------------------
 
 def checkout_copy(destination: Path) -> Path:
@@ -215,13 +228,12 @@ def git(*args: str, cwd: Path) -> None:
 
 
 def release(repository: Path, version: str) -> None:
-    """Commit the checkout as ``version`` (in pyproject.toml and ``__version__``)."""
-    for path, name in ((repository / "pyproject.toml", "version"),
-                       (repository / "src" / "spawn_db" / "__init__.py", "__version__")):
-        text, count = re.subn(rf'(?m)^{name} = ".*"$', f'{name} = "{version}"',
-                              path.read_text())
-        assert count == 1, path
-        path.write_text(text)
+    """Commit the checkout as ``version``: ``__version__`` is its one copy (pyproject.toml
+    reads it), so that is the one line a release changes."""
+    path = repository / "src" / "spawn_db" / "__init__.py"
+    text, count = VERSION_LINE.subn(f'__version__ = "{version}"', path.read_text())
+    assert count == 1, path
+    path.write_text(text)
     git("add", "-A", cwd=repository)
     git("commit", "-q", "-m", f"release {version}", cwd=repository)
 

@@ -537,7 +537,7 @@ def test_compare_is_coloured_on_a_terminal_and_plain_when_piped(db_project: Any)
     db_project.add_test("x", "SELECT 2 AS answer;\n")
     expected_path(db_project, "x").write_text(HELLO_OUTPUT)
     coloured = run_on_terminal(db_project.root, ["test", "compare"])
-    assert "\x1b[31m\x1b[1m[FAIL]\x1b[0m x" in coloured
+    assert "\x1b[1;31m[FAIL]\x1b[0m x" in coloured  # drawn by rich
     assert "\x1b[32m      3 +|      2\x1b[0m" in coloured
     piped = db_project.run("test", "compare")
     assert "\x1b" not in piped.stdout and "[FAIL] x" in piped.stdout

@@ -52,7 +52,13 @@ class SpawnGroup(click.Group):
 
 
 def _report(ctx: click.Context, exc: SpawnError, exit_code: int) -> None:
-    """Print ``error: MESSAGE`` (and the traceback with --debug); exit with ``exit_code``."""
+    """Print ``error: MESSAGE`` (and the traceback with --debug); exit with ``exit_code``.
+
+    On a terminal that shows colour the message is framed in a red panel, so it stands
+    out from the progress above it; everywhere else (a pipe, a file, ``--color never``,
+    ``NO_COLOR``, ``TERM=dumb``) it is the one ``error: MESSAGE`` line scripts read.
+    """
+    from spawn_db.cli.output import use_color
     from spawn_db.db.target import mask_secrets
 
     app = ctx.obj if isinstance(ctx.obj, App) else None
@@ -60,8 +66,23 @@ def _report(ctx: click.Context, exc: SpawnError, exit_code: int) -> None:
         import traceback
 
         click.echo(mask_secrets(traceback.format_exc()), err=True, nl=False)
-    click.echo(f"error: {mask_secrets(exc.message)}", err=True)
+    message = mask_secrets(exc.message)
+    if sys.stderr.isatty() and use_color(stream_is_err=True):
+        _error_panel(message)
+    else:
+        click.echo(f"error: {message}", err=True)
     ctx.exit(exit_code)
+
+
+def _error_panel(message: str) -> None:
+    """The error in a rich panel titled ``error``, on stderr; rich is imported only here."""
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.text import Text
+
+    console = Console(stderr=True, highlight=False, emoji=False)
+    console.print(Panel(Text(message), title="error", title_align="left",
+                        border_style="red", expand=False))
 
 
 def _silence_broken_pipe() -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
-from spawn_db.cli.output import emit_json, info, note, stream_complete, warn
+from spawn_db.cli.output import LiveBar, emit_json, info, note, stream_complete, warn
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
@@ -110,7 +110,9 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         info(pin_migration(config, name, force=force))
         warn_blank(config, [name], pinned=True)
         return
-    batch = pin_many(config, unpinned=pin_all, changed=changed)
+    with LiveBar(None, "pinning") as bar:  # one snapshot: no count to show, only time
+        bar.set_phase("snapshotting components/")
+        batch = pin_many(config, unpinned=pin_all, changed=changed)
     for name in batch.written:
         info(f"Pinned {name} to {batch.root}")
     for name in batch.skipped_applied:
@@ -166,11 +168,21 @@ def _count(n: int, noun: str) -> str:
 
 def warn_blank(config: Config, names: Sequence[str], *, pinned: bool,
                 variables: Any = None) -> None:
-    """Once per migration whose up.sql renders to nothing but whitespace."""
+    """Once per migration whose up.sql renders to nothing but whitespace.
+
+    The migrations are rendered one at a time under a live bar (``checking NAME``):
+    after ``pin --all`` or before a large apply there may be hundreds of templates to
+    render, which can take longer than a second.
+    """
     from spawn_db.migrate.migration import blank_migrations
 
-    for name in blank_migrations(config, list(names), pinned=pinned, variables=variables):
-        warn(blank_message(name))
+    with LiveBar(len(names), "checking") as bar:
+        for name in names:
+            bar.begin(name)
+            blank = blank_migrations(config, [name], pinned=pinned, variables=variables)
+            bar.end(name)
+            for found in blank:
+                warn(blank_message(found))
 
 
 def blank_message(name: str) -> str:

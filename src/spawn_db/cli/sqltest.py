@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from spawn_db.cli.context import App, complete_tests, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
-from spawn_db.cli.output import emit_json, info, note, stream_complete, use_color, warn
+from spawn_db.cli.output import (
+    LineBuffer,
+    LiveBar,
+    echo,
+    emit_json,
+    info,
+    note,
+    paint,
+    stream_complete,
+    use_color,
+    warn,
+)
 from spawn_db.config import DEFAULT_TEST_TIMEOUT
 from spawn_db.errors import FileAccessError, TestTimedOut, UsageError
 
 if TYPE_CHECKING:
-    from spawn_db.sqltest.suite import TestOutcome, TestRunner
+    from spawn_db.sqltest.suite import ExpectResult, TestOutcome, TestRunner
 
+T = TypeVar("T")
 
 
 @click.group()
@@ -83,22 +97,47 @@ def _jobs(jobs: int | None) -> int:
 @pass_app
 def run(app: App, name: str, timeout: float, variables_path: str | None) -> None:
     """Run tests/NAME/test.sql and print its output (stdout and stderr merged)."""
-    import sys
-
     from spawn_db.sqltest.suite import select_tests
 
     select_tests(app.config(), name)
     runner = _runner(app, variables_path, timeout)
-    sys.stdout.flush()
-    out = sys.stdout.buffer
-
-    def sink(data: bytes) -> None:
-        out.write(data)
-        out.flush()
-
-    done = runner.run(name, sink=sink)
+    with LiveBar(1, "running") as bar:
+        sink = _output_sink(bar)
+        bar.begin(name)
+        try:
+            done = runner.run(name, sink=sink)
+        finally:
+            sink(None)
+        bar.end(name)
     if done.timed_out:
         raise TestTimedOut(runner.timeout_message(name))
+
+
+def _output_sink(bar: LiveBar) -> Callable[[bytes | None], None]:
+    """Where ``test run`` streams psql's output: stdout, byte for byte; ``None`` flushes.
+
+    While a live bar may be drawn on the same terminal, the output goes above the bar a
+    whole line at a time (a half line would be drawn over), decoded as UTF-8 as the
+    terminal would.
+    """
+    import sys
+
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    if not bar.enabled or not sys.stdout.isatty():
+        def raw(data: bytes | None) -> None:
+            if data:
+                out.write(data)
+                out.flush()
+
+        return raw
+    lines = LineBuffer()
+
+    def by_line(data: bytes | None) -> None:
+        for line in lines.feed(data) if data is not None else lines.end():
+            echo(line)
+
+    return by_line
 
 
 @test.command("expect")
@@ -113,7 +152,7 @@ def expect(
     variables_path: str | None,
 ) -> None:
     """Run NAME (or every test) and write its output to tests/NAME/expected."""
-    from spawn_db.sqltest.suite import expect_tests, select_tests
+    from spawn_db.sqltest.suite import run_ordered, select_tests
 
     config = app.config()
     names = select_tests(config, name)
@@ -124,20 +163,39 @@ def expect(
     if name is None:
         _confirm_rewrite(names, yes)
     failed = 0
-    for result in expect_tests(runner, names, jobs=_jobs(jobs)):
-        if result.written:
-            assert result.run is not None
-            lines = result.run.output.count(b"\n")
-            info(f"Wrote {runner.project.display(result.path)} ({_plural(lines, 'line')})")
-            if result.run.exit_code not in (0, 3):
-                warn(f"psql exited with code {result.run.exit_code} for {result.name} (the "
-                     "connection failed or was lost); check the recorded output")
-        else:
-            failed += 1
-            click.echo(f"error: {result.name}: {result.error}; "
-                       f"{runner.project.display(result.path)} was not written", err=True)
+    with LiveBar(len(names), "running") as bar:
+        for result in run_ordered(names, _tracked(bar, runner.expect), jobs=_jobs(jobs)):
+            _report_expected(runner, result)
+            failed += not result.written
     if failed:
         raise SystemExit(1)
+
+
+def _report_expected(runner: TestRunner, result: ExpectResult) -> None:
+    if result.written:
+        assert result.run is not None
+        lines = result.run.output.count(b"\n")
+        info(f"Wrote {runner.project.display(result.path)} ({_plural(lines, 'line')})")
+        if result.run.exit_code not in (0, 3):
+            warn(f"psql exited with code {result.run.exit_code} for {result.name} (the "
+                 "connection failed or was lost); check the recorded output")
+        return
+    echo(f"error: {result.name}: {result.error}; "
+         f"{runner.project.display(result.path)} was not written", err=True)
+
+
+def _tracked(bar: LiveBar, work: Callable[..., T]) -> Callable[[str, threading.Event], T]:
+    """``work`` (``runner.compare`` or ``runner.expect``) telling ``bar`` when each test
+    starts and ends; with ``-j`` these calls come from several threads at once."""
+
+    def tracked(name: str, cancel: threading.Event) -> T:
+        bar.begin(name)
+        try:
+            return work(name, cancel=cancel)
+        finally:
+            bar.end(name)
+
+    return tracked
 
 
 def _confirm_rewrite(names: list[str], yes: bool) -> None:
@@ -178,7 +236,7 @@ def compare(
     """
     import time
 
-    from spawn_db.sqltest.suite import compare_tests, select_tests
+    from spawn_db.sqltest.suite import run_ordered, select_tests
 
     start = time.monotonic()
     if junit_path:
@@ -188,10 +246,11 @@ def compare(
     color = fmt == "text" and use_color()
     outcomes: list[TestOutcome] = []
     try:
-        for outcome in compare_tests(runner, names, jobs=_jobs(jobs)):
-            outcomes.append(outcome)
-            if fmt == "text":
-                info(_status_line(outcome, color))
+        with LiveBar(len(names), "comparing") as bar:
+            for outcome in run_ordered(names, _tracked(bar, runner.compare), jobs=_jobs(jobs)):
+                outcomes.append(outcome)
+                if fmt == "text":
+                    info(_status_line(outcome, color))
     except KeyboardInterrupt:
         click.echo(_interrupted_line(names, outcomes), err=True)
         raise
@@ -220,8 +279,8 @@ def _interrupted_line(names: list[str], outcomes: list[TestOutcome]) -> str:
 
 def _status_line(outcome: TestOutcome, color: bool) -> str:
     if outcome.passed:
-        return f"{_style('[PASS]', color, fg='green', bold=True)} {outcome.name}"
-    return f"{_style('[FAIL]', color, fg='red', bold=True)} {outcome.name}"
+        return f"{_style('[PASS]', color, 'bold green')} {outcome.name}"
+    return f"{_style('[FAIL]', color, 'bold red')} {outcome.name}"
 
 
 def _print_failures(runner: TestRunner, outcomes: list[TestOutcome], color: bool) -> None:
@@ -230,22 +289,23 @@ def _print_failures(runner: TestRunner, outcomes: list[TestOutcome], color: bool
             continue
         info("")
         if outcome.status != "fail":
-            info(f"{_style(outcome.name, color, bold=True)}: {outcome.error}")
+            info(f"{_style(outcome.name, color, 'bold')}: {outcome.error}")
             continue
         expected = runner.project.display(runner.config.tests_dir / outcome.name / "expected")
-        info(_style(f"--- {expected}", color, bold=True))
-        info(_style(f"+++ actual output of {outcome.name}", color, bold=True))
+        info(_style(f"--- {expected}", color, "bold"))
+        info(_style(f"+++ actual output of {outcome.name}", color, "bold"))
         for line, text in zip(outcome.diff.lines, outcome.diff.render(), strict=True):
-            info(_style(text, color, **DIFF_STYLES.get(line.kind, {})))
+            info(_style(text, color, DIFF_STYLES.get(line.kind, "")))
         if outcome.error:
             info(f"note: {outcome.error}")
 
 
-DIFF_STYLES: dict[str, dict[str, Any]] = {
-    "hunk": {"fg": "cyan"},
-    "removed": {"fg": "red"},
-    "added": {"fg": "green"},
-    "note": {"dim": True},
+# rich styles of the diff's line kinds (``golden.DiffLine.kind``); context lines stay plain.
+DIFF_STYLES: dict[str, str] = {
+    "hunk": "cyan",
+    "removed": "red",
+    "added": "green",
+    "note": "dim",
 }
 
 
@@ -284,8 +344,9 @@ def _write_junit(path: str, outcomes: list[TestOutcome], duration: float) -> Non
         raise FileAccessError.from_os_error(exc, f"--junit {path}") from exc
 
 
-def _style(text: str, color: bool, **styles: Any) -> str:
-    return click.style(text, **styles) if color else text
+def _style(text: str, color: bool, style: str) -> str:
+    """``text`` in a rich ``style`` when colouring, else exactly ``text``."""
+    return paint(text, style) if color and style else text
 
 
 def _plural(count: int, word: str) -> str:
