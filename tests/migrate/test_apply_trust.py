@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import DbProject, EmbeddedProject, TestDatabase
 from tests.helpers import start_spawn
 from tests.migrate.history import latest
@@ -342,3 +344,22 @@ def test_losing_the_lock_during_the_last_migration_is_not_a_success(
     assert code == 1, err
     assert "migration lock" in err and "lost before the run ended" in err, err
     assert latest(database) == {only: "SUCCESS"}
+
+
+@pytest.mark.parametrize("body", [
+    "\\echo x\nCREATE TABLE after_meta (a int)",
+    "\\set v 1\nCREATE TABLE after_meta (a int)\n",
+    "SELECT 1 AS v \\gset\nCREATE TABLE after_meta (a int) ",
+])
+def test_final_statement_without_semicolon_after_a_meta_command_commits(
+    db_project: DbProject, body: str,
+) -> None:
+    """A script with a meta-command runs in its own psql; its last statement without ``;``
+    must run as psql runs it at the end of input, not merge with spawn's own epilogue."""
+    name = db_project.add_migration("meta-tail", body)
+
+    result = db_project.run("migration", "apply", "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    assert latest(db_project.database) == {name: "SUCCESS"}
+    assert db_project.database.query("SELECT to_regclass('after_meta') IS NOT NULL") == "t"

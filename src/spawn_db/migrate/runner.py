@@ -724,9 +724,11 @@ class MigrationRun:
         process.write(self.setup.opening())
         process.write_stream(rendered.spool)
         checked = rendered.shape.clean_end or rendered.shape.reason == INCOMPLETE
-        if rendered.shape.reason == INCOMPLETE:
-            process.write("\n;")
         if checked:
+            # Ends a last statement that has no ``;`` as psql would at the end of input
+            # (the scanner stops at a script's first meta-command, so it cannot tell);
+            # after a complete one it is an empty query, which does nothing.
+            process.write("\n;")
             process.write(ISOLATED_EPILOGUE)
             process.statement_marker(self.runner_message(
                 [], marker_literal(process.nonce, "r0"), reset=True,
