@@ -234,8 +234,10 @@ def test_allow_draft_applies_by_name_except_in_prod(db_project: DbProject,
     (db_project.spawn_dir / "migrations" / draft / "up.sql").write_text("CREATE TABLE wip ();\n")
 
     without = db_project.run("migration", "apply", draft, "--no-pin")
+    # A draft has no pin, so it deploys with --no-pin, which prod refuses anyway.
+    no_pin = ("--no-pin",) if environment != "prod" else ()
     result = db_project.run("-e", environment, "migration", "apply", draft, "--allow-draft",
-                            "--no-pin")
+                            *no_pin)
 
     assert without.exit_code == 2
     assert without.stderr.startswith(f"error: migration {draft} is a draft (draft = true in its "
@@ -339,3 +341,53 @@ def test_list_shows_the_draft_column_only_with_a_draft(db_project: DbProject) ->
                                                     "modified"]
     assert after.stdout.splitlines()[3].split()[:3] == [draft, "no", "yes"]
     assert [m["draft"] for m in data["migrations"]] == [False, True]
+
+
+# -- pin rules -----------------------------------------------------------------------------
+
+
+def test_no_pin_is_refused_where_the_environment_requires_pins(db_project: DbProject) -> None:
+    name = db_project.add_migration("m", "CREATE TABLE m ();\n", pin=False)
+
+    prod = db_project.run("-e", "prod", "migration", "apply", name, "--no-pin")
+    dry = db_project.run("-e", "prod", "migration", "apply", "--dry-run", "--no-pin")
+    dev = db_project.run("migration", "apply", name, "--no-pin")
+
+    assert prod.exit_code == 2
+    assert prod.stderr == (
+        "error: --no-pin is refused here: pins required, --no-pin refused (environment prod "
+        "(the default for prod)); pin the migrations (`spawn migration pin`), or deploy to a "
+        'target whose environment allows it ([environments.prod] pin = "optional" in '
+        "spawn.toml)\n")
+    assert dry.exit_code == 2
+    assert (dev.exit_code, tables(db_project)) == (0, "m")
+
+
+def test_environment_rules_and_target_rules(db_project: DbProject) -> None:
+    base = db_project.config_path.read_text()
+    name = db_project.add_migration("m", "CREATE TABLE m ();\n", pin=False)
+    db_project.config_path.write_text(base + '\n[environments.staging]\npin = "required"\n')
+
+    staging = db_project.run("-e", "staging", "migration", "apply", name, "--no-pin")
+    db_project.config_path.write_text(base + '\n[environments.prod]\npin = "optional"\n')
+    prod_allowed = db_project.run("-e", "prod", "migration", "apply", "--dry-run", "--no-pin")
+    db_project.config_path.write_text(
+        base.replace('environment = "dev"', 'environment = "prod"\npin = "optional"'))
+    conflict = db_project.run("migration", "apply", "--dry-run", "--no-pin")
+
+    assert staging.exit_code == 2
+    assert "--no-pin refused (environment staging)" in staging.stderr
+    assert prod_allowed.exit_code == 0, prod_allowed.stderr
+    assert conflict.exit_code == 2
+    assert 'says pin = "optional", but environment prod (the default for prod) requires ' \
+        "pins" in conflict.stderr
+
+
+def test_a_bad_pin_rule_is_a_config_error(db_project: DbProject) -> None:
+    db_project.config_path.write_text(
+        db_project.config_path.read_text() + '\n[environments.dev]\npin = "sometimes"\n')
+
+    result = db_project.run("migration", "list")
+
+    assert result.exit_code == 2
+    assert "[environments.dev] `pin` is 'sometimes'; use \"required\"" in result.stderr

@@ -188,6 +188,8 @@ def apply(
     migrations that were confirmed and still need to run are run.
     """
     reporter = reporter or NullReporter()
+    if not pinned:
+        refuse_no_pin(config)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
     target = config.target()
@@ -271,6 +273,8 @@ def plan_apply(
     """
     from spawn_db.migrate.verify import has_verify, render_verify
 
+    if not pinned:
+        refuse_no_pin(config)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
     with tracking_session(config) as tracking:
@@ -327,6 +331,17 @@ class Planner:
     @property
     def warnings(self) -> list[str]:
         return [w for s in self.settings.values() for w in s.warnings]
+
+
+def refuse_no_pin(config: Config) -> None:
+    """``--no-pin`` deploys what the working tree says now; where pins are enforced (an
+    environment that requires them, ``prod`` by default) that is refused."""
+    rule = config.pin_rule()
+    if not rule.no_pin_allowed:
+        raise UsageError(
+            f"--no-pin is refused here: {rule.describe()}; pin the migrations (`spawn migration "
+            f"pin`), or deploy to a target whose environment allows it "
+            f'([environments.{config.environment}] pin = "optional" in spawn.toml)')
 
 
 def _check_names(names: Sequence[str]) -> None:
