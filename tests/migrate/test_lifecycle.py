@@ -391,3 +391,18 @@ def test_a_bad_pin_rule_is_a_config_error(db_project: DbProject) -> None:
 
     assert result.exit_code == 2
     assert "[environments.dev] `pin` is 'sometimes'; use \"required\"" in result.stderr
+
+
+def test_status_shows_the_pin_rule(db_project: DbProject) -> None:
+    db_project.add_migration("m", "SELECT 1;\n")
+
+    dev = db_project.run("migration", "status")
+    prod = db_project.run("-e", "prod", "migration", "status")
+    data = json.loads(db_project.run("-e", "prod", "migration", "status", "--format",
+                                     "json").stdout)
+
+    assert "pins" not in dev.stderr
+    assert prod.stderr.splitlines()[0] == (
+        "note: pins required, --no-pin refused (environment prod (the default for prod))")
+    assert data["pin_rule"] == {"mode": "required", "no_pin_allowed": False,
+                                "source": "environment prod (the default for prod)"}

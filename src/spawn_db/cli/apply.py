@@ -386,6 +386,9 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
         emit_json(_status_json(report))
     else:
         info(format_status_colored(report) if use_color() else format_status(report))
+        rule = report.pin_rule
+        if rule is not None and rule.source != "the default":
+            note(f"note: {rule.describe()}")
         for m in report.migrations:
             if m.out_of_order:
                 note(f"note: {m.name} was applied out of order (after a newer migration)")
@@ -507,6 +510,9 @@ def _status_json(report: StatusReport) -> dict[str, Any]:
         "database": report.database,
         "schema": report.schema,
         "tracking_schema_exists": report.tracking_exists,
+        "pin_rule": None if report.pin_rule is None else {
+            "mode": report.pin_rule.mode, "no_pin_allowed": report.pin_rule.no_pin_allowed,
+            "source": report.pin_rule.source},
         "migrations": [_migration_json(m) for m in report.migrations],
     }
 

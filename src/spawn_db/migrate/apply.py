@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, TargetConfig
+from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, PinRule, TargetConfig
 from spawn_db.db.engine import engine_for
 from spawn_db.errors import (
     MigrationStillRunning,
@@ -86,6 +86,7 @@ class StatusReport:
     schema: str
     tracking_exists: bool
     migrations: tuple[MigrationStatus, ...]
+    pin_rule: PinRule | None = None
 
     @property
     def troubled(self) -> list[MigrationStatus]:
@@ -440,7 +441,7 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
             for name in sorted(set(on_disk) | set(states))]
     if cache is not None:
         cache.save()
-    return StatusReport(database, target.spawn_schema, exists, tuple(rows))
+    return StatusReport(database, target.spawn_schema, exists, tuple(rows), config.pin_rule())
 
 
 def _with_settings(found: MigrationStatus, settings: MigrationSettings | None,
