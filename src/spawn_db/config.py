@@ -26,7 +26,7 @@ ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
-                  "variables", "templates", "migrations")
+                  "variables", "templates", "migrations", "lint")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -37,6 +37,7 @@ TARGET_KEYS = (
     "variables",
 )
 TEMPLATES_KEYS = ("undefined",)
+LINT_KEYS = ("disable",)
 UNDEFINED_MODES = ("lenient", "strict")
 MIGRATIONS_KEYS = ("order",)
 COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
@@ -112,6 +113,7 @@ class Config:
     undefined: UndefinedMode = "lenient"
     strict_override: bool | None = None
     migration_order: MigrationOrder = "loose"
+    lint_disable: tuple[str, ...] = ()
 
     @property
     def project_dir(self) -> Path:
@@ -316,6 +318,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         undefined=undefined,
         strict_override=overrides.strict,
         migration_order=_migration_order(raw, path, warnings),
+        lint_disable=_lint_disable(raw, path, warnings),
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -358,6 +361,20 @@ def _undefined_mode(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> 
             'value is an error) or "lenient" (it renders as nothing)'
         )
     return "lenient"
+
+
+def _lint_disable(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> tuple[str, ...]:
+    """``[lint] disable``: the rule IDs ``spawn lint`` skips for every migration (the IDs
+    themselves are checked by ``lint``, which knows the rules)."""
+    table = raw.get("lint", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `lint` must be a table: [lint] then `disable = ["SP003"]`')
+    _warn_unknown(table, LINT_KEYS, f"{path} [lint]", warnings)
+    disable = table.get("disable", [])
+    if not isinstance(disable, list) or not all(isinstance(i, str) for i in disable):
+        raise ConfigError(f'{path}: [lint] `disable` must be a list of rule IDs, e.g. '
+                          '`disable = ["SP003", "SP013"]`')
+    return tuple(i.strip().upper() for i in disable)
 
 
 def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> MigrationOrder:
