@@ -304,6 +304,10 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         for name, table in targets_raw.items()
     }
     undefined = _undefined_mode(raw, path, warnings)
+    # Before Config(...): its `warnings=` argument is evaluated first, so a table parsed in
+    # the call would add its unknown-key warnings too late to be shown.
+    migration_order = _migration_order(raw, path, warnings)
+    lint_disable = _lint_disable(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -317,8 +321,8 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         environment_variables=_environment_variables(raw, path),
         undefined=undefined,
         strict_override=overrides.strict,
-        migration_order=_migration_order(raw, path, warnings),
-        lint_disable=_lint_disable(raw, path, warnings),
+        migration_order=migration_order,
+        lint_disable=lint_disable,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
