@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from tests.helpers import run_spawn
 from tests.lint.conftest import LintProject
 
 UP = "spawn/migrations/{}/up.sql"
@@ -155,3 +156,27 @@ def test_render_errors_are_findings(lint_project: LintProject) -> None:
     assert result.exit_code == 1
     assert result.stdout.startswith(f"{UP.format('20260101000000-a')}:2:1: error SP900: ")
     assert "component 'missing.sql' not found" in result.stdout
+
+
+def test_check_lint_fails_on_lint_errors_only(lint_project: LintProject) -> None:
+    lint_project.migration("20260101000000-a", "BEGIN;\nTRUNCATE t;\nCOMMIT;\n")
+    pinned = run_spawn("migration", "pin", "20260101000000-a", cwd=lint_project.root)
+    assert pinned.exit_code == 0, pinned.stderr
+    up = UP.format("20260101000000-a")
+    result = run_spawn("check", "--lint", cwd=lint_project.root)
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"warning: {up}:2:1: SP011: TRUNCATE t takes an ACCESS EXCLUSIVE lock with no "
+        "lock_timeout set; start the migration with SET lock_timeout = '2s' (or SET LOCAL "
+        "inside the transaction) so it fails instead of blocking every query",
+        f"warning: {up}:2:1: SP013: TRUNCATE t deletes every row under an ACCESS EXCLUSIVE "
+        "lock; use DELETE in batches, or disable SP013 if intended",
+    ]
+    assert run_spawn("check", cwd=lint_project.root).stderr == ""
+    (lint_project.spawn / "migrations" / "20260101000000-a" / "up.sql").write_text(
+        "SELEC 1;\n", encoding="utf-8")
+    failed = run_spawn("check", "--lint", "--format", "json", cwd=lint_project.root)
+    assert failed.exit_code == 1
+    assert json.loads(failed.stdout) == {"ok": False, "warnings": [{
+        "migration": "20260101000000-a", "kind": "lint",
+        "message": f'{up}:1:1: SP000: syntax error: syntax error at or near "SELEC"'}]}

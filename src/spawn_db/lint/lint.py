@@ -63,7 +63,7 @@ def lint_migration(config: Config, name: str, *, variables: Any = None,
     found = [(p.offset, SYNTAX_RULE, f"syntax error: {p.message}") for p in parsed.problems]
     found += [(h.offset, h.rule, h.message) for h in check_statements(parsed.statements)
               if h.rule not in off]
-    found.sort(key=lambda item: item[0])
+    found.sort(key=lambda item: (item[0], item[1]))
     return [Finding(rule, RULES[rule].severity, message, name,
                     _shown(config, mapped.locate(offset)))
             for offset, rule, message in found]
