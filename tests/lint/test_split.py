@@ -40,3 +40,12 @@ def test_meta_commands_and_variables() -> None:
     assert parsed.meta_commands == ("\\set x 1",)
     assert parsed.unparsed == (9,)
     assert len(parsed.statements) == 1
+
+
+def test_copy_data_is_not_sql() -> None:
+    text = "COPY t (a, b) FROM stdin;\n1\tx;y\n2\t'\n\\.\nSELECT 2;\n"
+    pieces = split(text.encode())
+    assert [(text[p.start:p.end], p.reads_stdin) for p in pieces] == [
+        ("COPY t (a, b) FROM stdin;", True), ("SELECT 2;", False)]
+    parsed = parse_script(text)
+    assert (len(parsed.statements), parsed.problems) == (2, ())

@@ -19,9 +19,13 @@ from spawn_db.cli.output import info, note
 @click.option("--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Variables file to render with (default: the target's or environment's "
               "`variables` in spawn.toml, as apply uses).")
+@click.option("--db", "database", is_flag=True,
+              help="Then apply the rendered migrations, in order, to a scratch database "
+              "created on the target's server (and dropped after); report the first "
+              "statement that fails.")
 @pass_app
 def lint(app: App, migrations: tuple[str, ...], all_: bool, fmt: str,
-         variables_path: str | None) -> None:
+         variables_path: str | None, database: bool) -> None:
     """Render each migration as apply would (pinned when pinned), parse every statement with
     PostgreSQL's parser and check the lint rules (docs/lint.md); exit 1 on any
     error-severity finding, 0 when only warnings remain."""
@@ -34,7 +38,7 @@ def lint(app: App, migrations: tuple[str, ...], all_: bool, fmt: str,
         raise UsageError("name migrations or pass --all, not both")
     config = app.config()
     variables = load_variables_option(config, variables_path)
-    report = lint_migrations(config, list(migrations), variables=variables)
+    report = lint_migrations(config, list(migrations), variables=variables, database=database)
     if fmt == "json":
         info(as_json(report))
     else:

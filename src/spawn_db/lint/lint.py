@@ -31,8 +31,10 @@ _DISABLE_COMMENT = re.compile(r"--\s*spawn-lint:\s*disable=([A-Za-z0-9_, ]+)")
 
 
 def lint_migrations(config: Config, names: list[str] | None = None, *,
-                    variables: Any = None) -> LintReport:
-    """Lint ``names`` (every migration when None or empty), in apply order."""
+                    variables: Any = None, database: bool = False) -> LintReport:
+    """Lint ``names`` (every migration when None or empty), in apply order; with
+    ``database``, then apply them to a scratch database (``database.check_on_database``),
+    unless a migration does not parse or render: the server would only repeat that."""
     project = Project(config)
     disabled = _checked_ids(config.lint_disable, f"{config.path} [lint] disable")
     if names:
@@ -42,20 +44,27 @@ def lint_migrations(config: Config, names: list[str] | None = None, *,
     findings: list[Finding] = []
     for name in chosen:
         findings += lint_migration(config, name, variables=variables, disabled=disabled)
-    return LintReport(tuple(chosen), tuple(findings))
+    if not database:
+        return LintReport(tuple(chosen), tuple(findings))
+    if any(f.rule in (SYNTAX_RULE, RENDER_RULE) for f in findings):
+        return LintReport(tuple(chosen), tuple(findings), "skipped")
+    from spawn_db.lint.database import check_on_database
+
+    failure = check_on_database(config, chosen, variables=variables)
+    if failure is None:
+        return LintReport(tuple(chosen), tuple(findings), "ok")
+    return LintReport(tuple(chosen), (*findings, failure), "failed")
 
 
 def lint_migration(config: Config, name: str, *, variables: Any = None,
                    disabled: frozenset[str] = frozenset()) -> list[Finding]:
     """The findings of one migration's ``up.sql``, sorted by place in the rendered text."""
-    project = Project(config)
-    folder = project.migration_dir(name)
-    display = project.display(folder / "up.sql")
+    display = _display(config, name)
     try:
-        template_text, mapped = _render(config, folder, display, variables)
+        template_text, mapped = render_for_lint(config, name, variables)
     except TemplateError as exc:
         where = Location(exc.template or display, exc.line or 1, 1)
-        return [Finding(RENDER_RULE, "error", exc.message, name, _shown(config, where))]
+        return [Finding(RENDER_RULE, "error", exc.message, name, shown(config, where))]
     except SpawnError as exc:
         return [Finding(RENDER_RULE, "error", exc.message, name, Location(display, 1, 1))]
     off = disabled | _comment_disables(template_text, display)
@@ -65,11 +74,11 @@ def lint_migration(config: Config, name: str, *, variables: Any = None,
               if h.rule not in off]
     found.sort(key=lambda item: (item[0], item[1]))
     return [Finding(rule, RULES[rule].severity, message, name,
-                    _shown(config, mapped.locate(offset)))
+                    shown(config, mapped.locate(offset)))
             for offset, rule, message in found]
 
 
-def _shown(config: Config, location: Location) -> Location:
+def shown(config: Config, location: Location) -> Location:
     """``location`` with its files relative to the current folder (where CI annotations and
     editors resolve them) when they are inside it, else to the project folder."""
     from dataclasses import replace
@@ -91,10 +100,14 @@ def _path(config: Config, file: str) -> str:
     return file if relative.startswith("..") else relative
 
 
-def _render(config: Config, folder: Path, display: str,
-            variables: Any) -> tuple[str, SourceMap]:
-    """The template text and the rendered output with its source map, from the pin when
-    the migration has a ``lock.toml`` (as apply renders it)."""
+def _display(config: Config, name: str) -> str:
+    project = Project(config)
+    return project.display(project.migration_dir(name) / "up.sql")
+
+
+def render_for_lint(config: Config, name: str, variables: Any) -> tuple[str, SourceMap]:
+    """The template text of ``name``'s ``up.sql`` and its rendered output with the source
+    map, from the pin when the migration has a ``lock.toml`` (as apply renders it)."""
     from spawn_db.lint.source_map import render_mapped
     from spawn_db.pin.store import PinnedTree, PinStore, read_lock
     from spawn_db.render.plaintext import plain_output
@@ -105,6 +118,8 @@ def _render(config: Config, folder: Path, display: str,
         template_context,
     )
 
+    folder = Project(config).migration_dir(name)
+    display = _display(config, name)
     text = _read_template(folder / "up.sql")
     plain = plain_output(text)
     pin = read_lock(folder)

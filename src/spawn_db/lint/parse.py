@@ -46,35 +46,54 @@ class ParsedScript:
     unparsed: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of ``split`` as text: where it starts (characters) and what it says."""
+
+    start: int
+    text: str
+    meta: bool
+    uses_variables: bool
+    reads_stdin: bool = False
+
+
+def chunks(text: str) -> list[Chunk]:
+    """``split``'s pieces of ``text`` with character offsets (split works on UTF-8 bytes)."""
+    data = text.encode("utf-8")
+    found: list[Chunk] = []
+    done_bytes = done_chars = 0
+    for piece in split(data):
+        done_chars += len(data[done_bytes:piece.start].decode("utf-8", "replace"))
+        sql = data[piece.start:piece.end].decode("utf-8", "replace")
+        found.append(Chunk(done_chars, sql, piece.meta, piece.uses_variables,
+                           piece.reads_stdin))
+        done_chars += len(sql)
+        done_bytes = piece.end
+    return found
+
+
 def parse_script(text: str) -> ParsedScript:
     """Split ``text`` as psql would and parse every SQL statement."""
     from pglast import parse_sql
     from pglast.parser import ParseError
 
-    data = text.encode("utf-8")
     statements: list[Statement] = []
     problems: list[SyntaxProblem] = []
     meta: list[str] = []
     unparsed: list[int] = []
-    done_bytes = done_chars = 0
-    for piece in split(data):
-        done_chars += len(data[done_bytes:piece.start].decode("utf-8", "replace"))
-        done_bytes = piece.start
-        sql = data[piece.start:piece.end].decode("utf-8", "replace")
-        if piece.meta:
-            meta.append(sql)
-        elif piece.uses_variables:
-            unparsed.append(done_chars)
+    for chunk in chunks(text):
+        if chunk.meta:
+            meta.append(chunk.text)
+        elif chunk.uses_variables:
+            unparsed.append(chunk.start)
         else:
             try:
-                raws = parse_sql(sql)
+                raws = parse_sql(chunk.text)
             except ParseError as exc:
                 index = exc.args[1] if len(exc.args) > 1 else 0
                 message = _AT_INDEX.sub("", str(exc.args[0]))
-                problems.append(SyntaxProblem(message, done_chars + max(0, index)))
+                problems.append(SyntaxProblem(message, chunk.start + max(0, index)))
             else:
-                statements += [Statement(raw.stmt, done_chars + (raw.stmt_location or 0))
+                statements += [Statement(raw.stmt, chunk.start + (raw.stmt_location or 0))
                                for raw in raws]
-        done_chars += len(sql)
-        done_bytes = piece.end
     return ParsedScript(tuple(statements), tuple(problems), tuple(meta), tuple(unparsed))

@@ -26,10 +26,15 @@ class Finding:
 
 @dataclass(frozen=True)
 class LintReport:
-    """Every finding of one ``spawn lint`` run, in migration then source order."""
+    """Every finding of one ``spawn lint`` run, in migration then source order.
+
+    ``database``: what ``--db`` did: "" (not asked), "ok", "failed" (its finding is the
+    last), or "skipped" (a migration does not parse or render; fix that first).
+    """
 
     migrations: tuple[str, ...]
     findings: tuple[Finding, ...]
+    database: str = ""
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -62,6 +67,7 @@ def as_json(report: LintReport) -> str:
     return json.dumps({
         "ok": report.ok,
         "migrations": list(report.migrations),
+        "database": report.database or None,
         "findings": [{
             "rule": f.rule, "severity": f.severity, "message": f.message,
             "migration": f.migration, "file": f.location.file, "line": f.location.line,
@@ -75,8 +81,16 @@ def summary(report: LintReport) -> str:
     errors = len(report.errors)
     warnings = len(report.findings) - errors
     count = len(report.migrations)
-    return (f"{count} migration{'s' if count != 1 else ''} linted: {errors} "
+    text = (f"{count} migration{'s' if count != 1 else ''} linted: {errors} "
             f"error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}")
+    return text + _DATABASE_SUMMARY.get(report.database, "")
+
+
+_DATABASE_SUMMARY = {
+    "ok": "; every statement ran on a scratch database",
+    "failed": "; a statement failed on a scratch database (the check stops at the first)",
+    "skipped": "; --db was skipped: fix the syntax and render errors first",
+}
 
 
 def _data(text: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 ERROR, WARNING = "error", "warning"
 SYNTAX_RULE = "SP000"
 RENDER_RULE = "SP900"
+DATABASE_RULE = "SP901"
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,10 @@ RULES: dict[str, Rule] = {rule.id: rule for rule in (
          "more than one DDL statement outside a transaction block leaves a half-applied "
          "migration when one fails"),
     Rule("SP900", "render-error", ERROR, "the template does not render"),
+    Rule("SP901", "database-error", ERROR,
+         "the statement fails on a scratch database (spawn lint --db)"),
 )}
-DISABLEABLE = frozenset(RULES) - {SYNTAX_RULE, RENDER_RULE}
+DISABLEABLE = frozenset(RULES) - {SYNTAX_RULE, RENDER_RULE, DATABASE_RULE}
 
 VOLATILE_FUNCTIONS = frozenset({
     "random", "random_normal", "gen_random_uuid", "uuidv4", "uuidv7", "uuid_generate_v1",

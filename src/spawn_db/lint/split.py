@@ -6,6 +6,8 @@ statement here is exactly what psql would send. A backslash meta-command runs
 to the end of its line and is not SQL: it is left out of the statements (and
 listed, so a rule can tell ``\\set`` from SQL). A statement that uses a psql
 ``:variable`` cannot be parsed without psql's values; it is marked as such.
+``COPY ... FROM STDIN`` is followed by data up to a ``\\.`` line, which is not SQL
+either: it is skipped, and the statement marked.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from spawn_db.db.psqlscan import _TOKEN, _is_variable, _Scanner
 
 _META_END = re.compile(rb"[\n\r]")
+_COPY_FROM_STDIN = re.compile(rb"\s*copy\b.*\bfrom\s+stdin\b", re.I | re.S)
+_COPY_DATA_END = re.compile(rb"^\\\.[ \t]*\r?$", re.M)
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Piece:
     end: int
     meta: bool = False
     uses_variables: bool = False
+    reads_stdin: bool = False
 
 
 def split(text: bytes) -> list[Piece]:
@@ -71,7 +76,11 @@ class _Splitter(_Scanner):
             elif kind == "close" and self.paren_depth > 0:
                 self.paren_depth -= 1
             elif kind == "semi" and self.paren_depth == 0 and self.begin_depth == 0:
-                found.append(Piece(start, pos, uses_variables=variables))
+                stdin = bool(_COPY_FROM_STDIN.match(text, start, pos))
+                found.append(Piece(start, pos, uses_variables=variables, reads_stdin=stdin))
+                if stdin:
+                    data_end = _COPY_DATA_END.search(text, pos)
+                    pos = data_end.end() if data_end else end
                 start, variables = None, False
                 self.identifier_count = 0
                 self.in_routine = False
