@@ -165,6 +165,7 @@ def mark_chunks(template: jinja2.Template, sources: Mapping[str, str]) -> None:
     filename = template.filename or template.name or "?"
     plain = not getattr(template, "_debug_info", "")
     lines = (sources.get(filename) or "").splitlines()
+    line_of = _line_finder(template)
 
     def marked(context: Any) -> Iterator[str]:
         generator = root(context)
@@ -175,10 +176,7 @@ def mark_chunks(template: jinja2.Template, sources: Mapping[str, str]) -> None:
                 yield event
                 continue
             frame = getattr(generator, "gi_frame", None)
-            if plain or frame is None:
-                line = 1
-            else:
-                line = template.get_corresponding_lineno(frame.f_lineno)
+            line = 1 if plain or frame is None else line_of(frame.f_lineno)
             if isinstance(event, Mark):
                 yield Mark(event.file, event.line, event.column,
                            ((filename, line), *event.chain))
@@ -189,6 +187,19 @@ def mark_chunks(template: jinja2.Template, sources: Mapping[str, str]) -> None:
             yield event
 
     template.root_render_func = marked
+
+
+def _line_finder(template: jinja2.Template) -> Callable[[int], int]:
+    """``Template.get_corresponding_lineno`` with the debug table parsed once: Jinja's parses
+    it on every call, which is quadratic over a long template's chunks."""
+    table = sorted((code, line) for line, code in template.debug_info)
+    codes = [code for code, _ in table]
+
+    def line_of(code_line: int) -> int:
+        index = bisect.bisect_right(codes, code_line) - 1
+        return table[index][1] if index >= 0 else 1
+
+    return line_of
 
 
 def _column(lines: list[str], line: int, chunk: str) -> int | None:
