@@ -180,3 +180,18 @@ def test_check_lint_fails_on_lint_errors_only(lint_project: LintProject) -> None
     assert json.loads(failed.stdout) == {"ok": False, "warnings": [{
         "migration": "20260101000000-a", "kind": "lint",
         "message": f'{up}:1:1: SP000: syntax error: syntax error at or near "SELEC"'}]}
+
+
+def test_pinned_migrations_render_from_their_pin(lint_project: LintProject) -> None:
+    """As apply: a pinned migration reads its components from the pin, so an edit in the
+    working tree breaks only the unpinned migration that includes it."""
+    lint_project.component("v.sql", "SELECT 1;\n")
+    lint_project.migration("20260101000000-a", "{% include 'v.sql' %}\n")
+    lint_project.migration("20260102000000-b", "{% include 'v.sql' %}\n")
+    pinned = run_spawn("migration", "pin", "20260101000000-a", cwd=lint_project.root)
+    assert pinned.exit_code == 0, pinned.stderr
+    lint_project.component("v.sql", "SELECT 1 FROM;\n")
+    result = lint_project.lint("--format", "json")
+    assert [(f["migration"], f["file"], f["line"], f["rule"])
+            for f in json.loads(result.stdout)["findings"]] == [
+        ("20260102000000-b", "spawn/components/v.sql", 1, "SP000")]
