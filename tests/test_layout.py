@@ -30,10 +30,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "render": frozenset({"errors", "config", "escape", "fsutil"}),
     "pin": frozenset({"errors", "config", "fsutil"}),
     "db": frozenset({"errors", "config", "escape", "fsutil"}),
-    "migrate": FOUNDATION | LOWER,
+    "lint": FOUNDATION | {"render", "pin", "db"},
+    "migrate": FOUNDATION | LOWER | {"lint"},
     "sqltest": FOUNDATION | {"render", "db"},
     "example": FOUNDATION | {"migrate"},
-    "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example"},
+    "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint"},
 }
 
 

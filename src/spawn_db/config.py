@@ -26,7 +26,7 @@ ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
-                  "variables", "templates", "migrations", "environments")
+                  "variables", "templates", "migrations", "environments", "lint")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -41,6 +41,7 @@ ENVIRONMENT_KEYS = ("pin",)
 PIN_RULES = ("required", "optional")
 PROD_ENVIRONMENTS = ("prod", "production")
 TEMPLATES_KEYS = ("undefined",)
+LINT_KEYS = ("disable",)
 UNDEFINED_MODES = ("lenient", "strict")
 MIGRATIONS_KEYS = ("order",)
 COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
@@ -137,6 +138,7 @@ class Config:
     strict_override: bool | None = None
     migration_order: MigrationOrder = "loose"
     environment_pins: Mapping[str, PinMode] = field(default_factory=dict)
+    lint_disable: tuple[str, ...] = ()
 
     @property
     def project_dir(self) -> Path:
@@ -356,6 +358,11 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         for name, table in targets_raw.items()
     }
     undefined = _undefined_mode(raw, path, warnings)
+    # Before Config(...): its `warnings=` argument is evaluated first, so a table parsed in
+    # the call would add its unknown-key warnings too late to be shown.
+    migration_order = _migration_order(raw, path, warnings)
+    lint_disable = _lint_disable(raw, path, warnings)
+    environment_pins = _environment_pins(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -369,8 +376,9 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         environment_variables=_environment_variables(raw, path),
         undefined=undefined,
         strict_override=overrides.strict,
-        migration_order=_migration_order(raw, path, warnings),
-        environment_pins=_environment_pins(raw, path, warnings),
+        migration_order=migration_order,
+        environment_pins=environment_pins,
+        lint_disable=lint_disable,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -443,6 +451,20 @@ def _pin_mode(table: Mapping[str, Any], path: Path, where: str) -> PinMode | Non
             f"{path}: {where} `pin` is {value!r}; use \"required\" (migrations deploy from "
             'their pins) or "optional" (an unpinned migration deploys from the working tree)')
     return "optional" if value == "optional" else "required"
+
+
+def _lint_disable(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> tuple[str, ...]:
+    """``[lint] disable``: the rule IDs ``spawn lint`` skips for every migration (the IDs
+    themselves are checked by ``lint``, which knows the rules)."""
+    table = raw.get("lint", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `lint` must be a table: [lint] then `disable = ["SP003"]`')
+    _warn_unknown(table, LINT_KEYS, f"{path} [lint]", warnings)
+    disable = table.get("disable", [])
+    if not isinstance(disable, list) or not all(isinstance(i, str) for i in disable):
+        raise ConfigError(f'{path}: [lint] `disable` must be a list of rule IDs, e.g. '
+                          '`disable = ["SP003", "SP013"]`')
+    return tuple(i.strip().upper() for i in disable)
 
 
 def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> MigrationOrder:

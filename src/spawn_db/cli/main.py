@@ -163,12 +163,13 @@ def cli(
 
 def _register() -> None:
     from spawn_db.cli import apply as apply_cli
-    from spawn_db.cli import component, db, migration, pin, project, sqltest
+    from spawn_db.cli import component, db, lint, migration, pin, project, sqltest
 
     for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status):
         migration.migration.add_command(command)
     cli.add_command(project.init)
     cli.add_command(project.check)
+    cli.add_command(lint.lint)
     cli.add_command(migration.migration)
     cli.add_command(sqltest.test)
     cli.add_command(db.db)

@@ -55,15 +55,19 @@ def init(app: App, docker: str | None, example: str | None) -> None:
               help="Also read the target's history: applied migrations modified since, and "
               "pending ones pinned to older components.")
 @click.option("--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
-              help="With --database: the variables file apply uses, to compare checksums "
-              "(default: the target's or environment's `variables` in spawn.toml).")
+              help="With --database or --lint: the variables file apply uses, to compare "
+              "checksums and render (default: the target's or environment's `variables` in "
+              "spawn.toml).")
 @click.option("--no-drafts", is_flag=True,
               help="Fail (exit 1) when any migration is a draft: for release pipelines.")
 @click.option("--require-verify", is_flag=True,
               help="Fail (exit 1) for every migration without a verify.sql.")
+@click.option("--lint", is_flag=True,
+              help="Also run `spawn lint` on every migration: its errors fail (exit 1), its "
+              "warnings are shown.")
 @pass_app
 def check(app: App, fmt: str, database: bool, variables_path: str | None, no_drafts: bool,
-          require_verify: bool) -> None:
+          require_verify: bool, lint: bool) -> None:
     """Warn about every migration that is not pinned (with --database, also modified or
     pinned to older components) and list drafts; exit 1 if any is unpinned, broken or
     modified (or a draft with --no-drafts, or has no verify.sql with --require-verify)."""
@@ -74,7 +78,9 @@ def check(app: App, fmt: str, database: bool, variables_path: str | None, no_dra
     variables = (load_variables_option(config, variables_path, none_when_unset=True)
                  if database else None)
     warnings = run_check(config, database=database, variables=variables,
-                         no_drafts=no_drafts, require_verify=require_verify)
+                         no_drafts=no_drafts, require_verify=require_verify, lint=lint,
+                         lint_variables=(load_variables_option(config, variables_path)
+                                         if lint else None))
     failing = [w for w in warnings if w.fails]
     if fmt == "json":
         emit_json({"ok": not failing,

@@ -367,14 +367,16 @@ class CheckWarning:
 
 
 def check(config: Config, *, database: bool = False, variables: Any = None,
-          no_drafts: bool = False, require_verify: bool = False) -> list[CheckWarning]:
+          no_drafts: bool = False, require_verify: bool = False, lint: bool = False,
+          lint_variables: Any = None) -> list[CheckWarning]:
     """Every migration that has ``up.sql`` but no usable ``lock.toml``; with ``database``,
     also the applied ones modified since (see ``apply.status``) and the pending ones
     pinned to older components than the working tree has (``drift.stale_components``).
 
     Every ``migration.toml`` is checked too (a bad one raises, exit 2); drafts are
     listed rather than reported unpinned (pin refuses them), and fail only with
-    ``no_drafts``, for release pipelines.
+    ``no_drafts``, for release pipelines. ``lint`` adds ``spawn lint``'s findings
+    (kind ``lint``; only error-severity ones fail).
     """
     from spawn_db.errors import PinStoreError
     from spawn_db.migrate.settings import load_all
@@ -412,7 +414,16 @@ def check(config: Config, *, database: bool = False, variables: Any = None,
     warnings += _damaged_pins(store, roots)
     if database:
         warnings += _database_warnings(config, {w.migration for w in warnings}, variables)
+    if lint:
+        warnings += _lint_warnings(config, lint_variables)
     return warnings
+
+
+def _lint_warnings(config: Config, variables: Any) -> list[CheckWarning]:
+    from spawn_db.lint.lint import lint_migrations
+    report = lint_migrations(config, variables=variables)
+    return [CheckWarning(f.migration, f"{f.location}: {f.rule}: {f.message}", "lint",
+                         blocking=f.severity == "error") for f in report.findings]
 
 
 def _damaged_pins(store: PinStore, roots: dict[str, str]) -> list[CheckWarning]:
