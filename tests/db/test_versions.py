@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from spawn_db.db.pgbin import (
     major_of,
 )
 from spawn_db.errors import PostgresNotFound
-from tests.conftest import EmbeddedProject, PgServer
+from tests.conftest import EmbeddedProject, PgServer, TestDatabase
 from tests.helpers import Result, run_spawn
 
 CHOSEN = find_binaries()  # what the suite runs on: SPAWN_POSTGRES_BIN when set
@@ -196,3 +197,44 @@ def test_embedded_server_runs_from_a_server_only_dir(
     listed = _ok(embedded_project.run("db", "shell", "-Atc", "SELECT to_regclass('t')",
                                       env=env)).stdout
     assert listed == "t\n"
+
+
+# -- a dead spawn's statement ends on every version -----------------------------------------
+
+ORPHAN = """\
+import sys, time
+from spawn_db.db.psql import PsqlProcess
+process = PsqlProcess(sys.argv[1:])
+process.write("SELECT pg_sleep(60) AS {marker};\\n")
+while process.pending:
+    process.pump(0.05)
+print("written", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_spawn_cancels_the_statement_its_psql_runs(database: TestDatabase) -> None:
+    """spawn SIGKILLed mid-statement: its psql cancels the statement at once.
+
+    PostgreSQL 13 has no ``client_connection_check_interval``, so a backend whose psql
+    simply died would run (and commit) the statement to its end, and ``--retry`` would
+    run the migration a second time; 14+ would end it within the check interval only
+    where spawn set one. Here no interval is set, as on 13.
+    """
+    marker = f"spawn_orphan_{os.getpid()}"
+    active = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+              f"AND query LIKE '%AS {marker};%' AND pid <> pg_backend_pid()")
+    with subprocess.Popen(
+        [sys.executable, "-c", ORPHAN.replace("{marker}", marker), *database.psql_argv()],
+        stdout=subprocess.PIPE, text=True,
+    ) as orphan:
+        try:
+            assert orphan.stdout is not None
+            assert orphan.stdout.readline() == "written\n"
+            database.wait_until(f"SELECT ({active}) = 1")
+            orphan.kill()
+            orphan.wait(timeout=10)
+            # well under the 60 s the statement would run on (and commit, on 13)
+            database.wait_until(f"SELECT ({active}) = 0", timeout=10)
+        finally:
+            orphan.kill()
