@@ -28,7 +28,7 @@ from spawn_db.db.pgbin import (
     major_of,
 )
 from spawn_db.errors import PostgresNotFound
-from tests.conftest import EmbeddedProject, PgServer, TestDatabase
+from tests.conftest import DbProject, EmbeddedProject, PgServer, TestDatabase
 from tests.helpers import Result, run_spawn
 
 CHOSEN = find_binaries()  # what the suite runs on: SPAWN_POSTGRES_BIN when set
@@ -238,3 +238,20 @@ def test_a_killed_spawn_cancels_the_statement_its_psql_runs(database: TestDataba
             database.wait_until(f"SELECT ({active}) = 0", timeout=10)
         finally:
             orphan.kill()
+
+
+# -- settings that exist from 14 on ---------------------------------------------------------
+
+
+def test_migration_sessions_use_the_14_settings_where_they_exist(db_project: DbProject) -> None:
+    """14+: a runner's backend notices a vanished psql within a second and no idle timeout
+    ends it; 13 has neither setting, and spawn does not send them there (no error)."""
+    db_project.add_migration("settings", (
+        "CREATE TABLE seen AS SELECT "
+        "current_setting('client_connection_check_interval', true) AS check_interval, "
+        "current_setting('idle_session_timeout', true) AS idle, "
+        "current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction;\n"))
+    _ok(db_project.run("migration", "apply", "--yes"))
+    seen = db_project.database.query("SELECT concat_ws('|', coalesce(check_interval, 'none'), "
+                                     "coalesce(idle, 'none'), idle_in_transaction) FROM seen")
+    assert seen == ("none|none|0" if CHOSEN.major == "13" else "1s|0|0")
