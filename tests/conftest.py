@@ -29,7 +29,9 @@ Environment variables:
     the PostgreSQL binaries spawn finds, else ``psql`` on PATH).
 ``SPAWN_POSTGRES_BIN``
     The PostgreSQL bin directory to build the throwaway cluster with
-    (default: what ``spawn --version`` reports).
+    (default: what ``spawn --version`` reports); the ``spawn`` processes the
+    tests run get it too, so their embedded servers use it (``.ci/pg-versions``
+    runs a subset of the suite this way on each PostgreSQL major).
 
 Fixtures: ``pg_server`` (session), ``database``, ``db_project`` and
 ``embedded_project`` (function scope); see their classes below.

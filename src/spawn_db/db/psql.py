@@ -56,7 +56,14 @@ def new_nonce() -> str:
 
 
 def _parent_death_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the child when spawn dies; None elsewhere."""
+    """A ``preexec_fn`` asking Linux to SIGINT the child when spawn dies; None elsewhere.
+
+    SIGINT, not SIGTERM: psql answers it by sending the server a cancel request for
+    the statement running, then exits (it reads a script, not a terminal). Killed
+    with SIGTERM it would just vanish, and a server without
+    ``client_connection_check_interval`` (PostgreSQL 13) would finish and commit the
+    statement of a dead spawn, which ``--retry`` would then run a second time.
+    """
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
@@ -66,7 +73,7 @@ def _parent_death_hook() -> Callable[[], None] | None:
     pr_set_pdeathsig = 1
 
     def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        prctl(pr_set_pdeathsig, signal.SIGINT, 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
 
