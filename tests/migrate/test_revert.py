@@ -246,8 +246,7 @@ def test_migration_required_by_an_applied_one_is_refused(db_project: DbProject) 
 
     assert refused(db_project, base) == (
         f"error: migration {base} is required by {user}, which is applied (its migration.toml "
-        f"`requires` it); revert {user} first, or both at once with `spawn migration revert "
-        "--to` a migration applied before them\n")
+        f"`requires` it); revert {user} first, or both in one run (with --steps or --to)\n")
     both = db_project.run("migration", "revert", "--steps", "2", "--yes")
     assert both.exit_code == 0, both.stderr
     assert [n for n, _, s in reverts(db_project.database) if s == "SUCCESS"] == [user, base]

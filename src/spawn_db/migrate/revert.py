@@ -177,8 +177,8 @@ class RevertPlanner:
                                           and row.status != "SUCCESS"):
                 raise PlanRefused(
                     f"migration {name} is required by {other}, which is applied (its "
-                    f"migration.toml `requires` it); revert {other} first, or both at once "
-                    f"with `spawn migration revert --to` a migration applied before them")
+                    f"migration.toml `requires` it); revert {other} first, or both in one "
+                    "run (with --steps or --to)")
 
 
 def by_application(states: Mapping[str, HistoryRow]) -> list[str]:
