@@ -16,6 +16,7 @@ checksum of the rendered down script and the pin hash.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,13 +88,23 @@ class RevertPlanner:
         names = Project(config).migration_names()
         return cls(tuple(names), load_all(config, names), request, config)
 
+    @functools.cached_property
+    def required_by(self) -> dict[str, list[str]]:
+        """For each migration, the migrations whose ``requires`` name it, by name."""
+        found: dict[str, list[str]] = {}
+        for other in sorted(self.settings):
+            for required in self.settings[other].requires:
+                found.setdefault(required, []).append(other)
+        return found
+
     def plan(self, states: Mapping[str, HistoryRow]) -> RevertPlan:
         candidates = by_application(states)
         chosen = self._choose(candidates, states)
         on_disk = set(self.names)
-        for position, name in enumerate(chosen):
-            self._check(name, states.get(name), on_disk, reverted_first=chosen[:position],
-                        states=states)
+        earlier: set[str] = set()
+        for name in chosen:
+            self._check(name, states.get(name), on_disk, reverted_first=earlier, states=states)
+            earlier.add(name)
         applied = sum(1 for row in states.values() if is_done(state_of(row)))
         return RevertPlan(tuple(chosen), applied)
 
@@ -133,7 +144,7 @@ class RevertPlanner:
     # -- refusing ------------------------------------------------------------------------
 
     def _check(self, name: str, row: HistoryRow | None, on_disk: set[str], *,
-               reverted_first: Sequence[str], states: Mapping[str, HistoryRow]) -> None:
+               reverted_first: set[str], states: Mapping[str, HistoryRow]) -> None:
         state = state_of(row)
         if row is not None and state in ("attempted", "failed"):
             self._check_unfinished(name, row)
@@ -167,10 +178,9 @@ class RevertPlanner:
             f"`spawn migration adopt {name}` if you completed it by hand")
 
     def _check_required(self, name: str, states: Mapping[str, HistoryRow],
-                        reverted_first: Sequence[str]) -> None:
-        earlier = set(reverted_first)
-        for other in sorted(self.settings):
-            if other in earlier or name not in self.settings[other].requires:
+                        reverted_first: set[str]) -> None:
+        for other in self.required_by.get(name, ()):
+            if other in reverted_first:
                 continue
             row = states.get(other)
             if is_done(state_of(row)) or (row is not None and row.activity == "REVERT"
@@ -271,7 +281,10 @@ def revert(
             setup = SessionSetup.for_tracking(tracking)
             early = start_runner(engine, setup)
             try:
-                tracking.ensure()
+                internal = tracking.ensure()
+                if internal:
+                    reporter.output(f"Tracking schema {target.spawn_schema}: applied "
+                                    f"{', '.join(internal)}")
                 locked = planner.plan(tracking.latest())
                 if locked.to_revert != plan.to_revert:
                     raise PlanRefused(
