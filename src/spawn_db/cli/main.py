@@ -143,10 +143,12 @@ def cli(
 def _register() -> None:
     from spawn_db.cli import apply as apply_cli
     from spawn_db.cli import db, migration, project, sqltest
+
+    for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status):
+        migration.migration.add_command(command)
     from spawn_db.cli import revert as revert_cli
 
-    for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status, revert_cli.revert):
-        migration.migration.add_command(command)
+    migration.migration.add_command(revert_cli.revert)
     migration.migration.add_command(revert_cli.revert, "rollback")
     cli.add_command(project.init)
     cli.add_command(project.check)
