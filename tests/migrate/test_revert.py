@@ -485,14 +485,16 @@ def _row(name: str, history_id: int, activity: str, status: str) -> HistoryRow:
 def test_candidates_are_ordered_by_their_latest_row(
     events: list[tuple[str, tuple[str, str]]],
 ) -> None:
-    """Replaying any history: the candidates are exactly the migrations whose latest row is
-    not a successful revert, newest latest row first."""
+    """Replaying any history as a stack (what is applied, newest on top; a successful
+    revert takes a migration out; an unfinished apply or revert puts it on top, where it
+    blocks) gives the order revert walks: by_application, from the latest rows alone."""
     latest: dict[str, HistoryRow] = {}
+    stack: list[str] = []
     for history_id, (name, (activity, status)) in enumerate(events, 1):
         latest[name] = _row(name, history_id, activity, status)
+        if name in stack:
+            stack.remove(name)
+        if (activity, status) != ("REVERT", "SUCCESS"):
+            stack.append(name)
 
-    order = by_application(latest)
-
-    expected = [row.name for row in sorted(latest.values(), key=lambda r: -r.history_id)
-                if (row.activity, row.status) != ("REVERT", "SUCCESS")]
-    assert order == expected
+    assert by_application(latest) == stack[::-1]
