@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from spawn_db.migrate.revert import by_application
 from spawn_db.migrate.tracking import HistoryRow, lock_key
 from tests.conftest import DbProject, TestDatabase
+from tests.helpers import run_on_terminal
 from tests.migrate.history import history
 from tests.migrate.test_tracking import SPEC_001
 
@@ -294,6 +295,30 @@ def test_several_without_yes_and_no_terminal_are_refused(db_project: DbProject) 
         f"2 migrations would be reverted, in this order:\n  {b}\n  {a}\n"
         "error: 2 migrations would be reverted, and spawn cannot ask for confirmation because "
         "standard input is not a terminal; pass --yes to go ahead\n")
+    assert rows(db_project.database) == before
+
+
+def test_several_on_a_terminal_are_listed_asked_and_shown_as_reverting(
+    db_project: DbProject,
+) -> None:
+    a = add(db_project, "a", *table("a"))
+    b = add(db_project, "b", *table("b"))
+    apply(db_project)
+
+    shown = run_on_terminal(db_project.root, ["migration", "revert", "--steps", "2"],
+                            answer="y\n", env={"TERM": "dumb"})
+
+    assert f"2 migrations will be reverted, in this order:\n  {b}\n  {a}\n" in shown
+    assert "Revert these 2 migrations? [y/N]: " in shown
+    assert f"[1/2] reverting {b} ..." in shown
+    assert f"[2/2] reverting {a} ..." in shown
+    assert [n for n, _, s in reverts(db_project.database) if s == "SUCCESS"] == [b, a]
+    apply(db_project)
+    before = rows(db_project.database)
+    declined = run_on_terminal(db_project.root, ["migration", "revert", "--steps", "2"],
+                               answer="n\n", env={"TERM": "dumb"})
+    assert declined.endswith("Revert these 2 migrations? [y/N]: "
+                             "Cancelled; nothing was reverted.\n")
     assert rows(db_project.database) == before
 
 

@@ -20,15 +20,30 @@ if TYPE_CHECKING:
 
 
 class RevertReporter(CliReporter):
-    """Apply's progress lines, saying ``reverting`` where a migration is running."""
+    """Apply's progress lines, saying ``reverting`` where a migration is running.
+
+    The live bar is ``CliReporter``'s; only its label changes (``_relabel``), so this
+    class does not depend on how the bar is drawn."""
 
     def started(self, name: str, position: int, total: int, elapsed: float) -> None:
         if self.live:
-            self._show_bar(name, position, total)
-            self.bar.update(self.task, description=f"reverting {name}")
+            super().started(name, position, total, elapsed)
+            _relabel(self, name)
         elif self.tty and not SETTINGS.quiet:
             self._write(f"[{position}/{total}] reverting {name} ...")
             self.open_line = True
+
+
+def _relabel(reporter: Any, name: str) -> None:
+    """Make the live bar say ``reverting``: an ``output.LiveBar`` through its ``verb``, a
+    bare rich bar through its task's description."""
+    bar = getattr(reporter, "bar", None)
+    if bar is None:
+        return
+    if hasattr(bar, "verb"):
+        bar.verb = "reverting"
+    elif hasattr(reporter, "task"):
+        bar.update(reporter.task, description=f"reverting {name}")
 
 
 def _confirm_revert(names: Sequence[str], yes: bool) -> bool:
