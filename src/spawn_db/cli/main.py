@@ -167,6 +167,10 @@ def _register() -> None:
 
     for command in (apply_cli.apply, apply_cli.adopt, apply_cli.status):
         migration.migration.add_command(command)
+    from spawn_db.cli import revert as revert_cli
+
+    migration.migration.add_command(revert_cli.revert)
+    migration.migration.add_command(revert_cli.revert, "rollback")
     cli.add_command(project.init)
     cli.add_command(project.check)
     cli.add_command(lint.lint)

@@ -58,20 +58,45 @@ def new(app: App, name: str, draft: bool) -> None:
 @migration.command("build")
 @click.argument("migration_name", metavar="MIGRATION", shell_complete=complete_migrations)
 @click.option("--pinned", is_flag=True, help="Resolve components from the migration's pin.")
+@click.option("--down", is_flag=True,
+              help="Render down.sql (what `spawn migration revert` runs) instead of up.sql.")
 @variables_option
 @pass_app
-def build(app: App, migration_name: str, pinned: bool, variables_path: str | None) -> None:
-    """Render MIGRATION's up.sql to stdout."""
-    from spawn_db.migrate.migration import build_migration, build_working_tree
+def build(app: App, migration_name: str, pinned: bool, down: bool,
+          variables_path: str | None) -> None:
+    """Render MIGRATION's up.sql (or, with --down, its down.sql) to stdout."""
+    from spawn_db.migrate.migration import DOWN, UP, build_migration, build_working_tree
 
     config = app.config()
     variables = load_variables_option(config, variables_path)
+    script = DOWN if down else UP
     if pinned:
         stream_complete(build_migration(config, migration_name, pinned=True,
-                                        variables=variables), trailer="\n")
+                                        variables=variables, script=script), trailer="\n")
+        return
+    if down:
+        stream_complete(_down_working_tree(config, migration_name, variables), trailer="\n")
         return
     chunks, difference = build_working_tree(config, migration_name, variables)
     stream_complete(_warn_when_done(migration_name, chunks, difference), trailer="\n")
+
+
+def _down_working_tree(config: Config, name: str, variables: Any) -> Iterator[str]:
+    """down.sql from the working tree, then (before stdout is written) a warning when the
+    migration is pinned and revert, which renders from the pin, would send other text."""
+    from spawn_db.migrate.migration import DOWN, build_migration, is_pinned
+
+    chunks = build_migration(config, name, pinned=False, variables=variables, script=DOWN)
+    text: list[str] = []
+    for chunk in chunks:
+        text.append(chunk)
+        yield chunk
+    if is_pinned(config, name):
+        pinned = build_migration(config, name, pinned=True, variables=variables, script=DOWN)
+        if "".join(pinned) != "".join(text):
+            warn(f"{name} is pinned: `spawn migration revert` renders its down.sql from the "
+                 "pin, not from the working tree shown here; add --pinned to see what a "
+                 "revert will run")
 
 
 def _warn_when_done(name: str, chunks: Iterator[str],

@@ -368,6 +368,14 @@ def _require_pins(config: Config, names: Sequence[str]) -> None:
 def _blocked(plan: ApplyPlan) -> PreviousAttemptFailed:
     name = plan.blocked
     what = "failed" if plan.blocked_state == "failed" else "was attempted but never completed"
+    if plan.blocked_activity == "REVERT":
+        # Its down script stopped part way: neither up.sql (again) nor adopt can be right
+        # until the revert is finished.
+        return PreviousAttemptFailed(
+            f"reverting migration {name} {what} in an earlier run, so apply stops before it; "
+            f"fix its down.sql and run `spawn migration revert {name} --retry` to finish the "
+            "revert, then apply again"
+        )
     return PreviousAttemptFailed(
         f"migration {name} {what} in an earlier run, so spawn stops before it; fix it and run "
         f"`spawn migration apply --retry` (or `spawn migration apply {name} --retry`), or, if "

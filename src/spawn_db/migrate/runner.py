@@ -64,6 +64,7 @@ from spawn_db.migrate.tracking import (
     ASYNC_COMMIT,
     ELAPSED,
     LOCK_LOST_SETTING,
+    Activity,
     LockHolder,
     Record,
     Tracking,
@@ -162,9 +163,10 @@ class Rendered:
     attempted: bool = False
     started: float | None = None
     seen: set[str] = field(default_factory=set)
+    activity: Activity = "APPLY"
 
     def record(self, status: Literal["ATTEMPTED", "SUCCESS", "FAILURE"], **extra: Any) -> Record:
-        return Record(self.name, "APPLY", status, checksum=self.checksum, pin_hash=self.pin,
+        return Record(self.name, self.activity, status, checksum=self.checksum, pin_hash=self.pin,
                       migration_id=self.migration_id, **extra)
 
     def close(self) -> None:
@@ -356,7 +358,7 @@ class MigrationRun:
     def __init__(self, config: Config, engine: Engine, tracking: Tracking,
                  reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
                  variables: Any, first_history_id: int, setup: SessionSetup,
-                 runner: PsqlProcess | None = None) -> None:
+                 runner: PsqlProcess | None = None, activity: Activity = "APPLY") -> None:
         self.config = config
         self.engine = engine
         self.tracking = tracking
@@ -378,6 +380,10 @@ class MigrationRun:
         self.ids: dict[str, int] = {}
         self.early_runner = runner
         self.setup = setup
+        # What the run does with each migration: APPLY runs up.sql, REVERT down.sql; the
+        # history rows carry the activity, the checksum is the rendered script's.
+        self.activity: Activity = activity
+        self.script = "down.sql" if activity == "REVERT" else "up.sql"
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -405,7 +411,9 @@ class MigrationRun:
     def render(self, position: int) -> Rendered:
         name = self.names[position - 1]
         rendered = render_migration(self.config, name, pinned=self.pinned,
-                                    variables=self.variables, position=position)
+                                    variables=self.variables, position=position,
+                                    script=self.script)
+        rendered.activity = self.activity
         rendered.migration_id = self.ids.get(name)
         self.by_position[position] = rendered
         self.verifier.prepare(rendered)
@@ -664,7 +672,7 @@ class MigrationRun:
         if "e" in rendered.seen:
             if OPEN_TRANSACTION_SETTING in error:
                 self.record_failure(rendered, OPEN_TRANSACTION_NOTE)
-            raise not_recorded(rendered.name, self.tracking, error)
+            raise not_recorded(rendered.name, self.tracking, error, rendered.activity)
         if "s" in rendered.seen:
             self.record_failure(rendered, error)
         if not self.started_in_this_run(rendered):
@@ -700,6 +708,15 @@ class MigrationRun:
             ) from None
         why = "interrupted" if self.interrupted else "failed"
         done = len(self.outcomes)
+        if self.activity == "REVERT":
+            raise MigrationFailed(
+                f"reverting migration {rendered.name} {why} ({done} of {self.total} reverted "
+                f"before it); recorded as REVERT FAILURE in {self.tracking.schema}."
+                f"migration_history. psql said:\n{note}\n"
+                f"Fix its down.sql (re-pin it if you change its components), then run "
+                f"`spawn migration revert {rendered.name} --retry`; apply refuses to run until "
+                "then"
+            )
         raise MigrationFailed(
             f"migration {rendered.name} {why} ({done} of {self.total} applied before it); "
             f"recorded as FAILURE in {self.tracking.schema}.migration_history. "
@@ -768,8 +785,18 @@ def _error_text(stderr: str) -> str:
     return "\n".join(lines[-10:])
 
 
-def not_recorded(name: str, tracking: Tracking, detail: str) -> NotRecorded:
+def not_recorded(name: str, tracking: Tracking, detail: str,
+                 activity: Activity = "APPLY") -> NotRecorded:
     s = tracking.schema
+    if activity == "REVERT":
+        return NotRecorded(
+            f"the down script of migration {name} ran successfully, but spawn could not "
+            f"record it ({detail}). Its history shows the revert ATTEMPTED, so apply refuses "
+            f"to run. To resolve: 1. check that the migration's changes are gone; 2. make the "
+            f"down script safe to run again if needed and run `spawn migration revert {name} "
+            f"--retry`; 3. check that the database accepts writes to {s}.migration_history "
+            "(disk space, permissions, read-only mode)"
+        )
     return NotRecorded(
         f"migration {name} ran successfully, but spawn could not record it ({detail}). "
         f"Its history still shows it ATTEMPTED. To resolve: 1. check that the migration's "

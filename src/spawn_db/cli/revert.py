@@ -1,0 +1,179 @@
+"""``spawn migration revert`` (alias ``rollback``): parse, call ``spawn_db.migrate.revert``,
+print."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+
+from spawn_db.cli.apply import CliReporter, _duration, lock_timeout_option, yes_option
+from spawn_db.cli.context import App, complete_migrations, pass_app
+from spawn_db.cli.migration import load_variables_option, variables_option
+from spawn_db.cli.output import SETTINGS, emit_json, info, note
+
+if TYPE_CHECKING:
+    from spawn_db.config import Config
+    from spawn_db.migrate.revert import PlannedRevert, RevertPlan, RevertRequest, RevertResult
+
+
+class RevertReporter(CliReporter):
+    """Apply's progress lines, saying ``reverting`` where a migration is running.
+
+    The live bar is ``CliReporter``'s; only its label changes (``_relabel``), so this
+    class does not depend on how the bar is drawn."""
+
+    def started(self, name: str, position: int, total: int, elapsed: float) -> None:
+        if self.live:
+            super().started(name, position, total, elapsed)
+            _relabel(self, name)
+        elif self.tty and not SETTINGS.quiet:
+            self._write(f"[{position}/{total}] reverting {name} ...")
+            self.open_line = True
+
+
+def _relabel(reporter: Any, name: str) -> None:
+    """Make the live bar say ``reverting``: an ``output.LiveBar`` through its ``verb``, a
+    bare rich bar through its task's description."""
+    bar = getattr(reporter, "bar", None)
+    if bar is None:
+        return
+    if hasattr(bar, "verb"):
+        bar.verb = "reverting"
+    elif hasattr(reporter, "task"):
+        bar.update(reporter.task, description=f"reverting {name}")
+
+
+def _confirm_revert(names: Sequence[str], yes: bool) -> bool:
+    """Ask ``[y/N]`` before reverting several migrations, as apply does before applying
+    several; refuse when nobody can answer."""
+    if len(names) <= 1 or yes:
+        return True
+    listing = "".join(f"  {name}\n" for name in names)
+    if not sys.stdin.isatty():
+        from spawn_db.errors import UsageError
+
+        click.echo(f"{len(names)} migrations would be reverted, in this order:\n{listing}",
+                   err=True, nl=False)
+        raise UsageError(
+            f"{len(names)} migrations would be reverted, and spawn cannot ask for confirmation "
+            "because standard input is not a terminal; pass --yes to go ahead"
+        )
+    click.echo(f"{len(names)} migrations will be reverted, in this order:\n{listing}", err=True,
+               nl=False)
+    return click.confirm(f"Revert these {len(names)} migrations?", default=False, err=True)
+
+
+@click.command("revert")
+@click.argument("migration_name", metavar="[MIGRATION]", required=False,
+                shell_complete=complete_migrations)
+@click.option("--steps", type=int, metavar="N",
+              help="Revert the last N applied migrations (newest application first).")
+@click.option("--to", "to", metavar="MIGRATION", shell_complete=complete_migrations,
+              help="Revert everything applied after MIGRATION (not MIGRATION itself).")
+@click.option("--dry-run", is_flag=True,
+              help="Only print what would be reverted, in order, with each rendered down.sql; "
+              "write nothing and take no lock.")
+@yes_option
+@click.option("--retry", is_flag=True,
+              help="Run a down script again whose earlier revert failed or never completed.")
+@click.option("--no-pin", is_flag=True,
+              help="Render components from the working tree instead of the pin.")
+@variables_option
+@lock_timeout_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format of the result (or, with --dry-run, the "
+              "plan).")
+@pass_app
+def revert(app: App, migration_name: str | None, steps: int | None, to: str | None,
+           dry_run: bool, yes: bool, retry: bool, no_pin: bool, variables_path: str | None,
+           lock_timeout: float, fmt: str) -> None:
+    """Run the down.sql of the most recently applied migration (or of MIGRATION, the last
+    N with --steps, or everything applied after --to), newest application first."""
+    from spawn_db.migrate.revert import RevertRequest
+
+    request = RevertRequest(migration_name, steps, to, retry)
+    request.check()
+    config = app.config()
+    variables = load_variables_option(config, variables_path)
+    if dry_run:
+        _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt)
+        return
+    _run(config, request, pinned=not no_pin, variables=variables, yes=yes,
+         lock_timeout=lock_timeout, fmt=fmt)
+
+
+def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any, yes: bool,
+         lock_timeout: float, fmt: str) -> None:
+    from spawn_db.migrate.revert import revert as run_revert
+
+    def confirm(plan: RevertPlan) -> bool:
+        return _confirm_revert(plan.to_revert, yes)
+
+    reporter = RevertReporter()
+    try:
+        result = run_revert(config, request, pinned=pinned, variables=variables,
+                            reporter=reporter, confirm=confirm, lock_timeout=lock_timeout)
+    finally:
+        reporter.close_line()
+    if fmt == "json":
+        emit_json(_result_json(result))
+        return
+    note(_summary(result, request))
+
+
+def _summary(result: RevertResult, request: RevertRequest) -> str:
+    if result.cancelled:
+        return "Cancelled; nothing was reverted."
+    if not result.reverted:
+        if request.to is not None:
+            return (f"Nothing to revert: no migration was applied after {request.to} "
+                    f"({result.plan.applied} applied in total).")
+        return "Nothing to revert: no migration is applied."
+    count = len(result.reverted)
+    noun = "migration" if count == 1 else "migrations"
+
+    return f"Reverted {count} {noun} in {_duration(result.seconds)}."
+
+
+def _result_json(result: RevertResult) -> dict[str, Any]:
+    return {
+        "reverted": [{"name": o.name, "seconds": round(o.seconds, 6)} for o in result.reverted],
+        "cancelled": result.cancelled,
+        "seconds": round(result.seconds, 6),
+    }
+
+
+def _dry_run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any,
+             fmt: str) -> None:
+    """Print each down script that would run (a header line, then its rendered SQL) to
+    stdout and the summary to stderr; as JSON, the plan with the SQL."""
+    from spawn_db.migrate.revert import plan_revert
+
+    texts: dict[str, str] = {}
+
+    def each(item: PlannedRevert, sql: IO[bytes]) -> None:
+        if fmt == "json":
+            texts[item.name] = sql.read().decode("utf-8")
+            return
+        info(f"-- spawn migration {item.name} (revert): pin {item.pin or '-'}, "
+             f"checksum {item.checksum}")
+        data = sql.read()
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data if data.endswith(b"\n") or not data else data + b"\n")
+        sys.stdout.buffer.flush()
+
+    plan, planned = plan_revert(config, request, pinned=pinned, variables=variables, each=each)
+    if fmt == "json":
+        emit_json({
+            "to_revert": [{"name": p.name, "pin": p.pin, "checksum": p.checksum,
+                           "size": p.size, "sql": texts[p.name]} for p in planned],
+            "applied": plan.applied,
+        })
+        return
+    count = len(planned)
+    noun = "migration" if count == 1 else "migrations"
+    note(f"Dry run: would revert {count} {noun} ({plan.applied} applied); nothing was "
+         "written.")
