@@ -363,6 +363,9 @@ def test_failed_revert_blocks_apply_until_revert_retry(db_project: DbProject) ->
         f"error: reverting migration {name} failed in an earlier run, so apply stops before "
         f"it; fix its down.sql and run `spawn migration revert {name} --retry` to finish the "
         "revert, then apply again\n")
+    for args in (("--retry",), (name, "--retry")):
+        retry = db_project.run("migration", "apply", *args)
+        assert (retry.exit_code, retry.stderr) == (1, blocked.stderr), args
     assert refused(db_project) == (
         f"error: reverting migration {name} failed in an earlier run; fix its down.sql and "
         f"run `spawn migration revert {name} --retry` to run it again\n")

@@ -185,7 +185,10 @@ def _walk(ordered: Sequence[str], states: Mapping[str, HistoryRow],
         rerun = request.retry and name == request.migration
         if is_done(state) and not rerun:
             done.append(name)
-        elif state in ("attempted", "failed") and not request.retry:
+        elif state in ("attempted", "failed") and (
+                not request.retry or (row is not None and row.activity == "REVERT")):
+            # A failed revert is finished by `revert --retry`; apply --retry would run
+            # up.sql over what is left of the down script.
             return ApplyPlan(tuple(to_run), tuple(done), name, state,
                              blocked_activity=row.activity if row else None)
         else:
