@@ -406,3 +406,36 @@ def test_status_shows_the_pin_rule(db_project: DbProject) -> None:
         "note: pins required, --no-pin refused (environment prod (the default for prod))")
     assert data["pin_rule"] == {"mode": "required", "no_pin_allowed": False,
                                 "source": "environment prod (the default for prod)"}
+
+
+def test_optional_pins_deploy_an_unpinned_migration_from_the_working_tree(
+    db_project: DbProject,
+) -> None:
+    db_project.add_component("v.sql", "CREATE VIEW v AS SELECT 1 AS n;\n")
+    pinned = db_project.add_migration("pinned", '{% include "v.sql" %}\n')
+    db_project.add_component("v.sql", "CREATE VIEW w AS SELECT 2 AS n;\n")
+    loose = db_project.add_migration("loose", '{% include "v.sql" %}\n', pin=False)
+    (db_project.spawn_dir / "migrations" / loose / "down.sql").write_text("DROP VIEW w;\n")
+    base = db_project.config_path.read_text()
+
+    required = db_project.run("migration", "apply", "--yes")
+    db_project.config_path.write_text(base.replace('environment = "dev"',
+                                                   'environment = "dev"\npin = "optional"'))
+    optional = db_project.run("migration", "apply", "--yes")
+    status = json.loads(db_project.run("migration", "status", "--format", "json").stdout)
+    views = db_project.database.query(
+        "SELECT string_agg(viewname, ',' ORDER BY viewname) FROM pg_views "
+        "WHERE schemaname = 'public'")
+    reverted = db_project.run("migration", "revert", "--yes")
+
+    assert required.exit_code == 2
+    assert f"migration {loose} is not pinned" in required.stderr
+    assert optional.exit_code == 0, optional.stderr
+    assert views == "v,w"  # the pinned one from its pin, the unpinned one from the tree
+    rows = {m["name"]: m["latest"]["pin_hash"] for m in status["migrations"]}
+    assert rows[pinned] is not None and rows[loose] is None
+    assert status["pin_rule"] == {"mode": "optional", "no_pin_allowed": True,
+                                  "source": "[targets.local] pin"}
+    assert reverted.exit_code == 0, reverted.stderr
+    assert db_project.database.query(
+        "SELECT string_agg(viewname, ',') FROM pg_views WHERE schemaname = 'public'") == "v"

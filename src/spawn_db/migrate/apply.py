@@ -31,7 +31,13 @@ from spawn_db.migrate.plan import plan as make_plan
 from spawn_db.migrate.plan import state_of as state_of
 from spawn_db.migrate.runner import ApplyReporter as ApplyReporter
 from spawn_db.migrate.runner import MigrationOutcome as MigrationOutcome
-from spawn_db.migrate.runner import MigrationRun, SessionSetup, render_migration, start_runner
+from spawn_db.migrate.runner import (
+    MigrationRun,
+    SessionSetup,
+    render_migration,
+    start_runner,
+    uses_pin,
+)
 from spawn_db.migrate.settings import MigrationSettings, load_all
 from spawn_db.migrate.tracking import (
     MAX_NAME_LENGTH,
@@ -189,15 +195,14 @@ def apply(
     migrations that were confirmed and still need to run are run.
     """
     reporter = reporter or NullReporter()
-    if not pinned:
-        refuse_no_pin(config)
+    optional = pins_optional(config, pinned)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
     target = config.target()
     with tracking_session(config, target) as tracking:
         states = tracking.latest() if tracking.exists() else {}
         plan = planner.plan(states)
-        if pinned:
+        if pinned and not optional:
             _require_pins(config, plan.to_run)
         if confirm is not None and plan.to_run and not confirm(plan):
             return ApplyResult(plan, cancelled=True)
@@ -219,7 +224,7 @@ def apply(
                 run = MigrationRun(config, engine, tracking, reporter, to_run,
                            pinned=pinned, variables=variables,
                            first_history_id=tracking.last_history_id(), setup=setup,
-                           runner=early)
+                           runner=early, unpinned_from_tree=optional)
                 outcomes = run.execute()
             finally:
                 if early is not None:
@@ -274,23 +279,23 @@ def plan_apply(
     """
     from spawn_db.migrate.verify import has_verify, render_verify
 
-    if not pinned:
-        refuse_no_pin(config)
+    optional = pins_optional(config, pinned)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
     with tracking_session(config) as tracking:
         states = tracking.latest() if tracking.exists() else {}
     plan = planner.plan(states)
-    if pinned:
+    if pinned and not optional:
         _require_pins(config, plan.to_run)
     planned: list[PlannedMigration] = []
     for position, name in enumerate(plan.to_run, 1):
-        rendered = render_migration(config, name, pinned=pinned, variables=variables,
+        from_pin = uses_pin(config, name, pinned, optional)
+        rendered = render_migration(config, name, pinned=from_pin, variables=variables,
                                     position=position)
         try:
             verify = has_verify(config, name)
             if verify:
-                render_verify(config, name, pinned=pinned, variables=variables).close()
+                render_verify(config, name, pinned=from_pin, variables=variables).close()
             item = PlannedMigration(name, rendered.pin, rendered.checksum.hex(), rendered.size,
                                     verify)
             planned.append(item)
@@ -332,6 +337,15 @@ class Planner:
     @property
     def warnings(self) -> list[str]:
         return [w for s in self.settings.values() for w in s.warnings]
+
+
+def pins_optional(config: Config, pinned: bool) -> bool:
+    """Check ``--no-pin`` (``pinned`` False) against the pin rule; True when an unpinned
+    migration may deploy from the working tree without it (``pin = "optional"``)."""
+    if not pinned:
+        refuse_no_pin(config)
+        return False
+    return config.pin_rule().mode == "optional"
 
 
 def refuse_no_pin(config: Config) -> None:

@@ -25,7 +25,7 @@ from typing import IO, Any
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config
 from spawn_db.db.engine import engine_for
 from spawn_db.errors import NotFoundError, NotPinned, PlanRefused, UsageError
-from spawn_db.migrate.apply import NullReporter, _locked, tracking_session
+from spawn_db.migrate.apply import NullReporter, _locked, pins_optional, tracking_session
 from spawn_db.migrate.migration import DOWN
 from spawn_db.migrate.plan import is_done, state_of
 from spawn_db.migrate.runner import (
@@ -35,6 +35,7 @@ from spawn_db.migrate.runner import (
     SessionSetup,
     render_migration,
     start_runner,
+    uses_pin,
 )
 from spawn_db.migrate.settings import MigrationSettings, load_all
 from spawn_db.migrate.tracking import HistoryRow
@@ -264,12 +265,13 @@ def revert(
     changed in between, nothing runs.
     """
     reporter = reporter or NullReporter()
+    optional = pins_optional(config, pinned)
     planner = RevertPlanner.load(config, request)
     target = config.target()
     with tracking_session(config, target) as tracking:
         states = tracking.latest() if tracking.exists() else {}
         plan = planner.plan(states)
-        if pinned:
+        if pinned and not optional:
             _require_pins(config, plan.to_revert)
         if not plan.to_revert:
             return RevertResult(plan)
@@ -295,7 +297,8 @@ def revert(
                 run = MigrationRun(config, engine, tracking, reporter, plan.to_revert,
                                    pinned=pinned, variables=variables,
                                    first_history_id=tracking.last_history_id(), setup=setup,
-                                   runner=early, activity="REVERT")
+                                   runner=early, activity="REVERT",
+                                   unpinned_from_tree=optional)
                 outcomes = run.execute()
             finally:
                 early.stop(grace=5)
@@ -319,16 +322,17 @@ def plan_revert(
     Each down script is rendered exactly as revert renders it; ``each`` receives
     every one with its rendered SQL, in order.
     """
+    optional = pins_optional(config, pinned)
     planner = RevertPlanner.load(config, request)
     with tracking_session(config) as tracking:
         states = tracking.latest() if tracking.exists() else {}
     plan = planner.plan(states)
-    if pinned:
+    if pinned and not optional:
         _require_pins(config, plan.to_revert)
     planned: list[PlannedRevert] = []
     for position, name in enumerate(plan.to_revert, 1):
-        rendered = render_migration(config, name, pinned=pinned, variables=variables,
-                                    position=position, script=DOWN)
+        rendered = render_migration(config, name, pinned=uses_pin(config, name, pinned, optional),
+                                    variables=variables, position=position, script=DOWN)
         try:
             item = PlannedRevert(name, rendered.pin, rendered.checksum.hex(), rendered.size)
             planned.append(item)

@@ -237,6 +237,14 @@ def _render_chunks(
         source.pin if pinned else None
 
 
+def uses_pin(config: Config, name: str, pinned: bool, unpinned_from_tree: bool) -> bool:
+    """Whether ``name`` renders from its pin: always when ``pinned``, unless pins are
+    optional (``unpinned_from_tree``) and it has no ``lock.toml``."""
+    if not pinned or not unpinned_from_tree:
+        return pinned
+    return (config.migrations_dir / name / "lock.toml").is_file()
+
+
 def _read_text(path: Path) -> str | None:
     try:
         return path.read_bytes().decode("utf-8")  # not read_text: it would turn CRLF into LF
@@ -358,13 +366,15 @@ class MigrationRun:
     def __init__(self, config: Config, engine: Engine, tracking: Tracking,
                  reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
                  variables: Any, first_history_id: int, setup: SessionSetup,
-                 runner: PsqlProcess | None = None, activity: Activity = "APPLY") -> None:
+                 runner: PsqlProcess | None = None, activity: Activity = "APPLY",
+                 unpinned_from_tree: bool = False) -> None:
         self.config = config
         self.engine = engine
         self.tracking = tracking
         self.reporter = reporter
         self.names = list(names)
         self.pinned = pinned
+        self.unpinned_from_tree = unpinned_from_tree
         self.variables = variables
         self.first_history_id = first_history_id
         self.total = len(names)
@@ -410,7 +420,7 @@ class MigrationRun:
 
     def render(self, position: int) -> Rendered:
         name = self.names[position - 1]
-        rendered = render_migration(self.config, name, pinned=self.pinned,
+        rendered = render_migration(self.config, name, pinned=self.pinned_for(name),
                                     variables=self.variables, position=position,
                                     script=self.script)
         rendered.activity = self.activity
@@ -418,6 +428,10 @@ class MigrationRun:
         self.by_position[position] = rendered
         self.verifier.prepare(rendered)
         return rendered
+
+    def pinned_for(self, name: str) -> bool:
+        """Render from the pin, except an unpinned migration where pins are optional."""
+        return uses_pin(self.config, name, self.pinned, self.unpinned_from_tree)
 
     @functools.cached_property
     def verifier(self) -> ApplyVerifier:

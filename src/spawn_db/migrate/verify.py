@@ -188,7 +188,8 @@ class ApplyVerifier:
             return
         if has_verify(run.config, rendered.name):
             self.scripts[rendered.position] = render_verify(
-                run.config, rendered.name, pinned=run.pinned, variables=run.variables)
+                run.config, rendered.name, pinned=run.pinned_for(rendered.name),
+                variables=run.variables)
 
     def wants(self, rendered: Rendered) -> bool:
         """Whether ``rendered`` has a verify script, so nothing may be queued behind it."""
