@@ -522,7 +522,8 @@ class MigrationRun:
                 self.tracking.write([*self.take_pending(), current.record("ATTEMPTED")],
                                     durable=True)
             current.attempted = True
-        process.write(self.migration_settings(current))
+        if not self.inline:
+            process.write(" \\;\n".join(self.migration_settings(current)) + ";\n")
         process.echo_marker(f"s{current.position}")
         process.write_stream(current.spool)
         process.write("\n")
@@ -540,31 +541,35 @@ class MigrationRun:
             following.attempted = True
         self.pump(process, 0)
 
-    def migration_settings(self, current: Rendered) -> str:
-        """The message before a shared migration: its name in ``pg_stat_activity`` and,
-        when the runner also writes the history, ``synchronous_commit`` off (its own message,
-        so that no commit of spawn's inherits it; ``RESET ALL`` after the migration undoes it).
+    def migration_settings(self, current: Rendered) -> list[str]:
+        """What a shared migration starts with: its name in ``pg_stat_activity`` and, when
+        the runner also writes the history, ``synchronous_commit`` off for the session
+        (``RESET ALL`` after the migration undoes it; a migration that sets it keeps its own).
 
         The migration's commits then need no WAL flush of their own: the next ATTEMPTED row
         (or the run's closing barrier) is committed durably in the same cluster, and WAL is
         one ordered stream, so that flush carries them, and a crash before it leaves the
-        migration ATTEMPTED. A migration that sets ``synchronous_commit`` keeps its setting.
+        migration ATTEMPTED.
         """
         settings = [f"SET application_name = {escape_literal(application_name(current.name))}"]
         if self.inline:
             settings.append(MIGRATION_COMMIT)
-        return " \\;\n".join(settings) + ";\n"
+        return settings
 
     def queue_attempted(self, process: PsqlProcess, rendered: Rendered) -> None:
         """The ATTEMPTED row in a message of its own, committed durably before the migration
         starts (its effects may write no WAL), and only while the lock is still held.
 
-        It commits with the session's own ``synchronous_commit`` (read when the session
-        started), whatever the migration before it set: this one flush per migration also
-        makes the previous migration's asynchronous commits durable."""
-        process.statement_marker(self.runner_message(
+        The message also starts the migration's settings (``migration_settings``), which
+        saves a round trip: the session-level ``SET synchronous_commit = off`` comes before
+        the ``SET LOCAL`` that gives this transaction, and so its commit, the session's own
+        setting (read when the session started), whatever the migration before it set. This
+        one flush per migration also makes the previous migration's asynchronous commits
+        durable."""
+        message = self.runner_message(
             [rendered.record("ATTEMPTED")], marker_literal(process.nonce, f"a{rendered.position}"),
-            reset=False))
+            reset=False)
+        process.statement_marker(" \\;\n".join([*self.migration_settings(rendered), message]))
 
     def runner_message(self, records: Sequence[Record], mark: str, *, reset: bool,
                        extra: str = "") -> str:
