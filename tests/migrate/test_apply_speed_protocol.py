@@ -13,6 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -215,3 +216,42 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# -- apply's start: the stale-component check reads nothing for plain migrations -------------
+
+
+def test_stale_check_reads_no_lock_file_of_a_plain_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A migration without template syntax includes no component, so the check apply runs
+    before it asks for confirmation neither reads its pin nor renders it (apply reads the
+    pin once, when it renders the migration); a templated one is still checked."""
+    from spawn_db.config import Overrides, load_config
+    from spawn_db.migrate import drift
+    from spawn_db.migrate.migration import pin_migration
+    from spawn_db.project import init_project
+
+    init = init_project(tmp_path / "project")
+    config = load_config(Overrides(config_file=str(init.config_path)))
+    (config.components_dir / "f.sql").write_text("SELECT 1;\n", encoding="utf-8")
+    bodies = {"20240101000000-plain": "CREATE TABLE t (a int);\n",
+              "20240101000001-templated": "{% include 'f.sql' %}\n"}
+    for name, body in bodies.items():
+        (config.migrations_dir / name).mkdir(parents=True)
+        (config.migrations_dir / name / "up.sql").write_text(body, encoding="utf-8")
+        pin_migration(config, name)
+    (config.components_dir / "f.sql").write_text("SELECT 2;\n", encoding="utf-8")
+    read: list[str] = []
+    real = drift.read_lock
+
+    def counting(folder: Path) -> str | None:
+        read.append(folder.name)
+        return real(folder)
+
+    monkeypatch.setattr(drift, "read_lock", counting)
+
+    stale = drift.stale_components(config, list(bodies), None)
+
+    assert read == ["20240101000001-templated"]
+    assert [(s.migration, s.files) for s in stale] == [("20240101000001-templated", ("f.sql",))]
