@@ -13,23 +13,33 @@ are interleaved, so a busy machine slows both alike; the medians are compared
 (the verdict) and so are the best runs. Each run also reports CPU seconds:
 the client's (spawn or psql, with their psql children) and the server's (the
 backends, from the postmaster's reaped-children times on Linux), which a
-busy machine disturbs far less than wall time.
+busy machine disturbs far less than wall time, and the WAL flushes the run
+caused (``pg_stat_wal.wal_sync``: with fsync on, each is a wait for the disk),
+which no load disturbs.
 
 The server is a throwaway cluster with PostgreSQL's default durability
 (``fsync`` on), as a real deployment has; ``--fast`` uses the test suite's
 settings instead (fsync, synchronous_commit and full_page_writes off), where
 there is no disk wait to hide spawn's own costs behind.
 
-Target (issue 4): spawn within 1.25x the floor at N=1000 with default settings.
+Target (issue 13): spawn within 1.15x the floor at N=1000 with default settings.
+
+``--profile`` adds, for the largest N, one spawn run under cProfile (the
+client: the functions that took the most time) and, on a cluster started with
+``pg_stat_statements`` and ``track_wal_io_timing``, the server side of one
+floor run and one spawn run: time per kind of statement, WAL flushes and the
+time spent in them.
 
 Run from the repository root:  .venv/bin/python bench/apply.py [N ...] [--repeat R] [--fast]
-Exit status 1 if the target is missed.
+[--profile]. Exit status 1 if the target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import pstats
 import shlex
 import shutil
 import statistics
@@ -52,9 +62,11 @@ from spawn_db.escape import escape_identifier
 from spawn_db.migrate.migration import build_migration, pin_migration
 from spawn_db.project import init_project
 
-TARGET_RATIO = 1.25
+TARGET_RATIO = 1.15
 TARGET_N = 1000
 FAST_SETTINGS = (("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off"))
+PROFILE_SETTINGS = (("shared_preload_libraries", "pg_stat_statements"),
+                    ("pg_stat_statements.track", "all"), ("track_wal_io_timing", "on"))
 
 MIGRATION = """\
 BEGIN;
@@ -75,6 +87,7 @@ class Sample:
     wall: float
     client_cpu: float
     server_cpu: float
+    wal_syncs: int = 0
 
     @property
     def cpu(self) -> float:
@@ -82,10 +95,11 @@ class Sample:
 
 
 class Server:
-    def __init__(self, base: Path, fast: bool) -> None:
+    def __init__(self, base: Path, fast: bool, profile: bool = False) -> None:
+        settings = (FAST_SETTINGS if fast else ()) + (PROFILE_SETTINGS if profile else ())
         self.cluster = embedded.Cluster(
             data_dir=base / "data", socket_dir=base / "run", log_path=base / "postgres.log",
-            lock_path=base / "lock", settings=FAST_SETTINGS if fast else (),
+            lock_path=base / "lock", settings=settings,
             postgres_bin=str(find_binaries().bin_dir),
         )
         self.running = embedded.ensure_running(self.cluster)
@@ -99,6 +113,10 @@ class Server:
             return 0.0
         ticks = sum(int(f) for f in fields[11:15])
         return ticks / os.sysconf("SC_CLK_TCK")
+
+    def wal_syncs(self) -> int:
+        """WAL flushes of the whole cluster so far (``pg_stat_wal``, PostgreSQL 14+)."""
+        return int(self.query("SELECT wal_sync FROM pg_stat_wal"))
 
     def argv(self, database: str) -> list[str]:
         return self.running.psql_argv(self.cluster, database)
@@ -115,9 +133,6 @@ class Server:
         name = f"bench_{self.databases}"
         self.query(f"CREATE DATABASE {escape_identifier(name)}")
         return name
-
-    def drop(self, name: str) -> None:
-        self.query(f"DROP DATABASE {escape_identifier(name)}")
 
     def stop(self) -> None:
         embedded.stop(self.cluster)
@@ -156,6 +171,7 @@ def timed(server: Server, argv: list[str], *, cwd: Path | None = None,
     """Run ``argv``; wall time, its CPU (with waited-for children) and the server's."""
     with tempfile.TemporaryFile() as err, \
             (stdin.open("rb") if stdin else open(os.devnull, "rb")) as source:
+        syncs = server.wal_syncs()
         before = server.cpu()
         start = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=source,
@@ -164,38 +180,41 @@ def timed(server: Server, argv: list[str], *, cwd: Path | None = None,
         wall = time.perf_counter() - start
         time.sleep(0.2)
         server_cpu = server.cpu() - before
+        syncs = server.wal_syncs() - syncs
         err.seek(0)
         text = err.read().decode("utf-8", "replace")
     code = os.waitstatus_to_exitcode(status)
     checked(Run(wall, usage.ru_maxrss, code, text), shlex.join(argv[:4]))
-    return Sample(wall, usage.ru_utime + usage.ru_stime, server_cpu)
+    return Sample(wall, usage.ru_utime + usage.ru_stime, server_cpu, syncs)
 
 
 def floor_run(server: Server, rendered: Path) -> Sample:
-    database = server.fresh_database()
-    try:
-        return timed(server, server.argv(database), stdin=rendered)
-    finally:
-        server.drop(database)
+    """The rendered SQL through one psql, into a fresh database.
+
+    Databases are kept until the server is thrown away: dropping one deletes a file per
+    relation (about 5,000 at N=1000), and on this VM's ext4 (no journal) the kernel then
+    avoids reusing those inodes for a minute, checking each candidate in turn, which made
+    the next run's CREATE TABLEs several times slower (see build_pin.py's notes).
+    """
+    return timed(server, server.argv(server.fresh_database()), stdin=rendered)
+
+
+SPAWN_APPLY = ["-m", "spawn_db", "migration", "apply", "--yes"]
 
 
 def spawn_run(server: Server, root: Path, count: int, env: dict[str, str]) -> Sample:
     database = server.fresh_database()
-    try:
-        point_at(root, server.argv(database))
-        run = timed(server, [sys.executable, "-m", "spawn_db", "migration", "apply", "--yes"],
-                    cwd=root, env=env)
-        applied = server.query(
-            "SELECT count(*) FROM _spawn.migration_history h JOIN _spawn.migration m "
-            "ON m.migration_id = h.migration_id_migration "
-            "WHERE m.namespace = 'default' AND h.status_id_status = 'SUCCESS'", database)
-        tables = server.query(
-            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'item\\_%'", database)
-        if int(applied) != count or int(tables) != count:
-            raise BenchError(f"spawn recorded {applied} and created {tables} of {count}")
-        return run
-    finally:
-        server.drop(database)
+    point_at(root, server.argv(database))
+    run = timed(server, [sys.executable, *SPAWN_APPLY], cwd=root, env=env)
+    applied = server.query(
+        "SELECT count(*) FROM _spawn.migration_history h JOIN _spawn.migration m "
+        "ON m.migration_id = h.migration_id_migration "
+        "WHERE m.namespace = 'default' AND h.status_id_status = 'SUCCESS'", database)
+    tables = server.query(
+        "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'item\\_%'", database)
+    if int(applied) != count or int(tables) != count:
+        raise BenchError(f"spawn recorded {applied} and created {tables} of {count}")
+    return run
 
 
 def measure(server: Server, count: int, repeat: int, env: dict[str, str]) -> float:
@@ -215,7 +234,9 @@ def measure(server: Server, count: int, repeat: int, env: dict[str, str]) -> flo
         print(f"{'N=' + str(count) if label.startswith('floor') else '':7} {label:17} "
               f"{fmt_s(median)}  {median / count * 1000:6.2f} ms/migration  "
               f"cpu client {statistics.median(r.client_cpu for r in runs):5.2f} s, "
-              f"server {statistics.median(r.server_cpu for r in runs):5.2f} s  runs: "
+              f"server {statistics.median(r.server_cpu for r in runs):5.2f} s, "
+              f"{statistics.median(r.wal_syncs for r in runs) / count:4.2f} WAL flushes/migration"
+              "  runs: "
               + ", ".join(f"{r.wall:.2f}" for r in runs))
     best = min(r.wall for r in spawn_runs) / min(r.wall for r in floor_runs)
     cpu = statistics.median(r.cpu for r in spawn_runs) / \
@@ -224,19 +245,93 @@ def measure(server: Server, count: int, repeat: int, env: dict[str, str]) -> flo
     return ratio
 
 
+# -- --profile: where the time goes ------------------------------------------------------------
+
+# pg_stat_statements tracks each statement of a multi-statement message on its own.
+STATEMENT_KINDS = (
+    ("migration: CREATE TABLE", ("CREATE TABLE",)),
+    ("migration: CREATE FUNCTION", ("CREATE FUNCTION",)),
+    ("migration: BEGIN, COMMIT", ("BEGIN", "COMMIT")),
+    ("spawn: history rows (INSERT)", ('INSERT INTO "_spawn".migration_history',)),
+    ("spawn: marker, lock checks, unlock", ("SELECT now() AS spawn_t0",)),
+    ("spawn: session reset after a migration", (
+        "CLOSE ALL", "SET SESSION AUTHORIZATION", "RESET ALL", "SET client_encoding",
+        "SET standard_conforming_strings", "DEALLOCATE", "UNLISTEN", "DISCARD",
+        "SET idle_", "SET client_connection_check")),
+    ("spawn: commit settings", ("SET LOCAL synchronous_commit",)),
+    ("spawn: SET before each migration", ("SET application_name", "SET synchronous_commit")),
+)
+
+
+def server_profile(server: Server, label: str, database: str) -> None:
+    """Server time of the statements run in ``database``, by kind, and the WAL flushes."""
+    rows = server.query(
+        "SELECT s.calls, s.total_exec_time, regexp_replace(left(s.query, 100), '\\s+', ' ', 'g') "
+        "FROM pg_stat_statements s "
+        "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = "
+        f"'{database}' ORDER BY s.total_exec_time DESC")
+    kinds: dict[str, tuple[int, float]] = {}
+    for line in rows.splitlines():
+        calls, total, query = line.split("|", 2)
+        kind = next((k for k, starts in STATEMENT_KINDS
+                     if query.lstrip().startswith(starts)), "other: " + query.split()[0])
+        done, spent = kinds.get(kind, (0, 0.0))
+        kinds[kind] = (done + int(calls), spent + float(total))
+    wal = server.query("SELECT wal_sync, round(wal_sync_time), wal_write, round(wal_write_time) "
+                       "FROM pg_stat_wal").split("|")
+    print(f"  server, {label}: WAL flushes {wal[0]} ({wal[1]} ms), writes {wal[2]} "
+          f"({wal[3]} ms); statement time by kind:")
+    for kind, (done, spent) in sorted(kinds.items(), key=lambda kv: -kv[1][1]):
+        print(f"    {kind:38} {done:6d} calls {spent:9.1f} ms")
+
+
+def reset_server_stats(server: Server) -> None:
+    server.query("SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal')")
+
+
+def profile(server: Server, count: int, env: dict[str, str]) -> None:
+    """One floor run and one spawn run (under cProfile), with the server's statistics."""
+    server.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    with tempfile.TemporaryDirectory(prefix="spawn-bench-apply-") as tmp:
+        root = Path(tmp) / "project"
+        rendered = make_project(root, count)
+        print(f"N={count} profile (one run each; spawn under cProfile, so slower)")
+        reset_server_stats(server)
+        database = server.fresh_database()
+        floor = timed(server, server.argv(database), stdin=rendered)
+        server_profile(server, f"floor {floor.wall:.2f} s", database)
+        reset_server_stats(server)
+        stats_file = Path(tmp) / "spawn.prof"
+        database = server.fresh_database()
+        point_at(root, server.argv(database))
+        python = [sys.executable, "-m", "cProfile", "-o", str(stats_file)]
+        run = timed(server, [*python, *SPAWN_APPLY], cwd=root, env=env)
+        server_profile(server, f"spawn {run.wall:.2f} s", database)
+        out = io.StringIO()
+        stats = pstats.Stats(str(stats_file), stream=out)
+        stats.sort_stats("tottime").print_stats(12)
+        print(f"  client, spawn (cProfile): {run.client_cpu:.2f} s CPU")
+        lines = out.getvalue().splitlines()
+        start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+        for line in lines[start:start + 13]:
+            print(f"    {line}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("counts", nargs="*", type=int, default=[200, 1000])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--fast", action="store_true",
                         help="fsync, synchronous_commit and full_page_writes off")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one run of the largest N (client and server)")
     parser.add_argument("--inherit-env", action="store_true",
                         help="keep PYTHONUNBUFFERED/PYTHONDONTWRITEBYTECODE for the children")
     args = parser.parse_args()
     env, removed = child_env(args.inherit_env)
     base = Path(tempfile.mkdtemp(prefix="spawn-bench-pg-", dir="/tmp"))
     os.chmod(base, 0o755)
-    server = Server(base, args.fast)
+    server = Server(base, args.fast, args.profile)
     try:
         settings = "fsync etc. off (--fast)" if args.fast else "PostgreSQL defaults (fsync on)"
         print(f"server: {server.running.bins.bin_dir} ({settings}); psql: "
@@ -244,6 +339,8 @@ def main() -> int:
         if removed:
             print(f"children run without {', '.join(removed)}")
         ratios = {count: measure(server, count, args.repeat, env) for count in args.counts}
+        if args.profile:
+            profile(server, max(args.counts), env)
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -25,8 +25,16 @@ How a run uses psql, and why it is both fast and crash-safe:
   control session. Several migrations can be queued ahead in psql's input,
   because psql dies with spawn (parent-death signal) and would otherwise
   never run what is queued without spawn there to see it.
+* In that shared, inline case a migration's own commits are asynchronous
+  (``synchronous_commit = off``, set in a message before it and undone by
+  the reset after it, unless the migration sets it itself), and only the
+  ``ATTEMPTED`` rows commit durably, with the session's own setting: WAL is
+  one ordered stream per cluster, so the next ``ATTEMPTED`` row (or the
+  run's closing barrier) flushes the migration and its outcome row with it,
+  and a crash before that flush leaves the migration ``ATTEMPTED``. One WAL
+  flush per migration, as in one psql session running the same files.
 * Otherwise (``spawn_database`` elsewhere), the control session writes the
-  rows between migrations.
+  rows between migrations, and migrations commit with the session's setting.
 """
 
 from __future__ import annotations
@@ -109,6 +117,13 @@ STATEMENT_FAILED_NOTE = (
     "of its statements committed before you retry or adopt it)"
 )
 APPLICATION = "spawn apply"
+# A shared runner that also writes the history runs each migration with asynchronous commits
+# and commits each ATTEMPTED row with the session's original setting, kept at its start in
+# the psql variable spawn_sync: one WAL flush per migration (see MigrationRun.migration_settings).
+SESSION_SYNC_VARIABLE = "spawn_sync"
+SESSION_SYNC = "current_setting('synchronous_commit')"
+MIGRATION_COMMIT = "SET synchronous_commit = off"
+DURABLE_COMMIT = f"SET LOCAL synchronous_commit = :'{SESSION_SYNC_VARIABLE}'"
 # After a migration in its own psql: errors stop psql again, output goes back to spawn,
 # and psql's LAST_ERROR_SQLSTATE (set by any failed statement) exists for the check.
 ISOLATED_EPILOGUE = (
@@ -296,8 +311,10 @@ class SessionSetup:
         return f"pg_advisory_lock_shared({k1}, {k2})"
 
     def opening(self) -> str:
-        """psql input that sets the session up, printing nothing."""
-        statements = [*self.settings, f"SELECT {self.lock_runner()} AS spawn_runner_lock"]
+        """psql input that sets the session up, printing nothing; it keeps the session's
+        own ``synchronous_commit`` in the psql variable ``spawn_sync``."""
+        statements = [*self.settings, f"SELECT {self.lock_runner()} AS spawn_runner_lock, "
+                      f"{SESSION_SYNC} AS {SESSION_SYNC_VARIABLE}"]
         return " \\;\n".join(statements) + " \\gset\n"
 
 
@@ -545,7 +562,8 @@ class MigrationRun:
                 self.tracking.write([*self.take_pending(), current.record("ATTEMPTED")],
                                     durable=True)
             current.attempted = True
-        process.write(f"SET application_name = {escape_literal(application_name(current.name))};\n")
+        if not self.inline:
+            process.write(" \\;\n".join(self.migration_settings(current)) + ";\n")
         process.echo_marker(f"s{current.position}")
         process.write_stream(current.spool)
         process.write("\n")
@@ -563,12 +581,35 @@ class MigrationRun:
             following.attempted = True
         self.pump(process, 0)
 
+    def migration_settings(self, current: Rendered) -> list[str]:
+        """What a shared migration starts with: its name in ``pg_stat_activity`` and, when
+        the runner also writes the history, ``synchronous_commit`` off for the session
+        (``RESET ALL`` after the migration undoes it; a migration that sets it keeps its own).
+
+        The migration's commits then need no WAL flush of their own: the next ATTEMPTED row
+        (or the run's closing barrier) is committed durably in the same cluster, and WAL is
+        one ordered stream, so that flush carries them, and a crash before it leaves the
+        migration ATTEMPTED.
+        """
+        settings = [f"SET application_name = {escape_literal(application_name(current.name))}"]
+        if self.inline:
+            settings.append(MIGRATION_COMMIT)
+        return settings
+
     def queue_attempted(self, process: PsqlProcess, rendered: Rendered) -> None:
         """The ATTEMPTED row in a message of its own, committed durably before the migration
-        starts (its effects may write no WAL), and only while the lock is still held."""
-        process.statement_marker(self.runner_message(
+        starts (its effects may write no WAL), and only while the lock is still held.
+
+        The message also starts the migration's settings (``migration_settings``), which
+        saves a round trip: the session-level ``SET synchronous_commit = off`` comes before
+        the ``SET LOCAL`` that gives this transaction, and so its commit, the session's own
+        setting (read when the session started), whatever the migration before it set. This
+        one flush per migration also makes the previous migration's asynchronous commits
+        durable."""
+        message = self.runner_message(
             [rendered.record("ATTEMPTED")], marker_literal(process.nonce, f"a{rendered.position}"),
-            reset=False))
+            reset=False)
+        process.statement_marker(" \\;\n".join([*self.migration_settings(rendered), message]))
 
     def runner_message(self, records: Sequence[Record], mark: str, *, reset: bool,
                        extra: str = "") -> str:
@@ -576,14 +617,14 @@ class MigrationRun:
         ``records``, and return the marker (and the time, for the next execution_time).
 
         Outcome rows may commit asynchronously (the next ATTEMPTED row's synchronous
-        commit flushes them); a message with an ATTEMPTED row also checks the lock, and
-        fails, writing nothing, when it is gone.
+        commit flushes them); a message with an ATTEMPTED row commits with the session's
+        original ``synchronous_commit`` and also checks the lock, and fails, writing
+        nothing, when it is gone.
         """
         statements = [*RESET_SESSION, *self.setup.settings] if reset else []
         attempted = any(r.status == "ATTEMPTED" for r in records)
         if records:
-            if not attempted:
-                statements.append(ASYNC_COMMIT)
+            statements.append(DURABLE_COMMIT if attempted else ASYNC_COMMIT)
             statements.extend(self.tracking.history_statements(records))
         final = f"now() AS spawn_t0, {mark} AS spawn_mark{extra}"
         if attempted:

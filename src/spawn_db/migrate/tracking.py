@@ -10,15 +10,18 @@ A migration's state is its latest history row (highest
 migration runs and an outcome row after; the Rust tool writes only the
 outcome row, and both read the latest row, so the two agree.
 
-Durability of the bookkeeping: rows written between migrations are
-committed with ``synchronous_commit`` off (one WAL flush per row would double
-the cost of a small migration). That gives up nothing: WAL is one ordered
-stream per cluster, so any later durable commit, including every commit of
-the migration that follows, flushes the row too, and a crash that loses the
-row loses everything the migration did after it. The last write of a run
-is followed by a synchronous commit (``barrier``) before spawn reports
-success, and rows around a migration that runs on its own psql (which may
-``\\connect`` anywhere) are committed synchronously.
+Durability of the bookkeeping: an ``ATTEMPTED`` row is committed durably
+(the session's own ``synchronous_commit``) before its migration starts,
+because a migration's effects may write no WAL. Outcome rows are committed
+with ``synchronous_commit`` off, and so, in a shared runner that writes the
+history itself, are the migration's own commits (the runner's part). That
+gives up nothing: WAL is one ordered stream per cluster, so the next durable
+commit (the next ``ATTEMPTED`` row, or the ``barrier`` before spawn reports
+success) flushes them too, and a crash before it leaves the migration
+``ATTEMPTED``: one WAL flush per migration. Rows around a migration that runs
+on its own psql (which may ``\\connect`` anywhere), and every row written
+through the control session while the history is in another database, are
+committed durably.
 """
 
 from __future__ import annotations
