@@ -190,6 +190,10 @@ def test_an_unknown_or_ambiguous_ref_exits_2_naming_candidates(example: Path) ->
 
     assert unknown.exit_code == 2
     assert unknown.stderr.startswith("error: 'nope' is neither a migration, nor a pin object")
+    close = run_spawn("pin", "checkout", "create-customer", cwd=example)
+    assert close.exit_code == 2
+    assert close.stderr.startswith(f"error: 'create-customer' is neither a migration (did you "
+                                   f"mean {FIRST} or ")
     assert ambiguous.exit_code == 2
     assert ambiguous.stderr == (f"error: '{digest[:6]}' is the start of 2 pin objects "
                                 f"({', '.join(sorted([digest, twin]))}); type more digits\n")

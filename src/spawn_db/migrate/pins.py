@@ -93,9 +93,11 @@ def resolve_ref(config: Config, text: str) -> Ref:
     try:
         name = project.resolve_migration(text)
     except NotFoundError:
+        close = difflib.get_close_matches(text, project.migration_names(), n=3, cutoff=0.5)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise NotFoundError(
-            f"{text!r} is neither a migration, nor a pin object in {config.pinned_dir} (give "
-            f"a root hash or at least {MIN_PREFIX} of its first digits), nor WORKTREE; "
+            f"{text!r} is neither a migration{hint}, nor a pin object in {config.pinned_dir} "
+            f"(give a root hash or at least {MIN_PREFIX} of its first digits), nor WORKTREE; "
             "`spawn migration list` shows each migration's pin") from None
     root = read_lock(project.migration_dir(name))
     if root is None:
