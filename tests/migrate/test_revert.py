@@ -526,3 +526,27 @@ def test_candidates_are_ordered_by_their_latest_row(
             stack.append(name)
 
     assert by_application(latest) == stack[::-1]
+
+
+def test_a_migration_whose_verify_failed_can_be_reverted(db_project: DbProject) -> None:
+    """Its up.sql committed (only the check after it failed), so down.sql undoes it; a
+    migration that failed in its up.sql stays refused (nothing known to undo)."""
+    name = add(db_project, "checked", "CREATE TABLE checked (id int);\n",
+               "DROP TABLE checked;\n")
+    (db_project.spawn_dir / "migrations" / name / "verify.sql").write_text(
+        "DO $$ BEGIN RAISE EXCEPTION 'not good'; END $$;\n")
+    failed = db_project.run("migration", "apply", "--yes")
+    assert failed.exit_code == 1
+    assert tables(db_project.database) == ["checked"]
+
+    reverted = db_project.run("migration", "revert")
+
+    assert reverted.exit_code == 0, reverted.stderr
+    assert tables(db_project.database) == []
+    assert reverts(db_project.database)[-1] == (name, "REVERT", "SUCCESS")
+
+    broken = add(db_project, "broken", "SELECT 1/0;\n", "SELECT 1;\n")
+    assert db_project.run("migration", "apply", broken).exit_code == 1
+    refused = db_project.run("migration", "revert", broken)
+    assert refused.exit_code == 2
+    assert "failed when it was applied" in refused.stderr

@@ -39,6 +39,7 @@ from spawn_db.migrate.runner import (
 )
 from spawn_db.migrate.settings import MigrationSettings, load_all
 from spawn_db.migrate.tracking import HistoryRow
+from spawn_db.migrate.verify import VERIFY_FAILED
 from spawn_db.project import Project
 
 # -- what the user asked for, and the plan ----------------------------------------------------
@@ -166,6 +167,8 @@ class RevertPlanner:
         self._check_required(name, states, reverted_first)
 
     def _check_unfinished(self, name: str, row: HistoryRow) -> None:
+        if row.activity == "APPLY" and row.status_note.startswith(VERIFY_FAILED):
+            return  # its up.sql committed, only the check after it failed: down.sql undoes it
         what = "failed" if row.status == "FAILURE" else "was attempted but never completed"
         if row.activity == "REVERT":
             if self.request.retry:

@@ -60,6 +60,10 @@ APPLICATION = "spawn verify"
 QUIT_NOTE = "verify.sql stopped at a \\quit before its end"
 STATEMENT_FAILED_NOTE = "(verify.sql turned ON_ERROR_STOP off, and a statement failed)"
 
+# The status_note of a FAILURE row written because the verify script failed: the
+# migration itself committed (revert may undo it).
+VERIFY_FAILED = "verify failed: "
+
 
 @dataclass(frozen=True)
 class VerifyOutcome:
@@ -218,7 +222,7 @@ class ApplyVerifier:
 
     def record_failure(self, rendered: Rendered, error: str, seconds: float) -> None:
         run = self.run
-        note = f"verify failed: {error}"
+        note = f"{VERIFY_FAILED}{error}"
         record = rendered.record("FAILURE", status_note=note, execution_seconds=seconds)
         try:
             run.tracking.write([*run.take_pending(), record], durable=True)
