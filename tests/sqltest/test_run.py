@@ -629,7 +629,9 @@ def test_interrupting_compare_says_what_was_interrupted(db_project: Any) -> None
     for name in ("slow1", "slow2"):
         db_project.add_test(name, "SELECT pg_sleep(60);\n")
     database = db_project.database
-    proc = start_spawn("test", "compare", cwd=db_project.root, stderr=subprocess.STDOUT)
+    # One test at a time, so that slow1 sleeping means fast has finished and was counted.
+    proc = start_spawn("test", "compare", "-j", "1", cwd=db_project.root,
+                       stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
     while sleeping_backends(database) != "1" and time.monotonic() < deadline:
         time.sleep(0.05)
