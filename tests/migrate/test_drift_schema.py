@@ -229,3 +229,39 @@ def test_compare_reports_exactly_what_turns_one_schema_into_the_other(
     for d in found:
         assert (d.change == "~") == bool(d.attributes)
         assert d.kind != "column" or f"table {d.name.rsplit('.', 1)[0]}" in live.keys() & built
+
+
+def test_the_migration_that_fails_among_shared_ones_is_named(db_project: DbProject) -> None:
+    db_project.add_migration("first", "CREATE TABLE first (id int);\n")
+    db_project.database.query("CREATE TABLE outside (id int)")
+    middle = db_project.add_migration("middle", "ALTER TABLE outside ADD COLUMN c int;\n")
+    db_project.add_migration("last", "CREATE TABLE last (id int);\n")
+    assert db_project.run("migration", "apply", "--yes").exit_code == 0
+
+    result = db_project.run("migration", "drift")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: migration {middle} failed on the scratch database, so the schema its "
+        "migrations build cannot be compared; fix what psql reports:\n"
+        'ERROR:  relation "outside" does not exist\n')
+    assert scratch_databases(db_project) == "0"
+
+
+def test_migrations_with_meta_commands_an_open_end_and_session_settings_rebuild(
+    db_project: DbProject,
+) -> None:
+    # One with psql meta-commands (its own psql), one without a final semicolon, one that
+    # changes its session's search_path (the next must not inherit it), then plain ones.
+    db_project.add_migration("meta", "\\set t 'meta_t'\nCREATE TABLE :\"t\" (id int);\n")
+    db_project.add_migration("open-end", "CREATE TABLE open_end (id int)")
+    db_project.database.query("CREATE SCHEMA side")
+    db_project.add_migration("path", "CREATE SCHEMA IF NOT EXISTS side;\n"
+                             "SET search_path = side;\nCREATE TABLE in_side (id int);\n")
+    db_project.add_migration("plain", "CREATE TABLE plain (id int);\n")
+    assert db_project.run("migration", "apply", "--yes").exit_code == 0
+
+    result = db_project.run("migration", "drift")
+
+    assert (result.exit_code, result.stdout) == (0, ""), result.stderr
+    assert db_project.database.query("SELECT to_regclass('public.plain') IS NOT NULL") == "t"

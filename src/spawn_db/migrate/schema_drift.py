@@ -17,13 +17,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from spawn_db.config import Config
 from spawn_db.db.catalog import CatalogObject, catalog_query, parse_catalog
 from spawn_db.db.engine import Engine, engine_for
-from spawn_db.db.psql import ControlSession
-from spawn_db.db.target import SESSION_PIN
+from spawn_db.db.psql import ControlSession, marker_literal
+from spawn_db.db.target import PSQL_PREAMBLE, SESSION_PIN
 from spawn_db.errors import DriftCheckFailed, NotPinned
 from spawn_db.escape import escape_identifier
 from spawn_db.migrate.plan import is_done, state_of
@@ -33,6 +33,7 @@ from spawn_db.project import Project
 
 SCRATCH_PREFIX = "spawn_drift_"
 APPLICATION = "spawn drift"
+FAST_COMMITS = "SET synchronous_commit = off;\n"
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,8 @@ def _build_and_read(engine: Engine, control: ControlSession, scripts: list[Rende
     control.query(f"CREATE DATABASE {escape_identifier(scratch)}",
                   what="create the scratch database")
     try:
-        for script in scripts:
-            _run_on(engine, scratch, script)
+        for shared, batch in _batches(scripts):
+            (_run_shared if shared else _run_alone)(engine, scratch, batch)
         session = engine.control_session(scratch)
         try:
             return parse_catalog(session.query(query, what="read the scratch schema"))
@@ -187,14 +188,66 @@ def _build_and_read(engine: Engine, control: ControlSession, scripts: list[Rende
         _drop(control, scratch)
 
 
-def _run_on(engine: Engine, scratch: str, script: Rendered) -> None:
-    """Stream ``script`` through a psql of its own connected to ``scratch``."""
+def _batches(scripts: list[Rendered]) -> list[tuple[bool, list[Rendered]]]:
+    """Runs of consecutive migrations that may share one psql (plain SQL ending cleanly, as
+    apply's runner decides), and each other migration alone: a psql start and connection
+    per migration would cost more than most migrations."""
+    batches: list[tuple[bool, list[Rendered]]] = []
+    for script in scripts:
+        shared = script.shape.shareable and not script.shape.restart_after
+        if shared and batches and batches[-1][0]:
+            batches[-1][1].append(script)
+        else:
+            batches.append((shared, [script]))
+    return batches
+
+
+def _opening(scratch: str) -> str:
+    """psql input that moves the session to ``scratch``; the scratch database is thrown
+    away, so its commits need not wait for the disk."""
+    return f"\\connect {escape_identifier(scratch)}\n{SESSION_PIN}{FAST_COMMITS}"
+
+
+def _run_shared(engine: Engine, scratch: str, batch: list[Rendered]) -> None:
+    """Stream ``batch`` through one psql connected to ``scratch``; each migration is followed
+    by a marker and ``DISCARD ALL`` (so the next starts as in a fresh session, and one that
+    left a transaction open fails)."""
+    from spawn_db.migrate.runner import _error_text
+
+    process = engine.script_session(APPLICATION)
+    try:
+        process.write(PSQL_PREAMBLE)
+        process.write(_opening(scratch))
+        for index, script in enumerate(batch):
+            process.write_stream(script.spool)
+            process.write(f"\\echo {marker_literal(process.nonce, 'd')}{index}\n"
+                          f"DISCARD ALL;\n{SESSION_PIN}{FAST_COMMITS}")
+        process.close_input()
+        while process.exit is None:
+            process.pump(None)
+    finally:
+        process.stop()
+    assert process.exit is not None
+    done = sum(1 for line in process.lines if f"{process.nonce}'d" in line)
+    if process.exit.code == 0 and done == len(batch):
+        return
+    said = _error_text(process.exit.stderr) or f"psql exited with code {process.exit.code}"
+    _failed(batch[min(done, len(batch) - 1)], said)
+
+
+def _run_alone(engine: Engine, scratch: str, batch: list[Rendered]) -> None:
+    """Run one migration that cannot share a session (meta-commands, COPY from stdin, an
+    unclean end) in a psql of its own, checked to its end as verify scripts are."""
     from spawn_db.migrate.verify import run_verify
 
-    opening = f"\\connect {escape_identifier(scratch)}\n{SESSION_PIN}"
-    error = run_verify(engine, script, opening=opening)
-    if error is not None:
-        raise DriftCheckFailed(
-            f"migration {script.name} failed on the scratch database, so the schema its "
-            f"migrations build cannot be compared; fix what psql reports:\n{error}"
-        )
+    for script in batch:
+        error = run_verify(engine, script, opening=_opening(scratch))
+        if error is not None:
+            _failed(script, error)
+
+
+def _failed(script: Rendered, said: str) -> NoReturn:
+    raise DriftCheckFailed(
+        f"migration {script.name} failed on the scratch database, so the schema its "
+        f"migrations build cannot be compared; fix what psql reports:\n{said}"
+    )
