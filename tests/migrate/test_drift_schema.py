@@ -265,3 +265,39 @@ def test_migrations_with_meta_commands_an_open_end_and_session_settings_rebuild(
 
     assert (result.exit_code, result.stdout) == (0, ""), result.stderr
     assert db_project.database.query("SELECT to_regclass('public.plain') IS NOT NULL") == "t"
+
+
+def test_a_user_without_createdb_gets_exit_2_and_how_to_fix_it(db_project: DbProject) -> None:
+    applied(db_project)
+    role = f"{db_project.database.name}_plain"
+    db_project.database.query(
+        f"CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA _spawn TO {role}; "
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA _spawn TO {role}")
+    config = db_project.config_path.read_text()
+    db_project.config_path.write_text(
+        config.replace(f'"-U", "{db_project.database.user}"', f'"-U", "{role}"'))
+    try:
+        result = db_project.run("migration", "drift")
+    finally:
+        db_project.database.query(f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith("error: cannot create the scratch database spawn_drift_")
+    assert ("on the target's server, where the applied migrations are rebuilt to compare "
+            "with; the user spawn connects as (the target's command) needs CREATEDB. "
+            "create the scratch database failed: ") in result.stderr
+    assert "permission denied to create database" in result.stderr
+
+
+def test_an_unreachable_database_is_exit_2_not_drift(db_project: DbProject) -> None:
+    applied(db_project)
+    config = db_project.config_path.read_text()
+    name = db_project.database.name
+    db_project.config_path.write_text(config.replace(f'"{name}"', f'"{name}_missing"'))
+
+    result = db_project.run("migration", "drift")
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith("error: ")
+    assert f'database "{name}_missing" does not exist' in result.stderr
+    assert "Traceback" not in result.stderr

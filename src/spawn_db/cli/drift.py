@@ -26,11 +26,16 @@ def drift(app: App, no_pin: bool, variables_path: str | None, fmt: str) -> None:
     """Compare the target's schema with what its applied migrations build on a scratch
     database: `+` only in the database, `-` only in the migrations, `~` different; exit 1
     on drift."""
+    from spawn_db.errors import DatabaseError, DriftCheckFailed
     from spawn_db.migrate.schema_drift import schema_drift
 
     config = app.config()
     variables = load_variables_option(config, variables_path)
-    report = schema_drift(config, pinned=not no_pin, variables=variables)
+    try:
+        report = schema_drift(config, pinned=not no_pin, variables=variables)
+    except DatabaseError as exc:
+        # Exit 1 means drift here: a database that cannot be read is "no comparison made".
+        raise DriftCheckFailed(exc.message) from None
     if fmt == "json":
         emit_json(report_json(report))
     else:

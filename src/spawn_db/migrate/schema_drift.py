@@ -24,7 +24,7 @@ from spawn_db.db.catalog import CatalogObject, catalog_query, parse_catalog
 from spawn_db.db.engine import Engine, engine_for
 from spawn_db.db.psql import ControlSession, marker_literal
 from spawn_db.db.target import PSQL_PREAMBLE, SESSION_PIN
-from spawn_db.errors import DriftCheckFailed, NotPinned
+from spawn_db.errors import ControlError, DriftCheckFailed, NotPinned
 from spawn_db.escape import escape_identifier
 from spawn_db.migrate.plan import is_done, state_of
 from spawn_db.migrate.runner import Rendered, render_migration
@@ -174,8 +174,15 @@ def _build_and_read(engine: Engine, control: ControlSession, scripts: list[Rende
     from spawn_db.lint.database import _drop
 
     scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
-    control.query(f"CREATE DATABASE {escape_identifier(scratch)}",
-                  what="create the scratch database")
+    try:
+        control.query(f"CREATE DATABASE {escape_identifier(scratch)}",
+                      what="create the scratch database")
+    except ControlError as exc:
+        raise DriftCheckFailed(
+            f"cannot create the scratch database {scratch} on the target's server, where the "
+            "applied migrations are rebuilt to compare with; the user spawn connects as "
+            f"(the target's command) needs CREATEDB. {exc.message}"
+        ) from None
     try:
         for shared, batch in _batches(scripts):
             (_run_shared if shared else _run_alone)(engine, scratch, batch)
