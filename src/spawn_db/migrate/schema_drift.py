@@ -118,11 +118,12 @@ def schema_drift(config: Config, *, pinned: bool = True, variables: Any = None) 
         rows = tracking.latest() if tracking.exists() else {}
     applied = sorted((row for row in rows.values() if is_done(state_of(row))),
                      key=lambda row: row.history_id)
-    scripts = [_render_checked(config, row, pinned=pinned, variables=variables)
-               for row in applied]
+    scripts: list[Rendered] = []
     engine = engine_for(config, target)
     query = catalog_query((target.spawn_schema,))
     try:
+        for row in applied:
+            scripts.append(_render_checked(config, row, pinned=pinned, variables=variables))
         control = engine.control_session(None)
         try:
             live = parse_catalog(control.query(query, what="read the target's schema"))
