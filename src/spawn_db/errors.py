@@ -267,3 +267,9 @@ class TemplateTooLarge(SpawnError):
 
 class AmbiguousName(UsageError):
     """A migration name given as a suffix matches several migrations; lists them."""
+
+
+class DriftCheckFailed(SpawnError):
+    """``spawn migration drift`` could not rebuild the applied migrations on a scratch
+    database (a checksum that no longer matches the history, a migration that fails
+    there); names the migration. Exit 2: no comparison was made."""

@@ -172,10 +172,14 @@ def _confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "") -
 @click.option("--allow-draft", is_flag=True,
               help="With MIGRATION: apply it although it is a draft (refused in environment "
               "prod).")
+@click.option("--check-drift", is_flag=True,
+              help="First compare the schema with the applied migrations (`spawn migration "
+              "drift`) and refuse to apply over drift (exit 1).")
 @pass_app
 def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: str | None,
           yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float, dry_run: bool,
-          show_sql: bool, fmt: str, with_requires: bool, allow_draft: bool) -> None:
+          show_sql: bool, fmt: str, with_requires: bool, allow_draft: bool,
+          check_drift: bool) -> None:
     """Apply MIGRATION, or every pending migration in order, tracked and locked."""
     from spawn_db.migrate.apply import apply as run_apply
 
@@ -192,6 +196,10 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     config = app.config()
     variables = load_variables_option(config, variables_path)
     choice = PlanChoice(with_requires=with_requires, allow_draft=allow_draft)
+    if check_drift:
+        from spawn_db.cli.drift import refuse_drift
+
+        refuse_drift(config, pinned=not no_pin, variables=variables)
     if dry_run:
         _dry_run(config, migration_name, pinned=not no_pin, retry=retry, variables=variables,
                  show_sql=show_sql, fmt=fmt, choice=choice)

@@ -183,6 +183,9 @@ def _register() -> None:
     from spawn_db.cli import verify as verify_cli
 
     migration.migration.add_command(verify_cli.verify)
+    from spawn_db.cli import drift as drift_cli
+
+    migration.migration.add_command(drift_cli.drift)
 
 
 _register()
