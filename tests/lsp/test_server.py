@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lsprotocol import types
 
+from tests.helpers import run_spawn
 from tests.lint.conftest import LintProject
 from tests.lsp.conftest import Session, run
 
@@ -89,3 +90,110 @@ def test_files_spawn_does_not_render_have_no_diagnostics(project: LintProject) -
     other = project.root / "notes.sql"
     other.write_text("", encoding="utf-8")
     assert problems_of(project, other, "{% if %} SELEC") == []
+
+
+def test_preview_renders_the_buffer_with_working_tree_components(
+        project: LintProject) -> None:
+    component = project.component("t.sql", "CREATE TABLE t (id int);\n")
+    path = project.migration(M, "SELECT 0;\n")
+
+    async def scenario(s: Session) -> object:
+        await s.diagnostics(s.open(component, "CREATE TABLE t (id bigint);\n"))
+        await s.diagnostics(s.open(path, "BEGIN;\n{% include 't.sql' %}\nCOMMIT;\n"))
+        return await s.preview(path.absolute().as_uri())
+
+    assert run(project.root, scenario) == {
+        "file": f"spawn/migrations/{M}/up.sql", "origin": "working tree components/",
+        "sql": "BEGIN;\nCREATE TABLE t (id bigint);\nCOMMIT;"}  # as rendered: no trailer
+
+
+def test_preview_of_a_pinned_migration_uses_its_pin_and_says_so(
+        project: LintProject) -> None:
+    project.component("t.sql", "CREATE TABLE t (id int);\n")
+    path = project.migration(M, "BEGIN;\n{% include 't.sql' %}\nCOMMIT;\n")
+    pinned = run_spawn("migration", "pin", M, cwd=project.root)
+    assert pinned.exit_code == 0, pinned.stderr
+    pin = (path.parent / "lock.toml").read_text().split('"')[1]
+    project.component("t.sql", "CREATE TABLE t (id text);\n")  # changed since the pin
+
+    async def scenario(s: Session) -> tuple[object, types.Hover | None]:
+        uri = s.open(path, "BEGIN;\n{% include 't.sql' %}\nSELECT 2;\nCOMMIT;\n")
+        await s.diagnostics(uri)
+        hover = await s.client.text_document_hover_async(types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=0, character=0)))
+        return await s.preview(uri), hover
+
+    preview, hover = run(project.root, scenario)
+    sql = "BEGIN;\nCREATE TABLE t (id int);\nSELECT 2;\nCOMMIT;"
+    assert preview == {"file": f"spawn/migrations/{M}/up.sql",
+                       "origin": f"pinned components (pin {pin[:12]})", "sql": sql}
+    assert hover is not None and isinstance(hover.contents, types.MarkupContent)
+    assert hover.contents.value == (
+        f"**spawn/migrations/{M}/up.sql** rendered with pinned components (pin {pin[:12]}):"
+        f"\n\n```sql\n{sql}\n```")
+
+
+def test_preview_of_a_buffer_that_does_not_render_is_a_request_error(
+        project: LintProject) -> None:
+    path = project.migration(M, "")
+
+    async def scenario(s: Session) -> str:
+        uri = s.open(path, "{% include 'gone.sql' %}\n")
+        await s.diagnostics(uri)
+        try:
+            await s.preview(uri)
+        except Exception as exc:  # pygls raises the JSON-RPC error it received
+            return str(exc)
+        return "no error"
+
+    assert f"spawn/migrations/{M}/up.sql:1: component 'gone.sql' not found" in run(
+        project.root, scenario)
+
+
+def test_definition_of_an_include_or_read_path_opens_the_component(
+        project: LintProject) -> None:
+    target = project.component("views/v.sql", "CREATE VIEW v AS SELECT 1;\n")
+    project.component("data.json", "{}")
+    text = ("BEGIN;\n{% include 'views/v.sql' %}\n{% set d = read_json(\"data.json\") %}\n"
+            "{% include '../spawn.toml' %}\nCOMMIT;\n")
+    path = project.migration(M, text)
+
+    async def scenario(s: Session) -> list[object]:
+        uri = s.open(path, text)
+        await s.diagnostics(uri)
+        found = []
+        for line, character in ((1, 15), (2, 26), (1, 3), (3, 15)):
+            found.append(await s.client.text_document_definition_async(types.DefinitionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=line, character=character))))
+        return found
+
+    on_include, on_read, off_path, leaving = run(project.root, scenario)
+    assert isinstance(on_include, types.Location)
+    assert on_include.uri == target.absolute().as_uri()
+    assert isinstance(on_read, types.Location)
+    assert on_read.uri == (project.spawn / "components" / "data.json").absolute().as_uri()
+    assert (off_path, leaving) == (None, None)
+
+
+def test_completion_lists_component_paths_inside_an_include(project: LintProject) -> None:
+    for name in ("views/a.sql", "views/b.sql", "functions/f.sql"):
+        project.component(name, "SELECT 1;\n")
+    path = project.migration(M, "")
+    text = "BEGIN;\n{% include 'views/\n"
+
+    async def scenario(s: Session) -> object:
+        uri = s.open(path, text)
+        await s.diagnostics(uri)
+        return await s.client.text_document_completion_async(types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=1, character=18)))
+
+    found = run(project.root, scenario)
+    assert isinstance(found, types.CompletionList)
+    assert [(i.label, i.text_edit) for i in found.items] == [
+        (name, types.TextEdit(range=types.Range(start=types.Position(line=1, character=12),
+                                                end=types.Position(line=1, character=18)),
+                              new_text=name))
+        for name in ("views/a.sql", "views/b.sql")]
