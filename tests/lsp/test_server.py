@@ -197,3 +197,21 @@ def test_completion_lists_component_paths_inside_an_include(project: LintProject
                                                 end=types.Position(line=1, character=18)),
                               new_text=name))
         for name in ("views/a.sql", "views/b.sql")]
+
+
+def test_undefined_value_in_strict_mode_is_at_its_line(project: LintProject) -> None:
+    project.config('\n[templates]\nundefined = "strict"\n')
+    path = project.migration(M, "")
+    found = problems_of(project, path, "SELECT 1;\n\nSELECT {{ variables.role }};\n")
+    assert found == [(2, 0, f"spawn/migrations/{M}/up.sql:3: `variables.role` is undefined "
+                      "(strict mode: [templates] undefined = \"strict\" or --strict); define "
+                      "it, or write `variables.role | default(...)` or test `variables.role "
+                      "is defined`")]
+
+
+def test_a_broken_spawn_toml_is_a_diagnostic_not_a_crash(project: LintProject) -> None:
+    (project.root / "spawn.toml").write_text("spawn_folder = \n", encoding="utf-8")
+    path = project.migration(M, "")
+    [(line, column, message)] = problems_of(project, path, "SELECT 1;\n")
+    assert (line, column) == (0, 0)
+    assert message.startswith(f"{project.root / 'spawn.toml'}:1: invalid TOML: ")
