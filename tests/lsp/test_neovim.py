@@ -15,7 +15,7 @@ from tests.helpers import spawn_env
 from tests.lint.conftest import LintProject
 
 SCRIPT = r"""
-local root, file, out, python = _G.SPAWN_ARGS[1], _G.SPAWN_ARGS[2], _G.SPAWN_ARGS[3], _G.SPAWN_ARGS[4]
+local root, file, out, python = unpack(_G.SPAWN_ARGS)
 vim.cmd("edit " .. vim.fn.fnameescape(file))
 vim.api.nvim_buf_set_lines(0, 0, -1, false,
   { "BEGIN;", "{% set t = 'a' %}", "CREATE TABLE {{ t|safe }} (id int);", "SELEC 1;", "COMMIT;" })
