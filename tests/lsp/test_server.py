@@ -162,7 +162,7 @@ def test_definition_of_an_include_or_read_path_opens_the_component(
     async def scenario(s: Session) -> list[object]:
         uri = s.open(path, text)
         await s.diagnostics(uri)
-        found = []
+        found: list[object] = []
         for line, character in ((1, 15), (2, 26), (1, 3), (3, 15)):
             found.append(await s.client.text_document_definition_async(types.DefinitionParams(
                 text_document=types.TextDocumentIdentifier(uri=uri),
