@@ -55,8 +55,13 @@ class Session:
                 return list(params.diagnostics)
 
     async def preview(self, uri: str) -> object:
-        return await asyncio.wait_for(self.client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="spawn.preview", arguments=[uri])), TIMEOUT)
+        return await answer(self.client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="spawn.preview", arguments=[uri])))
+
+
+async def answer(request: Awaitable[T]) -> T:
+    """The response to ``request``, failing the test instead of hanging when none comes."""
+    return await asyncio.wait_for(request, TIMEOUT)
 
 
 @asynccontextmanager
@@ -77,6 +82,11 @@ async def session(root: Path) -> AsyncIterator[Session]:
         yield found
         await asyncio.wait_for(client.shutdown_async(None), TIMEOUT)
         client.exit(None)
+    except BaseException:
+        # A failed test must not wait for a server that was never told to exit.
+        if client._server is not None and client._server.returncode is None:
+            client._server.kill()
+        raise
     finally:
         await client.stop()
 

@@ -9,7 +9,7 @@ from lsprotocol import types
 
 from tests.helpers import run_spawn
 from tests.lint.conftest import LintProject
-from tests.lsp.conftest import Session, run
+from tests.lsp.conftest import Session, answer, run
 
 M = "20260101000000-a"
 
@@ -119,9 +119,9 @@ def test_preview_of_a_pinned_migration_uses_its_pin_and_says_so(
     async def scenario(s: Session) -> tuple[object, types.Hover | None]:
         uri = s.open(path, "BEGIN;\n{% include 't.sql' %}\nSELECT 2;\nCOMMIT;\n")
         await s.diagnostics(uri)
-        hover = await s.client.text_document_hover_async(types.HoverParams(
+        hover = await answer(s.client.text_document_hover_async(types.HoverParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=0, character=0)))
+            position=types.Position(line=0, character=0))))
         return await s.preview(uri), hover
 
     preview, hover = run(project.root, scenario)
@@ -164,9 +164,10 @@ def test_definition_of_an_include_or_read_path_opens_the_component(
         await s.diagnostics(uri)
         found: list[object] = []
         for line, character in ((1, 15), (2, 26), (1, 3), (3, 15)):
-            found.append(await s.client.text_document_definition_async(types.DefinitionParams(
+            params = types.DefinitionParams(
                 text_document=types.TextDocumentIdentifier(uri=uri),
-                position=types.Position(line=line, character=character))))
+                position=types.Position(line=line, character=character))
+            found.append(await answer(s.client.text_document_definition_async(params)))
         return found
 
     on_include, on_read, off_path, leaving = run(project.root, scenario)
@@ -186,9 +187,9 @@ def test_completion_lists_component_paths_inside_an_include(project: LintProject
     async def scenario(s: Session) -> object:
         uri = s.open(path, text)
         await s.diagnostics(uri)
-        return await s.client.text_document_completion_async(types.CompletionParams(
+        return await answer(s.client.text_document_completion_async(types.CompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=1, character=18)))
+            position=types.Position(line=1, character=18))))
 
     found = run(project.root, scenario)
     assert isinstance(found, types.CompletionList)
@@ -215,3 +216,25 @@ def test_a_broken_spawn_toml_is_a_diagnostic_not_a_crash(project: LintProject) -
     [(line, column, message)] = problems_of(project, path, "SELECT 1;\n")
     assert (line, column) == (0, 0)
     assert message.startswith(f"{project.root / 'spawn.toml'}:1: invalid TOML: ")
+
+
+def test_document_links_name_the_existing_components_only(project: LintProject) -> None:
+    view = project.component("views/v.sql", "SELECT 1;\n")
+    data = project.component("data.json", "{}")
+    text = ("{% include 'views/v.sql' %}\n{% include 'gone.sql' %}\n"
+            "{% set d = 'data.json' | read_json %}\n{% include '../spawn.toml' %}\n")
+    path = project.migration(M, text)
+
+    async def scenario(s: Session) -> object:
+        uri = s.open(path, text)
+        await s.diagnostics(uri)
+        params = types.DocumentLinkParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        return list(await answer(s.client.text_document_document_link_async(params)) or [])
+
+    def span(line: int, start: int, end: int) -> types.Range:
+        return types.Range(start=types.Position(line=line, character=start),
+                           end=types.Position(line=line, character=end))
+
+    assert run(project.root, scenario) == [
+        types.DocumentLink(range=span(0, 12, 23), target=view.absolute().as_uri()),
+        types.DocumentLink(range=span(2, 12, 21), target=data.absolute().as_uri())]

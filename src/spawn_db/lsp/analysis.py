@@ -173,19 +173,41 @@ def _paths_on(source: str, line: int) -> list[PathAt]:
 def definition(path: Path, text: str, line: int, column: int) -> Path | None:
     """The component file the path under the cursor names, when it exists in the working
     tree's ``components/`` (a path leaving ``components/`` names nothing)."""
-    from spawn_db.errors import RefusedPath
     from spawn_db.lsp.documents import config_for
-    from spawn_db.render.template import component_parts
 
     found = path_at(text, line, column)
     config = config_for(path) if found is not None else None
     if found is None or config is None:
         return None
+    return _component_file(config.components_dir, found.path)
+
+
+def links(path: Path, text: str) -> list[tuple[PathAt, Path]]:
+    """Every include/import/read_* path of the buffer that names an existing component,
+    with that file (document links: editors underline them and open them on click)."""
+    from spawn_db.lsp.documents import config_for
+
+    config = config_for(path)
+    if config is None:
+        return []
+    found: list[tuple[PathAt, Path]] = []
+    for number, line in enumerate(text.splitlines()):
+        for named in _paths_on(line, number):
+            target = _component_file(config.components_dir, named.path)
+            if target is not None:
+                found.append((named, target))
+    return found
+
+
+def _component_file(components_dir: Path, written: str) -> Path | None:
+    from spawn_db.errors import RefusedPath
+    from spawn_db.render.template import component_parts
+
     try:
-        parts = component_parts(found.path)
+        parts = component_parts(written)
     except RefusedPath:
         return None
-    target = config.components_dir.absolute().joinpath(*parts)
+    target = components_dir.absolute().joinpath(*parts)
     return target if target.is_file() else None
 
 

@@ -118,6 +118,17 @@ def _register(server: LanguageServer) -> None:
         return types.Location(uri=from_fs_path(str(target)) or target.as_uri(),
                               range=types.Range(start=start, end=start))
 
+    @server.feature(types.TEXT_DOCUMENT_DOCUMENT_LINK)
+    def document_link(ls: LanguageServer, params: types.DocumentLinkParams
+                      ) -> list[types.DocumentLink]:
+        uri = params.text_document.uri
+        text = ls.workspace.get_text_document(uri).source
+        return [types.DocumentLink(
+            range=types.Range(start=types.Position(line=at.line, character=at.start),
+                              end=types.Position(line=at.line, character=at.end)),
+            target=from_fs_path(str(target)) or target.as_uri())
+            for at, target in analysis.links(_path(uri), text)]
+
     @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                     types.CompletionOptions(trigger_characters=COMPLETION_TRIGGERS))
     def completion(ls: LanguageServer, params: types.CompletionParams
