@@ -34,7 +34,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "migrate": FOUNDATION | LOWER | {"lint"},
     "sqltest": FOUNDATION | {"render", "db"},
     "example": FOUNDATION | {"migrate"},
-    "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint"},
+    "lsp": FOUNDATION | LOWER | {"__init__", "lint", "migrate"},
+    "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint", "lsp"},
 }
 
 

@@ -174,6 +174,9 @@ def _register() -> None:
     cli.add_command(project.init)
     cli.add_command(project.check)
     cli.add_command(lint.lint)
+    from spawn_db.cli import lsp as lsp_cli
+
+    cli.add_command(lsp_cli.lsp)
     cli.add_command(migration.migration)
     cli.add_command(sqltest.test)
     cli.add_command(db.db)

@@ -1,0 +1,1 @@
+"""``spawn lsp``: a language server for templates (diagnostics, preview, definition)."""
