@@ -84,6 +84,7 @@ WITH ext AS (
   SELECT 'constraint', pg_catalog.format('%s.%I', r.qname, k.conname), 'table ' || r.qname,
          pg_catalog.jsonb_build_object('definition', pg_catalog.pg_get_constraintdef(k.oid))
   FROM rel r JOIN pg_catalog.pg_constraint k ON k.conrelid = r.oid
+  WHERE k.contype <> 'n'  -- PostgreSQL 18 lists NOT NULL here too: columns carry nullability
   UNION ALL
   SELECT 'index', pg_catalog.format('%I.%I', r.nspname, ic.relname), 'table ' || r.qname,
          pg_catalog.jsonb_build_object('definition', pg_catalog.pg_get_indexdef(i.indexrelid))
