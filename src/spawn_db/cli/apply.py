@@ -10,7 +10,12 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
-from spawn_db.cli.migration import load_variables_option, variables_option, warn_blank
+from spawn_db.cli.migration import (
+    load_variables_option,
+    no_pin_option,
+    variables_option,
+    warn_blank,
+)
 from spawn_db.cli.output import (
     SETTINGS,
     LiveBar,
@@ -22,6 +27,7 @@ from spawn_db.cli.output import (
     paint,
     use_color,
     warn,
+    write_sql,
 )
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
@@ -125,31 +131,36 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
-def _confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "") -> bool:
-    """Ask ``[y/N]`` before acting on several migrations; refuse when nobody can answer."""
+CONFIRM_QUESTIONS = {"applied": "Apply", "adopted": "Adopt", "reverted": "Revert"}
+
+
+def confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "",
+                 order: str = "") -> bool:
+    """Ask ``[y/N]`` before acting on several migrations; refuse when nobody can answer.
+
+    ``order`` follows the verb in the listing's heading (revert says the order)."""
     if len(names) <= 1 or yes:
         return True
     listing = "".join(f"  {name}\n" for name in names)
     if not sys.stdin.isatty():
         from spawn_db.errors import UsageError
 
-        click.echo(f"{len(names)} migrations would be {verb}:\n{listing}{extra}", err=True,
-                   nl=False)
+        click.echo(f"{len(names)} migrations would be {verb}{order}:\n{listing}{extra}",
+                   err=True, nl=False)
         raise UsageError(
             f"{len(names)} migrations would be {verb}, and spawn cannot ask for confirmation "
             "because standard input is not a terminal; pass --yes to go ahead"
         )
-    click.echo(f"{len(names)} migrations will be {verb}:\n{listing}{extra}", err=True,
+    click.echo(f"{len(names)} migrations will be {verb}{order}:\n{listing}{extra}", err=True,
                nl=False)
-    question = {"applied": "Apply", "adopted": "Adopt"}[verb]
+    question = CONFIRM_QUESTIONS[verb]
     return click.confirm(f"{question} these {len(names)} migrations?", default=False, err=True)
 
 
 @click.command("apply")
 @click.argument("migration_name", metavar="[MIGRATION]", required=False,
                 shell_complete=complete_migrations)
-@click.option("--no-pin", is_flag=True,
-              help="Render components from the working tree instead of the pin.")
+@no_pin_option
 @variables_option
 @yes_option
 @click.option("--retry", is_flag=True,
@@ -214,7 +225,7 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         extra = ""
         if plan.blocked:
             extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"
-        return _confirm_many(plan.to_run, "applied", yes, extra)
+        return confirm_many(plan.to_run, "applied", yes, extra)
 
     told: list[bool] = []
     reporter = CliReporter()
@@ -284,10 +295,7 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
         then = ", then verify.sql" if item.verify else ""
         info(f"-- spawn migration {item.name}: pin {item.pin or '-'}, checksum {item.checksum}"
              f"{then}")
-        data = sql.read()
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data if data.endswith(b"\n") or not data else data + b"\n")
-        sys.stdout.buffer.flush()
+        write_sql(sql.read())
 
     dry = plan_apply(config, migration_name, pinned=pinned, retry=retry, variables=variables,
                      each=each, with_requires=choice.with_requires,
@@ -361,7 +369,7 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
     try:
         result = run_adopt(
             app.config(), migration_name, description=description, reporter=reporter,
-            confirm=lambda names: _confirm_many(names, "adopted", yes),
+            confirm=lambda names: confirm_many(names, "adopted", yes),
             lock_timeout=lock_timeout,
         )
     finally:

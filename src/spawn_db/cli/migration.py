@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from spawn_db.config import Config
     from spawn_db.migrate.migration import MigrationEntry, PinBatch
 
+no_pin_option = click.option(
+    "--no-pin", is_flag=True,
+    help="Render components from the working tree instead of the pin.")
 variables_option = click.option(
     "--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
     help="JSON, TOML or YAML file exposed to templates as `variables` (default: the "

@@ -116,6 +116,14 @@ def stream_complete(chunks: Iterable[str], *, trailer: str = "") -> None:
         sys.stdout.buffer.flush()
 
 
+def write_sql(data: bytes) -> None:
+    """A rendered script on stdout, as rendered (bytes, not re-encoded), ending with a
+    newline so that the next script or header starts on a line of its own."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data if data.endswith(b"\n") or not data else data + b"\n")
+    sys.stdout.buffer.flush()
+
+
 def use_color(stream_is_err: bool = False) -> bool:
     """The one colour rule: ``never`` and ``always`` are obeyed; ``auto`` colours only a
     terminal, and not when ``NO_COLOR`` is set (https://no-color.org) or ``TERM=dumb``."""

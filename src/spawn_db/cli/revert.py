@@ -3,16 +3,20 @@ print."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from spawn_db.cli.apply import CliReporter, _duration, lock_timeout_option, yes_option
+from spawn_db.cli.apply import (
+    CliReporter,
+    _duration,
+    confirm_many,
+    lock_timeout_option,
+    yes_option,
+)
 from spawn_db.cli.context import App, complete_migrations, pass_app
-from spawn_db.cli.migration import load_variables_option, variables_option
-from spawn_db.cli.output import SETTINGS, emit_json, info, note
+from spawn_db.cli.migration import load_variables_option, no_pin_option, variables_option
+from spawn_db.cli.output import SETTINGS, emit_json, info, note, write_sql
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
@@ -46,26 +50,6 @@ def _relabel(reporter: Any, name: str) -> None:
         bar.update(reporter.task, description=f"reverting {name}")
 
 
-def _confirm_revert(names: Sequence[str], yes: bool) -> bool:
-    """Ask ``[y/N]`` before reverting several migrations, as apply does before applying
-    several; refuse when nobody can answer."""
-    if len(names) <= 1 or yes:
-        return True
-    listing = "".join(f"  {name}\n" for name in names)
-    if not sys.stdin.isatty():
-        from spawn_db.errors import UsageError
-
-        click.echo(f"{len(names)} migrations would be reverted, in this order:\n{listing}",
-                   err=True, nl=False)
-        raise UsageError(
-            f"{len(names)} migrations would be reverted, and spawn cannot ask for confirmation "
-            "because standard input is not a terminal; pass --yes to go ahead"
-        )
-    click.echo(f"{len(names)} migrations will be reverted, in this order:\n{listing}", err=True,
-               nl=False)
-    return click.confirm(f"Revert these {len(names)} migrations?", default=False, err=True)
-
-
 @click.command("revert")
 @click.argument("migration_name", metavar="[MIGRATION]", required=False,
                 shell_complete=complete_migrations)
@@ -79,8 +63,7 @@ def _confirm_revert(names: Sequence[str], yes: bool) -> bool:
 @yes_option
 @click.option("--retry", is_flag=True,
               help="Run a down script again whose earlier revert failed or never completed.")
-@click.option("--no-pin", is_flag=True,
-              help="Render components from the working tree instead of the pin.")
+@no_pin_option
 @variables_option
 @lock_timeout_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -110,7 +93,7 @@ def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any
     from spawn_db.migrate.revert import revert as run_revert
 
     def confirm(plan: RevertPlan) -> bool:
-        return _confirm_revert(plan.to_revert, yes)
+        return confirm_many(plan.to_revert, "reverted", yes, order=", in this order")
 
     reporter = RevertReporter()
     try:
@@ -160,10 +143,7 @@ def _dry_run(config: Config, request: RevertRequest, *, pinned: bool, variables:
             return
         info(f"-- spawn migration {item.name} (revert): pin {item.pin or '-'}, "
              f"checksum {item.checksum}")
-        data = sql.read()
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data if data.endswith(b"\n") or not data else data + b"\n")
-        sys.stdout.buffer.flush()
+        write_sql(sql.read())
 
     plan, planned = plan_revert(config, request, pinned=pinned, variables=variables, each=each)
     if fmt == "json":

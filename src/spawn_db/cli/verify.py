@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
-from spawn_db.cli.migration import load_variables_option, variables_option
+from spawn_db.cli.migration import load_variables_option, no_pin_option, variables_option
 from spawn_db.cli.output import emit_json, info, note
 
 if TYPE_CHECKING:
@@ -17,8 +17,7 @@ if TYPE_CHECKING:
 @click.command("verify")
 @click.argument("migration_name", metavar="[MIGRATION]", required=False,
                 shell_complete=complete_migrations)
-@click.option("--no-pin", is_flag=True,
-              help="Render components from the working tree instead of the pin.")
+@no_pin_option
 @variables_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
