@@ -129,6 +129,13 @@ def tracking_session(config: Config, target: TargetConfig | None = None) -> Iter
         session.close()
 
 
+def read_history(config: Config) -> dict[str, HistoryRow]:
+    """The latest row of every migration (namespace ``default``), read without the lock;
+    empty when the tracking schema does not exist yet (nothing is created)."""
+    with tracking_session(config) as tracking:
+        return tracking.latest() if tracking.exists() else {}
+
+
 @contextmanager
 def _locked(tracking: Tracking, timeout: float, reporter: ApplyReporter) -> Iterator[None]:
     """Hold the migration lock; refuse to start while a stopped spawn's migration still
@@ -282,9 +289,7 @@ def plan_apply(
     optional = pins_optional(config, pinned)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
-    with tracking_session(config) as tracking:
-        states = tracking.latest() if tracking.exists() else {}
-    plan = planner.plan(states)
+    plan = planner.plan(read_history(config))
     if pinned and not optional:
         _require_pins(config, plan.to_run)
     planned: list[PlannedMigration] = []

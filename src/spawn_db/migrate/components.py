@@ -118,8 +118,7 @@ def _readers(config: Config, roots: Mapping[str, str]) -> tuple[dict[str, set[st
 
 
 def _pending(config: Config, names: list[str]) -> set[str]:
-    from spawn_db.migrate.apply import is_done, state_of, tracking_session
+    from spawn_db.migrate.apply import is_done, read_history, state_of
 
-    with tracking_session(config) as tracking:
-        states = tracking.latest() if tracking.exists() else {}
+    states = read_history(config)
     return {n for n in names if not is_done(state_of(states.get(n)))}

@@ -25,7 +25,13 @@ from typing import IO, Any
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config
 from spawn_db.db.engine import engine_for
 from spawn_db.errors import NotFoundError, NotPinned, PlanRefused, UsageError
-from spawn_db.migrate.apply import NullReporter, _locked, pins_optional, tracking_session
+from spawn_db.migrate.apply import (
+    NullReporter,
+    _locked,
+    pins_optional,
+    read_history,
+    tracking_session,
+)
 from spawn_db.migrate.migration import DOWN
 from spawn_db.migrate.plan import is_done, state_of
 from spawn_db.migrate.runner import (
@@ -327,9 +333,7 @@ def plan_revert(
     """
     optional = pins_optional(config, pinned)
     planner = RevertPlanner.load(config, request)
-    with tracking_session(config) as tracking:
-        states = tracking.latest() if tracking.exists() else {}
-    plan = planner.plan(states)
+    plan = planner.plan(read_history(config))
     if pinned and not optional:
         _require_pins(config, plan.to_revert)
     planned: list[PlannedRevert] = []
