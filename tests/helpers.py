@@ -89,6 +89,15 @@ def run_on_terminal(cwd: Path, args: list[str], *, answer: str = "",
     os.close(secondary)
     if answer:
         os.write(main, answer.encode())
+    text = read_terminal(main)
+    proc.wait(timeout=60)
+    os.close(main)
+    return text
+
+
+def read_terminal(main: int) -> str:
+    """Everything written to a pseudo-terminal until its last writer closes it (Linux
+    reports that as EIO), with the terminal's CRLF line ends made plain."""
     chunks = []
     while True:
         try:
@@ -98,6 +107,4 @@ def run_on_terminal(cwd: Path, args: list[str], *, answer: str = "",
         if not data:
             break
         chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(main)
     return b"".join(chunks).decode().replace("\r\n", "\n")

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spawn_db.cli.output import LineBuffer, clock
-from tests.helpers import SPAWN, run_on_terminal, spawn_env
+from tests.helpers import SPAWN, read_terminal, run_on_terminal, spawn_env
 
 # Colours and cursor movement (rich hides the cursor and moves up to redraw the bar).
 CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -57,21 +57,13 @@ def stderr_on_terminal(cwd: Path, args: list[str],
                             stdout=subprocess.PIPE, stderr=secondary, env=full_env,
                             close_fds=True)
     os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
+    terminal = read_terminal(main)
     assert proc.stdout is not None
     with proc.stdout:
         stdout = proc.stdout.read().decode()
     code = proc.wait(timeout=60)
     os.close(main)
-    return code, stdout, b"".join(chunks).decode().replace("\r\n", "\n")
+    return code, stdout, terminal
 
 
 # -- migration apply ---------------------------------------------------------------------------
