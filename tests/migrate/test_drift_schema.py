@@ -62,6 +62,18 @@ def test_a_column_added_by_hand_is_drift_and_dropping_it_again_is_clean(
     assert scratch_databases(db_project) == "0"
 
 
+def test_db_diff_is_the_same_command_as_migration_drift(db_project: DbProject) -> None:
+    applied(db_project)
+    db_project.database.query("ALTER TABLE customers ADD COLUMN email text")
+
+    diff = db_project.run("db", "diff")
+    drift = db_project.run("migration", "drift")
+
+    assert (diff.exit_code, diff.stdout, diff.stderr) == (
+        drift.exit_code, drift.stdout, drift.stderr)
+    assert (diff.exit_code, diff.stdout) == (1, "+ column public.customers.email\n")
+
+
 def test_changed_function_dropped_index_and_changed_column_are_reported(
     db_project: DbProject,
 ) -> None:

@@ -18,10 +18,10 @@ if TYPE_CHECKING:
 
 @click.group()
 def db() -> None:
-    """Start, stop and inspect the embedded PostgreSQL server.
+    """Start, stop and inspect the embedded PostgreSQL server; diff a database's schema.
 
-    The server belongs to the selected target, which must have
-    `command = { kind = "embedded" }`.
+    start, stop, status and shell manage the selected target's embedded server (the
+    target must have `command = { kind = "embedded" }`); diff works on any target.
     """
 
 

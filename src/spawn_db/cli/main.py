@@ -189,6 +189,7 @@ def _register() -> None:
     from spawn_db.cli import drift as drift_cli
 
     migration.migration.add_command(drift_cli.drift)
+    db.db.add_command(drift_cli.drift, "diff")
 
 
 _register()
