@@ -190,6 +190,9 @@ def _register() -> None:
 
     migration.migration.add_command(drift_cli.drift)
     db.db.add_command(drift_cli.drift, "diff")
+    from spawn_db.cli import watch as watch_cli
+
+    cli.add_command(watch_cli.watch)
 
 
 _register()

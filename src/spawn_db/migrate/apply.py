@@ -194,17 +194,19 @@ def apply(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     with_requires: bool = False,
     allow_draft: bool = False,
+    again: bool = False,
 ) -> ApplyResult:
     """Apply ``migration``, or every pending migration in order (SPEC §6).
 
     ``confirm`` is called with the plan before anything is written; returning
     False cancels. The plan is checked again once the lock is held, and only
-    migrations that were confirmed and still need to run are run.
+    migrations that were confirmed and still need to run are run. ``again`` runs the named
+    draft even if it is applied (``spawn watch``).
     """
     reporter = reporter or NullReporter()
     optional = pins_optional(config, pinned)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
-                           allow_draft=allow_draft)
+                           allow_draft=allow_draft, again=again)
     target = config.target()
     with tracking_session(config, target) as tracking:
         states = tracking.latest() if tracking.exists() else {}
@@ -326,14 +328,15 @@ class Planner:
 
     @classmethod
     def load(cls, config: Config, migration: str | None, *, retry: bool = False,
-             with_requires: bool = False, allow_draft: bool = False) -> Planner:
+             with_requires: bool = False, allow_draft: bool = False,
+             again: bool = False) -> Planner:
         project = Project(config)
         names = project.migration_names()
         named = project.resolve_migration(migration) if migration else None
         _check_names([named] if named else names)
         settings = load_all(config, names)
         request = PlanRequest(named, retry, with_requires, allow_draft,
-                              config.migration_order == "strict", config.environment)
+                              config.migration_order == "strict", config.environment, again)
         return cls(tuple(names), settings, request)
 
     def plan(self, states: Mapping[str, HistoryRow]) -> ApplyPlan:

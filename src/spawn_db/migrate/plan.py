@@ -75,6 +75,7 @@ class PlanRequest:
     allow_draft: bool = False
     strict_order: bool = False
     environment: str = ""
+    again: bool = False
 
 
 def plan(names: Sequence[str], settings: Mapping[str, MigrationSettings],
@@ -87,6 +88,8 @@ def plan(names: Sequence[str], settings: Mapping[str, MigrationSettings],
     wanted, drafts = _wanted(names, settings, states, request)
     ordered = topological_order(wanted, settings)
     base = _walk(ordered, states, request)
+    if request.again:
+        base = _run_again(base, settings, request)
     plan_ = ApplyPlan(base.to_run, base.already_applied, base.blocked, base.blocked_state,
                       tuple(drafts), (), base.blocked_activity)
     _check_requires(plan_, settings, states)
@@ -114,6 +117,20 @@ def _wanted(names: Sequence[str], settings: Mapping[str, MigrationSettings],
     for requirement in needed:
         _check_draft_allowed(requirement, settings, request, wanted_by=name)
     return [*needed, name], []
+
+
+def _run_again(base: ApplyPlan, settings: Mapping[str, MigrationSettings],
+                request: PlanRequest) -> ApplyPlan:
+    """The named draft runs even though it is applied (``spawn watch`` re-applying a draft
+    that has no down.sql): only drafts, whose history nobody else relies on yet."""
+    name = request.migration
+    if name is None or not _settings(settings, name).draft:
+        raise PlanRefused(
+            f"migration {name} is not a draft, and only a draft can be applied again; "
+            "revert it first (`spawn migration revert`) to run it again")
+    if name not in base.already_applied:
+        return base
+    return ApplyPlan((name,), tuple(n for n in base.already_applied if n != name))
 
 
 def _check_draft_allowed(name: str, settings: Mapping[str, MigrationSettings],
