@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "spawn_db"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
-FOUNDATION = frozenset({"errors", "config", "escape", "fsutil", "project"})
+FOUNDATION = frozenset({"errors", "config", "escape", "fsutil", "project", "secret"})
 LOWER = frozenset({"render", "pin", "db"})
 ALLOWED: dict[str, frozenset[str]] = {
     "__init__": frozenset(),
@@ -27,9 +27,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "escape": frozenset({"errors"}),
     "config": frozenset({"errors"}),
     "project": frozenset({"errors", "config", "fsutil"}),
-    "render": frozenset({"errors", "config", "escape", "fsutil"}),
+    "secret": frozenset({"errors", "config"}),
+    "render": frozenset({"errors", "config", "escape", "fsutil", "secret"}),
     "pin": frozenset({"errors", "config", "fsutil"}),
-    "db": frozenset({"errors", "config", "escape", "fsutil"}),
+    "db": frozenset({"errors", "config", "escape", "fsutil", "secret"}),
     "lint": FOUNDATION | {"render", "pin", "db"},
     "migrate": FOUNDATION | LOWER | {"lint"},
     "sqltest": FOUNDATION | {"render", "db"},

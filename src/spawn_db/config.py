@@ -26,7 +26,8 @@ ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
-                  "variables", "templates", "migrations", "environments", "lint")
+                  "variables", "templates", "migrations", "environments", "lint",
+                  "secrets")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -139,6 +140,8 @@ class Config:
     migration_order: MigrationOrder = "loose"
     environment_pins: Mapping[str, PinMode] = field(default_factory=dict)
     lint_disable: tuple[str, ...] = ()
+    # ``[secrets]`` as written; ``spawn_db.secret.settings`` checks it when a secret is used.
+    secrets_table: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def project_dir(self) -> Path:
@@ -363,6 +366,10 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
     migration_order = _migration_order(raw, path, warnings)
     lint_disable = _lint_disable(raw, path, warnings)
     environment_pins = _environment_pins(raw, path, warnings)
+    secrets_table = raw.get("secrets", {})
+    if not isinstance(secrets_table, dict):
+        raise ConfigError(f"{path}: `secrets` must be a table: [secrets] then "
+                          '`recipients = ["age1..."]`, and [secrets.<name>] per secret')
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -379,6 +386,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         migration_order=migration_order,
         environment_pins=environment_pins,
         lint_disable=lint_disable,
+        secrets_table=secrets_table,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)

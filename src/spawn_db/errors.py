@@ -69,6 +69,11 @@ class VariablesError(SpawnError):
     """A --variables file cannot be read or parsed."""
 
 
+class SecretError(ConfigError):
+    """A secret is undeclared or unavailable, or an encrypted file cannot be decrypted: a
+    configuration problem (exit 2), never a partial result."""
+
+
 class PinStoreError(SpawnError):
     """An object of the pin store is missing or corrupt, or a lock file is invalid."""
 

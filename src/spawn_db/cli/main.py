@@ -193,6 +193,9 @@ def _register() -> None:
     from spawn_db.cli import watch as watch_cli
 
     cli.add_command(watch_cli.watch)
+    from spawn_db.cli import secret as secret_cli
+
+    cli.add_command(secret_cli.secret)
 
 
 _register()

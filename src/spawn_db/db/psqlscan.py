@@ -209,3 +209,51 @@ _F_P = (ord("f"), ord("p"))
 
 def _is_variable(token: bytes) -> bool:
     return token not in (b"::", b":=", b":")
+
+
+_VARIABLE_REST = re.compile(rb"[A-Za-z0-9_\x80-\xff]+['\"]")
+
+
+def unsubstituted_lines(text: bytes, needle: bytes) -> list[int]:
+    """The line numbers where ``needle`` (a ``:'variable'`` reference) stands inside a
+    quoted or dollar-quoted body or a comment, where psql leaves it as written."""
+    spans = _protected_spans(text)
+    found, start = [], text.find(needle)
+    while start >= 0:
+        if any(begin <= start < end for begin, end in spans):
+            found.append(text.count(b"\n", 0, start) + 1)
+        start = text.find(needle, start + 1)
+    return found
+
+
+def _protected_spans(text: bytes) -> list[tuple[int, int]]:
+    """Where psql's lexer is inside a quote, dollar quote or comment: (start, end) pairs."""
+    scanner = _Scanner(text)
+    spans: list[tuple[int, int]] = []
+    pos, end = 0, len(text)
+    while pos < end:
+        match = _TOKEN.match(text, pos)
+        assert match is not None
+        kind, begin, pos = match.lastgroup, match.start(), match.end()
+        if kind == "colon" and match.group() in (b":'", b':"'):
+            closing = _VARIABLE_REST.match(text, pos)
+            pos = closing.end() if closing is not None and closing.group()[-1:] == \
+                match.group()[1:] else pos
+            continue
+        if kind == "line":
+            spans.append((begin, pos))
+        elif kind == "block":
+            pos = scanner._skip_comment(pos)
+        elif kind == "str":  # _skip_quoted refuses backslashes, which matter not here
+            body = _STRING_BODY.match(text, pos)
+            pos = -1 if body is None else body.end()
+        elif kind in ("estr", "qid", "dollar"):
+            pos = scanner._skip_quoted(kind, match.group(), pos)[0]
+        else:
+            continue
+        if pos < 0:
+            spans.append((begin, end))
+            break
+        if kind != "line":
+            spans.append((begin, pos))
+    return spans

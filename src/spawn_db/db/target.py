@@ -131,10 +131,13 @@ def mask_secrets(text: str) -> str:
     Covers URIs (``postgresql://user:pw@host``), ``password=`` in conninfo
     strings and URI query strings, ``PGPASSWORD=`` (e.g. passed through
     ``env`` in a target's command) and ``--password=``; used for every command
-    line, message and traceback spawn shows.
+    line, message and traceback spawn shows; and every secret value (``[secrets]``) this
+    process fetched.
     """
+    from spawn_db.secret.values import mask
+
     text = _URI_PASSWORD.sub(rf"\g<1>{MASK}\g<3>", text)
-    return _KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", text)
+    return mask(_KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", text))
 
 
 def display_command(argv: Sequence[str]) -> str:

@@ -298,7 +298,7 @@ def plan_apply(
     for position, name in enumerate(plan.to_run, 1):
         from_pin = uses_pin(config, name, pinned, optional)
         rendered = render_migration(config, name, pinned=from_pin, variables=variables,
-                                    position=position)
+                                    position=position, fetch_secrets=False)
         try:
             verify = has_verify(config, name)
             if verify:

@@ -179,6 +179,8 @@ class Rendered:
     started: float | None = None
     seen: set[str] = field(default_factory=set)
     activity: Activity = "APPLY"
+    secrets: tuple[str, ...] = ()
+    secret_input: str = ""  # psql \set lines for ``secrets``, fetched before it runs
 
     def record(self, status: Literal["ATTEMPTED", "SUCCESS", "FAILURE"], **extra: Any) -> Record:
         return Record(self.name, self.activity, status, checksum=self.checksum, pin_hash=self.pin,
@@ -190,14 +192,15 @@ class Rendered:
 
 def render_migration(
     config: Config, name: str, *, pinned: bool, variables: Any, position: int = 1,
-    script: str = "up.sql",
+    script: str = "up.sql", fetch_secrets: bool = True,
 ) -> Rendered:
     """Render ``name``'s ``script`` whole (memory bounded by a spool) before anything is
-    sent."""
+    sent; the secrets it references are fetched now (unless ``fetch_secrets`` is False: a
+    dry run), so an unavailable one stops it before its ATTEMPTED row."""
     import xxhash
 
-    chunks, pin = _render_chunks(config, name, pinned=pinned, variables=variables,
-                                 script=script)
+    chunks, pin, used = _render_chunks(config, name, pinned=pinned, variables=variables,
+                                       script=script)
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
     digest = xxhash.xxh3_128()
     size = newlines = 0
@@ -220,12 +223,49 @@ def render_migration(
         shape = ScriptShape(False, f"it is larger than {SCAN_LIMIT // 1024} KiB")
     else:
         shape = analyze(b"".join(scan))
-    return Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape)
+    rendered = Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape,
+                        secrets=tuple(used))
+    if used:
+        _check_secret_places(rendered, config, script)
+        if fetch_secrets:
+            rendered.secret_input = _secret_input(rendered, config, variables)
+    return rendered
+
+
+def _secret_input(rendered: Rendered, config: Config, variables: Any) -> str:
+    """psql input setting the secrets ``rendered`` references (a script using one always
+    runs in a psql of its own: psql variables make it unshareable)."""
+    from spawn_db.secret.values import fetch, set_commands
+
+    try:
+        return set_commands(fetch(config, rendered.secrets, variables))
+    except BaseException:
+        rendered.close()
+        raise
+
+
+def _check_secret_places(rendered: Rendered, config: Config, script: str) -> None:
+    """psql substitutes ``:'spawn_secret_x'`` only in SQL text: inside a quoted or
+    dollar-quoted body or a comment it would stay as written (and the body would never see
+    the value), so that is an error before anything runs."""
+    from spawn_db.db.psqlscan import unsubstituted_lines
+    from spawn_db.secret.values import VARIABLE_PREFIX
+
+    rendered.spool.seek(0)
+    lines = unsubstituted_lines(rendered.spool.read(), f":'{VARIABLE_PREFIX}".encode())
+    rendered.spool.seek(0)
+    if lines:
+        rendered.close()
+        raise TemplateError(
+            f"migration {rendered.name} {script}: secret() is used inside a quoted or "
+            f"dollar-quoted body or a comment (rendered line {lines[0]}), where psql does not "
+            "substitute variables; pass the secret outside the body, e.g. as a function "
+            "argument or with format() in a DO block called with it")
 
 
 def _render_chunks(
     config: Config, name: str, *, pinned: bool, variables: Any, script: str = "up.sql"
-) -> tuple[Iterable[str], str | None]:
+) -> tuple[Iterable[str], str | None, list[str]]:
     """The rendered text's chunks and the pin it came from.
 
     A template with no Jinja syntax skips compiling (``plaintext.plain_output``),
@@ -242,14 +282,15 @@ def _render_chunks(
             from spawn_db.migrate.migration import migration_source
 
             migration_source(config, name, pinned=True, script=script)
-        return [output], pin if pinned else None
+        return [output], pin if pinned else None, []
     from spawn_db.migrate.migration import compile_migration, migration_source
     from spawn_db.render.template import template_context
 
     source = migration_source(config, name, pinned=pinned, script=script)
     renderer = compile_migration(config, source)
-    return renderer.generate(template_context(config, variables or {})), \
-        source.pin if pinned else None
+    context = template_context(config, variables or {})
+    used = context.secrets.used if context.secrets is not None else []
+    return renderer.generate(context), source.pin if pinned else None, used
 
 
 def uses_pin(config: Config, name: str, pinned: bool, unpinned_from_tree: bool) -> bool:
@@ -794,6 +835,7 @@ class MigrationRun:
         self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
         process.write(PSQL_PREAMBLE)
         process.write(self.setup.opening())
+        process.write(rendered.secret_input)
         process.write_stream(rendered.spool)
         checked = rendered.shape.clean_end or rendered.shape.reason == INCOMPLETE
         if checked:
@@ -831,8 +873,11 @@ def _isolated_error(exit: Exit) -> str:
 
 
 def _error_text(stderr: str) -> str:
-    """psql's last error and what follows it (DETAIL, HINT, LINE...), else its last lines."""
-    lines = stderr.rstrip().splitlines()
+    """psql's last error and what follows it (DETAIL, HINT, LINE...), else its last lines;
+    secret values masked (psql's LINE shows the statement with variables substituted)."""
+    from spawn_db.secret.values import mask
+
+    lines = mask(stderr).rstrip().splitlines()
     for index in range(len(lines) - 1, -1, -1):
         line = lines[index]
         if any(word in line for word in ("ERROR:", "FATAL:", "error:", "PANIC:")):

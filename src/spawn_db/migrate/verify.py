@@ -118,6 +118,7 @@ def run_verify(engine: Engine, script: Rendered, *, opening: str,
     try:
         process.write(PSQL_PREAMBLE)
         process.write(opening)
+        process.write(script.secret_input)
         process.write_stream(script.spool)
         if checked:
             process.write(_epilogue(process.nonce))

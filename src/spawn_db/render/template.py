@@ -33,6 +33,7 @@ from spawn_db.errors import (
     ComponentNotFound,
     OutsideLink,
     RefusedPath,
+    SecretError,
     SpawnError,
     TemplateError,
     TemplateTooLarge,
@@ -56,6 +57,7 @@ from spawn_db.render.sqlvalue import SqlMarkup, sql_markup, sql_value
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
+    from spawn_db.secret.values import SecretReferences
 
 HTML_FILTERS = ("escape", "e", "forceescape", "urlize", "xmlattr")
 RUNTIME_IMPORT = "from jinja2.runtime import "
@@ -560,12 +562,17 @@ class Renderer:
         strict = bool(getattr(context, "strict", False))
         self.template.environment.undefined = (
             strict_undefined(values) if strict else jinja2.Undefined)
+        secrets = getattr(context, "secrets", None)
+        self.template.environment.globals["secret"] = _secret_function(secrets)
         try:
             yield from self.template.generate(values)
         except SpawnError as exc:
             if isinstance(exc, TemplateError):
                 raise
-            raise _located(exc, exc.message, self.display_name) from None
+            located = _located(exc, exc.message, self.display_name)
+            if isinstance(exc, SecretError):  # configuration, exit 2: keep its kind
+                raise SecretError(located.message) from None
+            raise located from None
         except jinja2.TemplateSyntaxError as exc:
             raise _syntax_error(exc, self.display_name) from None
         except jinja2.TemplateError as exc:
@@ -607,18 +614,35 @@ def _located(exc: BaseException, message: str, display_name: str) -> TemplateErr
 
 
 class RenderContext(dict[str, Any]):
-    """The values a template sees, and whether an undefined one is an error."""
+    """The values a template sees, whether an undefined one is an error, and the secrets
+    it may reference (``secrets.used`` lists those it did, once rendered)."""
 
     strict: bool = False
+    secrets: SecretReferences | None = None
 
 
-def template_context(config: Config, variables: Any) -> dict[str, Any]:
+def template_context(config: Config, variables: Any) -> RenderContext:
     """``env`` and ``variables`` for a render, with the project's undefined-value mode
     (``[templates] undefined``, ``--strict``/``--lenient``); already pinned migrations
     render with today's setting too, since strictness is not part of a pin."""
+    from spawn_db.secret.values import references
+
     context = RenderContext(env=config.environment, variables=variables)
     context.strict = config.strict_undefined
+    context.secrets = references(config)
     return context
+
+
+def _secret_function(secrets: SecretReferences | None) -> Callable[[Any], SqlMarkup]:
+    """``secret(name)``: the psql variable reference, emitted as is (the value never enters
+    the rendered text; the runner sets the variable in the session)."""
+    def secret(name: Any) -> SqlMarkup:
+        if secrets is None:
+            raise TemplateError(f"secret({name!r}) is only available when rendering for a "
+                                "project (with [secrets] in spawn.toml)")
+        return SqlMarkup(secrets.reference(name))
+
+    return secret
 
 
 # A variables file can be large; naming an undefined key looks at this many values at most.

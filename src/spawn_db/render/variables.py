@@ -44,10 +44,18 @@ PARSERS = {".json": parse_json, ".toml": parse_toml, ".yaml": parse_yaml, ".yml"
 
 
 def load_variables(path: Path | str | None) -> Any:
-    """The parsed ``--variables`` file, chosen by extension; empty mapping when None."""
+    """The parsed ``--variables`` file, chosen by extension, its encrypted values
+    decrypted (``SPAWN_AGE_IDENTITY``); empty mapping when None."""
     if path is None:
         return {}
-    path = Path(path)
+    value = read_variables(Path(path))
+    from spawn_db.secret.age import decrypt_values
+
+    return decrypt_values(value, str(path))
+
+
+def read_variables(path: Path) -> Any:
+    """The file parsed as written (encrypted values stay encrypted)."""
     parser = PARSERS.get(path.suffix.lower())
     if parser is None:
         raise VariablesError(
@@ -62,3 +70,20 @@ def load_variables(path: Path | str | None) -> Any:
         raise VariablesError(f"cannot read variables file {path}: {exc}") from None
     value = parser(text, str(path))
     return {} if value is None else value
+
+
+def dump_variables(value: Any, suffix: str) -> str:
+    """``value`` as the text of a variables file of type ``suffix`` (to write back a file
+    whose values spawn changed, e.g. encrypted them)."""
+    suffix = suffix.lower()
+    if suffix == ".json":
+        return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    if suffix == ".toml":
+        import tomli_w
+
+        if not isinstance(value, dict):
+            raise VariablesError("a TOML variables file holds a table at the top")
+        return tomli_w.dumps(value)
+    import yaml
+
+    return str(yaml.safe_dump(value, sort_keys=False, allow_unicode=True))

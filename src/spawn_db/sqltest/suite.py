@@ -34,6 +34,7 @@ from spawn_db.sqltest.golden import Diff
 from spawn_db.sqltest.golden import diff as golden_diff
 
 if TYPE_CHECKING:
+    from spawn_db.render.template import RenderContext
     from spawn_db.sqltest.runner import OutputSink
 
 STARTER_TEST = """\
@@ -59,8 +60,10 @@ def new_test(config: Config, name: str) -> str:
     return name
 
 
-def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[str]:
-    """Chunks of the rendered ``test.sql`` (components from the working tree)."""
+def build_test(config: Config, name: str, *, variables: Any = None,
+               context: RenderContext | None = None) -> Iterator[str]:
+    """Chunks of the rendered ``test.sql`` (components from the working tree); ``context``
+    when the caller wants to see which secrets it used."""
     from spawn_db.render.template import compile_template, template_context
 
     project = Project(config)
@@ -70,7 +73,7 @@ def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[
         project.display(path),
         WorkingTreeSource(config.components_dir),
     )
-    return renderer.generate(template_context(config, variables or {}))
+    return renderer.generate(context or template_context(config, variables or {}))
 
 
 PREFETCH_BYTES = 1 << 20
@@ -292,8 +295,10 @@ def _script(config: Config, name: str, variables: Any, app_name: str) -> Iterato
     """
     from spawn_db.db.target import PSQL_PREAMBLE
     from spawn_db.escape import escape_literal
+    from spawn_db.render.template import template_context
 
-    chunks = build_test(config, name, variables=variables)
+    context = template_context(config, variables or {})
+    chunks = build_test(config, name, variables=variables, context=context)
     opening = f"{PSQL_PREAMBLE}SET application_name = {escape_literal(app_name)};\n"
     head: list[bytes] = [opening.encode("utf-8")]
     size = 0
@@ -303,7 +308,27 @@ def _script(config: Config, name: str, variables: Any, app_name: str) -> Iterato
         size += len(data)
         if size >= PREFETCH_BYTES:
             break
-    return itertools.chain(head, (chunk.encode("utf-8") for chunk in chunks))
+    used = list(context.secrets.used) if context.secrets is not None else []
+    if used:
+        from spawn_db.secret.values import fetch, set_commands
+
+        head.insert(1, set_commands(fetch(config, used, variables)).encode("utf-8"))
+    rest = (chunk.encode("utf-8") for chunk in chunks)
+    return itertools.chain(head, _no_new_secrets(rest, context, len(used), name))
+
+
+def _no_new_secrets(chunks: Iterator[bytes], context: RenderContext, known: int,
+                    name: str) -> Iterator[bytes]:
+    """The rest of a large test's render; a secret first used past the prefetched part
+    could not be set before the script started, so it is an error, not an unset
+    variable."""
+    for chunk in chunks:
+        if context.secrets is not None and len(context.secrets.used) > known:
+            raise TestError(
+                f"test {name} uses secret({context.secrets.used[known]!r}) only after its "
+                f"first {PREFETCH_BYTES >> 20} MiB of rendered text, after psql started; "
+                "use it once near the top of test.sql")
+        yield chunk
 
 
 T = TypeVar("T")
