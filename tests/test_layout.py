@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "spawn_db"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
-FOUNDATION = frozenset({"errors", "config", "escape", "fsutil", "project", "secret"})
+FOUNDATION = frozenset({"errors", "config", "escape", "fsutil", "project", "secret",
+                        "plugins"})
 LOWER = frozenset({"render", "pin", "db"})
 ALLOWED: dict[str, frozenset[str]] = {
     "__init__": frozenset(),
@@ -27,8 +28,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "escape": frozenset({"errors"}),
     "config": frozenset({"errors"}),
     "project": frozenset({"errors", "config", "fsutil"}),
-    "secret": frozenset({"errors", "config"}),
-    "render": frozenset({"errors", "config", "escape", "fsutil", "secret"}),
+    "plugins": frozenset(),
+    "secret": frozenset({"errors", "config", "plugins"}),
+    "render": frozenset({"errors", "config", "escape", "fsutil", "secret", "plugins"}),
     "pin": frozenset({"errors", "config", "fsutil"}),
     "db": frozenset({"errors", "config", "escape", "fsutil", "secret"}),
     "lint": FOUNDATION | {"render", "pin", "db"},

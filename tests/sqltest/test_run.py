@@ -225,14 +225,31 @@ def test_parallel_report_equals_sequential_report(db_project: Any) -> None:
 
 
 def test_jobs_run_tests_at_the_same_time(db_project: Any) -> None:
+    """Three tests that each wait on a lock the test holds can only all be waiting at once
+    if -j 3 runs them at the same time; proven on the server, not with a clock."""
+    from tests.helpers import start_spawn
+
+    db_project.database.query("CREATE TABLE gate (id int)")
     for name in ("a", "b", "c"):
-        db_project.add_test(name, "SELECT pg_sleep(1.5);\n")
+        db_project.add_test(name, "SELECT count(*) FROM gate;\n")
     assert db_project.run("test", "expect", "--yes").exit_code == 0
-    start = time.monotonic()
-    result = db_project.run("test", "compare", "-j", "3")
-    elapsed = time.monotonic() - start
-    assert result.exit_code == 0
-    assert elapsed < 3.5, f"3 tests of 1.5 s took {elapsed:.1f}s with -j 3"
+    holder = subprocess.Popen(
+        [*db_project.database.server.psql_argv(db_project.database.name), "-X", "-q", "-c",
+         "BEGIN; LOCK TABLE gate; SELECT pg_sleep(60);"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        db_project.database.wait_until(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE relation = 'gate'::regclass "
+            "AND mode = 'AccessExclusiveLock' AND granted)")
+        process = start_spawn("test", "compare", "-j", "3", cwd=db_project.root)
+        db_project.database.wait_until(
+            "SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name LIKE "
+            "'spawn-test-%' AND wait_event_type = 'Lock'")
+    finally:
+        holder.terminate()
+        holder.wait(timeout=30)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
 
 
 def backends(database: Any, pattern: str) -> str:

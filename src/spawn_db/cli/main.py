@@ -24,7 +24,15 @@ class SpawnGroup(click.Group):
 
     The message and the ``--debug`` traceback are shown with passwords masked
     (``mask_secrets``): a target's command may carry one, and exceptions quote it.
+    Commands from ``spawn.commands`` plugins are looked up only for a name spawn does not
+    know, or for a listing (``--help``).
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugin_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or _plugin_commands(ctx).get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         from spawn_db.cli.signals import sigterm_as_interrupt
@@ -93,6 +101,34 @@ def _silence_broken_pipe() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
+    """``spawn.commands`` plugins that are click commands and take no built-in name."""
+    from spawn_db import plugins
+
+    if ctx.params.get("no_plugins"):
+        return {}
+    found = {}
+    for name, command in plugins.load("spawn.commands").items():
+        if isinstance(command, click.Command):
+            found[command.name or name] = command
+        else:
+            plugins.warn(f"plugin {name} (spawn.commands) is not a click command; it is left "
+                         "out")
+    return found
+
+
+def _plugin_warnings_to_stderr(no_plugins: bool) -> None:
+    from spawn_db import plugins
+    from spawn_db.cli.output import warn
+
+    if no_plugins:
+        plugins.disable()
+    plugins.on_warning = warn
+    for message in plugins.pending_warnings:
+        warn(message)
+    plugins.pending_warnings.clear()
+
+
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
@@ -125,6 +161,9 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.option("-v", "--verbose", is_flag=True,
               help="More detail on stderr: each command line spawn starts (passwords masked).")
 @click.option("-d", "--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--no-plugins", is_flag=True,
+              help="Load no plugins (template functions, commands, secret providers from "
+              "installed packages; env SPAWN_NO_PLUGINS=1).")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -136,6 +175,7 @@ def cli(
     quiet: bool,
     verbose: bool,
     debug: bool,
+    no_plugins: bool,
 ) -> None:
     """Spawn: a database build system for PostgreSQL.
 
@@ -151,6 +191,7 @@ def cli(
 
         raise UsageError("--quiet and --verbose contradict each other; pass one of them")
     configure(color=color, quiet=quiet, verbose=verbose)
+    _plugin_warnings_to_stderr(no_plugins)
     if verbose:
         show_commands()
     ctx.obj = App(
@@ -196,6 +237,9 @@ def _register() -> None:
     from spawn_db.cli import secret as secret_cli
 
     cli.add_command(secret_cli.secret)
+    from spawn_db.cli import plugins as plugins_cli
+
+    cli.add_command(plugins_cli.plugins_command)
 
 
 _register()

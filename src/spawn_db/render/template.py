@@ -274,6 +274,7 @@ class SqlEnvironment(SandboxedEnvironment):
         )
         self.source = source
         self._lexers: dict[str, Lexer] = {}
+        self._plugins_added = False
         for name in HTML_FILTERS:
             self.filters.pop(name, None)
         self.filters.update(_filters(self))
@@ -282,6 +283,7 @@ class SqlEnvironment(SandboxedEnvironment):
         self.globals.update(
             gen_uuid_v4=gen_uuid_v4, gen_uuid_v5=gen_uuid_v5, gen_uuid_v7=gen_uuid_v7,
             range=bounded_range, lipsum=_bounded(generate_lorem_ipsum, _lipsum_size),
+            secret=_secret_function(None),
         )
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -337,7 +339,17 @@ class SqlEnvironment(SandboxedEnvironment):
                     "for names",
                     template=filename or name, line=node.lineno,
                 )
+        if not self._plugins_added:
+            self._add_plugins_for(tree)
         return tree
+
+    def _add_plugins_for(self, tree: nodes.Template) -> None:
+        from spawn_db.render.extensions import add_template_plugins, unknown_names
+
+        if unknown_names(tree, self.filters, self.tests, self.globals):
+            self._plugins_added = True
+            add_template_plugins(self.filters, self.tests, self.globals,
+                                 pinned=isinstance(self.source, PinnedSource))
 
     def read_component(self, path: str) -> bytes:
         data = self.source.read(component_parts(path))

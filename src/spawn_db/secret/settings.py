@@ -12,7 +12,7 @@ from spawn_db.errors import SecretError
 if TYPE_CHECKING:
     from spawn_db.config import Config
 
-ProviderKind = Literal["env", "file", "command", "variable"]
+ProviderKind = Literal["env", "file", "command", "variable", "plugin"]
 PROVIDERS: tuple[ProviderKind, ...] = ("env", "file", "command", "variable")
 # A secret becomes the psql variable spawn_secret_<name>: psql's variable-name rules.
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
@@ -24,7 +24,8 @@ class SecretSpec:
 
     name: str
     kind: ProviderKind
-    source: str | tuple[str, ...]
+    source: Any
+    plugin: str | None = None  # the spawn.secrets entry point, for kind "plugin"
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,17 @@ def _spec(name: str, value: Any, where: str) -> SecretSpec:
                           '`env = "VAR"`, `file = "path"`, `command = [...]`, `variable = "a.b"`')
     given = [kind for kind in PROVIDERS if kind in value]
     unknown = sorted(set(value) - set(PROVIDERS))
+    if len(unknown) == 1 and not given:
+        from spawn_db import plugins
+
+        if unknown[0] in plugins.load("spawn.secrets"):
+            return SecretSpec(name, "plugin", value[unknown[0]], plugin=unknown[0])
     if unknown or len(given) != 1:
         problem = (f"has unknown key(s) {', '.join(unknown)}" if unknown else
                    f"names {len(given)} providers")
         raise SecretError(f"{where}: [secrets.{name}] {problem}; give exactly one of "
-                          f"{', '.join(PROVIDERS)}")
+                          f"{', '.join(PROVIDERS)} (or the name of an installed spawn.secrets "
+                          "plugin)")
     kind = given[0]
     source = value[kind]
     if kind == "command":

@@ -71,7 +71,7 @@ def fetch(config: Config, names: Iterable[str], variables: Any) -> dict[str, str
 
 
 def _fetch(spec: SecretSpec, base: Path, variables: Any) -> str:
-    label = f"secret {spec.name!r} ({spec.kind} provider)"
+    label = f"secret {spec.name!r} ({spec.plugin or spec.kind} provider)"
     if spec.kind == "env":
         value = os.environ.get(str(spec.source))
         if value is None:
@@ -87,7 +87,27 @@ def _fetch(spec: SecretSpec, base: Path, variables: Any) -> str:
                               f"{getattr(exc, 'strerror', None) or exc}") from None
     if spec.kind == "command":
         return _run(spec, label, base)
+    if spec.kind == "plugin":
+        return _from_plugin(spec, label)
     return _variable(spec, label, variables)
+
+
+def _from_plugin(spec: SecretSpec, label: str) -> str:
+    from spawn_db import plugins
+
+    provider = plugins.load("spawn.secrets").get(str(spec.plugin))
+    if provider is None or not callable(provider):
+        raise SecretError(f"{label}: plugin {spec.plugin} is not available (not installed, "
+                          "turned off, or not callable)")
+    try:
+        value = provider(spec.source)
+    except Exception as exc:  # the plugin's failure, reported without its traceback
+        raise SecretError(f"{label}: plugin {spec.plugin} failed: {type(exc).__name__} "
+                          "(its message is not shown: it may hold the secret)") from None
+    if not isinstance(value, str):
+        raise SecretError(f"{label}: plugin {spec.plugin} returned "
+                          f"{type(value).__name__}, not a string")
+    return value
 
 
 def _run(spec: SecretSpec, label: str, base: Path) -> str:

@@ -1,0 +1,3 @@
+"""Fails on import, as a plugin with a missing dependency would."""
+
+raise ImportError("No module named 'a_dependency_nobody_installed'")

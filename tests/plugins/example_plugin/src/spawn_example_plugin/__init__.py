@@ -1,0 +1,51 @@
+"""An example spawn plugin: template functions, a command and a secret provider."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import click
+
+from spawn_db.plugins import deterministic
+
+
+@deterministic
+def shout(value: str) -> str:
+    """A filter: the same input always gives the same output, so pinned migrations may
+    use it."""
+    return str(value).upper() + "!"
+
+
+@deterministic
+def quarter_table(year: int, quarter: int) -> str:
+    """A function returning a name, for {{ quarter_table(2026, 1) | escape_identifier }}."""
+    return f"sales_{year}_q{quarter}"
+
+
+def lucky_number() -> int:
+    """Not deterministic: usable in tests and unpinned renders, refused in pinned ones."""
+    return random.randint(1, 100)
+
+
+def is_even(value: int) -> bool:
+    return value % 2 == 0
+
+
+template = SimpleNamespace(
+    filters={"shout": shout},
+    functions={"quarter_table": quarter_table, "lucky_number": lucky_number},
+    tests={"even": is_even},
+)
+
+
+@click.command()
+@click.argument("name", default="world")
+def hello(name: str) -> None:
+    """Say hello (a command from the example plugin)."""
+    click.echo(f"hello, {name}")
+
+
+def reversed_secret(value: str) -> str:
+    """A secret provider: [secrets.x] reversed = "drowssap" gives "password"."""
+    return value[::-1]
