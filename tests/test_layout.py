@@ -29,6 +29,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "config": frozenset({"errors"}),
     "project": frozenset({"errors", "config", "fsutil"}),
     "plugins": frozenset(),
+    "remote": frozenset({"errors", "fsutil"}),
     "secret": frozenset({"errors", "config", "plugins"}),
     "render": frozenset({"errors", "config", "escape", "fsutil", "secret", "plugins"}),
     "pin": frozenset({"errors", "config", "fsutil"}),
@@ -40,7 +41,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "lsp": FOUNDATION | LOWER | {"__init__", "lint", "migrate"},
     "watch": FOUNDATION | LOWER | {"migrate", "sqltest"},
     "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint", "lsp",
-                                 "watch"},
+                                 "watch", "remote"},
 }
 
 

@@ -103,6 +103,7 @@ class Overrides:
     target: str | None = None
     environment: str | None = None
     strict: bool | None = None
+    spawn_folder: str | None = None
 
     @classmethod
     def from_flags(
@@ -113,6 +114,7 @@ class Overrides:
         environment: str | None,
         strict: bool | None = None,
         environ: Mapping[str, str] | None = None,
+        spawn_folder: str | None = None,
     ) -> Overrides:
         env = os.environ if environ is None else environ
         return cls(
@@ -120,6 +122,7 @@ class Overrides:
             target=target or env.get("SPAWN_TARGET") or None,
             environment=environment or env.get("SPAWN_ENVIRONMENT") or None,
             strict=strict,
+            spawn_folder=spawn_folder or env.get("SPAWN_FOLDER") or None,
         )
 
 
@@ -142,6 +145,9 @@ class Config:
     lint_disable: tuple[str, ...] = ()
     # ``[secrets]`` as written; ``spawn_db.secret.settings`` checks it when a secret is used.
     secrets_table: Mapping[str, Any] = field(default_factory=dict)
+    # A remote spawn_folder (s3://...): ``spawn_folder`` is then its local mirror, which
+    # ``spawn_db.remote.mirror`` pulls before a command and pushes after it.
+    spawn_folder_url: str | None = None
 
     @property
     def project_dir(self) -> Path:
@@ -346,13 +352,15 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
     warnings: list[str] = []
     _warn_unknown(raw, TOP_LEVEL_KEYS, f"{path}", warnings)
 
-    folder = raw.get("spawn_folder")
+    folder = overrides.spawn_folder or raw.get("spawn_folder")
     if not isinstance(folder, str) or not folder:
         raise ConfigError(
             f"{path}: `spawn_folder` is missing; add `spawn_folder = \"spawn\"` "
             "(the folder holding components/, migrations/, tests/ and pinned/)"
         )
-    spawn_folder = _existing_folder(path, folder)
+    folder_url = folder if REMOTE_URL.match(folder) else None
+    spawn_folder = (_mirror_folder(path.parent, folder) if folder_url
+                    else _existing_folder(path, folder))
     targets_raw = raw.get("targets", {})
     if not isinstance(targets_raw, dict):
         raise ConfigError(f"{path}: `targets` must be a table of [targets.<name>] sections")
@@ -387,6 +395,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         environment_pins=environment_pins,
         lint_disable=lint_disable,
         secrets_table=secrets_table,
+        spawn_folder_url=folder_url,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -491,6 +500,17 @@ def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) ->
             "applied, unless its migration.toml says out_of_order = true)"
         )
     return "strict" if order == "strict" else "loose"
+
+
+REMOTE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _mirror_folder(project_dir: Path, url: str) -> Path:
+    """Where a remote ``spawn_folder`` is mirrored: one folder per URL in ``.spawn/``."""
+    import hashlib
+
+    key = hashlib.sha256(url.rstrip("/").encode("utf-8")).hexdigest()[:16]
+    return project_dir / ".spawn" / "remote" / key
 
 
 def _existing_folder(path: Path, folder: str) -> Path:

@@ -10,6 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from spawn_db.config import Config, Overrides
+    from spawn_db.remote.mirror import Mirror
 
 
 @dataclass
@@ -17,15 +18,29 @@ class App:
     overrides: Overrides
     debug: bool = False
     _config: Config | None = field(default=None, repr=False)
+    _mirror: Mirror | None = field(default=None, repr=False)
 
     def config(self) -> Config:
+        """The config, read once; a remote spawn folder is pulled into its mirror first."""
         if self._config is None:
             from spawn_db.config import load_config
 
-            self._config = load_config(self.overrides)
-            for warning in self._config.warnings:
+            config = load_config(self.overrides)
+            for warning in config.warnings:
                 click.echo(warning, err=True)
+            if config.spawn_folder_url is not None:
+                from spawn_db.remote.mirror import Mirror
+
+                mirror = Mirror(config.spawn_folder_url, config.spawn_folder)
+                mirror.pull()
+                self._mirror = mirror
+            self._config = config
         return self._config
+
+    def push_remote(self) -> None:
+        """Send what the command wrote into a remote spawn folder's mirror back to it."""
+        if self._mirror is not None:
+            self._mirror.push()
 
 
 P = ParamSpec("P")

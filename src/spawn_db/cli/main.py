@@ -39,7 +39,13 @@ class SpawnGroup(click.Group):
 
         with sigterm_as_interrupt() as signals:
             try:
-                return super().invoke(ctx)
+                try:
+                    result = super().invoke(ctx)
+                except (click.exceptions.Exit, SystemExit):
+                    _push_remote(ctx)
+                    raise
+                _push_remote(ctx)
+                return result
             except SpawnError as exc:
                 _report(ctx, exc, signals.exit_code(exc.exit_code))
             except (KeyboardInterrupt, click.Abort):
@@ -101,6 +107,12 @@ def _silence_broken_pipe() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _push_remote(ctx: click.Context) -> None:
+    app = ctx.obj
+    if isinstance(app, App):
+        app.push_remote()
+
+
 def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
     """``spawn.commands`` plugins that are click commands and take no built-in name."""
     from spawn_db import plugins
@@ -147,6 +159,9 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.option("--config-file", metavar="PATH", help="Config file (default: spawn.toml; "
               "env SPAWN_CONFIG_FILE).")
 @click.option("--target", metavar="NAME", help="Target from spawn.toml (env SPAWN_TARGET).")
+@click.option("--spawn-folder", metavar="PATH|URL",
+              help="Use this spawn folder instead of spawn.toml's `spawn_folder`: a path, or a "
+              "URL such as s3://bucket/prefix (env SPAWN_FOLDER).")
 @click.option("-e", "--environment", metavar="NAME",
               help="Override the environment (`env` in templates; env SPAWN_ENVIRONMENT).")
 @click.option("--strict/--lenient", "strict", default=None,
@@ -169,6 +184,7 @@ def cli(
     ctx: click.Context,
     config_file: str | None,
     target: str | None,
+    spawn_folder: str | None,
     environment: str | None,
     strict: bool | None,
     color: ColorMode,
@@ -197,6 +213,7 @@ def cli(
     ctx.obj = App(
         overrides=Overrides.from_flags(
             config_file=config_file, target=target, environment=environment, strict=strict,
+            spawn_folder=spawn_folder,
         ),
         debug=debug,
     )

@@ -1,0 +1,2 @@
+"""A spawn folder kept in remote storage (``s3://``, ``gs://``, ``az://``, ``file://``...),
+read and written through ``fsspec``."""
