@@ -65,6 +65,12 @@ class DbObject:
     on: str = ""
 
     @property
+    def key(self) -> tuple[str, str]:
+        """(kind, unqualified name): how an object is matched with ``pg_describe_object``'s
+        text, which qualifies names only outside the search path."""
+        return self.kind, _last_name(self.name)
+
+    @property
     def label(self) -> str:
         """``function f(integer)``, ``view v``, ``trigger t on orders``."""
         if self.kind in FUNCTION_KINDS:
@@ -363,9 +369,41 @@ def _column_name(expr: Any) -> str:
     if kind == "A_Indirection":
         last = expr.indirection[-1]
         return str(getattr(last, "sval", "?column?"))
+    if kind == "A_Expr" and expr.kind.name == "AEXPR_NULLIF":
+        return "nullif"
+    if kind == "MinMaxExpr":
+        return "greatest" if expr.op.name == "IS_GREATEST" else "least"
+    if kind == "SQLValueFunction":
+        return _SQL_VALUE_NAMES.get(expr.op.name, "?column?")
+    if kind == "SubLink":
+        return _sublink_name(expr)
     simple = {"CaseExpr": "case", "A_ArrayExpr": "array", "CoalesceExpr": "coalesce",
-              "NullIfExpr": "nullif", "RowExpr": "row"}
+              "RowExpr": "row", "GroupingFunc": "grouping"}
     return simple.get(kind, "?column?")
+
+
+_SQL_VALUE_NAMES = {
+    "SVFOP_CURRENT_DATE": "current_date", "SVFOP_CURRENT_TIME": "current_time",
+    "SVFOP_CURRENT_TIME_N": "current_time", "SVFOP_CURRENT_TIMESTAMP": "current_timestamp",
+    "SVFOP_CURRENT_TIMESTAMP_N": "current_timestamp", "SVFOP_LOCALTIME": "localtime",
+    "SVFOP_LOCALTIME_N": "localtime", "SVFOP_LOCALTIMESTAMP": "localtimestamp",
+    "SVFOP_LOCALTIMESTAMP_N": "localtimestamp", "SVFOP_CURRENT_ROLE": "current_role",
+    "SVFOP_CURRENT_USER": "current_user", "SVFOP_USER": "user",
+    "SVFOP_SESSION_USER": "session_user", "SVFOP_CURRENT_CATALOG": "current_catalog",
+    "SVFOP_CURRENT_SCHEMA": "current_schema",
+}
+
+
+def _sublink_name(link: Any) -> str:
+    kind = link.subLinkType.name
+    if kind == "EXISTS_SUBLINK":
+        return "exists"
+    if kind == "ARRAY_SUBLINK":
+        return "array"
+    if kind == "EXPR_SUBLINK":
+        columns = _columns(link.subselect)
+        return columns[0] if columns else "?column?"
+    return "?column?"
 
 
 # -- what cannot change in place -------------------------------------------------------
@@ -531,19 +569,25 @@ class RecreateTracker:
     the last migration that included it rendered them."""
 
     applied: dict[str, list[Definition]] = field(default_factory=dict)
+    # The last migration's changes, and what it creates (``DbObject.key``), for ``--db``.
+    last_changes: tuple[Change, ...] = ()
+    last_created: frozenset[tuple[str, str]] = frozenset()
 
     def migration(self, statements: Sequence[Any], locate: Any) -> list[RecreateHit]:
         """The hits of the next migration (``statements`` of its rendered text, ``locate``
         its source map's), then remember what it includes."""
         included = {component: definitions(found)
                     for component, found in attribute(statements, locate).items()}
+        self.last_created = frozenset(d.obj.key for d in definitions(statements))
         hits: list[RecreateHit] = []
+        found_changes: list[Change] = []
         graph: Graph | None = None
         for component, new in included.items():
             old = self.applied.get(component)
             if not old:
                 continue
             for change in changes(old, new):
+                found_changes.append(change)
                 if graph is None:
                     graph = Graph()
                     for name, defs in self.applied.items():
@@ -552,6 +596,7 @@ class RecreateTracker:
                 if hit is not None:
                     hits.append(hit)
         self.applied.update(included)
+        self.last_changes = tuple(found_changes)
         return hits
 
 
@@ -572,3 +617,65 @@ def _hit(graph: Graph, component: str, change: Change,
                f"dependents with it in this migration, which does not include {listed}; drop "
                "them first and include their components after it")
     return RecreateHit(change, tuple(missing), message)
+
+
+# -- --db: the dependents a database records --------------------------------------------
+
+# Objects depending on the start objects through normal (``n``) pg_depend rows,
+# transitively; a view's dependency is recorded for its rewrite rule, shown as the view.
+_DEPENDENTS_SQL = """
+WITH RECURSIVE start(classid, objid, objsubid) AS ({start}),
+found(classid, objid, objsubid) AS (
+  SELECT classid, objid, objsubid FROM start WHERE objid IS NOT NULL
+  UNION
+  SELECT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'pg_class'::regclass::oid
+              ELSE d.classid END,
+         CASE WHEN d.classid = 'pg_rewrite'::regclass THEN r.ev_class ELSE d.objid END,
+         CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 0 ELSE d.objsubid END
+  FROM found f
+  JOIN pg_depend d ON d.refclassid = f.classid AND d.refobjid = f.objid
+                  AND (f.objsubid = 0 OR d.refobjsubid = f.objsubid)
+  LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+  WHERE d.deptype = 'n'
+)
+SELECT DISTINCT pg_describe_object(classid, objid, objsubid) FROM found
+WHERE (classid, objid) NOT IN (SELECT classid, objid FROM start WHERE objid IS NOT NULL)
+ORDER BY 1"""
+
+
+def dependents_sql(obj: DbObject) -> str:
+    """The query listing what depends on ``obj`` in a database (one description a row)."""
+    from spawn_db.escape import escape_literal
+
+    if obj.kind in FUNCTION_KINDS:
+        name = escape_literal(f"{obj.name}({','.join(obj.args)})")
+        start = f"SELECT 'pg_proc'::regclass::oid, to_regprocedure({name})::oid, 0"
+    elif obj.kind in TYPE_KINDS:
+        name = escape_literal(obj.name)
+        start = (f"SELECT 'pg_type'::regclass::oid, t.oid, 0 FROM pg_type t "
+                 f"WHERE t.oid = to_regtype({name}) UNION ALL "
+                 f"SELECT 'pg_type'::regclass::oid, t.typarray, 0 FROM pg_type t "
+                 f"WHERE t.oid = to_regtype({name}) AND t.typarray <> 0")
+    else:
+        start = (f"SELECT 'pg_class'::regclass::oid, to_regclass("
+                 f"{escape_literal(obj.name)})::oid, 0")
+    return _DEPENDENTS_SQL.format(start=start)
+
+
+def described_key(description: str) -> tuple[str, str]:
+    """``view public.report`` -> ("view", "report"); ``function f(integer)`` -> ("function",
+    "f"); other objects (columns, rules, ...) keep their whole text."""
+    for kind in ("materialized view", "function", "procedure", "view", "table", "type",
+                 "sequence", "trigger", "policy"):
+        if description.startswith(kind + " "):
+            name = description[len(kind) + 1:].split("(", 1)[0].split(" on ", 1)[0]
+            return kind, _last_name(name)
+    return "", description
+
+
+def confirmed_message(change: Change, found: Sequence[str]) -> str:
+    """SP020's message when a database lists the dependents that ``change`` needs gone."""
+    return (f"{change.old.label} {change.what}: it must be dropped and recreated, and its "
+            f"dependents with it in this migration; pg_depend on a scratch database with the "
+            f"migrations before this one lists {', '.join(found)}, which this migration does "
+            "not recreate; drop them first and recreate them after it")
