@@ -4,15 +4,26 @@ defines and who uses it, in text, JSON and Graphviz, forwards and ``--reverse``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import Result, run_spawn
-from tests.lint.conftest import LintProject, lint_project  # noqa: F401 (a fixture)
+from tests.lint.conftest import LintProject
 
 
 def run(project: LintProject, *args: str) -> Result:
     return run_spawn(*args, cwd=project.root)
+
+
+@pytest.fixture
+def lint_project(tmp_path: Path) -> LintProject:
+    """A project on disk (``spawn component deps`` reads no database)."""
+    project = LintProject(tmp_path / "proj")
+    for folder in ("components", "migrations", "tests", "pinned"):
+        (project.spawn / folder).mkdir(parents=True)
+    project.config()
+    return project
 
 
 @pytest.fixture
@@ -28,8 +39,9 @@ def graph_project(lint_project: LintProject) -> LintProject:
                            "CREATE VIEW summary AS SELECT total FROM report;\n"
                            "CREATE FUNCTION audit() RETURNS int LANGUAGE plpgsql AS $$\n"
                            "BEGIN RETURN price(3); END $$;\n")
-    lint_project.component("tables/items.sql",
-                           "CREATE TABLE {{ variables.schema | escape_identifier }}.items (id int);\n")
+    lint_project.component(
+        "tables/items.sql",
+        "CREATE TABLE {{ variables.schema | escape_identifier }}.items (id int);\n")
     lint_project.component("data/prices.yaml", "a: 1\n")
     return lint_project
 
@@ -118,7 +130,7 @@ def test_json(graph_project: LintProject) -> None:
                  "label": "function audit()", "line": 2, "dependents": []}]},
         ],
     }
-    reverse = json.loads(run(graph_project, 
+    reverse = json.loads(run(graph_project,
         "component", "deps", "views/report.sql", "--reverse", "--format", "json").stdout)
     assert reverse["direction"] == "dependencies"
     assert [c["path"] for c in reverse["components"]] == ["views/report.sql",
