@@ -115,20 +115,21 @@ class Change:
 # -- definitions and references of one statement --------------------------------------
 
 
-def definitions(statements: Iterable[Any]) -> list[Definition]:
-    """Every object the statements (``parse.Statement``) create, in order."""
+def definitions(statements: Iterable[Any], *, late: bool = True) -> list[Definition]:
+    """Every object the statements (``parse.Statement``) create, in order; without
+    ``late``, string bodies are not read (the recreate rule needs hard references only)."""
     found: list[Definition] = []
     for statement in statements:
-        made = _define(statement.node, statement.start)
+        made = _define(statement.node, statement.start, late)
         if made is not None:
             found.append(made)
     return found
 
 
-def _define(node: Any, offset: int) -> Definition | None:
+def _define(node: Any, offset: int, late: bool = True) -> Definition | None:
     kind = type(node).__name__
     if kind == "CreateFunctionStmt":
-        return _function(node, offset)
+        return _function(node, offset, late)
     if kind == "ViewStmt":
         obj = DbObject("view", _range_name(node.view))
         columns = tuple(_names(node.aliases)) or _columns(node.query)
@@ -175,7 +176,7 @@ def _type(node: Any, kind: str, offset: int) -> Definition:
     return Definition(obj, offset, (_deparse(node),), _refs(node, obj))
 
 
-def _function(node: Any, offset: int) -> Definition:
+def _function(node: Any, offset: int, late: bool) -> Definition:
     """A function's identity (name, IN/INOUT/VARIADIC types) and shape: its result (the
     declared type with OUT/TABLE columns), its input names and its number of defaults,
     which ``CREATE OR REPLACE`` cannot change (or, for defaults, reduce)."""
@@ -196,7 +197,8 @@ def _function(node: Any, offset: int) -> Definition:
         result = f"{result} ({', '.join(outputs)})".strip()
     shape = (result, ",".join(names), str(defaults))
     refs = list(_refs(node, obj))
-    refs += _body_refs(node)
+    if late:
+        refs += _body_refs(node)
     return Definition(obj, offset, shape, tuple(refs), len(inputs) - defaults)
 
 
@@ -569,16 +571,20 @@ class RecreateTracker:
     the last migration that included it rendered them."""
 
     applied: dict[str, list[Definition]] = field(default_factory=dict)
-    # The last migration's changes, and what it creates (``DbObject.key``), for ``--db``.
+    # The last migration's changes, and its statements (``created``), for ``--db``.
     last_changes: tuple[Change, ...] = ()
-    last_created: frozenset[tuple[str, str]] = frozenset()
+    _last_statements: Sequence[Any] = ()
+
+    def created(self) -> frozenset[tuple[str, str]]:
+        """What the last migration creates (``DbObject.key``), its own statements included."""
+        return frozenset(d.obj.key for d in definitions(self._last_statements, late=False))
 
     def migration(self, statements: Sequence[Any], locate: Any) -> list[RecreateHit]:
         """The hits of the next migration (``statements`` of its rendered text, ``locate``
         its source map's), then remember what it includes."""
-        included = {component: definitions(found)
+        included = {component: definitions(found, late=False)
                     for component, found in attribute(statements, locate).items()}
-        self.last_created = frozenset(d.obj.key for d in definitions(statements))
+        self._last_statements = statements
         hits: list[RecreateHit] = []
         found_changes: list[Change] = []
         graph: Graph | None = None

@@ -117,7 +117,7 @@ def _lint_in_order(config: Config, order: list[str], chosen: set[str], variables
             found[name] = lint_migration(config, name, variables=variables, disabled=disabled,
                                          tracker=tracker)
             if tracker.last_changes:
-                changed[name] = (tracker.last_changes, tracker.last_created)
+                changed[name] = (tracker.last_changes, tracker.created())
         else:
             _observe(config, name, variables, tracker)
     return found, changed
