@@ -225,3 +225,16 @@ def test_db_drops_a_static_warning_the_database_does_not_confirm(
     assert "SP020" in db_project.run("lint").stdout
     result = db_project.run("lint", "--db")
     assert (result.exit_code, result.stdout) == (0, ""), result.stderr
+
+
+def test_plain_check_renders_without_a_variables_file_it_cannot_read(
+        lint_project: LintProject) -> None:
+    lint_project.config('variables = "missing.yaml"\n')
+    history(lint_project, include("functions/price.sql"))
+    pin(lint_project.root, TWO)
+    result = run_spawn("check", cwd=lint_project.root)
+    assert result.exit_code == 0, result.stderr
+    assert "SP020: function price(integer)" in result.stderr
+    linted = run_spawn("check", "--lint", cwd=lint_project.root)
+    assert linted.exit_code == 2
+    assert "missing.yaml" in linted.stderr

@@ -72,14 +72,21 @@ def check(app: App, fmt: str, database: bool, variables_path: str | None, no_dra
     pinned to older components) and list drafts; exit 1 if any is unpinned, broken or
     modified (or a draft with --no-drafts, or has no verify.sql with --require-verify)."""
     from spawn_db.cli.migration import load_variables_option
+    from spawn_db.errors import SpawnError
     from spawn_db.migrate.migration import check as run_check
 
     config = app.config()
     variables = (load_variables_option(config, variables_path, none_when_unset=True)
                  if database else None)
+    try:
+        lint_variables = load_variables_option(config, variables_path)
+    except SpawnError:
+        if lint or database or variables_path:
+            raise
+        lint_variables = {}  # a plain check renders (for SP020) without a file it cannot read
     warnings = run_check(config, database=database, variables=variables,
                          no_drafts=no_drafts, require_verify=require_verify, lint=lint,
-                         lint_variables=load_variables_option(config, variables_path))
+                         lint_variables=lint_variables)
     failing = [w for w in warnings if w.fails]
     if fmt == "json":
         emit_json({"ok": not failing,
