@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from spawn_db.config import Overrides, load_config
 from spawn_db.migrate.migration import pin_migration
 from tests.conftest import DbProject
@@ -238,3 +240,65 @@ def test_plain_check_renders_without_a_variables_file_it_cannot_read(
     linted = run_spawn("check", "--lint", cwd=lint_project.root)
     assert linted.exit_code == 2
     assert "missing.yaml" in linted.stderr
+
+
+# (component before, component after, a dependent in another component, the change)
+PAIRS = {
+    "parameter name": (
+        "CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql RETURN a;",
+        "CREATE OR REPLACE FUNCTION f(b int) RETURNS int LANGUAGE sql RETURN b;",
+        "CREATE VIEW d AS SELECT f(1) AS x;",
+        "function f(integer) renames its parameter a to b"),
+    "parameter default": (
+        "CREATE FUNCTION f(a int DEFAULT 1) RETURNS int LANGUAGE sql RETURN a;",
+        "CREATE OR REPLACE FUNCTION f(a int) RETURNS int LANGUAGE sql RETURN a;",
+        "CREATE VIEW d AS SELECT f(1) AS x;",
+        "function f(integer) removes a parameter default"),
+    "materialized view": (
+        "CREATE MATERIALIZED VIEW m AS SELECT 1 AS a;",
+        "CREATE MATERIALIZED VIEW m AS SELECT 2 AS a;",
+        "CREATE VIEW d AS SELECT a FROM m;",
+        "materialized view m changes its definition"),
+    "domain": (
+        "CREATE DOMAIN pos AS int;",
+        "CREATE DOMAIN pos AS int CHECK (VALUE > 0);",
+        "CREATE TABLE d (p pos);",
+        "domain pos changes its definition"),
+    "trigger function": (
+        "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';",
+        "CREATE FUNCTION touch() RETURNS void LANGUAGE plpgsql AS 'BEGIN END';",
+        "CREATE TRIGGER d BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION touch();",
+        "function touch() changes its return type (trigger to void)"),
+    "policy function": (
+        "CREATE FUNCTION me() RETURNS text LANGUAGE sql RETURN current_user;",
+        "CREATE FUNCTION me() RETURNS name LANGUAGE sql RETURN current_user;",
+        "CREATE POLICY d ON t USING (owner = me());",
+        "function me() changes its return type (text to name)"),
+}
+
+
+def recreate_messages(project: LintProject, pair: str, *, with_dependent: bool) -> list[str]:
+    from spawn_db.lint.lint import lint_migrations
+
+    before, after, dependent, _what = PAIRS[pair]
+    project.component("object.sql", before + "\n")
+    project.component("dependent.sql", dependent + "\n")
+    project.migration(ONE, include("object.sql", "dependent.sql"))
+    pin(project.root, ONE)
+    project.component("object.sql", after + "\n")
+    project.migration(TWO, include("object.sql", *(["dependent.sql"] * with_dependent)))
+    config = load_config(Overrides(config_file=str(project.root / "spawn.toml")))
+    return [f.message for f in lint_migrations(config).findings if f.rule == "SP020"]
+
+
+@pytest.mark.parametrize("pair", sorted(PAIRS))
+def test_each_change_fails_without_its_dependent(lint_project: LintProject, pair: str) -> None:
+    messages = recreate_messages(lint_project, pair, with_dependent=False)
+    assert len(messages) == 1
+    assert messages[0].startswith(PAIRS[pair][3])
+    assert "(components/dependent.sql)" in messages[0]
+
+
+@pytest.mark.parametrize("pair", sorted(PAIRS))
+def test_each_change_passes_with_its_dependent(lint_project: LintProject, pair: str) -> None:
+    assert recreate_messages(lint_project, pair, with_dependent=True) == []
