@@ -1,4 +1,5 @@
-"""``spawn component status``: parse, call ``migrate.components``, print."""
+"""``spawn component status`` (``migrate.components``) and ``spawn component deps``
+(``lint.depgraph``): parse, call, print."""
 
 from __future__ import annotations
 
@@ -47,6 +48,36 @@ def status(app: App, changed: bool, fmt: str) -> None:
             note(_summary(report, changed))
     if changed and rows:
         raise SystemExit(1)
+
+
+@component.command("deps")
+@click.argument("name", metavar="[COMPONENT]", required=False)
+@click.option("--reverse", is_flag=True,
+              help="Show what each component depends on, instead of what depends on it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text",
+              show_default=True, help="text: an indented tree; json: one stable document; "
+              "dot: a Graphviz digraph.")
+@click.option("--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Variables file to render components with (default: the target's or "
+              "environment's `variables` in spawn.toml, as apply uses).")
+@pass_app
+def deps(app: App, name: str | None, reverse: bool, fmt: str,
+         variables_path: str | None) -> None:
+    """The objects each component defines (functions, views, types, tables, triggers,
+    policies, sequences) and the components whose objects use them; with COMPONENT, that
+    component and everything that depends on it, transitively."""
+    from spawn_db.cli.migration import load_variables_option
+    from spawn_db.lint.depgraph import as_dot, as_json, as_text, component_graph, find_component
+
+    config = app.config()
+    start = find_component(config, name) if name is not None else None
+    graph = component_graph(config, load_variables_option(config, variables_path))
+    render = {"text": as_text, "json": as_json, "dot": as_dot}[fmt]
+    output = render(graph, start, reverse)
+    if output:
+        info(output)
+    elif fmt == "text":
+        note("No component files (*.sql) in components/.")
 
 
 def _label(state: ComponentState) -> str:

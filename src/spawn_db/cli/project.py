@@ -55,9 +55,9 @@ def init(app: App, docker: str | None, example: str | None) -> None:
               help="Also read the target's history: applied migrations modified since, and "
               "pending ones pinned to older components.")
 @click.option("--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
-              help="With --database or --lint: the variables file apply uses, to compare "
-              "checksums and render (default: the target's or environment's `variables` in "
-              "spawn.toml).")
+              help="The variables file apply uses, to render (the SP020 check, --lint) and, "
+              "with --database, to compare checksums (default: the target's or "
+              "environment's `variables` in spawn.toml).")
 @click.option("--no-drafts", is_flag=True,
               help="Fail (exit 1) when any migration is a draft: for release pipelines.")
 @click.option("--require-verify", is_flag=True,
@@ -72,15 +72,21 @@ def check(app: App, fmt: str, database: bool, variables_path: str | None, no_dra
     pinned to older components) and list drafts; exit 1 if any is unpinned, broken or
     modified (or a draft with --no-drafts, or has no verify.sql with --require-verify)."""
     from spawn_db.cli.migration import load_variables_option
+    from spawn_db.errors import SpawnError
     from spawn_db.migrate.migration import check as run_check
 
     config = app.config()
     variables = (load_variables_option(config, variables_path, none_when_unset=True)
                  if database else None)
+    try:
+        lint_variables = load_variables_option(config, variables_path)
+    except SpawnError:
+        if lint or database or variables_path:
+            raise
+        lint_variables = {}  # a plain check renders (for SP020) without a file it cannot read
     warnings = run_check(config, database=database, variables=variables,
                          no_drafts=no_drafts, require_verify=require_verify, lint=lint,
-                         lint_variables=(load_variables_option(config, variables_path)
-                                         if lint else None))
+                         lint_variables=lint_variables)
     failing = [w for w in warnings if w.fails]
     if fmt == "json":
         emit_json({"ok": not failing,

@@ -4,5 +4,6 @@
 piece of the output came from; ``split`` cuts the output into statements the way
 psql would; ``parse`` runs each statement through ``pglast`` (libpg_query);
 ``rules`` holds the lint rules; ``lint`` runs them over migrations and returns
-``report`` dataclasses.
+``report`` dataclasses. ``deps`` reads what each statement defines and references
+(the recreate rule, SP020); ``depgraph`` is ``spawn component deps``.
 """

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from spawn_db.config import Config
@@ -23,13 +24,16 @@ from spawn_db.lint.report import Finding
 from spawn_db.lint.rules import DATABASE_RULE, ERROR
 from spawn_db.lint.source_map import Location, SourceMap
 
+Before = Callable[[str, SourceMap, Any], None]
 _PSQL_PREFIX = re.compile(r"^(?:psql:[^:]*:\d+: )?", re.M)
 _LINE = re.compile(r"^LINE (\d+): (.*)$", re.M)
 
 
-def check_on_database(config: Config, names: list[str], *,
-                      variables: Any = None) -> Finding | None:
-    """Apply ``names`` in order to a scratch database; the first failure, or None."""
+def check_on_database(config: Config, names: list[str], *, variables: Any = None,
+                      before: Before | None = None) -> Finding | None:
+    """Apply ``names`` in order to a scratch database; the first failure, or None.
+    ``before`` is called with each migration's name, source map and the session just
+    before the migration runs (the recreate rule asks ``pg_depend`` then)."""
     from spawn_db.db.engine import engine_for
     from spawn_db.escape import escape_identifier
 
@@ -42,7 +46,7 @@ def check_on_database(config: Config, names: list[str], *,
         try:
             session = engine.control_session(scratch)
             try:
-                return _first_failure(config, names, variables, session)
+                return _first_failure(config, names, variables, session, before)
             finally:
                 session.close()
         finally:
@@ -73,11 +77,13 @@ def _drop(control: Any, scratch: str) -> None:
 
 
 def _first_failure(config: Config, names: list[str], variables: Any,
-                   session: Any) -> Finding | None:
+                   session: Any, before: Before | None) -> Finding | None:
     from spawn_db.lint.lint import render_for_lint, shown
 
     for name in names:
         _text, mapped = render_for_lint(config, name, variables)
+        if before is not None:
+            before(name, mapped, session)
         for chunk in chunks(mapped.text):
             if chunk.meta or chunk.reads_stdin:
                 continue  # psql's own commands; COPY's data is not in a query's reach

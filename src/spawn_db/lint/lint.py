@@ -15,6 +15,7 @@ from typing import Any
 
 from spawn_db.config import Config
 from spawn_db.errors import ConfigError, SpawnError, TemplateError
+from spawn_db.lint.deps import RECREATE_RULE, Change, RecreateTracker
 from spawn_db.lint.parse import parse_script
 from spawn_db.lint.report import Finding, LintReport
 from spawn_db.lint.rules import (
@@ -31,34 +32,111 @@ _DISABLE_COMMENT = re.compile(r"--\s*spawn-lint:\s*disable=([A-Za-z0-9_, ]+)")
 
 
 def lint_migrations(config: Config, names: list[str] | None = None, *,
-                    variables: Any = None, database: bool = False) -> LintReport:
+                    variables: Any = None, database: bool = False,
+                    only: frozenset[str] | None = None) -> LintReport:
     """Lint ``names`` (every migration when None or empty), in apply order; with
     ``database``, then apply them to a scratch database (``database.check_on_database``),
-    unless a migration does not parse or render: the server would only repeat that."""
+    unless a migration does not parse or render: the server would only repeat that.
+    ``only`` keeps the findings of those rules alone (``spawn check`` asks for SP020)."""
     project = Project(config)
     disabled = _checked_ids(config.lint_disable, f"{config.path} [lint] disable")
     if names:
         chosen = [project.find_migration(name).name for name in names]
     else:
         chosen = project.migration_names()
-    findings: list[Finding] = []
-    for name in chosen:
-        findings += lint_migration(config, name, variables=variables, disabled=disabled)
+    by_name, changed = _lint_in_order(config, project.migration_names(), set(chosen),
+                                      variables, disabled)
+    findings = [f for name in chosen for f in by_name.get(name, [])
+                if only is None or f.rule in only]
     if not database:
         return LintReport(tuple(chosen), tuple(findings))
     if any(f.rule in (SYNTAX_RULE, RENDER_RULE) for f in findings):
         return LintReport(tuple(chosen), tuple(findings), "skipped")
     from spawn_db.lint.database import check_on_database
 
-    failure = check_on_database(config, chosen, variables=variables)
+    confirm = _Confirm(config, changed)
+    failure = check_on_database(config, chosen, variables=variables, before=confirm)
+    findings = confirm.replace(chosen, findings)
     if failure is None:
         return LintReport(tuple(chosen), tuple(findings), "ok")
     return LintReport(tuple(chosen), (*findings, failure), "failed")
 
 
+class _Confirm:
+    """``--db`` for the recreate rule: just before a migration with changes runs on the
+    scratch database, ``pg_depend`` says what depends on each changed object; those
+    findings replace the static ones of every migration the database reached."""
+
+    def __init__(self, config: Config,
+                 changed: dict[str, tuple[tuple[Change, ...], frozenset[tuple[str, str]]]]
+                 ) -> None:
+        self.config, self.changed = config, changed
+        self.reached: set[str] = set()
+        self.found: dict[str, list[Finding]] = {}
+
+    def __call__(self, name: str, mapped: SourceMap, session: Any) -> None:
+        from spawn_db.lint.deps import confirmed_message, dependents_sql, described_key
+
+        self.reached.add(name)
+        changes, created = self.changed.get(name, ((), frozenset()))
+        for change in changes:
+            rows = session.query(dependents_sql(change.old),
+                                 what=f"read pg_depend before migration {name}")
+            listed = [row for row in rows.splitlines()
+                      if row.strip() and described_key(row) not in created]
+            if listed:
+                where = shown(self.config, mapped.locate(change.offset))
+                self.found.setdefault(name, []).append(Finding(
+                    RECREATE_RULE, RULES[RECREATE_RULE].severity,
+                    confirmed_message(change, listed), name, where))
+
+    def replace(self, chosen: list[str], findings: list[Finding]) -> list[Finding]:
+        result: list[Finding] = []
+        for name in chosen:
+            result += [f for f in findings if f.migration == name and not (
+                f.rule == RECREATE_RULE and name in self.reached)]
+            result += self.found.get(name, [])
+        return result
+
+
+def _lint_in_order(config: Config, order: list[str], chosen: set[str], variables: Any,
+                   disabled: frozenset[str]
+                   ) -> tuple[dict[str, list[Finding]],
+                              dict[str, tuple[tuple[Change, ...], frozenset[tuple[str, str]]]]]:
+    """The findings of the ``chosen`` migrations, walking every migration before them in
+    apply order so that the recreate rule (``deps``) knows what the database has; and
+    the changes the rule saw in each (with what the migration creates), for ``--db``."""
+    tracker = RecreateTracker()
+    found: dict[str, list[Finding]] = {}
+    changed: dict[str, tuple[tuple[Change, ...], frozenset[tuple[str, str]]]] = {}
+    for name in order:
+        if not chosen - set(found):
+            break
+        if name in chosen:
+            tracker.last_changes = ()
+            found[name] = lint_migration(config, name, variables=variables, disabled=disabled,
+                                         tracker=tracker)
+            if tracker.last_changes:
+                changed[name] = (tracker.last_changes, tracker.created())
+        else:
+            _observe(config, name, variables, tracker)
+    return found, changed
+
+
+def _observe(config: Config, name: str, variables: Any, tracker: RecreateTracker) -> None:
+    """Feed a migration that is not linted to the recreate tracker (unrenderable: skipped)."""
+    try:
+        _text, mapped = render_for_lint(config, name, variables)
+    except SpawnError:
+        return
+    tracker.migration(parse_script(mapped.text).statements, mapped.locate)
+
+
 def lint_migration(config: Config, name: str, *, variables: Any = None,
-                   disabled: frozenset[str] = frozenset()) -> list[Finding]:
-    """The findings of one migration's ``up.sql``, sorted by place in the rendered text."""
+                   disabled: frozenset[str] = frozenset(),
+                   tracker: RecreateTracker | None = None) -> list[Finding]:
+    """The findings of one migration's ``up.sql``, sorted by place in the rendered text;
+    with ``tracker`` (the migrations before it fed in order), also the recreate rule's."""
     display = _display(config, name)
     try:
         template_text, mapped = render_for_lint(config, name, variables)
@@ -72,6 +150,12 @@ def lint_migration(config: Config, name: str, *, variables: Any = None,
     found = [(p.offset, SYNTAX_RULE, f"syntax error: {p.message}") for p in parsed.problems]
     found += [(h.offset, h.rule, h.message) for h in check_statements(parsed.statements)
               if h.rule not in off]
+    if tracker is not None:
+        hits = tracker.migration(parsed.statements, mapped.locate)
+        if RECREATE_RULE in off:
+            tracker.last_changes = ()
+        else:
+            found += [(h.change.offset, RECREATE_RULE, h.message) for h in hits]
     found.sort(key=lambda item: (item[0], item[1]))
     return [Finding(rule, RULES[rule].severity, message, name,
                     shown(config, mapped.locate(offset)))

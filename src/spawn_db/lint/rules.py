@@ -69,6 +69,13 @@ RULES: dict[str, Rule] = {rule.id: rule for rule in (
     Rule("SP901", "database-error", ERROR,
          "the statement fails on a scratch database (spawn lint --db)"),
 )}
+# Rules over components across migrations (``lint/deps.py``), not over one migration's
+# statements: SP020 onwards.
+COMPONENT_RULES = frozenset({"SP020"})
+RULES["SP020"] = Rule(
+    "SP020", "recreate-dependents", WARNING,
+    "a re-included component changes an object in a way CREATE OR REPLACE cannot, and "
+    "objects of other components that depend on it are not recreated in the migration")
 DISABLEABLE = frozenset(RULES) - {SYNTAX_RULE, RENDER_RULE, DATABASE_RULE}
 
 VOLATILE_FUNCTIONS = frozenset({

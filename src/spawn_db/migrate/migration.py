@@ -376,7 +376,8 @@ def check(config: Config, *, database: bool = False, variables: Any = None,
     Every ``migration.toml`` is checked too (a bad one raises, exit 2); drafts are
     listed rather than reported unpinned (pin refuses them), and fail only with
     ``no_drafts``, for release pipelines. ``lint`` adds ``spawn lint``'s findings
-    (kind ``lint``; only error-severity ones fail).
+    (kind ``lint``; only error-severity ones fail); without it, the recreate rule's
+    warnings (SP020) are still added.
     """
     from spawn_db.errors import PinStoreError
     from spawn_db.migrate.settings import load_all
@@ -414,14 +415,18 @@ def check(config: Config, *, database: bool = False, variables: Any = None,
     warnings += _damaged_pins(store, roots)
     if database:
         warnings += _database_warnings(config, {w.migration for w in warnings}, variables)
-    if lint:
-        warnings += _lint_warnings(config, lint_variables)
+    warnings += _lint_warnings(config, lint_variables, everything=lint)
     return warnings
 
 
-def _lint_warnings(config: Config, variables: Any) -> list[CheckWarning]:
+def _lint_warnings(config: Config, variables: Any, *, everything: bool) -> list[CheckWarning]:
+    """``spawn lint``'s findings; without ``everything`` (no ``--lint``) only the recreate
+    rule's (SP020), which is about components across migrations, what ``check`` is for."""
+    from spawn_db.lint.deps import RECREATE_RULE
     from spawn_db.lint.lint import lint_migrations
-    report = lint_migrations(config, variables=variables)
+
+    only = None if everything else frozenset({RECREATE_RULE})
+    report = lint_migrations(config, variables=variables, only=only)
     return [CheckWarning(f.migration, f"{f.location}: {f.rule}: {f.message}", "lint",
                          blocking=f.severity == "error") for f in report.findings]
 
