@@ -214,6 +214,9 @@ def test_rewrite_examples() -> None:
         "  current_date */ -- current_date\n;\n\\echo current_date\n"
     )
     assert rewrite_keywords(untouched) == untouched
+    variables = "SELECT :'name', :\"col\", current_date; \\if :{?x} \\endif\nSELECT ':';\n"
+    assert rewrite_keywords(variables) == variables.replace(
+        " current_date;", ' spawn_frozen."current_date"();')
 
 
 safe_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200).filter(

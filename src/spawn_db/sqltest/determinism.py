@@ -147,6 +147,7 @@ _BODIES = {
     "qid": re.compile(rb'(?:[^"]++|"")*+"'),
 }
 _COMMENT_EDGE = re.compile(rb"/\*|\*/")
+_VARIABLE_CLOSE = {b"'": b"'", b'"': b'"', b"{": b"}"}
 
 
 def rewrite_keywords(text: str) -> str:
@@ -177,6 +178,9 @@ def rewrite_keywords(text: str) -> str:
         elif kind in _BODIES:
             body = _BODIES[kind].match(data, pos)
             pos = len(data) if body is None else body.end()
+        elif kind == "colon" and token[1:] in _VARIABLE_CLOSE:
+            close = data.find(_VARIABLE_CLOSE[token[1:]], pos)  # :'name', :"name", :{?name}
+            pos = len(data) if close < 0 else close + 1
         elif kind == "ident" and token.lower() in _KEYWORD_BYTES and previous not in (b".", b"as"):
             name = _KEYWORD_BYTES[token.lower()]
             call = f'{SCHEMA}."{name}"'
