@@ -75,7 +75,7 @@ def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[
         project.display(path),
         WorkingTreeSource(config.components_dir),
     )
-    settings = test_settings(config, name)
+    settings = settings_of(config, name)
     if not settings.deterministic:
         return renderer.generate(template_context(config, variables or {}))
     from spawn_db.sqltest.determinism import render_globals, rewrite_keywords
@@ -84,7 +84,7 @@ def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[
     return iter([rewrite_keywords(renderer.render(template_context(config, variables or {})))])
 
 
-def test_settings(config: Config, name: str) -> TestSettings:
+def settings_of(config: Config, name: str) -> TestSettings:
     """``tests/<name>/test.toml``, read on each run so an edit counts at once."""
     from spawn_db.sqltest.settings import SETTINGS_FILE, load_test_settings
 
@@ -205,7 +205,7 @@ class TestRunner:
 
         app_name = application_name(name)
         if self.warn is not None:
-            for warning in test_settings(self.config, name).warnings:
+            for warning in settings_of(self.config, name).warnings:
                 self.warn(warning)
         script = _script(self.config, name, self.variables, app_name)
         try:
@@ -319,7 +319,7 @@ def _script(config: Config, name: str, variables: Any, app_name: str) -> Iterato
 
     chunks = build_test(config, name, variables=variables)
     opening = f"{PSQL_PREAMBLE}SET application_name = {escape_literal(app_name)};\n"
-    settings = test_settings(config, name)
+    settings = settings_of(config, name)
     if settings.deterministic:
         from spawn_db.sqltest.determinism import session_sql
 
