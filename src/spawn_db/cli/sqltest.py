@@ -81,6 +81,7 @@ def _runner(app: App, variables_path: str | None, timeout: float) -> TestRunner:
         config,
         variables=load_variables_option(config, variables_path),
         timeout=timeout or None,
+        warn=warn,
     )
 
 

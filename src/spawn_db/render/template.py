@@ -209,6 +209,8 @@ class ComponentLoader(jinja2.BaseLoader):
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Callable[[], bool] | None]:
         parts = component_parts(template)
+        if parts[0] == LIBRARY_FOLDER:
+            return library_source(parts, self.source), "/".join(parts), lambda: True
         data = self.source.read(parts)
         if data is None:
             raise ComponentNotFound(
@@ -223,6 +225,43 @@ class ComponentLoader(jinja2.BaseLoader):
                 "use read_file for binary files"
             ) from None
         return text, "components/" + "/".join(parts), lambda: True
+
+
+LIBRARY_FOLDER = "spawn"
+
+
+def library_source(parts: list[str], components: ComponentSource) -> str:
+    """The text of ``spawn/...``, a file of spawn's own template library (``render/library``).
+
+    ``spawn/`` is reserved: a component at the same path would otherwise change what
+    ``{% import "spawn/assert.sql" %}`` means depending on the project, so it is an
+    error that names the file, never a silent override.
+    """
+    from importlib.resources import files
+
+    name = "/".join(parts)
+    if components.read(parts) is not None:
+        raise RefusedPath(
+            f"components/{name} cannot be included: the path spawn/ is reserved for spawn's "
+            "own template library; move the file to another folder of components/ "
+            "(e.g. components/app/) and include it from there"
+        )
+    node = files("spawn_db.render").joinpath("library", *parts)
+    if not node.is_file():
+        known = ", ".join(sorted(library_files()))
+        raise ComponentNotFound(
+            f"{name!r} is not a file of spawn's template library ({known}); the path spawn/ "
+            "is reserved for it, so check the name"
+        )
+    return node.read_text(encoding="utf-8")
+
+
+def library_files() -> list[str]:
+    """The paths the library provides (``spawn/assert.sql``), for messages and docs."""
+    from importlib.resources import files
+
+    folder = files("spawn_db.render").joinpath("library", LIBRARY_FOLDER)
+    return [f"{LIBRARY_FOLDER}/{node.name}" for node in folder.iterdir() if node.is_file()]
 
 
 def plain_template(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from spawn_db.config import DEFAULT_TEST_TIMEOUT, Config
 from spawn_db.errors import (
-    CommandUnavailable,
+    ConfigError,
     DatabaseUnreachable,
     SpawnError,
     TestError,
@@ -36,6 +36,7 @@ from spawn_db.sqltest.golden import diff as golden_diff
 if TYPE_CHECKING:
     from spawn_db.render.template import RenderContext
     from spawn_db.sqltest.runner import OutputSink
+    from spawn_db.sqltest.settings import TestSettings
 
 STARTER_TEST = """\
 -- Test {name}: psql runs this script; its output (stdout and stderr, merged)
@@ -63,7 +64,11 @@ def new_test(config: Config, name: str) -> str:
 def build_test(config: Config, name: str, *, variables: Any = None,
                context: RenderContext | None = None) -> Iterator[str]:
     """Chunks of the rendered ``test.sql`` (components from the working tree); ``context``
-    when the caller wants to see which secrets it used."""
+    when the caller wants to see which secrets it used.
+
+    A deterministic test (``freeze_time``/``seed`` in ``test.toml``) renders with
+    seeded uuid functions and whole, so its time keywords can be rewritten.
+    """
     from spawn_db.render.template import compile_template, template_context
 
     project = Project(config)
@@ -73,7 +78,23 @@ def build_test(config: Config, name: str, *, variables: Any = None,
         project.display(path),
         WorkingTreeSource(config.components_dir),
     )
-    return renderer.generate(context or template_context(config, variables or {}))
+    context = context or template_context(config, variables or {})
+    settings = settings_of(config, name)
+    if not settings.deterministic:
+        return renderer.generate(context)
+    from spawn_db.sqltest.determinism import render_globals, rewrite_keywords
+
+    renderer.template.environment.globals.update(render_globals(settings, name))
+    return iter([rewrite_keywords(renderer.render(context))])
+
+
+def settings_of(config: Config, name: str) -> TestSettings:
+    """``tests/<name>/test.toml``, read on each run so an edit counts at once."""
+    from spawn_db.sqltest.settings import SETTINGS_FILE, load_test_settings
+
+    project = Project(config)
+    folder = project.find_test(name)
+    return load_test_settings(folder, project.display(folder / SETTINGS_FILE))
 
 
 PREFETCH_BYTES = 1 << 20
@@ -170,6 +191,7 @@ class TestRunner:
     variables: Any = None
     timeout: float | None = DEFAULT_TEST_TIMEOUT
     argv: list[str] = field(default_factory=list)
+    warn: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         from spawn_db.db.target import psql_argv
@@ -186,6 +208,9 @@ class TestRunner:
         from spawn_db.sqltest.runner import RenderFailed, application_name, make_reaper, run_script
 
         app_name = application_name(name)
+        if self.warn is not None:
+            for warning in settings_of(self.config, name).warnings:
+                self.warn(warning)
         script = _script(self.config, name, self.variables, app_name)
         try:
             done = run_script(
@@ -203,7 +228,7 @@ class TestRunner:
         path = self.config.tests_dir / name / "expected"
         try:
             done = self.run(name, cancel=cancel)
-        except (TestError, CommandUnavailable, DatabaseUnreachable):
+        except (TestError, ConfigError, DatabaseUnreachable):
             raise
         except SpawnError as exc:
             return ExpectResult(name, path, None, exc.message)
@@ -224,7 +249,7 @@ class TestRunner:
         start = time.monotonic()
         try:
             done = self.run(name, cancel=cancel)
-        except (TestError, CommandUnavailable, DatabaseUnreachable):
+        except (TestError, ConfigError, DatabaseUnreachable):
             raise
         except SpawnError as exc:
             return TestOutcome(name, "error", "", None, NO_DIFF, time.monotonic() - start,
@@ -300,6 +325,11 @@ def _script(config: Config, name: str, variables: Any, app_name: str) -> Iterato
     context = template_context(config, variables or {})
     chunks = build_test(config, name, variables=variables, context=context)
     opening = f"{PSQL_PREAMBLE}SET application_name = {escape_literal(app_name)};\n"
+    settings = settings_of(config, name)
+    if settings.deterministic:
+        from spawn_db.sqltest.determinism import session_sql
+
+        opening += session_sql(settings)
     head: list[bytes] = [opening.encode("utf-8")]
     size = 0
     for chunk in chunks:
