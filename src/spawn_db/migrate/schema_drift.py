@@ -126,8 +126,8 @@ def schema_drift(config: Config, *, pinned: bool = True, variables: Any = None) 
             scripts.append(_render_checked(config, row, pinned=pinned, variables=variables))
         control = engine.control_session(None)
         try:
-            live = parse_catalog(control.query(query, what="read the target's schema"))
-            built = _build_and_read(engine, control, scripts, query)
+            live_text, built = _build_and_read(engine, control, scripts, query)
+            live = parse_catalog(live_text)
             database = control.database
         finally:
             control.close()
@@ -169,9 +169,13 @@ def _render_checked(config: Config, row: HistoryRow, *, pinned: bool,
 
 
 def _build_and_read(engine: Engine, control: ControlSession, scripts: list[Rendered],
-                    query: str) -> dict[str, CatalogObject]:
-    """Run ``scripts`` on a new scratch database and read its schema; the database is
-    dropped afterwards, whatever happened."""
+                    query: str) -> tuple[str, dict[str, CatalogObject]]:
+    """The target's catalog text, and the schema ``scripts`` build on a new scratch
+    database (dropped afterwards, whatever happened). The target is read on ``control``
+    while psql builds the scratch database: on a server with a core to spare the read
+    costs no time."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from spawn_db.lint.database import _drop
 
     scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
@@ -184,16 +188,20 @@ def _build_and_read(engine: Engine, control: ControlSession, scripts: list[Rende
             "applied migrations are rebuilt to compare with; the user spawn connects as "
             f"(the target's command) needs CREATEDB. {exc.message}"
         ) from None
-    try:
-        for shared, batch in _batches(scripts):
-            (_run_shared if shared else _run_alone)(engine, scratch, batch)
-        session = engine.control_session(scratch)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        live = pool.submit(control.query, query, what="read the target's schema")
         try:
-            return parse_catalog(session.query(query, what="read the scratch schema"))
+            for shared, batch in _batches(scripts):
+                (_run_shared if shared else _run_alone)(engine, scratch, batch)
+            session = engine.control_session(scratch)
+            try:
+                built = parse_catalog(session.query(query, what="read the scratch schema"))
+            finally:
+                session.close()
+            return live.result(), built
         finally:
-            session.close()
-    finally:
-        _drop(control, scratch)
+            live.exception()  # the control session is free again before the drop
+            _drop(control, scratch)
 
 
 def _batches(scripts: list[Rendered]) -> list[tuple[bool, list[Rendered]]]:
