@@ -34,7 +34,8 @@ from spawn_db.sqltest.golden import Diff
 from spawn_db.sqltest.golden import diff as golden_diff
 
 if TYPE_CHECKING:
-    from spawn_db.sqltest.runner import OutputSink
+    from spawn_db.sqltest.runner import OutputSink, ScriptRun
+    from spawn_db.sqltest.sessions import SessionPlan
 
 STARTER_TEST = """\
 -- Test {name}: psql runs this script; its output (stdout and stderr, merged)
@@ -59,18 +60,32 @@ def new_test(config: Config, name: str) -> str:
     return name
 
 
-def build_test(config: Config, name: str, *, variables: Any = None) -> Iterator[str]:
-    """Chunks of the rendered ``test.sql`` (components from the working tree)."""
+def build_test(
+    config: Config, name: str, *, variables: Any = None, sessions: SessionPlan | None = None
+) -> Iterator[str]:
+    """Chunks of the rendered ``test.sql`` (components from the working tree).
+
+    ``bg``, ``step`` and ``wait`` record into ``sessions``; without one (``spawn
+    test build``) they render as comments saying what they would do.
+    """
+    import copy
+
     from spawn_db.render.template import compile_template, template_context
+    from spawn_db.sqltest.sessions import SessionPlan
 
     project = Project(config)
     path = project.find_test(name) / "test.sql"
+    source = WorkingTreeSource(config.components_dir)
     renderer = compile_template(
         path.read_bytes().decode("utf-8"),  # not read_text: it would turn CRLF into LF
         project.display(path),
-        WorkingTreeSource(config.components_dir),
+        source,
     )
-    return renderer.generate(template_context(config, variables or {}))
+    context = template_context(config, variables or {})
+    plan = sessions if sessions is not None else SessionPlan(preview=True)
+    plan.attach(path.parent, project.display, source, copy.copy(context))
+    context.update(plan.functions())
+    return renderer.generate(context)
 
 
 PREFETCH_BYTES = 1 << 20
@@ -181,9 +196,15 @@ class TestRunner:
         """Render and run the test; template errors raise before psql starts when possible."""
         from spawn_db.db.target import PSQL_PREAMBLE
         from spawn_db.sqltest.runner import RenderFailed, application_name, make_reaper, run_script
+        from spawn_db.sqltest.sessions import SessionPlan
 
         app_name = application_name(name)
-        script = _script(self.config, name, self.variables, app_name)
+        plan = SessionPlan()
+        script = _script(self.config, name, self.variables, app_name, plan)
+        if plan.used:
+            done = self._run_sessions(script, plan, app_name, cancel, sink)
+            return TestRun(name, done.output, done.exit_code, done.duration, done.timed_out)
+        plan.closed = True
         try:
             done = run_script(
                 self.argv, script, app_name=app_name, timeout=self.timeout,
@@ -194,6 +215,22 @@ class TestRunner:
         if done.exit_code == 2 and done.output.startswith(CONNECTION_FAILED):
             raise _unreachable(name, done.output)
         return TestRun(name, done.output, done.exit_code, done.duration, done.timed_out)
+
+    def _run_sessions(self, script: Iterator[bytes], plan: SessionPlan, app_name: str,
+                      cancel: threading.Event | None, sink: OutputSink | None) -> ScriptRun:
+        """A test that uses ``bg``/``step``/``wait``: rendered whole, cut at its control
+        points and run by ``sessions`` (docs/testing.md#concurrent-sessions)."""
+        from spawn_db.db.target import PSQL_PREAMBLE
+        from spawn_db.sqltest.runner import make_reaper
+        from spawn_db.sqltest.sessions import run_sessions
+
+        opening, *rest = script
+        items = plan.split(b"".join(rest).decode("utf-8"))
+        return run_sessions(
+            self.argv, items, opening=opening.decode("utf-8"), app_name=app_name,
+            timeout=self.timeout, cancel=cancel, sink=sink,
+            reaper=make_reaper(self.argv, PSQL_PREAMBLE, prefix=True),
+        )
 
     def expect(self, name: str, *, cancel: threading.Event | None = None) -> ExpectResult:
         """Run the test and write its output to ``expected``; nothing is written on timeout."""
@@ -279,7 +316,9 @@ def _exit_note(exit_code: int | None) -> str | None:
     return None
 
 
-def _script(config: Config, name: str, variables: Any, app_name: str) -> Iterator[bytes]:
+def _script(
+    config: Config, name: str, variables: Any, app_name: str, sessions: SessionPlan | None = None
+) -> Iterator[bytes]:
     """The preamble, a silent ``SET application_name``, and the rendered test, as bytes.
 
     The ``SET`` names the session even when the target's command does not pass
@@ -293,7 +332,7 @@ def _script(config: Config, name: str, variables: Any, app_name: str) -> Iterato
     from spawn_db.db.target import PSQL_PREAMBLE
     from spawn_db.escape import escape_literal
 
-    chunks = build_test(config, name, variables=variables)
+    chunks = build_test(config, name, variables=variables, sessions=sessions)
     opening = f"{PSQL_PREAMBLE}SET application_name = {escape_literal(app_name)};\n"
     head: list[bytes] = [opening.encode("utf-8")]
     size = 0
