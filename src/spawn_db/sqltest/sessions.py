@@ -279,6 +279,46 @@ class _Stopped(Exception):
         self.why = why
 
 
+class SentinelFilter:
+    """Takes spawn's sentinels out of one psql's output and records their tags.
+
+    psql prints a sentinel as a line of its own, ``nonce'tag[ argument]``, after any
+    partial line the script printed (``\\echo -n``); with ``\\set ECHO all`` it also
+    echoes the ``\\echo 'nonce''tag'`` line that asked for it. Both end with a newline,
+    so output is judged a whole line at a time and the rest waits for more data.
+    """
+
+    def __init__(self, nonce: str) -> None:
+        quoted = re.escape(nonce.encode("ascii"))
+        echoed = rb"\\echo '" + quoted + rb"''[a-z0-9]+'[^\n]*\n"
+        printed = quoted + rb"'([a-z0-9]+)(?: (\S*))?\n"
+        self._sentinels = re.compile(echoed + b"|" + printed)
+        self._partial = bytearray()
+        self.tags: dict[str, str] = {}
+
+    def feed(self, data: bytes) -> bytes:
+        """The output in ``data`` that is not spawn's, up to its last complete line."""
+        self._partial += data
+        cut = self._partial.rfind(b"\n") + 1
+        if not cut:
+            return b""
+        block = bytes(self._partial[:cut])
+        del self._partial[:cut]
+        return self._clean(block)
+
+    def end(self) -> bytes:
+        """What is left when psql's output ended (a last line without a newline)."""
+        block = bytes(self._partial)
+        self._partial.clear()
+        return self._clean(block)
+
+    def _clean(self, block: bytes) -> bytes:
+        for match in self._sentinels.finditer(block):
+            if match.group(1) is not None:
+                self.tags[match.group(1).decode("ascii")] = (match.group(2) or b"").decode()
+        return self._sentinels.sub(b"", block)
+
+
 @dataclass(eq=False)
 class _Psql:
     """One psql with stdout and stderr on one pipe; sentinels are taken out of its output."""
@@ -288,7 +328,6 @@ class _Psql:
     nonce: str
     on_text: OutputSink | None = None
     text: bytearray = field(default_factory=bytearray)
-    tags: dict[str, str] = field(default_factory=dict)
     ended: bool = False
 
     def __post_init__(self) -> None:
@@ -307,12 +346,9 @@ class _Psql:
         self.stdout_fd = self.proc.stdout.fileno()
         os.set_blocking(self.stdin_fd, False)
         self.pending = bytearray()
-        self.raw = bytearray()
         self.close_when_drained = False
-        nonce = re.escape(self.nonce.encode("ascii"))
-        echoed = rb"\\echo '" + nonce + rb"''[a-z0-9]+'[^\n]*\n"
-        printed = nonce + rb"'([a-z0-9]+)(?: (\S*))?\n"
-        self._sentinels = re.compile(echoed + b"|" + printed)
+        self.filter = SentinelFilter(self.nonce)
+        self.tags = self.filter.tags
 
     def send(self, data: bytes) -> None:
         self.pending += data
@@ -348,24 +384,13 @@ class _Psql:
         data = os.read(self.stdout_fd, PIPE_CHUNK)
         if not data:
             self.ended = True
-            self._take(self.raw, final=True)
-            self.raw.clear()
+        clean = self.filter.feed(data) if data else self.filter.end()
+        if not clean:
             return
-        self.raw += data
-        cut = self.raw.rfind(b"\n") + 1
-        if cut:
-            self._take(self.raw[:cut])
-            del self.raw[:cut]
-
-    def _take(self, block: bytes | bytearray, *, final: bool = False) -> None:
-        for match in self._sentinels.finditer(block):
-            if match.group(1) is not None:
-                self.tags[match.group(1).decode("ascii")] = (match.group(2) or b"").decode()
-        clean = self._sentinels.sub(b"", bytes(block))
-        if clean:
+        if self.on_text is not None:
+            self.on_text(clean)
+        else:
             self.text += clean
-            if self.on_text is not None:
-                self.on_text(clean)
 
     def _close_stdin(self) -> None:
         if self.stdin_fd is not None:
