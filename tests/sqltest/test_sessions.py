@@ -235,14 +235,28 @@ def test_sessions_that_cannot_go_on_fail_their_test_and_leave_no_backend(
         "SELECT 1/0;\n"
         '{{ wait("s2") }}\n'
     )), bump("d"))
+    add_test(db_project, "main_stalls", (
+        "CREATE TABLE e (id int PRIMARY KEY);\n"
+        '{{ bg("s2", "insert.sql") }}\n'
+        "INSERT INTO e VALUES (1);\n"
+        '{{ wait("s2") }}\n'
+    ), {"insert.sql": "BEGIN;\nINSERT INTO e VALUES (1);\n"})
+    add_test(db_project, "idle_holder", (
+        "CREATE TABLE f (id int PRIMARY KEY);\n"
+        '{{ bg("s2", "insert.sql") }}\n'
+        '{{ bg("s3", "insert.sql") }}\n'
+        '{{ wait("s3") }}\n'
+    ), {"insert.sql": "BEGIN;\nINSERT INTO f VALUES (1);\n"})
     start = time.monotonic()
     result = db_project.run("test", "compare", "-j", "1")
     assert time.monotonic() - start < 30
     assert result.exit_code == 1
     assert report(result.stdout) == [
         "[FAIL] blocked_step",
+        "[FAIL] idle_holder",
         "[FAIL] left_waiting",
         "[FAIL] main_fails",
+        "[FAIL] main_stalls",
         "[FAIL] wait_forever",
         "",
         'blocked_step: spawn/tests/blocked_step/test.sql:6: step("s2") was sent while s2 is '
@@ -250,20 +264,31 @@ def test_sessions_that_cannot_go_on_fail_their_test_and_leave_no_backend(
         "which cannot work; release the lock first (e.g. COMMIT in the session holding it), "
         "or move the step after that",
         "",
+        'idle_holder: spawn/tests/idle_holder/test.sql:4: wait("s3") would wait forever: s3 '
+        "waits for a lock session s2 holds (its step at spawn/tests/idle_holder/test.sql:3), "
+        "and nothing runs while the test waits; release the lock first (e.g. COMMIT in "
+        "session s2), then wait",
+        "",
         "left_waiting: session s2 was still running at the end of the test: its step at "
-        "spawn/tests/left_waiting/test.sql:5 waits for a lock; release the lock (e.g. COMMIT "
-        'in the main session) and wait("s2") before the end; its backend was terminated',
+        "spawn/tests/left_waiting/test.sql:5 waits for a lock the main session holds; release "
+        'the lock (e.g. COMMIT in the main session) and wait("s2") before the end; its '
+        "backend was terminated",
         "",
         "main_fails: session s2 was still running when the main session ended early (psql "
         "exited with code 3 after: ERROR:  division by zero): its step at "
         "spawn/tests/main_fails/test.sql:5 waits for a lock; release the lock (e.g. COMMIT "
         'in the main session) and wait("s2") before the end; its backend was terminated',
         "",
+        "main_stalls: the main session, in its statements after "
+        "spawn/tests/main_stalls/test.sql:2, waits for a lock that session s2 holds, and s2 "
+        "has no step running to release it; send it the statement that does first (e.g. "
+        'step("s2", "COMMIT;"))',
+        "",
         'wait_forever: spawn/tests/wait_forever/test.sql:6: wait("s2") would wait forever: '
         "s2 waits for a lock the main session holds (its step at "
-        "spawn/tests/wait_forever/test.sql:5); release it in the main session first (e.g. "
-        "COMMIT), then wait",
-        "4 tests: 0 passed, 4 failed",
+        "spawn/tests/wait_forever/test.sql:5), and nothing runs while the test waits; "
+        "release the lock first (e.g. COMMIT in the main session), then wait",
+        "6 tests: 0 passed, 6 failed",
     ]
     assert other_backends(db_project.database) == 0
 
@@ -294,6 +319,7 @@ def test_control_point_mistakes_are_template_errors_naming_the_line(db_project: 
         "missing": '\n{{ bg("s2", "nowhere.sql") }}\n',
         "escape": '{{ bg("s2", "../other/a.sql") }}\n',
         "inside": 'SELECT 1\n{{ bg("s2", "a.sql") }}\n;\n',
+        "unfinished": '{{ bg("s2", "a.sql") }}\n{{ step("s2", "SELECT 2") }}\n',
     }
     for name, sql in tests.items():
         add_test(db_project, name, sql, {"a.sql": "SELECT 1;\n"})
@@ -302,7 +328,7 @@ def test_control_point_mistakes_are_template_errors_naming_the_line(db_project: 
     where = "spawn/tests/{}/test.sql:{}".format
     assert report(result.stdout) == [
         "[FAIL] bad_name", "[FAIL] escape", "[FAIL] inside", "[FAIL] missing",
-        "[FAIL] twice", "[FAIL] unknown",
+        "[FAIL] twice", "[FAIL] unfinished", "[FAIL] unknown",
         "",
         f"bad_name: {where('bad_name', 1)}: bg('2nd session', …): a session name is a letter "
         'or `_` followed by up to 30 letters, digits or `_`, e.g. "s2"',
@@ -321,8 +347,12 @@ def test_control_point_mistakes_are_template_errors_naming_the_line(db_project: 
         f'twice: {where("twice", 2)}: bg("s2", …) starts session s2 a second time; use '
         'step("s2", …) to send it more SQL, or another name',
         "",
+        f'unfinished: {where("unfinished", 2)}: the SQL of step("s2") ends inside an '
+        "unfinished statement (its last statement has no terminating semicolon); end it "
+        "with `;`",
+        "",
         f'unknown: {where("unknown", 2)}: step("s9") names session s9, which is not started; '
         'start it first with bg("s9", "script.sql")',
-        "6 tests: 0 passed, 6 failed",
+        "7 tests: 0 passed, 7 failed",
     ]
     assert other_backends(db_project.database) == 0

@@ -50,6 +50,7 @@ from spawn_db.sqltest.runner import ScriptRun
 SESSION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,30}")
 FUNCTIONS = ("bg", "step", "wait")
 BLOCK_POLL = 0.01
+STALL_CHECK = 0.25
 SELECT_SECONDS = 0.2
 PIPE_CHUNK = 64 * 1024
 CLOSE_SECONDS = 10.0
@@ -110,6 +111,7 @@ class SessionPlan:
         where = _template_line()
         _check_session(session, "bg", where)
         script = self._render_script(path, where)
+        _check_sql_ends(script, f"bg script {path!r}", where)
         return self._record(ControlPoint("bg", session, script, where),
                             f'-- bg("{session}", "{path}")\n{_commented(script)}')
 
@@ -120,6 +122,7 @@ class SessionPlan:
         if not isinstance(sql, str) or not sql.strip():
             raise TemplateError(f'{where}: step("{session}", …) needs the SQL to send as its '
                                 "second argument, a non-empty string", template=where)
+        _check_sql_ends(sql, f'the SQL of step("{session}")', where)
         return self._record(ControlPoint("step", session, str(sql), where),
                             f'-- step("{session}")\n{_commented(str(sql))}')
 
@@ -230,19 +233,37 @@ _META_LINE = re.compile(r"^[ \t]*\\[^\n]*(?:\n|\Z)", re.M)
 
 
 def _check_statement_ends(segment: str, point: ControlPoint) -> None:
-    """Refuse a control point inside an unfinished statement, where the sentinel's
-    ``\\echo`` would run before the statement does; best effort, judged from the text
-    after the segment's last meta-command line (``db.psqlscan`` cannot see past one)."""
-    from spawn_db.db.psqlscan import INCOMPLETE, UNTERMINATED, analyze
-
-    tail = segment
-    for tail_match in _META_LINE.finditer(segment):
-        tail = segment[tail_match.end():]
-    reason = analyze(tail.encode("utf-8")).reason
-    if reason in (INCOMPLETE, UNTERMINATED):
+    """Refuse a control point inside an unfinished statement of the main session, where
+    the sentinel's ``\\echo`` would run before the statement does."""
+    reason = _unfinished(segment)
+    if reason:
         raise TemplateError(
             f"{point.where}: {point.describe()} is inside an unfinished statement of the main "
             f"session ({reason}); put it after the statement's `;`", template=point.where)
+
+
+def _check_sql_ends(sql: str, what: str, where: str) -> None:
+    """Refuse a step or bg script whose last statement is unfinished: psql would wait
+    for its end, and the session's next step would be taken for it."""
+    reason = _unfinished(sql)
+    if reason:
+        raise TemplateError(f"{where}: {what} ends inside an unfinished statement ({reason}); "
+                            "end it with `;`", template=where)
+
+
+def _unfinished(text: str) -> str:
+    """Why psql would still be inside a statement at the end of ``text``, or "".
+
+    Best effort: judged from the text after the last meta-command line, because
+    ``db.psqlscan`` cannot see past a meta-command (which ends at its line's end).
+    """
+    from spawn_db.db.psqlscan import INCOMPLETE, UNTERMINATED, analyze
+
+    tail = text
+    for meta in _META_LINE.finditer(text):
+        tail = text[meta.end():]
+    reason = analyze(tail.encode("utf-8")).reason
+    return reason if reason in (INCOMPLETE, UNTERMINATED) else ""
 
 
 def _commented(sql: str) -> str:
@@ -413,6 +434,7 @@ class _Session:
     name: str
     psql: _Psql
     pid: int
+    app_name: str
     state: Literal["idle", "busy", "waiting"] = "idle"
     tag: str = ""
     since: str = ""
@@ -450,9 +472,10 @@ class SessionRun:
 
     def run(self) -> None:
         self.main.send(self.opening.encode("utf-8"))
+        after = "the start of the test"
         for item in self.items:
             if isinstance(item, str):
-                if not self._segment(item):
+                if not self._segment(item, after):
                     self._main_ended_early()
                     return
             elif item.kind == "bg":
@@ -461,20 +484,25 @@ class SessionRun:
                 self._step(self.sessions[item.session], item.sql, item.where)
             else:
                 self._wait(self.sessions[item.session], item.where)
+            if not isinstance(item, str):
+                after = item.where
             self._checkpoint()
         for session in self.sessions.values():
-            if session.state == "waiting" and self._blocked(session, by_main=True):
-                raise SessionFailed(self._still_running(session, "at the end of the test"))
-            self._wait(session, "the end of the test")
+            self._wait(session, None)
         self._finish()
 
-    def _segment(self, text: str) -> bool:
-        """Send ``text`` to the main session; True when it finished, False when psql ended."""
+    def _segment(self, text: str, after: str) -> bool:
+        """Send ``text`` to the main session; True when it finished, False when psql ended.
+
+        While it runs, spawn checks now and then that the main session is not waiting
+        for a lock of a session with no step running, which nothing would release.
+        """
         if text:
             self.main.send(text.encode("utf-8"))
         tag = self._tag("m")
         self.main.sentinel(tag)
-        self.pump(lambda: tag in self.main.tags or self.main.ended)
+        while not self.pump(lambda: tag in self.main.tags or self.main.ended, limit=STALL_CHECK):
+            self._check_main_stalled(after)
         return tag in self.main.tags
 
     def _bg(self, point: ControlPoint) -> None:
@@ -492,7 +520,7 @@ class SessionRun:
         if "p" not in psql.tags:
             said = _last_line(psql.text) or "psql printed nothing"
             raise SessionFailed(f"{point.where}: session {point.session} could not start: {said}")
-        session = _Session(point.session, psql, int(psql.tags["p"]))
+        session = _Session(point.session, psql, int(psql.tags["p"]), app)
         self.sessions[point.session] = session
         self._step(session, point.sql, point.where)
 
@@ -511,13 +539,12 @@ class SessionRun:
         if self._settle(session) == "waiting":
             self._print(f"-- {session.name}: <waiting ...>\n")
 
-    def _wait(self, session: _Session, where: str) -> None:
+    def _wait(self, session: _Session, where: str | None) -> None:
+        """``wait`` at ``where``, or (``None``) the implicit wait at the end of the test."""
         if session.state == "waiting":
-            if self._blocked(session, by_main=True):
-                raise SessionFailed(
-                    f'{where}: wait("{session.name}") would wait forever: {session.name} '
-                    f"waits for a lock the main session holds (its step at {session.since}); "
-                    "release it in the main session first (e.g. COMMIT), then wait")
+            holder = self._stuck_behind(session)
+            if holder is not None:
+                raise SessionFailed(self._waits_forever(session, where, holder))
             self.pump(lambda: session.done)
             session.state = "idle"
             self._print(f"-- {session.name}: <... completed>\n")
@@ -587,6 +614,33 @@ class SessionRun:
             "waits for a lock; release the lock (e.g. COMMIT in the main session) and "
             f'wait("{session.name}") before the end; its backend was terminated')
 
+    def _waits_forever(self, session: _Session, where: str | None, holder: str) -> str:
+        name = session.name
+        if where is None:
+            return (
+                f"session {name} was still running at the end of the test: its step at "
+                f"{session.since} waits for a lock {holder} holds; release the lock (e.g. "
+                f'COMMIT in {holder}) and wait("{name}") before the end; its backend was '
+                "terminated")
+        return (
+            f'{where}: wait("{name}") would wait forever: {name} waits for a lock {holder} '
+            f"holds (its step at {session.since}), and nothing runs while the test waits; "
+            f"release the lock first (e.g. COMMIT in {holder}), then wait")
+
+    def _check_main_stalled(self, after: str) -> None:
+        from spawn_db.escape import escape_literal
+
+        idle = [s for s in self.sessions.values() if s.state == "idle" and not s.psql.ended]
+        if not idle:
+            return
+        holders = self._holders(f"application_name = {escape_literal(self.app_name)}")
+        stuck = [s.name for s in idle if s.app_name in holders]
+        if stuck:
+            raise SessionFailed(
+                f"the main session, in its statements after {after}, waits for a lock that "
+                f"session {stuck[0]} holds, and {stuck[0]} has no step running to release it; "
+                f'send it the statement that does first (e.g. step("{stuck[0]}", "COMMIT;"))')
+
     def _ended(self, session: _Session, where: str) -> str:
         code = session.psql.proc.wait()
         return (f'{where}: session {session.name} has ended (psql exited with code {code}'
@@ -595,24 +649,43 @@ class SessionRun:
 
     # -- the control session --------------------------------------------------------------
 
-    def _blocked(self, session: _Session, *, by_main: bool = False) -> bool:
-        """Whether ``session`` waits for a lock held by the main session (``by_main``) or
-        by any backend of this test (its sessions are named with its prefix)."""
+    def _blocked(self, session: _Session) -> bool:
+        """Whether ``session`` waits for a lock held by a backend of this test (all of
+        them are named with its prefix), as PostgreSQL's isolation tester asks."""
         from spawn_db.escape import escape_literal
 
-        if by_main:
-            who = f"application_name = {escape_literal(self.app_name)}"
-        else:
-            who = (f"left(application_name, {len(self.prefix)}) = "
-                   f"{escape_literal(self.prefix)}")
         answer = self._query(
             f"SELECT pg_catalog.pg_isolation_test_session_is_blocked({session.pid}, "
-            f"ARRAY(SELECT pid FROM pg_catalog.pg_stat_activity WHERE {who} "
+            "ARRAY(SELECT pid FROM pg_catalog.pg_stat_activity WHERE "
+            f"left(application_name, {len(self.prefix)}) = {escape_literal(self.prefix)} "
             f"AND pid <> {session.pid}))")
         if answer not in ("t", "f"):
             raise SessionFailed(f"checking whether session {session.name} waits for a lock "
                                 f"failed: {answer or 'no answer'}")
         return answer == "t"
+
+    def _stuck_behind(self, session: _Session) -> str | None:
+        """Who holds the lock a waiting ``session`` needs, when nothing can release it:
+        the main session (idle at a control point) or a session with no step running."""
+        holders = self._holders(f"pid = {session.pid}")
+        if self.app_name in holders:
+            return MAIN
+        for other in self.sessions.values():
+            if other.state == "idle" and other.app_name in holders:
+                return f"session {other.name}"
+        return None
+
+    def _holders(self, waiter: str) -> set[str]:
+        """The application_names of this test's backends that block the backend(s)
+        matching ``waiter`` (a condition on ``pg_stat_activity``)."""
+        from spawn_db.escape import escape_literal
+
+        answer = self._query(
+            "SELECT a.application_name FROM pg_catalog.pg_stat_activity a WHERE a.pid IN "
+            "(SELECT pg_catalog.unnest(pg_catalog.pg_blocking_pids(w.pid)) "
+            f"FROM pg_catalog.pg_stat_activity w WHERE w.{waiter}) "
+            f"AND left(a.application_name, {len(self.prefix)}) = {escape_literal(self.prefix)}")
+        return set(answer.splitlines())
 
     def _query(self, sql: str) -> str:
         control = self._control_session()
