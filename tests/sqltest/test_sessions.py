@@ -191,7 +191,7 @@ def test_build_shows_control_points_as_comments(db_project: Any) -> None:
     assert result.stdout == LOCK_TEST.replace(
         '{{ bg("s2", "scripts/take.sql") }}',
         '-- bg("s2", "scripts/take.sql")\n'
-        "--   UPDATE accounts SET owner = 's2' WHERE id = 1 RETURNING owner;\n",
+        "--   UPDATE accounts SET owner = 's2' WHERE id = 1 RETURNING owner;",
     ).replace('{{ wait("s2") }}', '-- wait("s2")')
 
 

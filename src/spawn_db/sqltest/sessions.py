@@ -48,7 +48,6 @@ from spawn_db.render.sqlvalue import SqlMarkup
 from spawn_db.sqltest.runner import ScriptRun
 
 SESSION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,30}")
-FUNCTIONS = ("bg", "step", "wait")
 BLOCK_POLL = 0.01
 STALL_CHECK = 0.25
 SELECT_SECONDS = 0.2
@@ -113,7 +112,7 @@ class SessionPlan:
         script = self._render_script(path, where)
         _check_sql_ends(script, f"bg script {path!r}", where)
         return self._record(ControlPoint("bg", session, script, where),
-                            f'-- bg("{session}", "{path}")\n{_commented(script)}')
+                            f'-- bg("{session}", "{path}"){_commented(script)}')
 
     def step(self, session: str, sql: str) -> SqlMarkup:
         """``step("s2", "UPDATE …;")``: send more SQL to session ``s2``."""
@@ -124,7 +123,7 @@ class SessionPlan:
                                 "second argument, a non-empty string", template=where)
         _check_sql_ends(sql, f'the SQL of step("{session}")', where)
         return self._record(ControlPoint("step", session, str(sql), where),
-                            f'-- step("{session}")\n{_commented(str(sql))}')
+                            f'-- step("{session}"){_commented(str(sql))}')
 
     def wait(self, session: str) -> SqlMarkup:
         """``wait("s2")``: wait until ``s2`` finishes its steps, then print its output."""
@@ -267,7 +266,7 @@ def _unfinished(text: str) -> str:
 
 
 def _commented(sql: str) -> str:
-    return "".join(f"--   {line}\n" for line in sql.splitlines())
+    return "".join(f"\n--   {line}" for line in sql.splitlines())
 
 
 def _template_line() -> str:
