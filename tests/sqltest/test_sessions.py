@@ -94,7 +94,7 @@ DEADLOCK_TEST = """\
 \\set VERBOSITY terse
 CREATE TABLE pair (id int PRIMARY KEY, v int);
 INSERT INTO pair VALUES (1, 0), (2, 0);
--- The main session would detect a deadlock only after 10s; s2 after 200ms, so s2,
+-- The main session would detect a deadlock only after 10s; s2 after 500ms, so s2,
 -- which started waiting first, is always the one PostgreSQL cancels.
 SET deadlock_timeout = '10s';
 BEGIN;
@@ -109,7 +109,7 @@ SELECT * FROM pair ORDER BY id;
 """
 DEADLOCK_S2 = """\
 \\set VERBOSITY terse
-SET deadlock_timeout = '200ms';
+SET deadlock_timeout = '500ms';
 BEGIN;
 UPDATE pair SET v = 2 WHERE id = 2;
 """
@@ -356,3 +356,34 @@ def test_control_point_mistakes_are_template_errors_naming_the_line(db_project: 
         "7 tests: 0 passed, 7 failed",
     ]
     assert other_backends(db_project.database) == 0
+
+
+def test_sigterm_stops_every_session_like_ctrl_c(db_project: Any) -> None:
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    from tests.helpers import start_spawn
+    from tests.sqltest.test_sigterm import alive, children
+
+    database = db_project.database
+    add_test(db_project, "sleepy", '{{ bg("s2", "sleep.sql") }}\n{{ wait("s2") }}\n',
+             {"sleep.sql": "SELECT pg_sleep(37);\n"})
+    proc = start_spawn("test", "run", "sleepy", cwd=db_project.root, stderr=subprocess.STDOUT)
+    psqls: list[int] = []
+    try:
+        database.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
+                            "WHERE query LIKE 'SELECT pg_sleep(37)%'")
+        psqls = children(proc.pid)
+        assert len(psqls) == 3  # the test's own psql, s2's and the control session's
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+        assert [pid for pid in psqls if alive(pid)] == []
+        assert other_backends(database) == 0
+        assert (proc.returncode, output.splitlines()[-1:]) == (143, ["Aborted! (SIGTERM)"])
+    finally:
+        for pid in [proc.pid, *psqls]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
