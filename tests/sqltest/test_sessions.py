@@ -320,6 +320,8 @@ def test_control_point_mistakes_are_template_errors_naming_the_line(db_project: 
         "escape": '{{ bg("s2", "../other/a.sql") }}\n',
         "inside": 'SELECT 1\n{{ bg("s2", "a.sql") }}\n;\n',
         "unfinished": '{{ bg("s2", "a.sql") }}\n{{ step("s2", "SELECT 2") }}\n',
+        "late": '{% for i in range(20000) %}-- {{ "x" * 60 }}\n{% endfor %}\n'
+                '{{ bg("s2", "a.sql") }}\n',
     }
     for name, sql in tests.items():
         add_test(db_project, name, sql, {"a.sql": "SELECT 1;\n"})
@@ -327,7 +329,7 @@ def test_control_point_mistakes_are_template_errors_naming_the_line(db_project: 
     assert result.exit_code == 1
     where = "spawn/tests/{}/test.sql:{}".format
     assert report(result.stdout) == [
-        "[FAIL] bad_name", "[FAIL] escape", "[FAIL] inside", "[FAIL] missing",
+        "[FAIL] bad_name", "[FAIL] escape", "[FAIL] inside", "[FAIL] late", "[FAIL] missing",
         "[FAIL] twice", "[FAIL] unfinished", "[FAIL] unknown",
         "",
         f"bad_name: {where('bad_name', 1)}: bg('2nd session', …): a session name is a letter "
@@ -339,6 +341,9 @@ def test_control_point_mistakes_are_template_errors_naming_the_line(db_project: 
         f'inside: {where("inside", 2)}: bg("s2") is inside an unfinished statement of the '
         "main session (its last statement has no terminating semicolon); put it after the "
         "statement's `;`",
+        "",
+        f'late: {where("late", 3)}: bg("s2") comes after the first 1 MiB of the test\'s output, '
+        "which already went to psql; move it earlier or make the test smaller",
         "",
         f"missing: {where('missing', 2)}: bg script 'nowhere.sql' not found in "
         "spawn/tests/missing/ nor in components/; check the path (it is relative to the "
@@ -353,7 +358,7 @@ def test_control_point_mistakes_are_template_errors_naming_the_line(db_project: 
         "",
         f'unknown: {where("unknown", 2)}: step("s9") names session s9, which is not started; '
         'start it first with bg("s9", "script.sql")',
-        "7 tests: 0 passed, 7 failed",
+        "8 tests: 0 passed, 8 failed",
     ]
     assert other_backends(db_project.database) == 0
 

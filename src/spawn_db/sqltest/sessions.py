@@ -119,8 +119,8 @@ class SessionPlan:
         where = _template_line()
         _check_session(session, "step", where)
         if not isinstance(sql, str) or not sql.strip():
-            raise TemplateError(f'{where}: step("{session}", …) needs the SQL to send as its '
-                                "second argument, a non-empty string", template=where)
+            raise _template_error(f'{where}: step("{session}", …) needs the SQL to send as its '
+                                "second argument, a non-empty string", where)
         _check_sql_ends(sql, f'the SQL of step("{session}")', where)
         return self._record(ControlPoint("step", session, str(sql), where),
                             f'-- step("{session}"){_commented(str(sql))}')
@@ -133,10 +133,10 @@ class SessionPlan:
 
     def _record(self, point: ControlPoint, preview: str) -> SqlMarkup:
         if self.closed:
-            raise TemplateError(
+            raise _template_error(
                 f"{point.where}: {point.describe()} comes after the first 1 MiB of the test's "
                 "output, which already went to psql; move it earlier or make the test smaller",
-                template=point.where)
+                point.where)
         if self.preview:
             return SqlMarkup(preview)
         self.points.append(point)
@@ -149,35 +149,35 @@ class SessionPlan:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            raise TemplateError(f"{where}: bg script {display} is not UTF-8 text",
-                                template=where) from None
+            raise _template_error(f"{where}: bg script {display} is not UTF-8 text",
+                                where) from None
         renderer = compile_template(text, display, self.components)
         return renderer.render(self.context)
 
     def _read_script(self, path: str, where: str) -> tuple[bytes, str]:
         """The script at ``path`` in the test's folder, else in ``components/``."""
         if not isinstance(path, str) or not path or path.startswith("/") or os.path.isabs(path):
-            raise TemplateError(
+            raise _template_error(
                 f"{where}: bg script path {path!r} refused: give a path relative to the "
-                "test's folder or to components/", template=where)
+                "test's folder or to components/", where)
         parts = [p for p in path.split("/") if p not in ("", ".")]
         if ".." in parts or not parts:
-            raise TemplateError(
+            raise _template_error(
                 f"{where}: bg script path {path!r} refused: it must stay inside the test's "
-                "folder or components/ (remove the `..`)", template=where)
+                "folder or components/ (remove the `..`)", where)
         local = self.test_dir.joinpath(*parts)
         if local.is_file():
             if not is_inside(os.path.realpath(local), os.path.realpath(self.test_dir)):
-                raise TemplateError(
+                raise _template_error(
                     f"{where}: bg script {self.display(local)} is a symbolic link leaving the "
-                    "test's folder; copy the file into it", template=where)
+                    "test's folder; copy the file into it", where)
             return local.read_bytes(), self.display(local)
         data = self.components.read(parts)
         if data is None:
-            raise TemplateError(
+            raise _template_error(
                 f"{where}: bg script {path!r} not found in {self.display(self.test_dir)}/ "
                 "nor in components/; check the path (it is relative to the test's folder, "
-                "or to components/)", template=where)
+                "or to components/)", where)
         return data, "components/" + "/".join(parts)
 
     def split(self, text: str) -> list[str | ControlPoint]:
@@ -192,10 +192,10 @@ class SessionPlan:
             index = int(match.group(1))
             point = self.points[index]
             if index in seen:
-                raise TemplateError(
+                raise _template_error(
                     f"{point.where}: {point.describe()} is output twice (a variable holding "
                     "it printed again?); call it once for each control point",
-                    template=point.where)
+                    point.where)
             seen.add(index)
             segment = text[pos:match.start()]
             _check_statement_ends(segment, point)
@@ -208,23 +208,23 @@ class SessionPlan:
 
 def _check_session(session: Any, kind: str, where: str) -> None:
     if not isinstance(session, str) or not SESSION_NAME.fullmatch(session):
-        raise TemplateError(
+        raise _template_error(
             f"{where}: {kind}({session!r}, …): a session name is a letter or `_` followed by "
-            "up to 30 letters, digits or `_`, e.g. \"s2\"", template=where)
+            "up to 30 letters, digits or `_`, e.g. \"s2\"", where)
 
 
 def _check_order(point: ControlPoint, started: set[str]) -> None:
     name = point.session
     if point.kind == "bg":
         if name in started:
-            raise TemplateError(
+            raise _template_error(
                 f'{point.where}: bg("{name}", …) starts session {name} a second time; use '
-                f'step("{name}", …) to send it more SQL, or another name', template=point.where)
+                f'step("{name}", …) to send it more SQL, or another name', point.where)
         started.add(name)
     elif name not in started:
-        raise TemplateError(
+        raise _template_error(
             f'{point.where}: {point.describe()} names session {name}, which is not started; '
-            f'start it first with bg("{name}", "script.sql")', template=point.where)
+            f'start it first with bg("{name}", "script.sql")', point.where)
 
 
 # A line holding a psql meta-command (which ends at the end of its line).
@@ -236,9 +236,9 @@ def _check_statement_ends(segment: str, point: ControlPoint) -> None:
     the sentinel's ``\\echo`` would run before the statement does."""
     reason = _unfinished(segment)
     if reason:
-        raise TemplateError(
+        raise _template_error(
             f"{point.where}: {point.describe()} is inside an unfinished statement of the main "
-            f"session ({reason}); put it after the statement's `;`", template=point.where)
+            f"session ({reason}); put it after the statement's `;`", point.where)
 
 
 def _check_sql_ends(sql: str, what: str, where: str) -> None:
@@ -246,8 +246,8 @@ def _check_sql_ends(sql: str, what: str, where: str) -> None:
     for its end, and the session's next step would be taken for it."""
     reason = _unfinished(sql)
     if reason:
-        raise TemplateError(f"{where}: {what} ends inside an unfinished statement ({reason}); "
-                            "end it with `;`", template=where)
+        raise _template_error(f"{where}: {what} ends inside an unfinished statement ({reason}); "
+                            "end it with `;`", where)
 
 
 def _unfinished(text: str) -> str:
@@ -263,6 +263,14 @@ def _unfinished(text: str) -> str:
         tail = text[meta.end():]
     reason = analyze(tail.encode("utf-8")).reason
     return reason if reason in (INCOMPLETE, UNTERMINATED) else ""
+
+
+def _template_error(message: str, where: str) -> TemplateError:
+    """A ``TemplateError`` at ``where`` (``file:line``), so an editor can point at the line."""
+    file, _, line = where.rpartition(":")
+    if file and line.isdigit():
+        return TemplateError(message, template=file, line=int(line))
+    return TemplateError(message, template=where)
 
 
 def _commented(sql: str) -> str:

@@ -202,24 +202,28 @@ class TestRunner:
         plan = SessionPlan()
         script = _script(self.config, name, self.variables, app_name, plan)
         if plan.used:
-            done = self._run_sessions(script, plan, app_name, cancel, sink)
-            return TestRun(name, done.output, done.exit_code, done.duration, done.timed_out)
-        plan.closed = True
-        try:
-            done = run_script(
-                self.argv, script, app_name=app_name, timeout=self.timeout,
-                cancel=cancel, sink=sink, reaper=make_reaper(self.argv, PSQL_PREAMBLE),
-            )
-        except RenderFailed as exc:
-            raise exc.error from None
+            done = self._run_sessions(self.argv, script, plan, app_name, cancel, sink)
+        else:
+            plan.closed = True
+            try:
+                done = run_script(
+                    self.argv, script, app_name=app_name, timeout=self.timeout,
+                    cancel=cancel, sink=sink, reaper=make_reaper(self.argv, PSQL_PREAMBLE),
+                )
+            except RenderFailed as exc:
+                raise exc.error from None
         if done.exit_code == 2 and done.output.startswith(CONNECTION_FAILED):
             raise _unreachable(name, done.output)
         return TestRun(name, done.output, done.exit_code, done.duration, done.timed_out)
 
-    def _run_sessions(self, script: Iterator[bytes], plan: SessionPlan, app_name: str,
-                      cancel: threading.Event | None, sink: OutputSink | None) -> ScriptRun:
+    def _run_sessions(
+        self, argv: list[str], script: Iterator[bytes], plan: SessionPlan, app_name: str,
+        cancel: threading.Event | None, sink: OutputSink | None,
+    ) -> ScriptRun:
         """A test that uses ``bg``/``step``/``wait``: rendered whole, cut at its control
-        points and run by ``sessions`` (docs/testing.md#concurrent-sessions)."""
+        points and run by ``sessions`` (docs/testing.md#concurrent-sessions). Every
+        session connects with ``argv``, the test's own; the first chunk of ``script``,
+        the test's opening (preamble, application_name), starts each of them too."""
         from spawn_db.db.target import PSQL_PREAMBLE
         from spawn_db.sqltest.runner import make_reaper
         from spawn_db.sqltest.sessions import run_sessions
@@ -227,9 +231,9 @@ class TestRunner:
         opening, *rest = script
         items = plan.split(b"".join(rest).decode("utf-8"))
         return run_sessions(
-            self.argv, items, opening=opening.decode("utf-8"), app_name=app_name,
+            argv, items, opening=opening.decode("utf-8"), app_name=app_name,
             timeout=self.timeout, cancel=cancel, sink=sink,
-            reaper=make_reaper(self.argv, PSQL_PREAMBLE, prefix=True),
+            reaper=make_reaper(argv, PSQL_PREAMBLE, prefix=True),
         )
 
     def expect(self, name: str, *, cancel: threading.Event | None = None) -> ExpectResult:
