@@ -165,6 +165,18 @@ def test_bg_script_comes_from_components_when_the_test_folder_has_none(
         0, " answer \n--------\n     42\n(1 row)\n\n", "")
 
 
+def test_control_points_in_the_middle_of_a_line(db_project: Any) -> None:
+    add_test(db_project, "inline", (
+        'SELECT 1 AS one; {{ bg("s2", "two.sql") }}{{ wait("s2") }}SELECT 3 AS three;'
+    ), {"two.sql": "SELECT 2 AS two;"})
+    result = db_project.run("test", "run", "inline")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        " one \n-----\n   1\n(1 row)\n\n two \n-----\n   2\n(1 row)\n\n"
+        " three \n-------\n     3\n(1 row)\n\n"
+    )
+
+
 def test_echo_all_shows_the_test_but_no_trace_of_spawn(db_project: Any) -> None:
     add_test(db_project, "echoed", (
         "\\set ECHO all\n"

@@ -374,17 +374,21 @@ class _Psql:
         self.stdout_fd = self.proc.stdout.fileno()
         os.set_blocking(self.stdin_fd, False)
         self.pending = bytearray()
+        self.line_start = True
         self.close_when_drained = False
         self.filter = SentinelFilter(self.nonce)
         self.tags = self.filter.tags
 
     def send(self, data: bytes) -> None:
-        self.pending += data
+        if data:
+            self.pending += data
+            self.line_start = data.endswith(b"\n")
 
     def sentinel(self, tag: str, extra: str = "") -> None:
-        """Ask psql to print ``tag`` once it has done everything sent before."""
-        lead = b"" if not self.pending or self.pending.endswith(b"\n") else b"\n"
-        self.pending += lead + f"\\echo '{self.nonce}''{tag}'{extra}\n".encode("ascii")
+        """Ask psql to print ``tag`` once it has done everything sent before; on a line
+        of its own, as a meta-command must be to end where spawn means it to."""
+        lead = b"" if self.line_start else b"\n"
+        self.send(lead + f"\\echo '{self.nonce}''{tag}'{extra}\n".encode("ascii"))
 
     def close(self) -> None:
         """Close psql's input once everything queued is written (psql then exits)."""
