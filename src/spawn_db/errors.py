@@ -173,6 +173,12 @@ class TestError(SpawnError):
     __test__ = False
 
 
+class SessionFailed(SpawnError):
+    """A test's concurrent sessions (bg/step/wait) cannot go on; the test fails, others run."""
+
+    exit_code = FAILURE_EXIT
+
+
 class PostgresNotFound(EmbeddedServerError):
     """No usable PostgreSQL binaries: a setup problem, reported with install commands."""
 

@@ -222,8 +222,9 @@ def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
                 pipe.close()
 
 
-def reap_sql(app_name: str) -> str:
-    """SQL that terminates every backend named ``app_name`` and waits until none is left.
+def reap_sql(app_name: str, *, prefix: bool = False) -> str:
+    """SQL that terminates every backend named ``app_name`` (or, with ``prefix``, whose
+    name starts with it: a test's sessions) and waits until none is left.
 
     ``pg_stat_clear_snapshot`` makes each loop see the current activity, not the
     snapshot taken at the first read in the transaction.
@@ -231,6 +232,8 @@ def reap_sql(app_name: str) -> str:
     from spawn_db.escape import escape_literal
 
     name = escape_literal(app_name)
+    which = (f"left(application_name, {len(app_name)}) = {name}" if prefix
+             else f"application_name = {name}")
     return (
         "DO $spawn_reap$\n"
         "DECLARE\n"
@@ -239,7 +242,7 @@ def reap_sql(app_name: str) -> str:
         "  LOOP\n"
         "    PERFORM pg_stat_clear_snapshot();\n"
         "    PERFORM pg_terminate_backend(pid) FROM pg_stat_activity\n"
-        f"      WHERE application_name = {name} AND pid <> pg_backend_pid();\n"
+        f"      WHERE {which} AND pid <> pg_backend_pid();\n"
         "    EXIT WHEN NOT FOUND OR clock_timestamp() > deadline;\n"
         "    PERFORM pg_sleep(0.02);\n"
         "  END LOOP;\n"
@@ -248,11 +251,12 @@ def reap_sql(app_name: str) -> str:
     )
 
 
-def make_reaper(argv: list[str], preamble: str) -> Callable[[str], None]:
-    """A reaper that connects with ``argv``; best effort, bounded by ``REAPER_TIMEOUT``."""
+def make_reaper(argv: list[str], preamble: str, *, prefix: bool = False) -> Callable[[str], None]:
+    """A reaper that connects with ``argv``; best effort, bounded by ``REAPER_TIMEOUT``.
+    With ``prefix``, the name it is given is the start of the names to terminate."""
 
     def reap(app_name: str) -> None:
-        script = [(preamble + reap_sql(app_name)).encode("utf-8")]
+        script = [(preamble + reap_sql(app_name, prefix=prefix)).encode("utf-8")]
         with contextlib.suppress(TestError):
             run_script(argv, script, app_name=f"{app_name[:50]}-reaper",
                        timeout=REAPER_TIMEOUT)

@@ -35,7 +35,8 @@ from spawn_db.sqltest.golden import diff as golden_diff
 
 if TYPE_CHECKING:
     from spawn_db.render.template import RenderContext
-    from spawn_db.sqltest.runner import OutputSink
+    from spawn_db.sqltest.runner import OutputSink, ScriptRun
+    from spawn_db.sqltest.sessions import SessionPlan
     from spawn_db.sqltest.settings import TestSettings
 
 STARTER_TEST = """\
@@ -61,24 +62,35 @@ def new_test(config: Config, name: str) -> str:
     return name
 
 
-def build_test(config: Config, name: str, *, variables: Any = None,
-               context: RenderContext | None = None) -> Iterator[str]:
+def build_test(
+    config: Config, name: str, *, variables: Any = None, sessions: SessionPlan | None = None,
+    context: RenderContext | None = None,
+) -> Iterator[str]:
     """Chunks of the rendered ``test.sql`` (components from the working tree); ``context``
     when the caller wants to see which secrets it used.
 
-    A deterministic test (``freeze_time``/``seed`` in ``test.toml``) renders with
-    seeded uuid functions and whole, so its time keywords can be rewritten.
+    ``bg``, ``step`` and ``wait`` record into ``sessions``; without one (``spawn
+    test build``) they render as comments saying what they would do. A deterministic
+    test (``freeze_time``/``seed`` in ``test.toml``) renders with seeded uuid functions
+    and whole, so its time keywords can be rewritten.
     """
+    import copy
+
     from spawn_db.render.template import compile_template, template_context
+    from spawn_db.sqltest.sessions import SessionPlan
 
     project = Project(config)
     path = project.find_test(name) / "test.sql"
+    source = WorkingTreeSource(config.components_dir)
     renderer = compile_template(
         path.read_bytes().decode("utf-8"),  # not read_text: it would turn CRLF into LF
         project.display(path),
-        WorkingTreeSource(config.components_dir),
+        source,
     )
     context = context or template_context(config, variables or {})
+    plan = sessions if sessions is not None else SessionPlan(preview=True)
+    plan.attach(path.parent, project.display, source, copy.copy(context))
+    context.update(plan.functions())
     settings = settings_of(config, name)
     if not settings.deterministic:
         return renderer.generate(context)
@@ -206,22 +218,48 @@ class TestRunner:
         """Render and run the test; template errors raise before psql starts when possible."""
         from spawn_db.db.target import PSQL_PREAMBLE
         from spawn_db.sqltest.runner import RenderFailed, application_name, make_reaper, run_script
+        from spawn_db.sqltest.sessions import SessionPlan
 
         app_name = application_name(name)
         if self.warn is not None:
             for warning in settings_of(self.config, name).warnings:
                 self.warn(warning)
-        script = _script(self.config, name, self.variables, app_name)
-        try:
-            done = run_script(
-                self.argv, script, app_name=app_name, timeout=self.timeout,
-                cancel=cancel, sink=sink, reaper=make_reaper(self.argv, PSQL_PREAMBLE),
-            )
-        except RenderFailed as exc:
-            raise exc.error from None
+        plan = SessionPlan()
+        script = _script(self.config, name, self.variables, app_name, plan)
+        if plan.used:
+            done = self._run_sessions(self.argv, script, plan, app_name, cancel, sink)
+        else:
+            plan.closed = True
+            try:
+                done = run_script(
+                    self.argv, script, app_name=app_name, timeout=self.timeout,
+                    cancel=cancel, sink=sink, reaper=make_reaper(self.argv, PSQL_PREAMBLE),
+                )
+            except RenderFailed as exc:
+                raise exc.error from None
         if done.exit_code == 2 and done.output.startswith(CONNECTION_FAILED):
             raise _unreachable(name, done.output)
         return TestRun(name, done.output, done.exit_code, done.duration, done.timed_out)
+
+    def _run_sessions(
+        self, argv: list[str], script: Iterator[bytes], plan: SessionPlan, app_name: str,
+        cancel: threading.Event | None, sink: OutputSink | None,
+    ) -> ScriptRun:
+        """A test that uses ``bg``/``step``/``wait``: rendered whole, cut at its control
+        points and run by ``sessions`` (docs/testing.md#concurrent-sessions). Every
+        session connects with ``argv``, the test's own; the first chunk of ``script``,
+        the test's opening (preamble, application_name), starts each of them too."""
+        from spawn_db.db.target import PSQL_PREAMBLE
+        from spawn_db.sqltest.runner import make_reaper
+        from spawn_db.sqltest.sessions import run_sessions
+
+        opening, *rest = script
+        items = plan.split(b"".join(rest).decode("utf-8"))
+        return run_sessions(
+            argv, items, opening=opening.decode("utf-8"), app_name=app_name,
+            timeout=self.timeout, cancel=cancel, sink=sink,
+            reaper=make_reaper(argv, PSQL_PREAMBLE, prefix=True),
+        )
 
     def expect(self, name: str, *, cancel: threading.Event | None = None) -> ExpectResult:
         """Run the test and write its output to ``expected``; nothing is written on timeout."""
@@ -307,7 +345,9 @@ def _exit_note(exit_code: int | None) -> str | None:
     return None
 
 
-def _script(config: Config, name: str, variables: Any, app_name: str) -> Iterator[bytes]:
+def _script(
+    config: Config, name: str, variables: Any, app_name: str, sessions: SessionPlan | None = None
+) -> Iterator[bytes]:
     """The preamble, a silent ``SET application_name``, and the rendered test, as bytes.
 
     The ``SET`` names the session even when the target's command does not pass
@@ -323,7 +363,7 @@ def _script(config: Config, name: str, variables: Any, app_name: str) -> Iterato
     from spawn_db.render.template import template_context
 
     context = template_context(config, variables or {})
-    chunks = build_test(config, name, variables=variables, context=context)
+    chunks = build_test(config, name, variables=variables, sessions=sessions, context=context)
     opening = f"{PSQL_PREAMBLE}SET application_name = {escape_literal(app_name)};\n"
     settings = settings_of(config, name)
     if settings.deterministic:
