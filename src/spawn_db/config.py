@@ -26,7 +26,7 @@ ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
-                  "variables", "templates", "migrations", "environments", "lint")
+                  "variables", "templates", "migrations", "environments", "lint", "tests")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -44,11 +44,14 @@ TEMPLATES_KEYS = ("undefined",)
 LINT_KEYS = ("disable",)
 UNDEFINED_MODES = ("lenient", "strict")
 MIGRATIONS_KEYS = ("order",)
+TESTS_KEYS = ("database",)
+TEST_DATABASES = ("target", "fresh")
 COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
 
 CommandKind = Literal["direct", "provider", "embedded"]
 UndefinedMode = Literal["lenient", "strict"]
 MigrationOrder = Literal["loose", "strict"]
+TestDatabase = Literal["target", "fresh"]
 PinMode = Literal["required", "optional"]
 
 
@@ -139,6 +142,7 @@ class Config:
     migration_order: MigrationOrder = "loose"
     environment_pins: Mapping[str, PinMode] = field(default_factory=dict)
     lint_disable: tuple[str, ...] = ()
+    tests_database: TestDatabase = "target"
 
     @property
     def project_dir(self) -> Path:
@@ -363,6 +367,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
     migration_order = _migration_order(raw, path, warnings)
     lint_disable = _lint_disable(raw, path, warnings)
     environment_pins = _environment_pins(raw, path, warnings)
+    tests_database = _tests_database(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -379,6 +384,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         migration_order=migration_order,
         environment_pins=environment_pins,
         lint_disable=lint_disable,
+        tests_database=tests_database,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -483,6 +489,25 @@ def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) ->
             "applied, unless its migration.toml says out_of_order = true)"
         )
     return "strict" if order == "strict" else "loose"
+
+
+def _tests_database(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> TestDatabase:
+    """``[tests] database``: "target" (default; the Rust tool's behaviour) runs each test
+    where the target connects, "fresh" in its own copy of a template database built from
+    the migrations (``sqltest.fresh``)."""
+    table = raw.get("tests", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `tests` must be a table: [tests] then '
+                          '`database = "fresh"`')
+    _warn_unknown(table, TESTS_KEYS, f"{path} [tests]", warnings)
+    database = table.get("database", "target")
+    if database not in TEST_DATABASES:
+        raise ConfigError(
+            f"{path}: [tests] `database` is {database!r}; use \"target\" (tests run where "
+            'the target connects) or "fresh" (each test in its own copy of a database built '
+            "from the migrations)"
+        )
+    return "fresh" if database == "fresh" else "target"
 
 
 def _existing_folder(path: Path, folder: str) -> Path:
