@@ -68,3 +68,146 @@ def test_each_test_runs_in_its_own_copy_of_the_migrated_template(db_project: Any
     assert databases[0].endswith(" true")
     # The target itself was never migrated.
     assert project.database.query("SELECT to_regclass('accounts') IS NULL") == "t"
+
+
+def test_target_mode_is_the_default_and_runs_where_the_target_connects(db_project: Any) -> None:
+    db_project.add_migration("accounts", "CREATE TABLE accounts (id int);\n")
+    db_project.add_test("where", "SELECT current_database() = "
+                        f"'{db_project.database.name}' AS on_target;\n")
+    result = db_project.run("test", "run", "where")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, " on_target \n-----------\n t\n(1 row)\n\n", "")
+    assert spawn_databases(db_project) == []
+
+
+def test_a_test_prints_the_same_in_both_modes(db_project: Any) -> None:
+    """The \\connect to the copy is silent: a test's output does not show the mode."""
+    project = fresh_project(db_project)
+    project.database.query("CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL);"
+                           "INSERT INTO accounts VALUES (1, 'ann')")
+    project.add_test("same", "\\echo start\nSELECT owner FROM accounts;\n"
+                     "SELECT 1/0;\n")
+    fresh = project.run("test", "run", "same")
+    project.config_path.write_text(project.config_path.read_text().replace(
+        'database = "fresh"', 'database = "target"'))
+    target = project.run("test", "run", "same")
+    assert fresh.stdout == target.stdout == (
+        "start\n owner \n-------\n ann\n(1 row)\n\n"
+        "ERROR:  division by zero\n")
+    assert target.stderr == ""
+    assert fresh.stderr.startswith("Building template database spawn_tpl_")
+
+
+def test_a_failed_test_keeps_its_database_and_names_it(db_project: Any) -> None:
+    project = fresh_project(db_project)
+    project.add_test("good", "SELECT count(*) FROM accounts;\n")
+    project.add_test("bad", "INSERT INTO accounts VALUES (7, 'kept');\n"
+                     "SELECT owner FROM accounts ORDER BY id;\n")
+    (project.spawn_dir / "tests" / "good" / "expected").write_text(
+        " count \n-------\n     1\n(1 row)\n\n")
+    (project.spawn_dir / "tests" / "bad" / "expected").write_text("nothing\n")
+    result = project.run("test", "compare", "-j", "1")
+    assert result.exit_code == 1
+    kept = [line for line in lines(result) if line.startswith("note: database ")]
+    assert len(kept) == 1, result.stdout
+    name = kept[0].split()[2]
+    assert name.startswith("spawn_testdb_") and name.endswith("_bad")
+    assert kept[0] == (f"note: database {name} was kept to inspect; `spawn test clean` "
+                       "drops it")
+    assert project.database.query("SELECT string_agg(owner, ',' ORDER BY id) FROM accounts",
+                                   dbname=name) == "ann,kept"
+    # The passing test's copy is gone: only the template and the kept copy remain.
+    assert [d.split()[0] for d in spawn_databases(project)
+            if d.startswith("spawn_testdb_")] == [name]
+
+
+def test_the_template_is_reused_until_its_inputs_change(db_project: Any) -> None:
+    project = fresh_project(db_project)
+    project.add_test("t", "SELECT 1 AS one;\n")
+    first = project.run("test", "run", "t")
+    assert first.exit_code == 0
+    built = [line for line in first.stderr.splitlines() if line.startswith("Building")]
+    assert len(built) == 1
+    template = built[0].split()[3]
+    oid = project.database.query(f"SELECT oid FROM pg_database WHERE datname = '{template}'")
+    again = project.run("test", "run", "t")
+    assert (again.exit_code, again.stderr) == (0, "")
+    assert project.database.query(
+        f"SELECT oid FROM pg_database WHERE datname = '{template}'") == oid
+    project.add_migration("more", "CREATE TABLE more (id int);\n")
+    changed = project.run("test", "run", "t")
+    assert changed.exit_code == 0
+    assert changed.stderr.startswith("Building template database spawn_tpl_")
+    assert changed.stderr.split()[3] != template
+    # A variable a migration uses is an input too (through its rendered checksum).
+    project.add_migration("grants", "SELECT {{ variables.level | default(1) }} AS level;\n")
+    vars_file = project.root / "vars.json"
+    vars_file.write_text('{"level": 2}')
+    plain = project.run("test", "run", "t")
+    other = project.run("test", "run", "t", "--variables", str(vars_file))
+    assert plain.stderr.split()[3] != other.stderr.split()[3]
+
+
+def template_name(project: Any) -> str:
+    from spawn_db.config import Overrides, load_config
+    from spawn_db.sqltest.fresh import render_template, template_migrations
+
+    config = load_config(Overrides(config_file=str(project.config_path)))
+    build = render_template(config, template_migrations(config))
+    build.close()
+    return build.inputs.name
+
+
+def test_two_concurrent_runs_build_the_template_once(db_project: Any) -> None:
+    """Both runs are made to wait on the build lock (held here) before either looks
+    again; then one builds and the other reuses: the migration's `\\!` counter says one."""
+    import subprocess
+
+    from spawn_db.sqltest.fresh import build_lock_key
+    from tests.helpers import start_spawn
+
+    project = fresh_project(db_project)
+    counter = project.root / "builds.txt"
+    project.add_migration("count", f"\\! echo built >> {counter}\nCREATE TABLE c (id int);\n")
+    project.add_test("t", "SELECT count(*) AS tables FROM pg_tables WHERE tablename = 'c';\n")
+    (project.spawn_dir / "tests" / "t" / "expected").write_text(
+        " tables \n--------\n      1\n(1 row)\n\n")
+    classid, objid = build_lock_key(template_name(project))
+    holder = subprocess.Popen([*project.database.psql_argv(), "-X", "-q", "-At"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    holder.stdin.write(f"SELECT 'held' FROM pg_advisory_lock({classid}, {objid});\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline() == "held\n"
+    runs = [start_spawn("test", "compare", cwd=project.root) for _ in range(2)]
+    try:
+        project.database.wait_until(
+            "SELECT count(*) = 2 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            f"AND classid = {classid} AND objid = {objid}")
+    finally:
+        holder.communicate(timeout=30)  # ends the session, and with it the lock
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert [out.splitlines()[0] for out, _ in outputs] == ["[PASS] t", "[PASS] t"]
+    assert counter.read_text() == "built\n"
+    assert sum(err.count("Building template database") for _, err in outputs) == 1
+
+
+def test_a_template_that_fails_to_build_runs_no_test(db_project: Any) -> None:
+    project = fresh_project(db_project)
+    broken = project.add_migration("broken", "CREATE TABLE ok (id int);\n"
+                                   "ALTER TABLE missing ADD COLUMN x int;\n")
+    project.add_test("t", "SELECT 1;\n")
+    (project.spawn_dir / "tests" / "t" / "expected").write_text("x\n")
+    result = project.run("test", "compare")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    error = result.stderr.splitlines()
+    assert error[0].startswith("Building template database spawn_tpl_")
+    assert error[1] == (
+        f"error: migration {broken} failed while building the template database "
+        f"{error[0].split()[3]} for fresh test databases, so no test ran; fix the migration "
+        "(psql said:)")
+    assert 'ERROR:  relation "missing" does not exist' in result.stderr
+    # The half-built database is gone, and nothing else was made.
+    assert spawn_databases(project) == []

@@ -179,13 +179,19 @@ def is_template(control: ControlSession, name: str) -> bool:
     return found == "t"
 
 
+def build_lock_key(name: str) -> tuple[int, int]:
+    """The two-int advisory key a build of template ``name`` holds, in the database the
+    target's command connects to (advisory locks are per database)."""
+    import xxhash
+
+    return BUILD_LOCK_CLASS, xxhash.xxh32_intdigest(name.encode()) & 0x7FFFFFFF
+
+
 @contextmanager
 def _build_lock(control: ControlSession, name: str) -> Iterator[None]:
     """Hold the advisory lock of ``name``'s build in ``control``'s session: a second
     builder waits here, then finds the template made."""
-    import xxhash
-
-    key = f"{BUILD_LOCK_CLASS}, {xxhash.xxh32_intdigest(name.encode()) & 0x7FFFFFFF}"
+    key = ", ".join(map(str, build_lock_key(name)))
     control.query(f"SELECT pg_advisory_lock({key})", what="wait for the template build lock")
     try:
         yield
