@@ -211,3 +211,112 @@ def test_a_template_that_fails_to_build_runs_no_test(db_project: Any) -> None:
     assert 'ERROR:  relation "missing" does not exist' in result.stderr
     # The half-built database is gone, and nothing else was made.
     assert spawn_databases(project) == []
+
+
+def test_migrate_to_and_apply_migration_test_a_data_migration(db_project: Any) -> None:
+    """The issue's data-migration recipe: a template up to the migration before, seed
+    data, inline the data migration from its pin, assert."""
+    project = fresh_project(db_project)
+    split = project.add_migration("split-owner", (
+        "ALTER TABLE accounts ADD COLUMN first text, ADD COLUMN last text;\n"
+        "UPDATE accounts SET first = split_part(owner, ' ', 1), "
+        "last = split_part(owner, ' ', 2);\n"))
+    accounts = split.replace("split-owner", "accounts").replace("01-", "00-")
+    test = project.add_test("split", (
+        "INSERT INTO accounts VALUES (2, 'Ada Lovelace');\n"
+        f"{{{{ apply_migration(\"{split}\") }}}}\n"
+        "SELECT id, first, last FROM accounts ORDER BY id;\n"))
+    (test.parent / "test.toml").write_text(f'migrate_to = "{accounts}"\n')
+    built = project.run("test", "build", "split")
+    migration = (project.spawn_dir / "migrations" / split / "up.sql").read_text()
+    assert built.exit_code == 0
+    # As `migration build --pinned` renders it (templates drop a file's last newline).
+    pinned = project.run("migration", "build", split, "--pinned")
+    assert pinned.stdout == migration
+    assert built.stdout == ("INSERT INTO accounts VALUES (2, 'Ada Lovelace');\n"
+                            f"{migration}SELECT id, first, last FROM accounts ORDER BY id;\n")
+    result = project.run("test", "run", "split")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (" id | first |   last   \n----+-------+----------\n"
+                             "  1 | ann   | \n  2 | Ada   | Lovelace\n(2 rows)\n\n")
+    # A separate template: the full one (both migrations) is another database.
+    project.add_test("full", "SELECT first FROM accounts;\n")
+    assert project.run("test", "run", "full").exit_code == 0
+    templates = [d for d in spawn_databases(project) if d.startswith("spawn_tpl_")]
+    assert len(templates) == 2
+
+
+def test_apply_migration_of_an_unknown_or_unpinned_migration_is_a_render_error(
+        db_project: Any) -> None:
+    unpinned = db_project.add_migration("draft", "SELECT 1;\n", pin=False)
+    db_project.add_test("unknown", '{{ apply_migration("nope") }}\n')
+    db_project.add_test("unpinned", f'{{{{ apply_migration("{unpinned}") }}}}\n')
+    unknown = db_project.run("test", "build", "unknown")
+    assert (unknown.exit_code, unknown.stdout) == (1, "")
+    assert unknown.stderr == (
+        "error: spawn/tests/unknown/test.sql:1: apply_migration('nope'): there is no "
+        "migration nope (spawn/migrations/nope/up.sql does not exist); use a folder name "
+        "from `spawn migration list`\n")
+    result = db_project.run("test", "build", "unpinned")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"error: spawn/tests/unpinned/test.sql:1: apply_migration('{unpinned}'): migration "
+        f"{unpinned} is not pinned (no lock.toml), and tests inline migrations from their "
+        f"pins; run `spawn migration pin {unpinned}`\n")
+
+
+def test_test_toml_database_target_runs_that_test_on_the_target(db_project: Any) -> None:
+    project = fresh_project(db_project)
+    test = project.add_test("here", "SELECT current_database() LIKE 'spawn\\_testdb\\_%' "
+                            "AS fresh;\n")
+    project.add_test("there", "SELECT current_database() LIKE 'spawn\\_testdb\\_%' AS fresh;\n")
+    (test.parent / "test.toml").write_text('database = "target"\n')
+    here, there = project.run("test", "run", "here"), project.run("test", "run", "there")
+    assert here.stdout == " fresh \n-------\n f\n(1 row)\n\n"
+    assert there.stdout == " fresh \n-------\n t\n(1 row)\n\n"
+
+
+def test_test_toml_is_validated(db_project: Any) -> None:
+    project = fresh_project(db_project)
+    test = project.add_test("t", "SELECT 1 AS one;\n")
+    settings = test.parent / "test.toml"
+    settings.write_text('databse = "target"\n')
+    result = project.run("test", "run", "t")
+    assert result.exit_code == 0
+    assert ("warning: unknown key `databse` in spawn/tests/t/test.toml (ignored; the closest "
+            "known key is `database`)") in result.stderr.splitlines()
+    for text, message in [
+        ("database = 1\n", "spawn/tests/t/test.toml: `database` is 1; use \"target\" (this "
+         "test runs where the target connects) or \"fresh\" (in its own copy of a database "
+         "built from the migrations)"),
+        ("migrate_to = 3\n", "spawn/tests/t/test.toml: `migrate_to` must be a migration's "
+         'folder name as a string, e.g. `migrate_to = "20260101000000-add-users"`, not 3'),
+        ('migrate_to = "x"\ndatabase = "target"\n', "spawn/tests/t/test.toml: `migrate_to` "
+         'builds a fresh database, but `database = "target"` runs the test on the target\'s; '
+         "remove one of the two"),
+        ("database = \n", "spawn/tests/t/test.toml:1: invalid TOML: Invalid value "
+         "(at line 1, column 12); fix the syntax and try again"),
+        ('migrate_to = "nope"\n', "spawn/tests/t/test.toml: migrate_to: migration 'nope' "),
+    ]:
+        settings.write_text(text)
+        result = project.run("test", "compare")
+        assert (result.exit_code, result.stdout) == (2, ""), text
+        assert result.stderr.startswith(f"error: {message}"), result.stderr
+
+
+def test_tests_table_in_spawn_toml_is_validated(db_project: Any) -> None:
+    db_project.add_test("t", "SELECT 1 AS one;\n")
+    with db_project.config_path.open("a", encoding="utf-8") as config:
+        config.write('\n[tests]\ndatabase = "fersh"\nparallel = 2\n')
+    result = db_project.run("test", "run", "t")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.endswith(
+        "spawn.toml: [tests] `database` is 'fersh'; use \"target\" (tests run where the "
+        'target connects) or "fresh" (each test in its own copy of a database built from '
+        "the migrations)\n")
+    db_project.config_path.write_text(db_project.config_path.read_text().replace(
+        '"fersh"', '"target"'))
+    result = db_project.run("test", "run", "t")
+    assert result.exit_code == 0
+    assert "warning: unknown key `parallel` in " in result.stderr
+    assert "spawn.toml [tests] (ignored; the closest known key is `database`)" in result.stderr
