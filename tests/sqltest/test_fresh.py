@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import Result
 
@@ -320,3 +322,90 @@ def test_tests_table_in_spawn_toml_is_validated(db_project: Any) -> None:
     assert result.exit_code == 0
     assert "warning: unknown key `parallel` in " in result.stderr
     assert "spawn.toml [tests] (ignored; the closest known key is `database`)" in result.stderr
+
+
+def test_clean_drops_only_spawns_templates_and_test_databases(db_project: Any) -> None:
+    project = fresh_project(db_project)
+    project.add_test("bad", "SELECT 1 AS one;\n")
+    (project.spawn_dir / "tests" / "bad" / "expected").write_text("other\n")
+    assert project.run("test", "compare").exit_code == 1
+    before = [d.split()[0] for d in spawn_databases(project)]
+    assert before[0].startswith("spawn_testdb_") and before[1].startswith("spawn_tpl_")
+    project.database.query("CREATE DATABASE spawn_tplx")
+    project.database.query("CREATE DATABASE spawn_testdbx")
+    try:
+        result = project.run("test", "clean")
+        assert (result.exit_code, result.stderr) == (0, "")
+        assert result.stdout == (f"Dropped template {before[1]}\n"
+                                 f"Dropped test database {before[0]}\n")
+        assert spawn_databases(project) == []
+        assert project.database.query(
+            "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname "
+            f"IN ('spawn_tplx', 'spawn_testdbx', '{project.database.name}')") == ",".join(
+            sorted(["spawn_testdbx", "spawn_tplx", project.database.name]))
+        again = project.run("test", "clean")
+        assert (again.exit_code, again.stdout, again.stderr) == (
+            0, "", "Nothing to drop: no spawn_tpl_* or spawn_testdb_* databases on the "
+            "server.\n")
+    finally:
+        project.database.query("DROP DATABASE spawn_tplx")
+        project.database.query("DROP DATABASE spawn_testdbx")
+
+
+RUST_STYLE = """\
+CREATE DATABASE {db};
+\\c {db}
+CREATE TABLE own (id int);
+INSERT INTO own VALUES (1), (2);
+SELECT count(*) AS own_rows FROM own;
+\\c postgres
+DROP DATABASE {db};
+\\echo done
+"""
+
+
+@pytest.mark.parametrize("mode", ["target", "fresh"])
+def test_tests_that_make_their_own_database_work_in_both_modes(db_project: Any,
+                                                               mode: str) -> None:
+    project = fresh_project(db_project, mode)
+    own = f"own_{project.database.name}"[:63]
+    project.add_test("rust", RUST_STYLE.format(db=own))
+    result = project.run("test", "run", "rust")
+    assert (result.exit_code, result.stdout) == (
+        0, " own_rows \n----------\n        2\n(1 row)\n\ndone\n")
+    assert project.database.query(
+        f"SELECT count(*) FROM pg_database WHERE datname = '{own}'") == "0"
+    # In fresh mode the copy the test started in was dropped after it.
+    assert [d for d in spawn_databases(project) if d.startswith("spawn_testdb_")] == []
+
+
+def test_fresh_mode_on_the_embedded_server(embedded_project: Any) -> None:
+    """The default target (the project's own server) reaches its copies the same way."""
+    root = embedded_project.root
+    with (root / "spawn.toml").open("a", encoding="utf-8") as config:
+        config.write('\n[tests]\ndatabase = "fresh"\n')
+    folder = root / "spawn" / "migrations" / "20240101000000-t"
+    folder.mkdir(parents=True)
+    (folder / "up.sql").write_text("CREATE TABLE t (id int);\n")
+    assert embedded_project.run("migration", "pin", folder.name).exit_code == 0
+    test = root / "spawn" / "tests" / "t"
+    test.mkdir(parents=True)
+    (test / "test.sql").write_text("INSERT INTO t VALUES (1);\nSELECT count(*) FROM t;\n")
+    assert embedded_project.run("test", "expect", "t").exit_code == 0
+    assert (test / "expected").read_text() == " count \n-------\n     1\n(1 row)\n\n"
+    result = embedded_project.run("test", "compare")
+    assert (result.exit_code, result.stdout.splitlines()[0]) == (0, "[PASS] t")
+    cleaned = embedded_project.run("test", "clean")
+    assert cleaned.exit_code == 0
+    assert cleaned.stdout.startswith("Dropped template spawn_tpl_")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=80))
+def test_copy_names_fit_postgresql_and_keep_the_prefix(label: str) -> None:
+    from spawn_db.sqltest.fresh import COPY_PREFIX, copy_name
+
+    name = copy_name(label)
+    assert name.startswith(COPY_PREFIX)
+    assert len(name.encode("utf-8")) <= 63
+    assert label.startswith(name[len(COPY_PREFIX) + 9:])
