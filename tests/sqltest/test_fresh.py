@@ -98,6 +98,20 @@ def test_a_test_prints_the_same_in_both_modes(db_project: Any) -> None:
         "ERROR:  division by zero\n")
     assert target.stderr == ""
     assert fresh.stderr.startswith("Building template database spawn_tpl_")
+    # `test run` shows the output rather than judging it: its copy is dropped.
+    assert [d for d in spawn_databases(project) if d.startswith("spawn_testdb_")] == []
+
+
+def test_a_test_stopped_by_its_timeout_keeps_its_database(db_project: Any) -> None:
+    project = fresh_project(db_project)
+    project.add_test("slow", "INSERT INTO accounts VALUES (3, 'slow');\n"
+                     "SELECT pg_sleep(60);\n")
+    result = project.run("test", "run", "slow", "--timeout", "1")
+    assert result.exit_code == 1
+    kept = [line for line in result.stderr.splitlines() if line.startswith("note: database")]
+    assert len(kept) == 1, result.stderr
+    name = kept[0].split()[2]
+    assert project.database.query("SELECT count(*) FROM accounts", dbname=name) == "2"
 
 
 def test_a_failed_test_keeps_its_database_and_names_it(db_project: Any) -> None:

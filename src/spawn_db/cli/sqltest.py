@@ -126,7 +126,7 @@ def run(app: App, name: str, timeout: float, variables_path: str | None) -> None
             finally:
                 sink(None)
             bar.end(name)
-        kept = runner.settle(done, keep=not done.clean_exit)
+        kept = runner.settle(done, keep=done.timed_out)
     finally:
         runner.close()
     if kept:

@@ -109,10 +109,7 @@ class TestRun:
     def text(self) -> str:
         return decode(self.output)
 
-    @property
-    def clean_exit(self) -> bool:
-        """psql ran the whole script (exit 0): nothing in its fresh database to inspect."""
-        return self.exit_code == 0 and not self.timed_out
+
 
 
 TestStatus = Literal["pass", "fail", "missing", "timeout", "error"]
@@ -305,7 +302,7 @@ class TestRunner:
             raise
         except SpawnError as exc:
             return ExpectResult(name, path, None, exc.message)
-        kept = self.settle(done, keep=not done.clean_exit)
+        kept = self.settle(done, keep=done.timed_out)
         if done.timed_out:
             return ExpectResult(name, path, done, self.timeout_note(), kept)
         if done.exit_code is None:
