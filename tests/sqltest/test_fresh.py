@@ -279,6 +279,15 @@ def test_apply_migration_of_an_unknown_or_unpinned_migration_is_a_render_error(
         f"error: spawn/tests/unpinned/test.sql:1: apply_migration('{unpinned}'): migration "
         f"{unpinned} is not pinned (no lock.toml), and tests inline migrations from their "
         f"pins; run `spawn migration pin {unpinned}`\n")
+    # The template is built from pins too: under the default pin rule, no test runs.
+    fresh = db_project.add_test("fresh", "SELECT 1;\n")
+    (fresh.parent / "test.toml").write_text('database = "fresh"\n')
+    refused = db_project.run("test", "run", "fresh")
+    assert (refused.exit_code, refused.stdout) == (2, "")
+    assert refused.stderr == (
+        f"error: migration {unpinned} is not pinned (no lock.toml), and fresh test databases "
+        f"are built from pins; run `spawn migration pin {unpinned}`, or make pins optional "
+        'for this target (`pin = "optional"` in its [targets.<name>] table)\n')
 
 
 def test_test_toml_database_target_runs_that_test_on_the_target(db_project: Any) -> None:

@@ -110,8 +110,6 @@ class TestRun:
         return decode(self.output)
 
 
-
-
 TestStatus = Literal["pass", "fail", "missing", "timeout", "error"]
 
 
