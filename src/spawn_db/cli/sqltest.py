@@ -91,8 +91,9 @@ def _building(template: str) -> None:
 
 def _prepare(runner: TestRunner, names: list[str]) -> None:
     """test.toml warnings, then the fresh databases' templates, before any test runs."""
-    for warning in runner.prepare(names):
+    for warning in runner.check_settings(names):
         warn(warning)
+    runner.prepare(names)
 
 
 def _kept_line(database: str) -> str:

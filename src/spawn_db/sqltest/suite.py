@@ -200,16 +200,18 @@ class TestRunner:
                 folder, self.project.display(folder / "test.toml"))
         return self._settings[name]
 
-    def prepare(self, names: list[str]) -> list[str]:
-        """Read every test's ``test.toml`` and build the templates the fresh ones need,
-        before any test runs (a template that fails to build stops the run); the
-        warnings to show."""
-        warnings = [w for name in names for w in self.settings(name).warnings]
+    def check_settings(self, names: list[str]) -> list[str]:
+        """Read every test's ``test.toml`` (a bad one stops the run before anything
+        else); the warnings to show."""
+        return [w for name in names for w in self.settings(name).warnings]
+
+    def prepare(self, names: list[str]) -> None:
+        """Build the templates the fresh tests among ``names`` need, before any test
+        runs: a template that fails to build stops the run."""
         for name in names:
             template = self._template_key(name)
             if template is not False:
                 self.fresh.template(template)
-        return warnings
 
     def _template_key(self, name: str) -> str | Literal[False] | None:
         """False when ``name`` runs on the target; else its ``migrate_to`` (resolved to a
