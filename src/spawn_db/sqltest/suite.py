@@ -10,6 +10,7 @@ reported as errors rather than differences.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -271,7 +272,8 @@ class TestRunner:
             return self._run(name, database, sink, cancel)
         except BaseException:
             if database is not None:
-                self.fresh.drop(database)
+                with contextlib.suppress(SpawnError):  # the first error is the one to report
+                    self.fresh.drop(database)
             raise
 
     def _run(self, name: str, database: str | None, sink: OutputSink | None,
