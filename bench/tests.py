@@ -21,7 +21,16 @@ Targets (issue 5): ``-j 1`` within 1.2x the plain loop; the default at least
 round, and the verdict uses the median over rounds of the ratio within a
 round, which holds up best on a machine shared with other work.
 
-Run from the repository root:  .venv/bin/python bench/tests.py
+Fresh mode (issue 16, ``--fresh``; also part of the default run): the same
+schema as a pinned migration, ``[tests] database = "fresh"`` and 40 tests
+that use the migrated tables directly. ``spawn test compare -j 2`` from a
+server with no template: the template must be built once, and each test's
+``CREATE DATABASE spawn_testdb_… TEMPLATE spawn_tpl_…`` must take under
+60 ms. The copies are timed by the server itself (``log_min_duration_statement
+= 0`` for the database spawn's control session uses), not by the client, and
+printed one by one.
+
+Run from the repository root:  .venv/bin/python bench/tests.py [--fresh]
 Exit status 1 if a target is missed or a comparison does not pass.
 """
 
@@ -74,6 +83,18 @@ SELECT name FROM customer ORDER BY id DESC LIMIT 3;
 \\c postgres
 DROP DATABASE bench_{n};
 """
+
+
+FRESH_TEST_SQL = """\
+INSERT INTO customer (name, region) VALUES ('new customer {n}', 'north');
+INSERT INTO invoice (customer_id, amount)
+  SELECT id, {n} FROM customer WHERE name = 'new customer {n}';
+SELECT region, count(*) AS customers FROM customer GROUP BY region ORDER BY region;
+SELECT region_total('north') AS north_total;
+SELECT name FROM customer ORDER BY id DESC LIMIT 3;
+"""
+FRESH_TESTS = 40
+COPY_TARGET_MS = 60.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +182,72 @@ def make_project(root: Path, cluster: Cluster, count: int) -> list[str]:
     return names
 
 
+def make_fresh_project(root: Path, cluster: Cluster, count: int) -> list[str]:
+    """A project whose one pinned migration builds TEMPLATE_SQL's schema, in fresh mode."""
+    names = make_project(root, cluster, 0)
+    with (root / "spawn.toml").open("a") as config:
+        config.write('environment = "dev"\n\n[tests]\ndatabase = "fresh"\n')
+    migration = root / "spawn" / "migrations" / "20260101000000-schema"
+    migration.mkdir(parents=True)
+    (migration / "up.sql").write_text(TEMPLATE_SQL)
+    checked(run_child([sys.executable, "-m", "spawn_db", "migration", "pin", migration.name],
+                      cwd=root), "spawn migration pin")
+    tests = root / "spawn" / "tests"
+    for n in range(count):
+        name = f"f{n:03d}"
+        (tests / name).mkdir(parents=True)
+        (tests / name / "test.sql").write_text(FRESH_TEST_SQL.format(n=n))
+        names.append(name)
+    return names
+
+
+def logged_creates(log: Path, start: int) -> list[tuple[str, float]]:
+    """(database, milliseconds) of each ``CREATE DATABASE`` the server logged after byte
+    ``start`` of its log (``duration: … ms  statement: CREATE DATABASE "x" …``)."""
+    import re
+
+    pattern = re.compile(r'duration: ([\d.]+) ms\s+statement: CREATE DATABASE "?([\w]+)"?')
+    text = log.read_bytes()[start:].decode("utf-8", "replace")
+    return [(m.group(2), float(m.group(1))) for m in pattern.finditer(text)]
+
+
+def fresh_benchmark(work: Path, cluster: Cluster) -> bool:
+    """40 tests in fresh mode with -j 2: one template build, every copy under 60 ms."""
+    spawn = [sys.executable, "-m", "spawn_db"]
+    project = work / "fresh-project"
+    project.mkdir()
+    names = make_fresh_project(project, cluster, FRESH_TESTS)
+    checked(run_child([*spawn, "test", "expect", "--yes", "-j", "2"], cwd=project),
+            "spawn test expect (fresh)")
+    checked(run_child([*spawn, "test", "clean"], cwd=project), "spawn test clean")
+    cluster.sql("ALTER DATABASE postgres SET log_min_duration_statement = 0;")
+    log = work / "pg" / "server.log"
+    start = log.stat().st_size
+    try:
+        run = checked(run_child([*spawn, "test", "compare", "-j", "2"], cwd=project),
+                      "spawn test compare -j 2 (fresh)")
+    finally:
+        cluster.sql("ALTER DATABASE postgres RESET log_min_duration_statement;")
+    creates = logged_creates(log, start)
+    templates = [ms for name, ms in creates if name.startswith("spawn_tpl_")]
+    copies = [ms for name, ms in creates if name.startswith("spawn_testdb_")]
+    say(f"fresh mode: {len(names)} tests, `spawn test compare -j 2` from no template took "
+        f"{run.seconds:.2f}s")
+    say(f"  template builds (CREATE DATABASE spawn_tpl_…): {len(templates)} "
+        f"({', '.join(f'{ms:.1f} ms' for ms in templates)})")
+    say(f"  copies (CREATE DATABASE spawn_testdb_… TEMPLATE …), server-side, in order: "
+        f"{', '.join(f'{ms:.1f}' for ms in copies)} ms")
+    if copies:
+        say(f"  copy median {statistics.median(copies):.1f} ms, max {max(copies):.1f} ms")
+    ok_once = len(templates) == 1
+    ok_copies = len(copies) == len(names) and max(copies, default=0) < COPY_TARGET_MS
+    say(f"template built once: {'PASS' if ok_once else 'MISS'}")
+    say(f"every copy < {COPY_TARGET_MS:.0f} ms ({len(copies)} copies): "
+        f"{'PASS' if ok_copies else 'MISS'}")
+    checked(run_child([*spawn, "test", "clean"], cwd=project), "spawn test clean")
+    return ok_once and ok_copies
+
+
 def plain_loop_script(root: Path, cluster: Cluster, names: list[str]) -> Path:
     """The baseline: the same bytes spawn sends, through a bash loop of psql processes."""
     sql_dir = root / "plain"
@@ -216,6 +303,8 @@ def parse_args() -> argparse.Namespace:
                    help="run the server with fsync=on (default off, like a CI test cluster)")
     p.add_argument("--workdir", type=Path, help="where to create the temp folder (default: TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
+    p.add_argument("--fresh", action="store_true",
+                   help="only the fresh-mode benchmark (40 tests, -j 2, copies < 60 ms)")
     return p.parse_args()
 
 
@@ -231,6 +320,8 @@ def main() -> int:
         cluster = start_cluster(work / "pg", args.fsync)
         say(f"server: {cluster.bin_dir} (fsync={'on' if args.fsync else 'off'}), "
             f"psql: {cluster.psql}")
+        if args.fresh:
+            return 0 if fresh_benchmark(work, cluster) else 1
         cluster.sql("CREATE DATABASE bench_template;")
         cluster.sql(TEMPLATE_SQL, "bench_template")
         project = work / "project"
@@ -270,7 +361,8 @@ def main() -> int:
             f"{'PASS' if ok_one else 'MISS'}")
         say(f"-j 1 / default    = {speedup:.2f}x faster (target >= 1.6x on 2 cores): "
             f"{'PASS' if ok_par else 'MISS'}")
-        return 0 if ok_one and ok_par and same else 1
+        ok_fresh = fresh_benchmark(work, cluster)
+        return 0 if ok_one and ok_par and same and ok_fresh else 1
     except (BenchError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", None)
         say(f"benchmark failed: {exc}{': ' + str(detail) if detail else ''}")

@@ -36,7 +36,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "db": frozenset({"errors", "config", "escape", "fsutil", "secret"}),
     "lint": FOUNDATION | {"render", "pin", "db"},
     "migrate": FOUNDATION | LOWER | {"lint"},
-    "sqltest": FOUNDATION | {"render", "db"},
+    "sqltest": FOUNDATION | {"render", "db", "migrate"},
     "example": FOUNDATION | {"migrate"},
     "lsp": FOUNDATION | LOWER | {"__init__", "lint", "migrate"},
     "watch": FOUNDATION | LOWER | {"migrate", "sqltest"},

@@ -27,7 +27,7 @@ COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
                   "variables", "templates", "migrations", "environments", "lint",
-                  "secrets")
+                  "secrets", "tests")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -45,11 +45,14 @@ TEMPLATES_KEYS = ("undefined",)
 LINT_KEYS = ("disable",)
 UNDEFINED_MODES = ("lenient", "strict")
 MIGRATIONS_KEYS = ("order",)
+TESTS_KEYS = ("database",)
+TEST_DATABASES = ("target", "fresh")
 COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
 
 CommandKind = Literal["direct", "provider", "embedded"]
 UndefinedMode = Literal["lenient", "strict"]
 MigrationOrder = Literal["loose", "strict"]
+TestDatabase = Literal["target", "fresh"]
 PinMode = Literal["required", "optional"]
 
 
@@ -148,6 +151,7 @@ class Config:
     # A remote spawn_folder (s3://...): ``spawn_folder`` is then its local mirror, which
     # ``spawn_db.remote.mirror`` pulls before a command and pushes after it.
     spawn_folder_url: str | None = None
+    tests_database: TestDatabase = "target"
 
     @property
     def project_dir(self) -> Path:
@@ -378,6 +382,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
     if not isinstance(secrets_table, dict):
         raise ConfigError(f"{path}: `secrets` must be a table: [secrets] then "
                           '`recipients = ["age1..."]`, and [secrets.<name>] per secret')
+    tests_database = _tests_database(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -396,6 +401,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         lint_disable=lint_disable,
         secrets_table=secrets_table,
         spawn_folder_url=folder_url,
+        tests_database=tests_database,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -511,6 +517,25 @@ def _mirror_folder(project_dir: Path, url: str) -> Path:
 
     key = hashlib.sha256(url.rstrip("/").encode("utf-8")).hexdigest()[:16]
     return project_dir / ".spawn" / "remote" / key
+
+
+def _tests_database(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> TestDatabase:
+    """``[tests] database``: "target" (default; the Rust tool's behaviour) runs each test
+    where the target connects, "fresh" in its own copy of a template database built from
+    the migrations (``sqltest.fresh``)."""
+    table = raw.get("tests", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `tests` must be a table: [tests] then '
+                          '`database = "fresh"`')
+    _warn_unknown(table, TESTS_KEYS, f"{path} [tests]", warnings)
+    database = table.get("database", "target")
+    if database not in TEST_DATABASES:
+        raise ConfigError(
+            f"{path}: [tests] `database` is {database!r}; use \"target\" (tests run where "
+            'the target connects) or "fresh" (each test in its own copy of a database built '
+            "from the migrations)"
+        )
+    return "fresh" if database == "fresh" else "target"
 
 
 def _existing_folder(path: Path, folder: str) -> Path:

@@ -284,3 +284,10 @@ class DriftCheckFailed(SpawnError):
     """``spawn migration drift`` could not rebuild the applied migrations on a scratch
     database (a checksum that no longer matches the history, a migration that fails
     there); names the migration. Exit 2: no comparison was made."""
+
+
+class TemplateBuildFailed(SpawnError):
+    """A fresh test database's template could not be built (a migration failed on it, or
+    the server refused the database); names the migration or database. No test runs."""
+
+    exit_code = FAILURE_EXIT

@@ -81,8 +81,23 @@ def _runner(app: App, variables_path: str | None, timeout: float) -> TestRunner:
         config,
         variables=load_variables_option(config, variables_path),
         timeout=timeout or None,
-        warn=warn,
+        on_build=_building,
     )
+
+
+def _building(template: str) -> None:
+    note(f"Building template database {template} from the migrations (fresh test databases)")
+
+
+def _prepare(runner: TestRunner, names: list[str]) -> None:
+    """test.toml warnings, then the fresh databases' templates, before any test runs."""
+    for warning in runner.check_settings(names):
+        warn(warning)
+    runner.prepare(names)
+
+
+def _kept_line(database: str) -> str:
+    return (f"note: database {database} was kept to inspect; `spawn test clean` drops it")
 
 
 def _jobs(jobs: int | None) -> int:
@@ -102,14 +117,21 @@ def run(app: App, name: str, timeout: float, variables_path: str | None) -> None
 
     select_tests(app.config(), name)
     runner = _runner(app, variables_path, timeout)
-    with LiveBar(1, "running") as bar:
-        sink = _output_sink(bar)
-        bar.begin(name)
-        try:
-            done = runner.run(name, sink=sink)
-        finally:
-            sink(None)
-        bar.end(name)
+    try:
+        _prepare(runner, [name])
+        with LiveBar(1, "running") as bar:
+            sink = _output_sink(bar)
+            bar.begin(name)
+            try:
+                done = runner.run(name, sink=sink)
+            finally:
+                sink(None)
+            bar.end(name)
+        kept = runner.settle(done, keep=done.timed_out)
+    finally:
+        runner.close()
+    if kept:
+        note(_kept_line(kept))
     if done.timed_out:
         raise TestTimedOut(runner.timeout_message(name))
 
@@ -164,15 +186,25 @@ def expect(
     if name is None:
         _confirm_rewrite(names, yes)
     failed = 0
-    with LiveBar(len(names), "running") as bar:
-        for result in run_ordered(names, _tracked(bar, runner.expect), jobs=_jobs(jobs)):
-            _report_expected(runner, result)
-            failed += not result.written
+    try:
+        _prepare(runner, names)
+        with LiveBar(len(names), "running") as bar:
+            for result in run_ordered(names, _tracked(bar, runner.expect), jobs=_jobs(jobs)):
+                _report_expected(runner, result)
+                failed += not result.written
+    finally:
+        runner.close()
     if failed:
         raise SystemExit(1)
 
 
 def _report_expected(runner: TestRunner, result: ExpectResult) -> None:
+    _report_written(runner, result)
+    if result.kept_database:
+        note(_kept_line(result.kept_database))
+
+
+def _report_written(runner: TestRunner, result: ExpectResult) -> None:
     if result.written:
         assert result.run is not None
         lines = result.run.output.count(b"\n")
@@ -247,6 +279,7 @@ def compare(
     color = fmt == "text" and use_color()
     outcomes: list[TestOutcome] = []
     try:
+        _prepare(runner, names)
         with LiveBar(len(names), "comparing") as bar:
             for outcome in run_ordered(names, _tracked(bar, runner.compare), jobs=_jobs(jobs)):
                 outcomes.append(outcome)
@@ -255,6 +288,8 @@ def compare(
     except KeyboardInterrupt:
         click.echo(_interrupted_line(names, outcomes), err=True)
         raise
+    finally:
+        runner.close()
     duration = time.monotonic() - start
     if junit_path:
         _write_junit(junit_path, outcomes, duration)
@@ -267,6 +302,26 @@ def compare(
         info(_summary_line(outcomes, duration))
     if any(not o.passed for o in outcomes):
         raise SystemExit(1)
+
+
+@test.command("clean")
+@pass_app
+def clean(app: App) -> None:
+    """Drop the template and test databases of fresh mode on the target's server.
+
+    Only databases spawn made, found by name: spawn_tpl_* (templates) and
+    spawn_testdb_* (test databases kept after a failure, or left by an
+    interrupted run).
+    """
+    from spawn_db.sqltest.fresh import clean as drop_all
+
+    cleaned = drop_all(app.config())
+    for template in cleaned.templates:
+        info(f"Dropped template {template}")
+    for copy in cleaned.copies:
+        info(f"Dropped test database {copy}")
+    if not cleaned.templates and not cleaned.copies:
+        note("Nothing to drop: no spawn_tpl_* or spawn_testdb_* databases on the server.")
 
 
 def _interrupted_line(names: list[str], outcomes: list[TestOutcome]) -> str:
@@ -291,6 +346,8 @@ def _print_failures(runner: TestRunner, outcomes: list[TestOutcome], color: bool
         info("")
         if outcome.status != "fail":
             info(f"{_style(outcome.name, color, 'bold')}: {outcome.error}")
+            if outcome.kept_database:
+                info(_kept_line(outcome.kept_database))
             continue
         expected = runner.project.display(runner.config.tests_dir / outcome.name / "expected")
         info(_style(f"--- {expected}", color, "bold"))
@@ -299,6 +356,8 @@ def _print_failures(runner: TestRunner, outcomes: list[TestOutcome], color: bool
             info(_style(text, color, DIFF_STYLES.get(line.kind, "")))
         if outcome.error:
             info(f"note: {outcome.error}")
+        if outcome.kept_database:
+            info(_kept_line(outcome.kept_database))
 
 
 # rich styles of the diff's line kinds (``golden.DiffLine.kind``); context lines stay plain.

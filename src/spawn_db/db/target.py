@@ -38,6 +38,23 @@ PSQL_PREAMBLE = (
 )
 SESSION_OPTIONS = "-c standard_conforming_strings=on"
 
+
+def reconnect_input(database: str) -> str:
+    """psql input that moves a session to ``database`` on the same server.
+
+    This is how a session reaches another database whatever the target's
+    command is: psql's ``\\connect`` with only a database name keeps the host,
+    port, user, password and every other setting of the connection the command
+    made, so a ``direct`` argv (flags, a URI or a conninfo string), a
+    provider's output, ``docker exec`` and ``ssh`` all work unchanged, with no
+    connection string taken apart. It costs one more connection. The session
+    settings are sent again, since a new connection starts from the
+    database's and role's defaults.
+    """
+    from spawn_db.escape import escape_identifier
+
+    return f"\\connect {escape_identifier(database)}\n{SESSION_PIN}"
+
 _resolved: dict[tuple[str, str], tuple[str, ...]] = {}
 
 

@@ -10,6 +10,8 @@ reported as errors rather than differences.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import os
 import threading
@@ -24,6 +26,7 @@ from spawn_db.errors import (
     ConfigError,
     DatabaseUnreachable,
     SpawnError,
+    TemplateBuildFailed,
     TestError,
     UsageError,
 )
@@ -35,6 +38,7 @@ from spawn_db.sqltest.golden import diff as golden_diff
 
 if TYPE_CHECKING:
     from spawn_db.render.template import RenderContext
+    from spawn_db.sqltest.fresh import FreshDatabases
     from spawn_db.sqltest.runner import OutputSink, ScriptRun
     from spawn_db.sqltest.sessions import SessionPlan
     from spawn_db.sqltest.settings import TestSettings
@@ -77,6 +81,7 @@ def build_test(
     import copy
 
     from spawn_db.render.template import compile_template, template_context
+    from spawn_db.sqltest.fresh import apply_migration_function
     from spawn_db.sqltest.sessions import SessionPlan
 
     project = Project(config)
@@ -88,6 +93,7 @@ def build_test(
         source,
     )
     context = context or template_context(config, variables or {})
+    context["apply_migration"] = apply_migration_function(config, variables or {})
     plan = sessions if sessions is not None else SessionPlan(preview=True)
     plan.attach(path.parent, project.display, source, copy.copy(context))
     context.update(plan.functions())
@@ -132,6 +138,7 @@ class TestRun:
     exit_code: int | None
     duration: float
     timed_out: bool = False
+    database: str | None = None
 
     @property
     def text(self) -> str:
@@ -155,6 +162,7 @@ class TestOutcome:
     duration: float
     error: str | None = None
     exit_code: int | None = None
+    kept_database: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -169,6 +177,7 @@ class ExpectResult:
     path: Path
     run: TestRun | None
     error: str | None = None
+    kept_database: str | None = None
 
     @property
     def written(self) -> bool:
@@ -203,7 +212,7 @@ class TestRunner:
     variables: Any = None
     timeout: float | None = DEFAULT_TEST_TIMEOUT
     argv: list[str] = field(default_factory=list)
-    warn: Callable[[str], None] | None = None
+    on_build: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         from spawn_db.db.target import psql_argv
@@ -211,21 +220,105 @@ class TestRunner:
         if not self.argv:
             self.argv = psql_argv(self.config)
         self.project = Project(self.config)
+        self._settings: dict[str, TestSettings] = {}
+        self._fresh: FreshDatabases | None = None
+
+    # -- fresh databases ([tests] database = "fresh", sqltest.fresh) --
+
+    def settings(self, name: str) -> TestSettings:
+        """The test's ``test.toml``, read once."""
+        from spawn_db.sqltest.settings import load_test_settings
+
+        if name not in self._settings:
+            folder = self.config.tests_dir / name
+            self._settings[name] = load_test_settings(
+                folder, self.project.display(folder / "test.toml"))
+        return self._settings[name]
+
+    def check_settings(self, names: list[str]) -> list[str]:
+        """Read every test's ``test.toml`` (a bad one stops the run before anything
+        else); the warnings to show."""
+        return [w for name in names for w in self.settings(name).warnings]
+
+    def prepare(self, names: list[str]) -> None:
+        """Build the templates the fresh tests among ``names`` need, before any test
+        runs: a template that fails to build stops the run."""
+        for name in names:
+            template = self._template_key(name)
+            if template is not False:
+                self.fresh.template(template)
+
+    def _template_key(self, name: str) -> str | Literal[False] | None:
+        """False when ``name`` runs on the target; else its ``migrate_to`` (resolved to a
+        folder name; None: every migration)."""
+        settings = self.settings(name)
+        mode = settings.database or self.config.tests_database
+        if mode == "target" and settings.migrate_to is None:
+            return False
+        if settings.migrate_to is None:
+            return None
+        try:
+            return self.project.resolve_migration(settings.migrate_to)
+        except SpawnError as exc:
+            raise type(exc)(f"{self.project.display(self.config.tests_dir / name)}/test.toml: "
+                            f"migrate_to: {exc.message}") from None
+
+    @property
+    def fresh(self) -> FreshDatabases:
+        if self._fresh is None:
+            from spawn_db.db.psql import PsqlEngine
+            from spawn_db.sqltest.fresh import FreshDatabases
+
+            self._fresh = FreshDatabases(self.config, PsqlEngine(self.argv), self.variables,
+                                         on_build=self.on_build)
+        return self._fresh
+
+    def _database_for(self, name: str) -> str | None:
+        """A fresh copy of the test's template, or None when it runs on the target."""
+        template = self._template_key(name)
+        if template is False:
+            return None
+        return self.fresh.copy(self.fresh.template(template), name)
+
+    def settle(self, done: TestRun | None, *, keep: bool) -> str | None:
+        """Drop ``done``'s fresh database, or keep it (its name returned) to inspect."""
+        if done is None or done.database is None:
+            return None
+        if keep:
+            return done.database
+        self.fresh.drop(done.database)
+        return None
+
+    def close(self) -> None:
+        """End the session that created the fresh databases."""
+        if self._fresh is not None:
+            self._fresh.close()
 
     def run(
         self, name: str, *, sink: OutputSink | None = None, cancel: threading.Event | None = None
     ) -> TestRun:
-        """Render and run the test; template errors raise before psql starts when possible."""
+        """Render and run the test; template errors raise before psql starts when possible.
+
+        A test in a fresh database gets its copy first; the caller ``settle``s it. When
+        the test cannot run at all the copy is dropped here."""
+        database = self._database_for(name)
+        try:
+            return self._run(name, database, sink, cancel)
+        except BaseException:
+            if database is not None:
+                with contextlib.suppress(SpawnError):  # the first error is the one to report
+                    self.fresh.drop(database)
+            raise
+
+    def _run(self, name: str, database: str | None, sink: OutputSink | None,
+             cancel: threading.Event | None) -> TestRun:
         from spawn_db.db.target import PSQL_PREAMBLE
         from spawn_db.sqltest.runner import RenderFailed, application_name, make_reaper, run_script
         from spawn_db.sqltest.sessions import SessionPlan
 
         app_name = application_name(name)
-        if self.warn is not None:
-            for warning in settings_of(self.config, name).warnings:
-                self.warn(warning)
         plan = SessionPlan()
-        script = _script(self.config, name, self.variables, app_name, plan)
+        script = _script(self.config, name, self.variables, app_name, plan, database)
         if plan.used:
             done = self._run_sessions(self.argv, script, plan, app_name, cancel, sink)
         else:
@@ -239,7 +332,8 @@ class TestRunner:
                 raise exc.error from None
         if done.exit_code == 2 and done.output.startswith(CONNECTION_FAILED):
             raise _unreachable(name, done.output)
-        return TestRun(name, done.output, done.exit_code, done.duration, done.timed_out)
+        return TestRun(name, done.output, done.exit_code, done.duration, done.timed_out,
+                       database)
 
     def _run_sessions(
         self, argv: list[str], script: Iterator[bytes], plan: SessionPlan, app_name: str,
@@ -266,16 +360,17 @@ class TestRunner:
         path = self.config.tests_dir / name / "expected"
         try:
             done = self.run(name, cancel=cancel)
-        except (TestError, ConfigError, DatabaseUnreachable):
+        except (TestError, ConfigError, DatabaseUnreachable, TemplateBuildFailed):
             raise
         except SpawnError as exc:
             return ExpectResult(name, path, None, exc.message)
+        kept = self.settle(done, keep=done.timed_out)
         if done.timed_out:
-            return ExpectResult(name, path, done, self.timeout_note())
+            return ExpectResult(name, path, done, self.timeout_note(), kept)
         if done.exit_code is None:
-            return ExpectResult(name, path, done, "was interrupted")
+            return ExpectResult(name, path, done, "was interrupted", kept)
         atomic_write(path, done.output)
-        return ExpectResult(name, path, done)
+        return ExpectResult(name, path, done, kept_database=kept)
 
     def compare(self, name: str, *, cancel: threading.Event | None = None) -> TestOutcome:
         """Run the test and diff its output against ``expected``.
@@ -287,11 +382,16 @@ class TestRunner:
         start = time.monotonic()
         try:
             done = self.run(name, cancel=cancel)
-        except (TestError, ConfigError, DatabaseUnreachable):
+        except (TestError, ConfigError, DatabaseUnreachable, TemplateBuildFailed):
             raise
         except SpawnError as exc:
             return TestOutcome(name, "error", "", None, NO_DIFF, time.monotonic() - start,
                                exc.message)
+        outcome = self._outcome(name, done, path)
+        kept = self.settle(done, keep=outcome.status in ("fail", "timeout"))
+        return dataclasses.replace(outcome, kept_database=kept) if kept else outcome
+
+    def _outcome(self, name: str, done: TestRun, path: Path) -> TestOutcome:
         expected_bytes = path.read_bytes() if path.is_file() else None
         expected = None if expected_bytes is None else decode(expected_bytes)
         actual = done.text
@@ -346,7 +446,8 @@ def _exit_note(exit_code: int | None) -> str | None:
 
 
 def _script(
-    config: Config, name: str, variables: Any, app_name: str, sessions: SessionPlan | None = None
+    config: Config, name: str, variables: Any, app_name: str,
+    sessions: SessionPlan | None = None, database: str | None = None,
 ) -> Iterator[bytes]:
     """The preamble, a silent ``SET application_name``, and the rendered test, as bytes.
 
@@ -354,17 +455,21 @@ def _script(
     ``PGAPPNAME`` on (``docker exec``, ``ssh``), so a stopped test's backend can
     still be found and terminated; with ``QUIET on`` it prints nothing.
 
+    A test in a fresh ``database`` moves there with ``\\connect`` first (quietly: the
+    preamble has set ``QUIET``), so its output is the same as on the target.
+
     Up to ``PREFETCH_BYTES`` of the render happen before psql starts, so a
     template error in any test of ordinary size stops before anything reaches
     the database; larger renders stream.
     """
-    from spawn_db.db.target import PSQL_PREAMBLE
+    from spawn_db.db.target import PSQL_PREAMBLE, reconnect_input
     from spawn_db.escape import escape_literal
     from spawn_db.render.template import template_context
 
     context = template_context(config, variables or {})
     chunks = build_test(config, name, variables=variables, sessions=sessions, context=context)
-    opening = f"{PSQL_PREAMBLE}SET application_name = {escape_literal(app_name)};\n"
+    move = reconnect_input(database) if database is not None else ""
+    opening = f"{PSQL_PREAMBLE}{move}SET application_name = {escape_literal(app_name)};\n"
     settings = settings_of(config, name)
     if settings.deterministic:
         from spawn_db.sqltest.determinism import session_sql

@@ -1,0 +1,419 @@
+"""Fresh test databases: a template built from the migrations, one copy per test.
+
+With ``[tests] database = "fresh"`` every test runs in its own database,
+``CREATE DATABASE spawn_testdb_… TEMPLATE spawn_tpl_…``, on the target's
+server. The template is built by applying the migrations, from their pins as
+``spawn migration apply`` would (the pin rule decides whether an unpinned one
+renders from the working tree), in apply's order, to a new database, which is
+then marked ``IS_TEMPLATE``. Its name is a hash of what went into it (each
+migration's name, rendered checksum and pin, and the environment; the checksum
+covers the variables), so an unchanged project reuses it and a changed one
+gets a new one. A build takes an advisory lock first, so two spawn processes
+(or the threads of one ``-j`` run) build it once; the other waits and reuses it.
+
+A copy costs one ``CREATE DATABASE`` (a file copy of a small database), far
+less than applying the migrations per test. A test's psql reaches its copy
+with ``\\connect`` (``db.target.reconnect_input``), which keeps everything else
+the target's command connects with.
+
+This module is also the Python API a pytest plugin builds on:
+``ensure_template`` (project -> template name), ``copy_template`` (template ->
+a new database) and ``drop_database``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from spawn_db.config import Config
+from spawn_db.errors import ControlError, NotFoundError, NotPinned, TemplateBuildFailed
+from spawn_db.escape import escape_identifier, escape_literal
+from spawn_db.project import Project
+from spawn_db.render.sqlvalue import SqlMarkup
+
+if TYPE_CHECKING:
+    from spawn_db.db.engine import Engine
+    from spawn_db.db.psql import ControlSession
+    from spawn_db.migrate.runner import Rendered
+
+TEMPLATE_PREFIX = "spawn_tpl_"
+COPY_PREFIX = "spawn_testdb_"
+MAX_DATABASE_NAME = 63
+# Bumped when what a template holds changes for the same inputs, so old ones are not reused.
+TEMPLATE_FORMAT = "1"
+# The first half of the two-int advisory key of a template build ("spwT"); the second is
+# derived from the template's name. apply's migration lock uses the one-bigint form, so the
+# two never meet in pg_locks.
+BUILD_LOCK_CLASS = 0x73707754
+
+
+@dataclass(frozen=True)
+class TemplateInputs:
+    """Everything a template is built from; its name is their hash."""
+
+    environment: str
+    # (name, rendered checksum in hex, pin hash or "") in apply order.
+    migrations: tuple[tuple[str, str, str], ...]
+
+    @property
+    def name(self) -> str:
+        """``spawn_tpl_`` and 32 hex digits of the inputs' hash: 42 bytes, below 63."""
+        import xxhash
+
+        digest = xxhash.xxh3_128()
+        digest.update(f"spawn template {TEMPLATE_FORMAT}\0{self.environment}\0".encode())
+        for name, checksum, pin in self.migrations:
+            digest.update(f"{name}\0{checksum}\0{pin}\0".encode())
+        return f"{TEMPLATE_PREFIX}{digest.hexdigest()}"
+
+
+@dataclass
+class TemplateBuild:
+    """The rendered migrations of one template, ready to run; ``close`` frees them."""
+
+    inputs: TemplateInputs
+    scripts: list[Rendered] = field(default_factory=list)
+
+    def close(self) -> None:
+        for script in self.scripts:
+            script.close()
+
+
+# -- which migrations -------------------------------------------------------------------------
+
+
+def template_migrations(config: Config, migrate_to: str | None = None) -> list[str]:
+    """The migrations a fresh database gets, in the order apply would run them on an empty
+    one (drafts left out, ``requires`` honoured); up to ``migrate_to`` when given."""
+    from spawn_db.migrate.apply import Planner
+
+    names = list(Planner.load(config, None).plan({}).to_run)
+    if migrate_to is None:
+        return names
+    if migrate_to not in names:
+        raise NotFoundError(
+            f"migrate_to {migrate_to!r} is not a migration apply would run on a new database "
+            f"(it is missing, or a draft); pick one of {_shown(names)}"
+        )
+    return names[:names.index(migrate_to) + 1]
+
+
+def _shown(names: list[str]) -> str:
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return (", ".join(names[:5]) + more) if names else "(no migrations)"
+
+
+def render_template(config: Config, names: list[str], *, variables: Any = None
+                    ) -> TemplateBuild:
+    """``names`` rendered as apply renders them: from the pin, or from the working tree
+    for an unpinned migration where the pin rule makes pins optional."""
+    from spawn_db.migrate.apply import pins_optional
+    from spawn_db.migrate.runner import render_migration, uses_pin
+
+    optional = pins_optional(config, True)
+    build = TemplateBuild(TemplateInputs(config.environment, ()))
+    try:
+        for position, name in enumerate(names, 1):
+            from_pin = uses_pin(config, name, True, optional)
+            if from_pin and not (config.migrations_dir / name / "lock.toml").is_file():
+                raise NotPinned(
+                    f"migration {name} is not pinned (no lock.toml), and fresh test databases "
+                    "are built from pins; run `spawn migration pin "
+                    f"{name}`, or make pins optional for this target "
+                    '(`pin = "optional"` in its [targets.<name>] table)'
+                )
+            build.scripts.append(render_migration(config, name, pinned=from_pin,
+                                                  variables=variables, position=position))
+    except BaseException:
+        build.close()
+        raise
+    build.inputs = TemplateInputs(config.environment, tuple(
+        (s.name, s.checksum.hex(), s.pin or "") for s in build.scripts))
+    return build
+
+
+# -- the template -----------------------------------------------------------------------------
+
+
+def ensure_template(config: Config, *, migrate_to: str | None = None, variables: Any = None,
+                    engine: Engine | None = None,
+                    on_build: Callable[[str], None] | None = None) -> str:
+    """The name of a template database holding the migrations (up to ``migrate_to``),
+    built now unless one with the same inputs exists; ``on_build`` hears the name when
+    this call builds it."""
+    from spawn_db.db.engine import engine_for
+
+    engine = engine or engine_for(config)
+    build = render_template(config, template_migrations(config, migrate_to),
+                            variables=variables)
+    try:
+        name = build.inputs.name
+        control = engine.control_session(None)
+        try:
+            if is_template(control, name):
+                return name
+            with _build_lock(control, name):
+                if is_template(control, name):
+                    return name
+                if on_build is not None:
+                    on_build(name)
+                _build(config, engine, control, name, build, variables)
+            return name
+        finally:
+            control.close()
+    finally:
+        build.close()
+
+
+def is_template(control: ControlSession, name: str) -> bool:
+    """Whether ``name`` exists and is marked as a template (a build that died half way
+    leaves a database that is not)."""
+    found = control.query(
+        "SELECT datistemplate FROM pg_catalog.pg_database WHERE datname = "
+        f"{escape_literal(name)}", what="look for the template database")
+    return found == "t"
+
+
+def build_lock_key(name: str) -> tuple[int, int]:
+    """The two-int advisory key a build of template ``name`` holds, in the database the
+    target's command connects to (advisory locks are per database)."""
+    import xxhash
+
+    return BUILD_LOCK_CLASS, xxhash.xxh32_intdigest(name.encode()) & 0x7FFFFFFF
+
+
+@contextmanager
+def _build_lock(control: ControlSession, name: str) -> Iterator[None]:
+    """Hold the advisory lock of ``name``'s build in ``control``'s session: a second
+    builder waits here, then finds the template made."""
+    key = ", ".join(map(str, build_lock_key(name)))
+    control.query(f"SELECT pg_advisory_lock({key})", what="wait for the template build lock")
+    try:
+        yield
+    finally:
+        if control.process.exit is None:
+            control.query(f"SELECT pg_advisory_unlock({key})",
+                          what="release the template build lock")
+
+
+def _build(config: Config, engine: Engine, control: ControlSession, name: str,
+           build: TemplateBuild, variables: Any) -> None:
+    """Create ``name``, run the migrations on it and mark it a template; on any failure
+    the half-built database is dropped and the migration's error raised."""
+    drop_database(control, name)
+    try:
+        control.query(f"CREATE DATABASE {escape_identifier(name)}",
+                      what="create the template database")
+    except ControlError as exc:
+        raise TemplateBuildFailed(
+            f"cannot create the template database {name} on the target's server: the user "
+            f"the target's command connects as needs CREATEDB. {exc.message}"
+        ) from None
+    try:
+        for script in build.scripts:
+            _run_migration(engine, name, script)
+        apply_repeatables(config, engine, name, variables)
+        control.query(f"ALTER DATABASE {escape_identifier(name)} IS_TEMPLATE true",
+                      what="mark the template database")
+    except BaseException:
+        drop_database(control, name)
+        raise
+
+
+def _run_migration(engine: Engine, database: str, script: Rendered) -> None:
+    """One migration in a psql of its own connected to ``database``, checked to its end
+    (as apply checks a verify script); its error, as psql printed it, otherwise."""
+    from spawn_db.db.target import reconnect_input
+    from spawn_db.migrate.verify import run_verify
+
+    error = run_verify(engine, script, opening=reconnect_input(database))
+    if error is not None:
+        raise TemplateBuildFailed(
+            f"migration {script.name} failed while building the template database "
+            f"{database} for fresh test databases, so no test ran; fix the migration "
+            f"(psql said:)\n{error}"
+        )
+
+
+def apply_repeatables(config: Config, engine: Engine, database: str, variables: Any) -> None:
+    """Where a template gets the project's repeatable migrations, after the versioned
+    ones: none yet. When repeatables exist, run them here and add their names and
+    checksums to ``TemplateInputs`` (``render_template``), so a changed repeatable
+    builds a new template."""
+
+
+# -- copies -----------------------------------------------------------------------------------
+
+
+def copy_name(label: str) -> str:
+    """``spawn_testdb_<random>_<label>``, cut to PostgreSQL's 63 bytes (never inside a
+    UTF-8 character), unique per call."""
+    name = f"{COPY_PREFIX}{secrets.token_hex(4)}_{label}"
+    return name.encode("utf-8")[:MAX_DATABASE_NAME].decode("utf-8", "ignore")
+
+
+def copy_template(control: ControlSession, template: str, label: str) -> str:
+    """A new database copied from ``template``; its name, for ``drop_database`` later."""
+    name = copy_name(label)
+    control.query(f"CREATE DATABASE {escape_identifier(name)} TEMPLATE "
+                  f"{escape_identifier(template)}", what=f"copy the template for {label}")
+    return name
+
+
+def drop_database(control: ControlSession, name: str) -> None:
+    """Drop ``name`` if it exists (a template is unmarked first). The session that used
+    it has ended but its server process may not have yet, so PostgreSQL 13+ is told to
+    end it (``FORCE``) and older servers are asked again for a few seconds."""
+    quoted = escape_identifier(name)
+    literal = escape_literal(name)
+    control.query(
+        "DO $spawn$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = "
+        f"{literal} AND datistemplate) THEN EXECUTE format('ALTER DATABASE %I IS_TEMPLATE "
+        f"false', {literal}::text); END IF; END $spawn$", what=f"unmark template {name}")
+    force = int(str(control.info.get("server_version_num", 0))) >= 130000
+    sql = f"DROP DATABASE IF EXISTS {quoted}" + (" WITH (FORCE)" if force else "")
+    for attempt in range(50):
+        try:
+            control.query(sql, what=f"drop database {name}")
+            return
+        except ControlError:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
+
+
+class FreshDatabases:
+    """The templates and copies of one test run; safe to use from the threads of ``-j``.
+
+    One control session (on the database the target connects to) creates and
+    drops the copies; templates are ensured once per ``migrate_to`` and
+    remembered. ``copy_seconds`` records how long each ``CREATE DATABASE …
+    TEMPLATE`` took (bench/tests.py reports them).
+    """
+
+    def __init__(self, config: Config, engine: Engine, variables: Any = None,
+                 on_build: Callable[[str], None] | None = None) -> None:
+        import threading
+
+        self.config = config
+        self.engine = engine
+        self.variables = variables
+        self.on_build = on_build
+        self.templates: dict[str | None, str] = {}
+        self.copy_seconds: list[float] = []
+        self._control: ControlSession | None = None
+        self._lock = threading.Lock()
+        self._building = threading.Lock()
+
+    def template(self, migrate_to: str | None = None) -> str:
+        """The template for ``migrate_to`` (None: every migration), built at most once."""
+        with self._building:
+            if migrate_to not in self.templates:
+                self.templates[migrate_to] = ensure_template(
+                    self.config, migrate_to=migrate_to, variables=self.variables,
+                    engine=self.engine, on_build=self.on_build)
+            return self.templates[migrate_to]
+
+    def copy(self, template: str, label: str) -> str:
+        with self._lock:
+            started = time.monotonic()
+            name = copy_template(self._session(), template, label)
+            self.copy_seconds.append(time.monotonic() - started)
+            return name
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            drop_database(self._session(), name)
+
+    def _session(self) -> ControlSession:
+        if self._control is None:
+            self._control = self.engine.control_session(None)
+        return self._control
+
+    def close(self) -> None:
+        with self._lock:
+            if self._control is not None:
+                self._control.close()
+                self._control = None
+
+
+# -- spawn test clean -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """What ``spawn test clean`` dropped, by kind, in name order."""
+
+    templates: tuple[str, ...]
+    copies: tuple[str, ...]
+
+
+def spawn_databases(control: ControlSession) -> tuple[list[str], list[str]]:
+    """The templates and test databases spawn made on this server, by name prefix."""
+    rows = control.query(
+        "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE "
+        f"{escape_literal(_like_prefix(TEMPLATE_PREFIX))} OR datname LIKE "
+        f"{escape_literal(_like_prefix(COPY_PREFIX))} ORDER BY datname",
+        what="list spawn's test databases")
+    names = [row for row in rows.splitlines() if row]
+    return ([n for n in names if n.startswith(TEMPLATE_PREFIX)],
+            [n for n in names if n.startswith(COPY_PREFIX)])
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+
+
+def clean(config: Config, *, engine: Engine | None = None) -> Cleaned:
+    """Drop every template and test database spawn made on the target's server."""
+    from spawn_db.db.engine import engine_for
+
+    engine = engine or engine_for(config)
+    control = engine.control_session(None)
+    try:
+        templates, copies = spawn_databases(control)
+        for name in copies + templates:
+            drop_database(control, name)
+    finally:
+        control.close()
+    return Cleaned(tuple(templates), tuple(copies))
+
+
+# -- apply_migration() in tests ---------------------------------------------------------------
+
+
+def apply_migration_function(config: Config, variables: Any) -> Callable[[Any], SqlMarkup]:
+    """``{{ apply_migration("<m>") }}`` for test templates: the migration's SQL as
+    ``spawn migration build --pinned`` renders it, inlined. Only pinned migrations: a
+    test must not depend on a working tree that no deploy will ever run."""
+    project = Project(config)
+
+    def apply_migration(name: Any) -> SqlMarkup:
+        from spawn_db.migrate.runner import render_migration
+
+        if not isinstance(name, str) or not name:
+            raise NotFoundError(f"apply_migration() takes a migration's folder name as a "
+                                f"string, not {name!r}")
+        folder = config.migrations_dir / name
+        if not (folder / "up.sql").is_file():
+            raise NotFoundError(
+                f"apply_migration({name!r}): there is no migration {name} "
+                f"({project.display(folder)}/up.sql does not exist); use a folder name from "
+                "`spawn migration list`")
+        if not (folder / "lock.toml").is_file():
+            raise NotPinned(
+                f"apply_migration({name!r}): migration {name} is not pinned (no lock.toml), "
+                f"and tests inline migrations from their pins; run `spawn migration pin {name}`")
+        rendered = render_migration(config, name, pinned=True, variables=variables)
+        try:
+            rendered.spool.seek(0)
+            return SqlMarkup(rendered.spool.read().decode("utf-8"))
+        finally:
+            rendered.close()
+
+    return apply_migration
