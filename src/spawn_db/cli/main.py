@@ -189,6 +189,9 @@ def _register() -> None:
     from spawn_db.cli import drift as drift_cli
 
     migration.migration.add_command(drift_cli.drift)
+    from spawn_db.cli import repeatable as repeatable_cli
+
+    cli.add_command(repeatable_cli.repeatable)
 
 
 _register()
