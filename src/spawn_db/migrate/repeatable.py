@@ -18,8 +18,11 @@ never looks outside ``migrations/``, so it sees none of this.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import heapq
+import json
 import os
+import stat
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +45,7 @@ from spawn_db.errors import (
     TemplateError,
     UsageError,
 )
-from spawn_db.fsutil import atomic_write_text
+from spawn_db.fsutil import atomic_write, atomic_write_text, is_inside, real_folder
 from spawn_db.migrate.runner import (
     ApplyReporter,
     MigrationOutcome,
@@ -57,6 +60,7 @@ from spawn_db.project import Project, validate_name
 
 if TYPE_CHECKING:
     from spawn_db.db.engine import Engine
+    from spawn_db.render.template import ComponentSource, Renderer
 
 FOLDER = "repeatable"
 NAMESPACE = "repeatable"
@@ -228,26 +232,36 @@ def in_order(settings: Mapping[str, RepeatableSettings]) -> list[str]:
 # -- rendering -------------------------------------------------------------------------------
 
 
-def _chunks(config: Config, name: str, variables: Any) -> Iterator[str]:
-    """``up.sql`` rendered from the working tree (no Jinja for plain SQL)."""
-    from spawn_db.render.plaintext import plain_output
-
+def _read_script(config: Config, name: str) -> tuple[Path, str]:
     path = repeatable_dir(config) / name / SCRIPT
     try:
-        text = path.read_bytes().decode("utf-8")  # bytes: read_text would turn CRLF into LF
+        return path, path.read_bytes().decode("utf-8")  # bytes: read_text would drop CRs
     except FileNotFoundError:
         raise NotFoundError(f"{path} does not exist; create it, or remove the folder"
                             ) from None
     except UnicodeDecodeError as exc:
         raise TemplateError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8"
                             ) from None
+
+
+def _chunks(config: Config, name: str, variables: Any, source: ComponentSource | None = None,
+            random: list[bool] | None = None) -> Iterator[str]:
+    """``up.sql`` rendered from the working tree (no Jinja for plain SQL); ``source``
+    replaces the working tree's ``components/`` and ``random`` notes a call of a random
+    function (both for ``Checksums``)."""
+    from spawn_db.render.plaintext import plain_output
+
+    path, text = _read_script(config, name)
     output = plain_output(text)
     if output is not None:
         return iter([output])
     from spawn_db.render.template import WorkingTreeSource, compile_template, template_context
 
     display = Project(config).display(path)
-    renderer = compile_template(text, display, WorkingTreeSource(config.components_dir))
+    components = source or WorkingTreeSource(config.components_dir)
+    renderer = compile_template(text, display, components)
+    if random is not None:
+        _watch_random(renderer, random)
     return renderer.generate(template_context(config, variables or {}))
 
 
@@ -260,6 +274,151 @@ def render_repeatable(config: Config, name: str, *, variables: Any,
 def build_repeatable(config: Config, name: str, *, variables: Any) -> Iterator[str]:
     """The rendered text of ``name`` (``spawn repeatable build``)."""
     return _chunks(config, resolve_repeatable(config, name), variables)
+
+
+# -- checksums, cached -----------------------------------------------------------------------
+
+CACHE = Path(".spawn") / "repeatable-cache.json"
+CACHE_FORMAT = 1
+# Template functions whose output differs between two renders: such a render is not cached.
+RANDOM_GLOBALS = ("gen_uuid_v4", "gen_uuid_v7", "lipsum")
+RANDOM_FILTERS = ("random", "shuffle")
+
+
+class Checksums:
+    """The checksum of each repeatable as it renders now, without rendering what did not
+    change since the last time.
+
+    Deciding that 50 repeatables are unchanged must cost an apply almost nothing
+    (bench/repeatable.py), and loading Jinja alone costs more than that. A render is a
+    function of its ``up.sql``, the component files it read, ``env``, ``variables`` and
+    the undefined-value mode, so ``.spawn/repeatable-cache.json`` keeps, under a hash of
+    the first and the last three, the checksum and the hash of each file the render read
+    (or that it found none). A file read again with other bytes, or now outside
+    ``components/``, is a miss, and the repeatable is rendered. Renders that called a
+    random function are never cached. A cache that cannot be read or written costs time.
+    """
+
+    def __init__(self, config: Config, variables: Any) -> None:
+        self.config = config
+        self.variables = variables
+        self.path = config.project_dir / CACHE
+        self.old = self._load()
+        self.new: dict[str, list[Any]] = {}
+        self.context = json.dumps([config.environment, variables or {}, config.strict_undefined],
+                                  sort_keys=True, default=str).encode()
+
+    def _load(self) -> dict[str, list[Any]]:
+        try:
+            raw = json.loads(self.path.read_bytes())
+            if raw.get("format") == CACHE_FORMAT and isinstance(raw.get("entries"), dict):
+                entries: dict[str, list[Any]] = raw["entries"]
+                return entries
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass
+        return {}
+
+    def of(self, name: str) -> tuple[str, int]:
+        """``name``'s checksum (hex) and rendered size."""
+        from spawn_db.render.plaintext import plain_output
+
+        _, text = _read_script(self.config, name)
+        output = plain_output(text)
+        if output is not None:
+            data = _encode(output, name)
+            return _xxh3(data), len(data)
+        key = hashlib.sha256(text.encode() + b"\0" + self.context).hexdigest()
+        entry = self.old.get(key)
+        if entry is not None and self._still_valid(entry):
+            self.new[key] = entry
+            return str(entry[0]), int(entry[1])
+        checksum, size, reads, random = self._render(name)
+        if not random:
+            self.new[key] = [checksum, size, {p: None if d is None else _xxh3(d)
+                                              for p, d in reads.items()}]
+        return checksum, size
+
+    def _render(self, name: str) -> tuple[str, int, dict[str, bytes | None], bool]:
+        import xxhash
+
+        from spawn_db.migrate.drift import RecordingSource
+        from spawn_db.render.template import WorkingTreeSource
+
+        recorder = RecordingSource(WorkingTreeSource(self.config.components_dir))
+        random = [False]
+        digest = xxhash.xxh3_128()
+        size = 0
+        for chunk in _chunks(self.config, name, self.variables, recorder, random):
+            data = _encode(chunk, name)
+            digest.update(data)
+            size += len(data)
+        return digest.hexdigest(), size, recorder.reads, random[0]
+
+    def _still_valid(self, entry: Any) -> bool:
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], dict)):
+            return False
+        root, escaped = real_folder(str(self.config.components_dir))
+        if escaped is not None:
+            return False
+        for path, digest in entry[2].items():
+            found = _component_bytes(root, str(path))
+            if (None if found is None else _xxh3(found)) != digest:
+                return False
+        return True
+
+    def save(self) -> None:
+        if self.new == self.old:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            payload = json.dumps({"format": CACHE_FORMAT, "entries": self.new})
+            atomic_write(self.path, payload.encode(), durable=False)
+        except OSError:
+            return
+
+
+def _watch_random(renderer: Renderer, random: list[bool]) -> None:
+    """Make ``random[0]`` True when the render calls a random function (the template's
+    environment is its own, so wrapping its globals affects no other render)."""
+    env = renderer.template.environment
+
+    def wrap(function: Any) -> Any:
+        def called(*args: Any, **kwargs: Any) -> Any:
+            random[0] = True
+            return function(*args, **kwargs)
+        return called
+
+    for name in RANDOM_GLOBALS:
+        if callable(env.globals.get(name)):
+            env.globals[name] = wrap(env.globals[name])
+    for name in RANDOM_FILTERS:
+        if name in env.filters:
+            env.filters[name] = wrap(env.filters[name])
+
+
+def _component_bytes(root: str, path: str) -> bytes | None:
+    """What ``WorkingTreeSource.read`` gives for ``path`` (None: no such regular file);
+    a path now outside ``components/`` gives bytes no hash in the cache matches."""
+    real = os.path.realpath(os.path.join(root, *path.split("/")))
+    if not is_inside(real, root):
+        return b"\0outside"
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read()
+    finally:
+        os.close(fd)
+
+
+def _xxh3(data: bytes) -> str:
+    import xxhash
+
+    return xxhash.xxh3_128_hexdigest(data)
 
 
 # -- what changed ----------------------------------------------------------------------------
@@ -330,8 +489,10 @@ def render_repeatables(config: Config, *, variables: Any = None, force: Sequence
     settings = load_all(config, names)
     wanted = None if only is None else {resolve_repeatable(config, n) for n in only}
     forced = frozenset(resolve_repeatable(config, n) for n in force)
-    renderings = tuple(_rendering(config, name, None, variables, settings[name])
+    checksums = Checksums(config, variables)
+    renderings = tuple(_rendering(checksums, name, None, settings[name])
                        for name in in_order(settings) if wanted is None or name in wanted)
+    checksums.save()
     warnings = tuple(w for s in settings.values() for w in s.warnings)
     return Selection(renderings, forced, warnings)
 
@@ -352,17 +513,9 @@ def changed_repeatables(
                               only=only).against(states)
 
 
-def _rendering(config: Config, name: str, row: HistoryRow | None, variables: Any,
+def _rendering(checksums: Checksums, name: str, row: HistoryRow | None,
                settings: RepeatableSettings) -> Rendering:
-    import xxhash
-
-    digest = xxhash.xxh3_128()
-    size = 0
-    for chunk in _chunks(config, name, variables):
-        data = _encode(chunk, name)
-        digest.update(data)
-        size += len(data)
-    checksum = digest.hexdigest()
+    checksum, size = checksums.of(name)
     return Rendering(name, checksum, size, state_against(checksum, row), row, settings)
 
 
@@ -532,17 +685,19 @@ def repeatable_status(config: Config, states: Mapping[str, HistoryRow], *,
     names = repeatable_names(config)
     settings = load_all(config, names)
     rows: list[RepeatableStatus] = []
+    checksums = Checksums(config, variables)
     for name in in_order(settings):
         found = settings[name]
         row = states.get(name)
         try:
-            now = _rendering(config, name, row, variables, found)
+            now = _rendering(checksums, name, row, found)
         except SpawnError as exc:
             rows.append(RepeatableStatus(name, True, "broken", row, None, found.description,
                                          found.requires, exc.message))
             continue
         rows.append(RepeatableStatus(name, True, now.state, row, now.checksum,
                                      found.description, found.requires))
+    checksums.save()
     rows += [RepeatableStatus(name, False, "database only", states[name])
              for name in sorted(set(states) - set(names))]
     return rows
