@@ -113,7 +113,7 @@ def resolve_repeatable(config: Config, name: str) -> str:
         return typed
     import difflib
 
-    close = difflib.get_close_matches(typed, names, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(typed, names, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else (
         f"; create it with `spawn repeatable new {typed}`" if not names else "")
     raise NotFoundError(f"repeatable {typed!r} not found in {repeatable_dir(config)}{hint}")
