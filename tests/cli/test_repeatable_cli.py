@@ -309,3 +309,20 @@ def test_list_without_repeatables(db_project: DbProject) -> None:
         0, "", f"No repeatables yet in {db_project.spawn_dir / 'repeatable'}; create one with "
         "`spawn repeatable new NAME`.\n")
     assert (as_json.exit_code, json.loads(as_json.stdout)) == (0, {"repeatables": []})
+
+
+def test_the_live_bar_counts_the_repeatables_on_their_own(db_project: DbProject) -> None:
+    from tests.cli.test_progress import bars
+    from tests.helpers import run_on_terminal
+
+    db_project.add_migration("first", "SELECT 1;\n")
+    add_repeatable(db_project, "a", "SELECT pg_sleep(0.3);\n")
+    add_repeatable(db_project, "b", "SELECT pg_sleep(0.3);\n")
+
+    shown = run_on_terminal(db_project.root, ["migration", "apply", "--yes"],
+                            env={"SPAWN_PROGRESS_DELAY": "0"})
+
+    drawn = bars(shown)
+    assert any(re.fullmatch(r"\S 1/2 \S+ 0:00:0\d ETA \S+ applying repeatable b", d)
+               for d in drawn), drawn
+    assert not any(re.search(r" [2-9]/1 ", d) for d in drawn), drawn

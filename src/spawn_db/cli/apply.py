@@ -93,6 +93,8 @@ class CliReporter:
             # Made at the first migration, after any question was answered.
             if self.bar is None:
                 self.bar = LiveBar(total, "applying")
+            elif position == 1 and self.bar.completed:
+                self.bar.set_phase("", total)  # the repeatables: a count of their own
             self.bar.begin(name)
         elif self.tty and not SETTINGS.quiet:
             self._write(f"[{position}/{total}] applying {name} ...")
