@@ -183,15 +183,15 @@ def _register() -> None:
     cli.add_command(pin.pin)
     cli.add_command(component.component)
     cli.add_command(project.completion)
+    from spawn_db.cli import repeatable as repeatable_cli
+
+    cli.add_command(repeatable_cli.repeatable)
     from spawn_db.cli import verify as verify_cli
 
     migration.migration.add_command(verify_cli.verify)
     from spawn_db.cli import drift as drift_cli
 
     migration.migration.add_command(drift_cli.drift)
-    from spawn_db.cli import repeatable as repeatable_cli
-
-    cli.add_command(repeatable_cli.repeatable)
 
 
 _register()

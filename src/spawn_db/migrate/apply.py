@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         RepeatableRequest,
         RepeatableResult,
         RepeatableStatus,
+        Selection,
     )
 
 
@@ -199,33 +200,30 @@ def apply(
     variables: Any = None,
     reporter: ApplyReporter | None = None,
     confirm: Callable[[ApplyPlan], bool] | None = None,
+    repeatables: RepeatableRequest | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     with_requires: bool = False,
     allow_draft: bool = False,
-    repeatables: RepeatableRequest | None = None,
 ) -> ApplyResult:
-    """Apply ``migration``, or every pending migration in order (SPEC §6), then the
-    changed repeatable migrations (``migrate/repeatable.py``; ``repeatables`` says which).
+    """Apply ``migration``, or every pending migration in order (SPEC §6).
 
     ``confirm`` is called with the plan before anything is written; returning
     False cancels. The plan is checked again once the lock is held, and only
-    migrations that were confirmed and still need to run are run. Repeatables are
-    rendered before the lock (a template error stops the apply before anything runs)
-    and compared with the history under it; they do not run when a versioned migration
-    failed or blocks the plan.
+    migrations that were confirmed and still need to run are run.
     """
-    from spawn_db.migrate.repeatable import RepeatableRequest, run_repeatables
-
     reporter = reporter or NullReporter()
     optional = pins_optional(config, pinned)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
-    selection = (repeatables or RepeatableRequest()).select(config, variables=variables,
-                                                              migration=migration)
     target = config.target()
     with tracking_session(config, target) as tracking:
         states = tracking.latest() if tracking.exists() else {}
         plan = planner.plan(states)
+        # Then the changed repeatable migrations (migrate/repeatable.py; ``repeatables``
+        # says which): rendered now, before the lock, so that a template error stops the
+        # apply before anything runs; compared with the history under the lock; not run
+        # when a migration failed or a failed or attempted one blocks the plan.
+        selection = select_repeatables(config, repeatables, variables, migration)
         if pinned and not optional:
             _require_pins(config, plan.to_run)
         if confirm is not None and plan.to_run and not confirm(plan):
@@ -255,6 +253,8 @@ def apply(
                     early.stop(grace=5)
             repeated = None
             if selection is not None and selection.renderings and plan.blocked is None:
+                from spawn_db.migrate.repeatable import run_repeatables
+
                 repeated = run_repeatables(config, tracking, engine=engine, setup=setup,
                                            reporter=reporter, variables=variables,
                                            selection=selection)
@@ -262,6 +262,15 @@ def apply(
         raise _blocked(plan)
     return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started,
                        repeatables=repeated)
+
+
+def select_repeatables(config: Config, request: RepeatableRequest | None, variables: Any,
+                       migration: str | None) -> Selection | None:
+    """The repeatables an apply considers, rendered (``RepeatableRequest.select``)."""
+    from spawn_db.migrate.repeatable import RepeatableRequest
+
+    return (request or RepeatableRequest()).select(config, variables=variables,
+                                                   migration=migration)
 
 
 @dataclass(frozen=True)
