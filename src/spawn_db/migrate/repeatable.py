@@ -23,6 +23,7 @@ import heapq
 import json
 import os
 import stat
+import tempfile
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from spawn_db.config import (
     closest_key,
     toml_error_location,
 )
+from spawn_db.db.psqlscan import ScriptShape, analyze
 from spawn_db.errors import (
     DependencyCycle,
     MigrationFailed,
@@ -47,12 +49,13 @@ from spawn_db.errors import (
 )
 from spawn_db.fsutil import atomic_write, atomic_write_text, is_inside, real_folder
 from spawn_db.migrate.runner import (
+    SCAN_LIMIT,
+    SPOOL_MEMORY,
     ApplyReporter,
     MigrationOutcome,
     MigrationRun,
     Rendered,
     SessionSetup,
-    spool_rendered,
 )
 from spawn_db.migrate.settings import _names, _string, find_cycle
 from spawn_db.migrate.tracking import HistoryRow, LockHolder, Tracking
@@ -267,8 +270,32 @@ def _chunks(config: Config, name: str, variables: Any, source: ComponentSource |
 
 def render_repeatable(config: Config, name: str, *, variables: Any,
                       position: int = 1) -> Rendered:
-    """``name`` rendered whole into a spool, with its checksum (its identity)."""
-    return spool_rendered(_chunks(config, name, variables), name, position=position, pin=None)
+    """``name`` rendered whole into a spool, with its checksum (its identity) and the
+    script's shape (whether it may share the runner), as ``runner.render_migration``
+    renders a migration."""
+    import xxhash
+
+    chunks = _chunks(config, name, variables)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
+    digest = xxhash.xxh3_128()
+    size = newlines = 0
+    scan: list[bytes] | None = []
+    try:
+        for chunk in chunks:
+            data = _encode(chunk, name)
+            spool.write(data)
+            digest.update(data)
+            size += len(data)
+            newlines += data.count(b"\n")
+            if scan is not None:
+                scan.append(data)
+                scan = scan if size <= SCAN_LIMIT else None
+    except BaseException:
+        spool.close()
+        raise
+    shape = (ScriptShape(False, f"it is larger than {SCAN_LIMIT // 1024} KiB") if scan is None
+             else analyze(b"".join(scan)))
+    return Rendered(name, position, spool, size, newlines, digest.digest(), None, shape)
 
 
 def build_repeatable(config: Config, name: str, *, variables: Any) -> Iterator[str]:

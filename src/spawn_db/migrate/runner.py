@@ -195,17 +195,10 @@ def render_migration(
 ) -> Rendered:
     """Render ``name``'s ``script`` whole (memory bounded by a spool) before anything is
     sent."""
-    chunks, pin = _render_chunks(config, name, pinned=pinned, variables=variables,
-                                 script=script)
-    return spool_rendered(chunks, name, position=position, pin=pin)
-
-
-def spool_rendered(chunks: Iterable[str], name: str, *, position: int,
-                   pin: str | None) -> Rendered:
-    """Spool ``chunks`` whole, hashing them (xxh3-128) and checking the script's shape on
-    the way; shared by migrations and repeatable migrations (``migrate/repeatable.py``)."""
     import xxhash
 
+    chunks, pin = _render_chunks(config, name, pinned=pinned, variables=variables,
+                                 script=script)
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
     digest = xxhash.xxh3_128()
     size = newlines = 0
