@@ -35,13 +35,15 @@ if TYPE_CHECKING:
     from spawn_db.config import Config
     from spawn_db.migrate.apply import (
         ApplyPlan,
+        ApplyResult,
         DryRun,
         MigrationOutcome,
         MigrationStatus,
         PlannedMigration,
         StatusReport,
     )
-    from spawn_db.migrate.tracking import LockHolder
+    from spawn_db.migrate.repeatable import PlannedRepeatable, RepeatableRequest, RepeatableStatus
+    from spawn_db.migrate.tracking import HistoryRow, LockHolder
 
 
 lock_timeout_option = click.option(
@@ -91,6 +93,8 @@ class CliReporter:
             # Made at the first migration, after any question was answered.
             if self.bar is None:
                 self.bar = LiveBar(total, "applying")
+            elif position == 1 and self.bar.completed:
+                self.bar.set_phase("", total)  # the repeatables: a count of their own
             self.bar.begin(name)
         elif self.tty and not SETTINGS.quiet:
             self._write(f"[{position}/{total}] applying {name} ...")
@@ -186,13 +190,20 @@ def confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "",
 @click.option("--check-drift", is_flag=True,
               help="First compare the schema with the applied migrations (`spawn migration "
               "drift`) and refuse to apply over drift (exit 1).")
+@click.option("--no-repeatable", is_flag=True,
+              help="Do not run the repeatable migrations (spawn/repeatable/) after the "
+              "migrations.")
+@click.option("--repeatable", "repeatable_names", multiple=True, metavar="NAME",
+              help="Run only this repeatable migration, even if unchanged (repeatable).")
 @pass_app
 def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: str | None,
           yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float, dry_run: bool,
           show_sql: bool, fmt: str, with_requires: bool, allow_draft: bool,
-          check_drift: bool) -> None:
-    """Apply MIGRATION, or every pending migration in order, tracked and locked."""
+          check_drift: bool, no_repeatable: bool, repeatable_names: tuple[str, ...]) -> None:
+    """Apply MIGRATION, or every pending migration in order, tracked and locked; then the
+    repeatable migrations whose rendered SQL changed."""
     from spawn_db.migrate.apply import apply as run_apply
+    from spawn_db.migrate.repeatable import RepeatableRequest
 
     if not dry_run and (show_sql or fmt != "text"):
         from spawn_db.errors import UsageError
@@ -204,9 +215,19 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
 
         raise UsageError("--with-requires and --allow-draft go with a migration name: "
                          "`spawn migration apply <migration> --with-requires`")
+    if no_repeatable and repeatable_names:
+        from spawn_db.errors import UsageError
+
+        raise UsageError("--no-repeatable and --repeatable contradict each other; pass one "
+                         "of them")
     config = app.config()
     variables = load_variables_option(config, variables_path)
-    choice = PlanChoice(with_requires=with_requires, allow_draft=allow_draft)
+    choice = PlanChoice(with_requires=with_requires, allow_draft=allow_draft,
+                        repeatables=RepeatableRequest(no_repeatable, repeatable_names))
+    if not no_repeatable:
+        from spawn_db.cli.repeatable import say_warnings
+
+        say_warnings(config)
     if check_drift:
         from spawn_db.cli.drift import refuse_drift
 
@@ -233,7 +254,7 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         result = run_apply(config, migration_name, pinned=not no_pin, retry=retry,
                            variables=variables, reporter=reporter, confirm=confirm,
                            lock_timeout=lock_timeout, with_requires=with_requires,
-                           allow_draft=allow_draft)
+                           allow_draft=allow_draft, repeatables=choice.repeatables)
     finally:
         reporter.close_line()
     if not told:
@@ -241,17 +262,31 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     if result.cancelled:
         note("Cancelled; nothing was applied.")
         return
+    _apply_summary(result, migration_name)
+    if result.repeatables is not None:
+        note(_repeatable_summary(len(result.repeatables.applied),
+                                 len(result.repeatables.unchanged)))
+
+
+def _apply_summary(result: ApplyResult, migration_name: str | None) -> None:
     if migration_name and not result.applied and result.plan.already_applied:
         note(f"Migration {migration_name} is already applied; nothing to do "
              "(pass --retry to run it again).")
         return
     if not result.applied:
-        note(f"Nothing to apply: every migration is applied "
-             f"({len(result.plan.already_applied)} in total).")
+        total = len(result.plan.already_applied)
+        if result.repeatables is not None and result.repeatables.applied:
+            note(f"Every migration is applied ({total} in total).")
+        else:
+            note(f"Nothing to apply: every migration is applied ({total} in total).")
         return
     count = len(result.applied)
     noun = "migration" if count == 1 else "migrations"
     note(f"Applied {count} {noun} in {_duration(result.seconds)}.")
+
+
+def _repeatable_summary(applied: int, unchanged: int) -> str:
+    return f"{applied} repeatable re-applied, {unchanged} unchanged."
 
 
 @dataclass(frozen=True)
@@ -260,6 +295,7 @@ class PlanChoice:
 
     with_requires: bool = False
     allow_draft: bool = False
+    repeatables: RepeatableRequest | None = None
 
 
 def _plan_notes(plan: ApplyPlan) -> None:
@@ -297,9 +333,22 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
              f"{then}")
         write_sql(sql.read())
 
+    def each_repeatable(item: PlannedRepeatable, sql: IO[bytes]) -> None:
+        key = f"repeatable {item.name}"
+        if fmt == "json":
+            if show_sql:
+                texts[key] = sql.read().decode("utf-8")
+            return
+        if not show_sql:
+            info(f"{key}  {item.state}  checksum {item.checksum}")
+            return
+        info(f"-- spawn {key} ({item.state}): checksum {item.checksum}")
+        write_sql(sql.read())
+
     dry = plan_apply(config, migration_name, pinned=pinned, retry=retry, variables=variables,
                      each=each, with_requires=choice.with_requires,
-                     allow_draft=choice.allow_draft)
+                     allow_draft=choice.allow_draft, repeatables=choice.repeatables,
+                     each_repeatable=each_repeatable)
     _plan_notes(dry.plan)
     if pinned:
         _warn_stale(config, dry.plan.to_run, variables)
@@ -324,6 +373,9 @@ def _dry_run_summary(dry: DryRun) -> str:
         text += f" {verified} of them {have} a verify.sql, run right after its migration."
     if dry.plan.blocked:
         text += f" Apply would then stop before {dry.plan.blocked} ({dry.plan.blocked_state})."
+    if dry.repeatables_considered:
+        text += (f" Then {len(dry.repeatables)} repeatable would be re-applied, "
+                 f"{len(dry.repeatables_unchanged)} unchanged.")
     return text
 
 
@@ -335,13 +387,24 @@ def _dry_run_json(dry: DryRun, texts: dict[str, str] | None) -> dict[str, Any]:
             row["sql"] = texts[item.name]
         return row
 
+    def repeatable(item: PlannedRepeatable) -> dict[str, Any]:
+        row: dict[str, Any] = {"name": item.name, "state": item.state,
+                               "checksum": item.checksum, "size": item.size}
+        if texts is not None:
+            row["sql"] = texts[f"repeatable {item.name}"]
+        return row
+
     plan = dry.plan
-    return {
+    found: dict[str, Any] = {
         "to_apply": [one(item) for item in dry.migrations],
         "already_applied": list(plan.already_applied),
         "blocked": None if plan.blocked is None else {"name": plan.blocked,
                                                       "state": plan.blocked_state},
     }
+    if dry.repeatables_considered:
+        found["repeatables"] = {"to_apply": [repeatable(item) for item in dry.repeatables],
+                                "unchanged": list(dry.repeatables_unchanged)}
+    return found
 
 
 def _warn_stale(config: Config, names: Sequence[str], variables: Any) -> None:
@@ -402,6 +465,17 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
         emit_json(_status_json(report))
     else:
         info(format_status_colored(report) if use_color() else format_status(report))
+        if report.repeatables:
+            from spawn_db.cli.repeatable import (
+                format_repeatables,
+                repeatable_problems,
+                say_warnings,
+            )
+
+            say_warnings(config)
+
+            info("\n" + format_repeatables(report.repeatables))
+            repeatable_problems(report.repeatables)
         rule = report.pin_rule
         if rule is not None and rule.source != "the default":
             note(f"note: {rule.describe()}")
@@ -530,6 +604,21 @@ def _status_json(report: StatusReport) -> dict[str, Any]:
             "mode": report.pin_rule.mode, "no_pin_allowed": report.pin_rule.no_pin_allowed,
             "source": report.pin_rule.source},
         "migrations": [_migration_json(m) for m in report.migrations],
+        "repeatables": [repeatable_json(r) for r in report.repeatables],
+    }
+
+
+def repeatable_json(r: RepeatableStatus) -> dict[str, Any]:
+    """One repeatable of ``status``/``repeatable list --format json``."""
+    return {
+        "name": r.name,
+        "filesystem": r.on_filesystem,
+        "status": r.state,
+        "checksum_now": r.checksum_now,
+        "description": r.description,
+        "requires": list(r.requires),
+        "problem": r.problem,
+        "latest": _row_json(r.latest),
     }
 
 
@@ -546,15 +635,21 @@ def _migration_json(m: MigrationStatus) -> dict[str, Any]:
         "description": m.description,
         "requires": list(m.requires),
         "out_of_order": m.out_of_order,
-        "latest": None if row is None else {
-            "activity": row.activity,
-            "status": row.status,
-            "created_at": row.created_at,
-            "created_by": row.created_by,
-            "checksum": row.checksum,
-            "pin_hash": row.pin_hash,
-            "description": row.description,
-            "status_note": row.status_note,
-            "execution_seconds": row.execution_seconds,
-        },
+        "latest": _row_json(row),
+    }
+
+
+def _row_json(row: HistoryRow | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "activity": row.activity,
+        "status": row.status,
+        "created_at": row.created_at,
+        "created_by": row.created_by,
+        "checksum": row.checksum,
+        "pin_hash": row.pin_hash,
+        "description": row.description,
+        "status_note": row.status_note,
+        "execution_seconds": row.execution_seconds,
     }

@@ -241,6 +241,9 @@ def _register() -> None:
     cli.add_command(pin.pin)
     cli.add_command(component.component)
     cli.add_command(project.completion)
+    from spawn_db.cli import repeatable as repeatable_cli
+
+    cli.add_command(repeatable_cli.repeatable)
     from spawn_db.cli import verify as verify_cli
 
     migration.migration.add_command(verify_cli.verify)

@@ -50,6 +50,13 @@ from spawn_db.project import Project
 
 if TYPE_CHECKING:
     from spawn_db.migrate.drift import RenderCache
+    from spawn_db.migrate.repeatable import (
+        PlannedRepeatable,
+        RepeatableRequest,
+        RepeatableResult,
+        RepeatableStatus,
+        Selection,
+    )
 
 
 # -- results -------------------------------------------------------------------------------
@@ -62,6 +69,7 @@ class ApplyResult:
     internal_applied: list[str] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
+    repeatables: RepeatableResult | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ class StatusReport:
     tracking_exists: bool
     migrations: tuple[MigrationStatus, ...]
     pin_rule: PinRule | None = None
+    repeatables: tuple[RepeatableStatus, ...] = ()
 
     @property
     def troubled(self) -> list[MigrationStatus]:
@@ -191,6 +200,7 @@ def apply(
     variables: Any = None,
     reporter: ApplyReporter | None = None,
     confirm: Callable[[ApplyPlan], bool] | None = None,
+    repeatables: RepeatableRequest | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     with_requires: bool = False,
     allow_draft: bool = False,
@@ -211,6 +221,11 @@ def apply(
     with tracking_session(config, target) as tracking:
         states = tracking.latest() if tracking.exists() else {}
         plan = planner.plan(states)
+        # Then the changed repeatable migrations (migrate/repeatable.py; ``repeatables``
+        # says which): rendered now, before the lock, so that a template error stops the
+        # apply before anything runs; compared with the history under the lock; not run
+        # when a migration failed or a failed or attempted one blocks the plan.
+        selection = select_repeatables(config, repeatables, variables, migration)
         if pinned and not optional:
             _require_pins(config, plan.to_run)
         if confirm is not None and plan.to_run and not confirm(plan):
@@ -238,9 +253,26 @@ def apply(
             finally:
                 if early is not None:
                     early.stop(grace=5)
+            repeated = None
+            if selection is not None and selection.renderings and plan.blocked is None:
+                from spawn_db.migrate.repeatable import run_repeatables
+
+                repeated = run_repeatables(config, tracking, engine=engine, setup=setup,
+                                           reporter=reporter, variables=variables,
+                                           selection=selection)
     if plan.blocked is not None:
         raise _blocked(plan)
-    return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started)
+    return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started,
+                       repeatables=repeated)
+
+
+def select_repeatables(config: Config, request: RepeatableRequest | None, variables: Any,
+                       migration: str | None) -> Selection | None:
+    """The repeatables an apply considers, rendered (``RepeatableRequest.select``)."""
+    from spawn_db.migrate.repeatable import RepeatableRequest
+
+    return (request or RepeatableRequest()).select(config, variables=variables,
+                                                   migration=migration)
 
 
 @dataclass(frozen=True)
@@ -260,6 +292,9 @@ class PlannedMigration:
 class DryRun:
     plan: ApplyPlan
     migrations: tuple[PlannedMigration, ...]
+    repeatables: tuple[PlannedRepeatable, ...] = ()
+    repeatables_unchanged: tuple[str, ...] = ()
+    repeatables_considered: bool = False
 
     @property
     def refusal(self) -> PreviousAttemptFailed | None:
@@ -277,6 +312,8 @@ def plan_apply(
     each: Callable[[PlannedMigration, IO[bytes]], None] | None = None,
     with_requires: bool = False,
     allow_draft: bool = False,
+    repeatables: RepeatableRequest | None = None,
+    each_repeatable: Callable[[PlannedRepeatable, IO[bytes]], None] | None = None,
 ) -> DryRun:
     """What ``apply`` would run, in order, without writing anything or taking the lock.
 
@@ -311,7 +348,27 @@ def plan_apply(
                 each(item, rendered.spool)
         finally:
             rendered.close()
-    return DryRun(plan, tuple(planned))
+    return _with_repeatables(config, DryRun(plan, tuple(planned)), migration, variables,
+                             repeatables, each_repeatable)
+
+
+def _with_repeatables(config: Config, dry: DryRun, migration: str | None, variables: Any,
+                      request: RepeatableRequest | None,
+                      each: Callable[[PlannedRepeatable, IO[bytes]], None] | None) -> DryRun:
+    """The repeatables apply would run after the plan's migrations (none when the plan is
+    blocked, as apply would stop first), rendered as apply renders them."""
+    from spawn_db.migrate.repeatable import RepeatableRequest, plan_repeatables, read_states
+
+    request = request or RepeatableRequest()
+    if request.skip or (migration is not None and not request.named):
+        return dry
+    if dry.plan.blocked is not None:
+        return dry
+    planned, unchanged = plan_repeatables(config, read_states(config), variables=variables,
+                                          force=request.named,
+                                          only=request.named or None, each=each)
+    return dataclasses.replace(dry, repeatables=planned, repeatables_unchanged=unchanged,
+                               repeatables_considered=bool(planned or unchanged))
 
 
 @dataclass(frozen=True)
@@ -454,6 +511,7 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
     see ``drift.applied_drift``, which renders with ``variables``).
     """
     from spawn_db.migrate.drift import RENDER_CACHE, RenderCache
+    from spawn_db.migrate.repeatable import NAMESPACE, repeatable_status
 
     project = Project(config)
     on_disk = project.migration_names()
@@ -462,6 +520,7 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
     with tracking_session(config, target) as tracking:
         exists = tracking.exists()
         states = tracking.latest() if exists else {}
+        repeated = tracking.latest(NAMESPACE) if exists else {}
         database = tracking.session.database
     cache = RenderCache(config.project_dir / RENDER_CACHE) if verify else None
     late = applied_out_of_order(states)
@@ -471,7 +530,8 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
             for name in sorted(set(on_disk) | set(states))]
     if cache is not None:
         cache.save()
-    return StatusReport(database, target.spawn_schema, exists, tuple(rows), config.pin_rule())
+    return StatusReport(database, target.spawn_schema, exists, tuple(rows), config.pin_rule(),
+                        tuple(repeatable_status(config, repeated, variables=variables)))
 
 
 def _with_settings(found: MigrationStatus, settings: MigrationSettings | None,

@@ -72,6 +72,7 @@ from spawn_db.migrate.tracking import (
     ASYNC_COMMIT,
     ELAPSED,
     LOCK_LOST_SETTING,
+    USER_NAMESPACE,
     Activity,
     LockHolder,
     Record,
@@ -419,7 +420,13 @@ class _Runner:
 
 
 class MigrationRun:
-    """Applies the planned migrations; see the module docstring for the design."""
+    """Applies the planned migrations; see the module docstring for the design.
+
+    ``namespace`` is where the run's migrations are registered: ``default`` for the
+    versioned migrations, ``repeatable`` for ``migrate/repeatable.py``'s subclass.
+    """
+
+    namespace = USER_NAMESPACE
 
     def __init__(self, config: Config, engine: Engine, tracking: Tracking,
                  reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
@@ -504,7 +511,7 @@ class MigrationRun:
             if not self.names:
                 return []
             current: Rendered | None = self.render(1)
-            self.ids = self.tracking.register(self.names)
+            self.ids = self.tracking.register(self.names, namespace=self.namespace)
             for rendered in self.by_position.values():
                 rendered.migration_id = self.ids.get(rendered.name)
             while current is not None:
@@ -788,7 +795,7 @@ class MigrationRun:
         )
 
     def started_in_this_run(self, rendered: Rendered) -> bool:
-        row = self.tracking.latest().get(rendered.name)
+        row = self.tracking.latest(self.namespace).get(rendered.name)
         return row is not None and row.history_id > self.first_history_id \
             and row.status == "ATTEMPTED"
 
@@ -802,10 +809,14 @@ class MigrationRun:
                 f"migration {rendered.name} failed, and spawn could not record the failure "
                 f"({exc}); its history shows it ATTEMPTED. psql said:\n{note}"
             ) from None
+        raise self.failure(rendered, note)
+
+    def failure(self, rendered: Rendered, note: str) -> MigrationFailed:
+        """The error that ends the run once ``rendered``'s FAILURE row is written."""
         why = "interrupted" if self.interrupted else "failed"
         done = len(self.outcomes)
         if self.activity == "REVERT":
-            raise MigrationFailed(
+            return MigrationFailed(
                 f"reverting migration {rendered.name} {why} ({done} of {self.total} reverted "
                 f"before it); recorded as REVERT FAILURE in {self.tracking.schema}."
                 f"migration_history. psql said:\n{note}\n"
@@ -813,7 +824,7 @@ class MigrationRun:
                 f"`spawn migration revert {rendered.name} --retry`; apply refuses to run until "
                 "then"
             )
-        raise MigrationFailed(
+        return MigrationFailed(
             f"migration {rendered.name} {why} ({done} of {self.total} applied before it); "
             f"recorded as FAILURE in {self.tracking.schema}.migration_history. "
             f"psql said:\n{note}\n"

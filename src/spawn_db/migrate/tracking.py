@@ -339,8 +339,10 @@ class Tracking:
             f"{self._values(rec)}"
         )
 
-    def register(self, names: Sequence[str]) -> dict[str, int]:
-        """Make sure every migration in ``names`` has its ``migration`` row; return the ids.
+    def register(self, names: Sequence[str], *,
+                 namespace: str = USER_NAMESPACE) -> dict[str, int]:
+        """Make sure every migration in ``names`` has its ``migration`` row (in
+        ``namespace``); return the ids.
 
         Done once per run so that each history row is a plain INSERT; rows
         left without history by a run that stops early are removed by
@@ -350,13 +352,14 @@ class Tracking:
             return {}
         s = self.s
         array = "ARRAY[" + ", ".join(escape_literal(n) for n in names) + "]::text[]"
+        ns = escape_literal(namespace)
         text = self.session.query(
-            f"WITH new AS (INSERT INTO {s}.migration (name, namespace) SELECT n, 'default' "
+            f"WITH new AS (INSERT INTO {s}.migration (name, namespace) SELECT n, {ns} "
             f"FROM unnest({array}) n ON CONFLICT (name, namespace) DO NOTHING "
             "RETURNING name, migration_id) "
             "SELECT coalesce(json_object_agg(name, migration_id), '{}') FROM ("
             "SELECT name, migration_id FROM new UNION ALL SELECT name, migration_id "
-            f"FROM {s}.migration WHERE namespace = 'default' AND name = ANY({array})) ids",
+            f"FROM {s}.migration WHERE namespace = {ns} AND name = ANY({array})) ids",
             what=f"registering migrations in {self.schema}.migration",
         )
         ids: dict[str, int] = json.loads(text)
