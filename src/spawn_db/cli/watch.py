@@ -48,7 +48,8 @@ class CliWatchReporter:
 @variables_option
 @pass_app
 def watch(app: App, tests: tuple[str, ...], once: bool, variables_path: str | None) -> None:
-    """Re-apply draft migrations when the files they read change, then run tests.
+    """Re-apply draft and repeatable migrations when the files they read change, then run
+    tests.
 
     Watches the spawn folder (and the variables file); refused when the environment is
     prod. Ctrl-C stops.

@@ -56,6 +56,7 @@ from spawn_db.migrate.runner import (
     MigrationRun,
     Rendered,
     SessionSetup,
+    with_secrets,
 )
 from spawn_db.migrate.settings import _names, _string, find_cycle
 from spawn_db.migrate.tracking import HistoryRow, LockHolder, Tracking
@@ -248,10 +249,12 @@ def _read_script(config: Config, name: str) -> tuple[Path, str]:
 
 
 def _chunks(config: Config, name: str, variables: Any, source: ComponentSource | None = None,
-            random: list[bool] | None = None) -> Iterator[str]:
+            random: list[bool] | None = None, used_secrets: list[str] | None = None
+            ) -> Iterator[str]:
     """``up.sql`` rendered from the working tree (no Jinja for plain SQL); ``source``
     replaces the working tree's ``components/`` and ``random`` notes a call of a random
-    function (both for ``Checksums``)."""
+    function (both for ``Checksums``); ``used_secrets`` receives the names of the secrets
+    it references (once the chunks are consumed)."""
     from spawn_db.render.plaintext import plain_output
 
     path, text = _read_script(config, name)
@@ -265,7 +268,10 @@ def _chunks(config: Config, name: str, variables: Any, source: ComponentSource |
     renderer = compile_template(text, display, components)
     if random is not None:
         _watch_random(renderer, random)
-    return renderer.generate(template_context(config, variables or {}))
+    context = template_context(config, variables or {})
+    if used_secrets is not None and context.secrets is not None:
+        context.secrets.used = used_secrets
+    return renderer.generate(context)
 
 
 def render_repeatable(config: Config, name: str, *, variables: Any,
@@ -275,7 +281,8 @@ def render_repeatable(config: Config, name: str, *, variables: Any,
     renders a migration."""
     import xxhash
 
-    chunks = _chunks(config, name, variables)
+    used: list[str] = []
+    chunks = _chunks(config, name, variables, used_secrets=used)
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
     digest = xxhash.xxh3_128()
     size = newlines = 0
@@ -295,7 +302,11 @@ def render_repeatable(config: Config, name: str, *, variables: Any,
         raise
     shape = (ScriptShape(False, f"it is larger than {SCAN_LIMIT // 1024} KiB") if scan is None
              else analyze(b"".join(scan)))
-    return Rendered(name, position, spool, size, newlines, digest.digest(), None, shape)
+    rendered = Rendered(name, position, spool, size, newlines, digest.digest(), None, shape,
+                        secrets=tuple(used))
+    if used:
+        with_secrets(rendered, config, variables, f"repeatable {name} up.sql")
+    return rendered
 
 
 def build_repeatable(config: Config, name: str, *, variables: Any) -> Iterator[str]:

@@ -227,10 +227,18 @@ def render_migration(
     rendered = Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape,
                         secrets=tuple(used))
     if used:
-        _check_secret_places(rendered, config, script)
-        if fetch_secrets:
-            rendered.secret_input = _secret_input(rendered, config, variables)
+        with_secrets(rendered, config, variables, f"migration {name} {script}",
+                     fetch=fetch_secrets)
     return rendered
+
+
+def with_secrets(rendered: Rendered, config: Config, variables: Any, what: str, *,
+                 fetch: bool = True) -> None:
+    """Check where ``rendered`` references its secrets and (unless ``fetch`` is False: a
+    dry run) fetch their values into ``secret_input``; ``rendered`` is closed on error."""
+    _check_secret_places(rendered, what)
+    if fetch:
+        rendered.secret_input = _secret_input(rendered, config, variables)
 
 
 def _secret_input(rendered: Rendered, config: Config, variables: Any) -> str:
@@ -245,7 +253,7 @@ def _secret_input(rendered: Rendered, config: Config, variables: Any) -> str:
         raise
 
 
-def _check_secret_places(rendered: Rendered, config: Config, script: str) -> None:
+def _check_secret_places(rendered: Rendered, what: str) -> None:
     """psql substitutes ``:'spawn_secret_x'`` only in SQL text: inside a quoted or
     dollar-quoted body or a comment it would stay as written (and the body would never see
     the value), so that is an error before anything runs."""
@@ -258,7 +266,7 @@ def _check_secret_places(rendered: Rendered, config: Config, script: str) -> Non
     if lines:
         rendered.close()
         raise TemplateError(
-            f"migration {rendered.name} {script}: secret() is used inside a quoted or "
+            f"{what}: secret() is used inside a quoted or "
             f"dollar-quoted body or a comment (rendered line {lines[0]}), where psql does not "
             "substitute variables; pass the secret outside the body, e.g. as a function "
             "argument or with format() in a DO block called with it")

@@ -78,6 +78,7 @@ class TemplateBuild:
 
     inputs: TemplateInputs
     scripts: list[Rendered] = field(default_factory=list)
+    repeatables: set[str] = field(default_factory=set)
 
     def close(self) -> None:
         for script in self.scripts:
@@ -108,10 +109,13 @@ def _shown(names: list[str]) -> str:
     return (", ".join(names[:5]) + more) if names else "(no migrations)"
 
 
-def render_template(config: Config, names: list[str], *, variables: Any = None
-                    ) -> TemplateBuild:
+def render_template(config: Config, names: list[str], *, variables: Any = None,
+                    repeatables: bool = True) -> TemplateBuild:
     """``names`` rendered as apply renders them: from the pin, or from the working tree
-    for an unpinned migration where the pin rule makes pins optional."""
+    for an unpinned migration where the pin rule makes pins optional; then, unless
+    ``repeatables`` is False (a template built only up to ``migrate_to``), every
+    repeatable migration in ``requires`` order, from the working tree, as apply runs
+    them after the migrations."""
     from spawn_db.migrate.apply import pins_optional
     from spawn_db.migrate.runner import render_migration, uses_pin
 
@@ -129,12 +133,29 @@ def render_template(config: Config, names: list[str], *, variables: Any = None
                 )
             build.scripts.append(render_migration(config, name, pinned=from_pin,
                                                   variables=variables, position=position))
+        if repeatables:
+            _render_repeatables(config, build, variables)
     except BaseException:
         build.close()
         raise
     build.inputs = TemplateInputs(config.environment, tuple(
-        (s.name, s.checksum.hex(), s.pin or "") for s in build.scripts))
+        (f"repeatable:{s.name}" if s.name in build.repeatables else s.name,
+         s.checksum.hex(), s.pin or "") for s in build.scripts))
     return build
+
+
+def _render_repeatables(config: Config, build: TemplateBuild, variables: Any) -> None:
+    from spawn_db.migrate.repeatable import (
+        in_order,
+        load_all,
+        render_repeatable,
+        repeatable_names,
+    )
+
+    for name in in_order(load_all(config, repeatable_names(config))):
+        build.scripts.append(render_repeatable(config, name, variables=variables,
+                                               position=len(build.scripts) + 1))
+        build.repeatables.add(name)
 
 
 # -- the template -----------------------------------------------------------------------------
@@ -150,7 +171,7 @@ def ensure_template(config: Config, *, migrate_to: str | None = None, variables:
 
     engine = engine or engine_for(config)
     build = render_template(config, template_migrations(config, migrate_to),
-                            variables=variables)
+                            variables=variables, repeatables=migrate_to is None)
     try:
         name = build.inputs.name
         control = engine.control_session(None)
@@ -216,8 +237,8 @@ def _build(config: Config, engine: Engine, control: ControlSession, name: str,
         ) from None
     try:
         for script in build.scripts:
-            _run_migration(engine, name, script)
-        apply_repeatables(config, engine, name, variables)
+            kind = "repeatable" if script.name in build.repeatables else "migration"
+            _run_migration(engine, name, script, kind)
         control.query(f"ALTER DATABASE {escape_identifier(name)} IS_TEMPLATE true",
                       what="mark the template database")
     except BaseException:
@@ -225,7 +246,8 @@ def _build(config: Config, engine: Engine, control: ControlSession, name: str,
         raise
 
 
-def _run_migration(engine: Engine, database: str, script: Rendered) -> None:
+def _run_migration(engine: Engine, database: str, script: Rendered,
+                   kind: str = "migration") -> None:
     """One migration in a psql of its own connected to ``database``, checked to its end
     (as apply checks a verify script); its error, as psql printed it, otherwise."""
     from spawn_db.db.target import reconnect_input
@@ -234,17 +256,10 @@ def _run_migration(engine: Engine, database: str, script: Rendered) -> None:
     error = run_verify(engine, script, opening=reconnect_input(database))
     if error is not None:
         raise TemplateBuildFailed(
-            f"migration {script.name} failed while building the template database "
-            f"{database} for fresh test databases, so no test ran; fix the migration "
+            f"{kind} {script.name} failed while building the template database "
+            f"{database} for fresh test databases, so no test ran; fix the {kind} "
             f"(psql said:)\n{error}"
         )
-
-
-def apply_repeatables(config: Config, engine: Engine, database: str, variables: Any) -> None:
-    """Where a template gets the project's repeatable migrations, after the versioned
-    ones: none yet. When repeatables exist, run them here and add their names and
-    checksums to ``TemplateInputs`` (``render_template``), so a changed repeatable
-    builds a new template."""
 
 
 # -- copies -----------------------------------------------------------------------------------

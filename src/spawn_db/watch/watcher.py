@@ -1,9 +1,10 @@
 """The state ``spawn watch`` keeps between saves, and one synchronisation with the files.
 
-A sync re-renders only the items (draft migrations, repeatable migrations) whose last
-render read a changed file, re-applies those whose rendered checksum differs from what the
-database has, then runs the named tests. Nothing here prints: the CLI gets events through
-``WatchReporter``.
+A sync re-renders only the draft migrations whose last render read a changed file,
+re-applies those whose rendered checksum differs from what the database has, re-applies
+the repeatable migrations whose checksum changed (their own cache knows which files each
+read, so unchanged ones are not even rendered), then runs the named tests. Nothing here
+prints: the CLI gets events through ``WatchReporter``.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ class Watcher:
                 continue
             result.ran = True
             self._sync_draft(name, history.get(name), variables, result)
+        if changed is None or self._repeatables_touched(changed):
+            result.ran = True
+            self._sync_repeatables(variables, result)
         if self.tests and (result.ran or changed is None or self._tests_touched(changed)):
             result.ran = True
             result.outcomes = self._run_tests(variables)
@@ -188,6 +192,30 @@ class Watcher:
         if self.variables_file is not None and self.variables_file in changed:
             return True
         return not reads.isdisjoint(changed)
+
+    def _repeatables_touched(self, changed: set[Path]) -> bool:
+        """A change a repeatable can read: its own folder, a component, the variables."""
+        from spawn_db.migrate.repeatable import repeatable_dir
+
+        folders = (repeatable_dir(self.config), self.config.components_dir)
+        return any(path.is_relative_to(folder) for path in changed for folder in folders) or (
+            self.variables_file is not None and self.variables_file in changed)
+
+    def _sync_repeatables(self, variables: Any, result: SyncResult) -> None:
+        from spawn_db.migrate.repeatable import apply_repeatables, repeatable_names
+
+        if not repeatable_names(self.config):
+            return
+        try:
+            done = apply_repeatables(self.config, variables=variables)
+        except SpawnError as exc:
+            result.failures += 1
+            self.reporter.failed("repeatables", exc.message)
+            return
+        for outcome in done.applied:
+            applied = Applied("repeatable", outcome.name, "up.sql", outcome.seconds)
+            result.applied.append(applied)
+            self.reporter.applied(applied)
 
     def _tests_touched(self, changed: set[Path]) -> bool:
         tests = self.config.tests_dir
