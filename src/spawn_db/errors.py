@@ -273,3 +273,10 @@ class DriftCheckFailed(SpawnError):
     """``spawn migration drift`` could not rebuild the applied migrations on a scratch
     database (a checksum that no longer matches the history, a migration that fails
     there); names the migration. Exit 2: no comparison was made."""
+
+
+class HookFailed(SpawnError):
+    """A ``[[hooks.<event>]]`` entry with ``on_error = "fail"`` failed; names the hook and
+    what it said. Exit 1: migrations that ran before it keep their history rows."""
+
+    exit_code = FAILURE_EXIT

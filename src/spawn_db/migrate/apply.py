@@ -50,6 +50,7 @@ from spawn_db.project import Project
 
 if TYPE_CHECKING:
     from spawn_db.migrate.drift import RenderCache
+    from spawn_db.migrate.hooks import Hooks
 
 
 # -- results -------------------------------------------------------------------------------
@@ -194,14 +195,19 @@ def apply(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     with_requires: bool = False,
     allow_draft: bool = False,
+    hooks: Hooks | None = None,
 ) -> ApplyResult:
     """Apply ``migration``, or every pending migration in order (SPEC §6).
 
     ``confirm`` is called with the plan before anything is written; returning
     False cancels. The plan is checked again once the lock is held, and only
-    migrations that were confirmed and still need to run are run.
+    migrations that were confirmed and still need to run are run. ``hooks``
+    (spawn.toml's by default) run under the lock: ``before_apply`` when something
+    is to run, ``after_apply`` when something ran, ``after_apply_error`` when the
+    run failed, and those around each migration in ``MigrationRun``.
     """
     reporter = reporter or NullReporter()
+    hooks = hooks or default_hooks(config, variables, reporter)
     optional = pins_optional(config, pinned)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
@@ -231,14 +237,37 @@ def apply(
                 run = MigrationRun(config, engine, tracking, reporter, to_run,
                            pinned=pinned, variables=variables,
                            first_history_id=tracking.last_history_id(), setup=setup,
-                           runner=early, unpinned_from_tree=optional)
-                outcomes = run.execute()
+                           runner=early, unpinned_from_tree=optional, hooks=hooks)
+                outcomes = _run_with_hooks(run, hooks)
             finally:
                 if early is not None:
                     early.stop(grace=5)
     if plan.blocked is not None:
         raise _blocked(plan)
     return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started)
+
+
+def default_hooks(config: Config, variables: Any, reporter: ApplyReporter) -> Hooks:
+    """spawn.toml's hooks, printing through ``reporter``."""
+    from spawn_db.migrate.hooks import Hooks
+
+    return Hooks(config, variables, output=reporter.output)
+
+
+def _run_with_hooks(run: MigrationRun, hooks: Hooks) -> list[MigrationOutcome]:
+    """``run.execute()`` between the apply hooks; a failed run (or ``before_apply``)
+    runs ``after_apply_error`` and keeps its own error."""
+    if not run.names:
+        return run.execute()
+    try:
+        hooks.run("before_apply")
+        outcomes = run.execute()
+    except SpawnError:
+        hooks.run_quietly("after_apply_error")
+        raise
+    if outcomes:
+        hooks.run("after_apply")
+    return outcomes
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,9 @@ class TestRunner:
     variables: Any = None
     timeout: float | None = DEFAULT_TEST_TIMEOUT
     argv: list[str] = field(default_factory=list)
+    # Called with the test's name before it runs (the CLI's ``before_test`` hooks); what
+    # it raises is the test's error.
+    before: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         from spawn_db.db.target import psql_argv
@@ -182,6 +185,8 @@ class TestRunner:
         from spawn_db.db.target import PSQL_PREAMBLE
         from spawn_db.sqltest.runner import RenderFailed, application_name, make_reaper, run_script
 
+        if self.before is not None:
+            self.before(name)
         app_name = application_name(name)
         script = _script(self.config, name, self.variables, app_name)
         try:
