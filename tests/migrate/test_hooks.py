@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -71,7 +70,8 @@ def test_sql_and_command_hooks_run_around_apply_and_write_no_history(
     db_project: DbProject, tmp_path: Path
 ) -> None:
     log_table(db_project)
-    hook_file(db_project, "before.sql", "INSERT INTO hook_log (what) VALUES ('before ' || {{ env }});\n")
+    hook_file(db_project, "before.sql",
+              "INSERT INTO hook_log (what) VALUES ('before ' || {{ env }});\n")
     hook_file(db_project, "after.sql", "INSERT INTO hook_log (what) "
               "SELECT 'after ' || count(*) FROM pg_tables WHERE tablename IN ('a', 'b');\n")
     env_file = tmp_path / "env.jsonl"
@@ -156,13 +156,15 @@ def test_each_migration_commands_get_the_migration_and_a_working_spawn_psql(
 def test_a_failing_after_apply_hook_exits_1_naming_it_and_the_migrations_stay_applied(
     db_project: DbProject,
 ) -> None:
-    add_hooks(db_project, python_hook("after_apply", "import sys; sys.exit('grants failed')"))
+    code = "import sys; sys.exit('grants failed')"
+    add_hooks(db_project, python_hook("after_apply", code))
     a = db_project.add_migration("a", "CREATE TABLE a (id int);\n")
 
     result = db_project.run("migration", "apply", "--yes")
 
     assert result.exit_code == 1
-    assert (f"error: hook [[hooks.after_apply]] #1 (command = {shlex.join([sys.executable, '-c', 'import sys; sys.exit(' + repr('grants failed') + ')'])}) "
+    assert (f"error: hook [[hooks.after_apply]] #1 (command = "
+            f"{shlex.join([sys.executable, '-c', code])}) "
             "failed: exit code 1: grants failed\n"
             "fix the command (or set on_error = \"warn\" on it), or run with --no-hooks\n"
             ) in result.stderr
