@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from spawn_db.cli.apply import lock_timeout_option, yes_option
+from spawn_db.cli.apply import lock_timeout_option
 from spawn_db.cli.context import App, pass_app
 from spawn_db.cli.migration import load_variables_option, variables_option
 from spawn_db.cli.output import info, note
@@ -33,7 +33,8 @@ def new(app: App, name: str) -> None:
 @variables_option
 @click.option("--print", "print_only", is_flag=True,
               help="Print the rendered SQL and run nothing.")
-@yes_option
+@click.option("-y", "--yes", is_flag=True,
+              help="Run without asking where the environment is prod or production.")
 @click.option("--record", is_flag=True,
               help="Record the run (name, checksum, environment, exit code) in the tracking "
               "schema's script_run table.")

@@ -144,7 +144,8 @@ class Hooks:
     def failed_in_session(self, hook: HookConfig, error: str, migration: str) -> HookFailed:
         return HookFailed(
             f"{hook.label} failed in the session of migration {migration}: {error}\n"
-            f"Fix {hook.sql} (or set on_error = \"warn\" on it), or run with --no-hooks")
+            f"Fix {self.config.spawn_folder.name}/{hook.sql} (or set on_error = \"warn\" on "
+            "it), or run with --no-hooks")
 
     # -- commands -------------------------------------------------------------------------
 
@@ -193,7 +194,8 @@ class Hooks:
             self.output(f"warning: {hook.label} failed ({why}); going on (on_error = "
                         "\"warn\")\n")
             return
-        fix = f"fix {hook.sql}" if hook.sql else "fix the command"
+        fix = f"fix {self.config.spawn_folder.name}/{hook.sql}" if hook.sql \
+            else "fix the command"
         raise HookFailed(f"{hook.label} failed: {why}\n{fix} (or set on_error = \"warn\" "
                          "on it), or run with --no-hooks")
 
