@@ -25,7 +25,7 @@ from spawn_db.lint.rules import (
     check_statements,
 )
 from spawn_db.lint.source_map import Location, SourceMap
-from spawn_db.project import Project
+from spawn_db.project import Project, is_scripted
 
 _DISABLE_COMMENT = re.compile(r"--\s*spawn-lint:\s*disable=([A-Za-z0-9_, ]+)")
 
@@ -40,7 +40,9 @@ def lint_migrations(config: Config, names: list[str] | None = None, *,
     if names:
         chosen = [project.find_migration(name).name for name in names]
     else:
-        chosen = project.migration_names()
+        # A scripted migration (``[[steps]]``, no up.sql) has no one script to lint.
+        chosen = [n for n in project.migration_names()
+                  if not is_scripted(project.migration_dir(n))]
     findings: list[Finding] = []
     for name in chosen:
         findings += lint_migration(config, name, variables=variables, disabled=disabled)

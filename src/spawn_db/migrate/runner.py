@@ -85,6 +85,7 @@ from spawn_db.render.plaintext import plain_output
 
 if TYPE_CHECKING:
     from spawn_db.migrate.hooks import Hooks
+    from spawn_db.migrate.steps import Step
     from spawn_db.migrate.verify import ApplyVerifier
 
 SPOOL_MEMORY = 8 * 1024 * 1024
@@ -182,6 +183,7 @@ class Rendered:
     started: float | None = None
     seen: set[str] = field(default_factory=set)
     activity: Activity = "APPLY"
+    steps: tuple[Step, ...] | None = None
 
     def record(self, status: Literal["ATTEMPTED", "SUCCESS", "FAILURE"], **extra: Any) -> Record:
         return Record(self.name, self.activity, status, checksum=self.checksum, pin_hash=self.pin,
@@ -448,7 +450,12 @@ class MigrationRun:
                                     script=self.script)
         rendered.activity = self.activity
         rendered.migration_id = self.ids.get(name)
-        if self.hooks is not None and rendered.shape.shareable:
+        if self.activity == "APPLY" and not (self.config.migrations_dir / name / "up.sql"
+                                              ).is_file():
+            from spawn_db.migrate.steps import folder_steps
+
+            rendered.steps = folder_steps(self.config.migrations_dir / name)
+        if (self.hooks is not None or rendered.steps) and rendered.shape.shareable:
             rendered.shape = dataclasses.replace(rendered.shape, shareable=False)
         self.by_position[position] = rendered
         self.verifier.prepare(rendered)
@@ -524,12 +531,19 @@ class MigrationRun:
         """
         if not current.shape.shareable:
             self.drain()
+            # A scripted migration's SQL hooks run in sessions of their own, its steps' own.
+            scripted = current.steps is not None
             if self.hooks is not None:
-                self.hooks.run("before_each_migration", migration=current.name, sql=False)
-            self.run_isolated(current)
+                self.hooks.run("before_each_migration", migration=current.name, sql=scripted)
+            if current.steps is not None:
+                from spawn_db.migrate.steps import run_steps
+
+                run_steps(self, current, current.steps)
+            else:
+                self.run_isolated(current)
             self.verifier.after(current)
             if self.hooks is not None:
-                self.hooks.run("after_each_migration", migration=current.name, sql=False)
+                self.hooks.run("after_each_migration", migration=current.name, sql=scripted)
             return self.render_next(current)
         runner = self.ensure_runner()
         if self.inline and self.write_ahead:
