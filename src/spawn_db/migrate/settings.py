@@ -79,7 +79,12 @@ def _load(where: str) -> MigrationSettings:
         raise MigrationSettingsError(
             f"{toml_error_location(Path(path), exc)}: invalid TOML: {exc}; fix the syntax"
         ) from None
-    return parse_settings(raw, path)
+    settings = parse_settings(raw, path)
+    if settings.steps and os.path.isfile(os.path.join(os.path.dirname(where), "up.sql")):
+        raise MigrationSettingsError(
+            f"{path}: [[steps]] and an up.sql in one migration; a scripted migration has no "
+            "up.sql: move its SQL into a step (steps/NN.sql) or drop the [[steps]]")
+    return settings
 
 
 def parse_settings(raw: Mapping[str, Any], path: Path | str) -> MigrationSettings:

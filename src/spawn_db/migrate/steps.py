@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -99,22 +98,9 @@ def folder_steps(folder: Path) -> tuple[Step, ...] | None:
     from spawn_db.migrate.settings import SETTINGS_FILE, load_settings_file
 
     if (folder / "up.sql").exists():
-        settings = folder / SETTINGS_FILE
-        if settings.is_file() and _declares_steps(settings):
-            raise MigrationSettingsError(
-                f"{settings}: [[steps]] and an up.sql in one migration; a scripted migration "
-                f"has no up.sql: move its SQL into a step ({STEPS_FOLDER}/NN.sql) or drop "
-                "the [[steps]]")
         return None
     steps = load_settings_file(folder / SETTINGS_FILE).steps
     return steps or None
-
-
-def _declares_steps(path: Path) -> bool:
-    try:
-        return "steps" in tomllib.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
 
 
 def steps_template(folder: Path, steps: Sequence[Step]) -> str:
@@ -147,14 +133,15 @@ def split_rendered(text: str, steps: Sequence[Step]) -> list[str]:
     bounds: list[tuple[int, int]] = []
     start = 0
     for step in steps:
-        header = step.header(len(steps))
+        header = step.header(len(steps))[:-1]  # the render's last newline is dropped
         found = text.find(header, start)
         if found < 0:
             raise MigrationSettingsError(
-                f"step {step.number}'s header line ({header.strip()}) is missing from the "
-                "rendered migration; a template must not remove or change it")
-        bounds.append((found, found + len(header)))
-        start = found + len(header)
+                f"step {step.number}'s header line ({header}) is missing from the rendered "
+                "migration; a template must not remove or change it")
+        end = found + len(header) + (text.startswith("\n", found + len(header)))
+        bounds.append((found, end))
+        start = end
     pieces = []
     for index, (_, end) in enumerate(bounds):
         following = bounds[index + 1][0] if index + 1 < len(bounds) else len(text)
