@@ -777,7 +777,7 @@ class MigrationRun:
         return row is not None and row.history_id > self.first_history_id \
             and row.status == "ATTEMPTED"
 
-    def record_failure(self, rendered: Rendered, note: str) -> None:
+    def record_failure(self, rendered: Rendered, note: str, said: str = "psql said") -> None:
         seconds = time.monotonic() - (rendered.started or time.monotonic())
         record = rendered.record("FAILURE", status_note=note, execution_seconds=seconds)
         try:
@@ -801,7 +801,7 @@ class MigrationRun:
         raise MigrationFailed(
             f"migration {rendered.name} {why} ({done} of {self.total} applied before it); "
             f"recorded as FAILURE in {self.tracking.schema}.migration_history. "
-            f"psql said:\n{note}\n"
+            f"{said}:\n{note}\n"
             f"Fix the migration (re-pin it if you change its components), then run "
             f"`spawn migration apply {rendered.name} --retry`; if you completed it by hand, "
             f"run `spawn migration adopt {rendered.name}`"

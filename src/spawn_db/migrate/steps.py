@@ -167,7 +167,8 @@ def run_steps(run: MigrationRun, rendered: Rendered, steps: Sequence[Step]) -> N
         error = _run_sql(run, rendered, sql) if step.sql is not None else \
             _run_command(run, rendered, step, folder)
         if error is not None:
-            run.record_failure(rendered, f"step {step.number}: {error}")
+            said = "psql said" if step.sql is not None else "its step said"
+            run.record_failure(rendered, f"step {step.number}: {error}", said)
     seconds = time.monotonic() - rendered.started
     run.tracking.write([rendered.record("SUCCESS", execution_seconds=seconds)], durable=True)
     run.succeeded(rendered, seconds)
