@@ -231,3 +231,20 @@ def test_a_render_splits_back_into_exactly_its_steps(
     split = split_rendered(cut, steps)
     assert split[:-1] == texts[:-1]
     assert split[-1] in (texts[-1], texts[-1][:-1])
+
+
+def test_a_scripted_migration_reverts_with_its_down_sql(db_project: DbProject) -> None:
+    folder = scripted(db_project, [("sql", "steps/01.sql=CREATE TABLE r (id int);\n"),
+                                   ("sql", "steps/02.sql=INSERT INTO r VALUES (1);\n")],
+                      pin=False)
+    (folder / "down.sql").write_text("DROP TABLE r;\n")
+    assert db_project.run("migration", "pin", NAME).exit_code == 0
+    assert db_project.run("migration", "apply", "--yes").exit_code == 0
+    assert db_project.database.query("SELECT count(*) FROM r") == "1"
+
+    result = db_project.run("migration", "revert", NAME, "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    assert db_project.database.query("SELECT to_regclass('r') IS NULL") == "t"
+    assert history(db_project.database)[-2:] == [(NAME, "REVERT", "ATTEMPTED"),
+                                                 (NAME, "REVERT", "SUCCESS")]
