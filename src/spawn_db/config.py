@@ -27,7 +27,7 @@ COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
                   "variables", "templates", "migrations", "environments", "lint",
-                  "secrets", "tests")
+                  "secrets", "tests", "hooks")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -48,6 +48,11 @@ MIGRATIONS_KEYS = ("order",)
 TESTS_KEYS = ("database",)
 TEST_DATABASES = ("target", "fresh")
 COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
+HOOK_EVENTS = ("before_apply", "after_apply", "after_apply_error", "before_each_migration",
+               "after_each_migration", "before_revert", "after_revert", "before_test",
+               "after_tests")
+HOOK_KEYS = ("sql", "command", "on_error", "environments")
+HOOKS_FOLDER = "hooks"
 
 CommandKind = Literal["direct", "provider", "embedded"]
 UndefinedMode = Literal["lenient", "strict"]
@@ -83,6 +88,29 @@ class CommandSpec:
     provider: tuple[str, ...] = ()
     append: tuple[str, ...] = ()
     database: str = "postgres"
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    """One ``[[hooks.<event>]]`` entry: a SQL template under ``<spawn_folder>/hooks/`` or
+    a command (argv, no shell); ``number`` is its place in the event's list, from 1, so
+    a message can point at the entry."""
+
+    event: str
+    number: int
+    sql: str | None = None
+    command: tuple[str, ...] = ()
+    on_error: Literal["fail", "warn"] = "fail"
+    environments: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How messages name the hook: its event, place and what it runs."""
+        import shlex
+
+        what = f"sql = {toml_string(self.sql)}" if self.sql is not None else \
+            f"command = {shlex.join(self.command)}"
+        return f"hook [[hooks.{self.event}]] #{self.number} ({what})"
 
 
 @dataclass(frozen=True)
@@ -152,6 +180,7 @@ class Config:
     # ``spawn_db.remote.mirror`` pulls before a command and pushes after it.
     spawn_folder_url: str | None = None
     tests_database: TestDatabase = "target"
+    hooks: Mapping[str, tuple[HookConfig, ...]] = field(default_factory=dict)
 
     @property
     def project_dir(self) -> Path:
@@ -383,6 +412,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         raise ConfigError(f"{path}: `secrets` must be a table: [secrets] then "
                           '`recipients = ["age1..."]`, and [secrets.<name>] per secret')
     tests_database = _tests_database(raw, path, warnings)
+    hooks = _hooks(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -402,6 +432,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         secrets_table=secrets_table,
         spawn_folder_url=folder_url,
         tests_database=tests_database,
+        hooks=hooks,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -474,6 +505,76 @@ def _pin_mode(table: Mapping[str, Any], path: Path, where: str) -> PinMode | Non
             f"{path}: {where} `pin` is {value!r}; use \"required\" (migrations deploy from "
             'their pins) or "optional" (an unpinned migration deploys from the working tree)')
     return "optional" if value == "optional" else "required"
+
+
+def _hooks(raw: Mapping[str, Any], path: Path, warnings: list[str]
+           ) -> dict[str, tuple[HookConfig, ...]]:
+    """``[[hooks.<event>]]``: what runs around apply, revert and tests (docs/hooks.md)."""
+    table = raw.get("hooks", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `hooks` must be a table of [[hooks.<event>]] entries, '
+                          'e.g. [[hooks.after_apply]] then `sql = "hooks/grants.sql"`')
+    hooks: dict[str, tuple[HookConfig, ...]] = {}
+    for event, entries in table.items():
+        if event not in HOOK_EVENTS:
+            raise ConfigError(
+                f"{path}: [hooks.{event}] is not a hook event{_suggest(event, HOOK_EVENTS)}; "
+                f"use one of: {', '.join(HOOK_EVENTS)}")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigError(
+                f"{path}: [hooks.{event}] must be a list of tables: write each hook as "
+                f'[[hooks.{event}]] followed by `sql = "hooks/x.sql"` or `command = [...]`')
+        hooks[event] = tuple(_hook(event, number, entry, path, warnings)
+                             for number, entry in enumerate(entries, 1))
+    return hooks
+
+
+def _hook(event: str, number: int, entry: Mapping[str, Any], path: Path,
+          warnings: list[str]) -> HookConfig:
+    where = f"[[hooks.{event}]] #{number}"
+    _warn_unknown(entry, HOOK_KEYS, f"{path} {where}", warnings)
+    sql, command = entry.get("sql"), entry.get("command")
+    if (sql is None) == (command is None):
+        raise ConfigError(
+            f"{path}: {where} needs exactly one of `sql` (a template under "
+            f'{HOOKS_FOLDER}/, e.g. `sql = "{HOOKS_FOLDER}/grants.sql"`) and `command` (an '
+            'argv list, e.g. `command = ["./notify.sh"]`)')
+    if sql is not None:
+        _hook_path(sql, path, where)
+    if command is not None and (not isinstance(command, list) or not command
+                                or not all(isinstance(a, str) and a for a in command)):
+        raise ConfigError(
+            f"{path}: {where} `command` must be a non-empty list of non-empty strings (the "
+            'program and its arguments, run without a shell), e.g. `command = ["./notify.sh", '
+            '"deployed"]`')
+    on_error = entry.get("on_error", "fail")
+    if on_error not in ("fail", "warn"):
+        raise ConfigError(
+            f'{path}: {where} `on_error` is {on_error!r}; use "fail" (a failing hook stops '
+            'the command, exit 1) or "warn" (it is reported and the command goes on)')
+    environments = entry.get("environments", [])
+    if not isinstance(environments, list) or not all(isinstance(e, str) and e
+                                                     for e in environments):
+        raise ConfigError(
+            f'{path}: {where} `environments` must be a list of environment names, e.g. '
+            '`environments = ["dev", "staging"]`')
+    return HookConfig(event, number, sql, tuple(command or ()),
+                      "warn" if on_error == "warn" else "fail", tuple(environments))
+
+
+def _hook_path(value: Any, path: Path, where: str) -> None:
+    """A hook's ``sql``: relative to the spawn folder and inside ``hooks/`` (checked
+    again, links resolved, when it runs)."""
+    from pathlib import PurePosixPath
+
+    parts = PurePosixPath(value).parts if isinstance(value, str) else ()
+    if (not isinstance(value, str) or "\\" in value or PurePosixPath(value).is_absolute()
+            or len(parts) < 2 or parts[0] != HOOKS_FOLDER or ".." in parts
+            or not value.endswith(".sql")):
+        raise ConfigError(
+            f"{path}: {where} `sql` = {value!r} must name a .sql template inside the "
+            f'{HOOKS_FOLDER}/ folder of the spawn folder, e.g. `sql = "{HOOKS_FOLDER}/'
+            'grants.sql"` (no absolute path, no `..`)')
 
 
 def _lint_disable(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> tuple[str, ...]:

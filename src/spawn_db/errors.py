@@ -291,3 +291,10 @@ class TemplateBuildFailed(SpawnError):
     the server refused the database); names the migration or database. No test runs."""
 
     exit_code = FAILURE_EXIT
+
+
+class HookFailed(SpawnError):
+    """A ``[[hooks.<event>]]`` entry with ``on_error = "fail"`` failed; names the hook and
+    what it said. Exit 1: migrations that ran before it keep their history rows."""
+
+    exit_code = FAILURE_EXIT

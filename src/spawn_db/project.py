@@ -205,7 +205,11 @@ class Project:
         self.config = config
 
     def migration_names(self) -> list[str]:
-        return _folders_with(self.config.migrations_dir, "up.sql")
+        """Folders with an ``up.sql``, and scripted migrations (``[[steps]]``, no up.sql)."""
+        names = _folders_with(self.config.migrations_dir, "up.sql")
+        scripted = [n for n in _folders_with(self.config.migrations_dir, STEPS_SETTINGS)
+                    if n not in names and is_scripted(self.migration_dir(n))]
+        return sorted(names + scripted) if scripted else names
 
     def migration_dir(self, name: str) -> Path:
         return self.config.migrations_dir / name
@@ -226,7 +230,8 @@ class Project:
         """
         typed = name.rstrip("/") or name
         validate_name(typed, "migration")
-        if (self.migration_dir(typed) / "up.sql").is_file():
+        if (self.migration_dir(typed) / "up.sql").is_file() \
+                or is_scripted(self.migration_dir(typed)):
             return typed
         names = self.migration_names()
         matches = [n for n in names if _ends_with_part(n, typed)]
@@ -268,6 +273,24 @@ def _ends_with_part(name: str, suffix: str) -> bool:
     if len(suffix) >= len(name) or not name.endswith(suffix):
         return False
     return name[-len(suffix) - 1] in "-_."
+
+
+# A scripted migration (migrate/steps.py) has no up.sql: its migration.toml lists [[steps]].
+STEPS_SETTINGS = "migration.toml"
+
+
+def is_scripted(folder: Path) -> bool:
+    """Whether ``folder`` is a scripted migration: no ``up.sql``, a ``migration.toml``
+    with ``steps`` (checked properly when it is loaded; here only found)."""
+    import tomllib
+
+    if (folder / "up.sql").is_file():
+        return False
+    try:
+        raw = tomllib.loads((folder / STEPS_SETTINGS).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return "steps" in raw
 
 
 def _folders_with(parent: Path, filename: str) -> list[str]:

@@ -133,7 +133,7 @@ def test_no_repeatable_and_repeatable_name(db_project: DbProject) -> None:
 
     assert (skipped.exit_code, skipped.stderr) == (
         0, "Tracking schema _spawn: applied 001-base-migration-table, "
-        "002-migration-history-lookup-index\n"
+        "002-migration-history-lookup-index, 003-script-run\n"
         "Nothing to apply: every migration is applied (0 in total).\n")
     assert (forced.exit_code, progress(forced.stderr)) == (0, [
         'NOTICE:  relation "c" already exists, skipping',

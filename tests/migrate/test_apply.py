@@ -25,7 +25,7 @@ def test_apply_all_then_nothing_to_do(db_project: DbProject) -> None:
     assert result.exit_code == 0, result.stderr
     assert result.stderr.splitlines()[0] == (
         "Tracking schema _spawn: applied 001-base-migration-table, "
-        "002-migration-history-lookup-index"
+        "002-migration-history-lookup-index, 003-script-run"
     )
     assert result.stdout == ""
     assert re.fullmatch(r"Applied 2 migrations in \d+ ms\.|Applied 2 migrations in [\d.]+ s\.",

@@ -93,7 +93,7 @@ def test_provider_command_is_run_once_and_its_output_used(
     assert provider_log.read_text() == "run\n"
     assert all(line.endswith(f"-d {database.name}") for line in log.read_text().splitlines())
     assert database.query("SELECT count(*) FROM _spawn.migration_history "
-                          "WHERE status_id_status = 'SUCCESS'") == "6"
+                          "WHERE status_id_status = 'SUCCESS'") == "7"  # 3 internal
 
 
 @pytest.fixture

@@ -487,7 +487,7 @@ def test_history_the_rust_tool_wrote_is_reverted_in_its_order(db_project: DbProj
 
     assert result.exit_code == 0, result.stderr
     assert result.stderr.startswith(
-        "Tracking schema _spawn: applied 002-migration-history-lookup-index\n")
+        "Tracking schema _spawn: applied 002-migration-history-lookup-index, 003-script-run\n")
     assert [r for r in reverts(database) if r[2] == "SUCCESS"] == [
         (a, "REVERT", "SUCCESS"), (b, "REVERT", "SUCCESS")]
     after = database.query("SELECT string_agg(h::text, E'\\n' ORDER BY migration_history_id) "

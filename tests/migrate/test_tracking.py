@@ -73,6 +73,8 @@ def test_tracking_tables_are_exactly_the_spec_schema(db_project: DbProject) -> N
     database.query(SPEC_001.format(s="_spec"))
 
     ours, spec = _catalog(database, "_spawn"), _catalog(database, "_spec")
+    # script_run (003) is spawn's own table, beside the SPEC's (tests/cli/test_script.py).
+    ours = "\n".join(line for line in ours.splitlines() if not line.startswith("script_run "))
 
     assert ours == spec
     assert "migration_history 10 pin_hash text YES NO" in ours
@@ -83,6 +85,7 @@ def test_tracking_tables_are_exactly_the_spec_schema(db_project: DbProject) -> N
     assert history(database, "spawn") == [
         ("001-base-migration-table", "APPLY", "SUCCESS"),
         ("002-migration-history-lookup-index", "APPLY", "SUCCESS"),
+        ("003-script-run", "APPLY", "SUCCESS"),
     ]
 
 
@@ -136,13 +139,14 @@ def test_database_written_by_the_rust_tool_is_read_and_only_extended(
 
     assert applied.exit_code == 0, applied.stderr
     assert applied.stderr.startswith(
-        "Tracking schema _spawn: applied 002-migration-history-lookup-index\n")
+        "Tracking schema _spawn: applied 002-migration-history-lookup-index, 003-script-run\n")
     after = database.query("SELECT string_agg(h::text, E'\\n' ORDER BY migration_history_id) "
                            "FROM _spawn.migration_history h WHERE migration_history_id <= 5")
     assert after == before
     assert history(database, "spawn") == [
         ("001-base-migration-table", "APPLY", "SUCCESS"),
         ("002-migration-history-lookup-index", "APPLY", "SUCCESS"),
+        ("003-script-run", "APPLY", "SUCCESS"),
     ]
     assert latest(database)[new] == "SUCCESS"
     assert latest(database)["20240101000001-broken"] == "FAILURE"

@@ -12,6 +12,7 @@ import click
 from spawn_db.cli.context import App, complete_migrations, pass_app
 from spawn_db.cli.migration import (
     load_variables_option,
+    no_hooks_option,
     no_pin_option,
     variables_option,
     warn_blank,
@@ -195,14 +196,17 @@ def confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "",
               "migrations.")
 @click.option("--repeatable", "repeatable_names", multiple=True, metavar="NAME",
               help="Run only this repeatable migration, even if unchanged (repeatable).")
+@no_hooks_option
 @pass_app
 def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: str | None,
           yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float, dry_run: bool,
           show_sql: bool, fmt: str, with_requires: bool, allow_draft: bool,
-          check_drift: bool, no_repeatable: bool, repeatable_names: tuple[str, ...]) -> None:
+          check_drift: bool, no_repeatable: bool, repeatable_names: tuple[str, ...],
+          no_hooks: bool) -> None:
     """Apply MIGRATION, or every pending migration in order, tracked and locked; then the
     repeatable migrations whose rendered SQL changed."""
     from spawn_db.migrate.apply import apply as run_apply
+    from spawn_db.migrate.hooks import Hooks
     from spawn_db.migrate.repeatable import RepeatableRequest
 
     if not dry_run and (show_sql or fmt != "text"):
@@ -254,7 +258,9 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         result = run_apply(config, migration_name, pinned=not no_pin, retry=retry,
                            variables=variables, reporter=reporter, confirm=confirm,
                            lock_timeout=lock_timeout, with_requires=with_requires,
-                           allow_draft=allow_draft, repeatables=choice.repeatables)
+                           allow_draft=allow_draft, repeatables=choice.repeatables,
+                           hooks=Hooks(config, variables, enabled=not no_hooks,
+                                       output=reporter.output))
     finally:
         reporter.close_line()
     if not told:

@@ -260,6 +260,9 @@ def _register() -> None:
     from spawn_db.cli import plugins as plugins_cli
 
     cli.add_command(plugins_cli.plugins_command)
+    from spawn_db.cli import script as script_cli
+
+    cli.add_command(script_cli.script)
 
 
 _register()

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 no_pin_option = click.option(
     "--no-pin", is_flag=True,
     help="Render components from the working tree instead of the pin.")
+no_hooks_option = click.option(
+    "--no-hooks", is_flag=True,
+    help="Run none of the hooks spawn.toml lists under [[hooks.<event>]].")
 variables_option = click.option(
     "--variables", "variables_path", metavar="FILE", type=click.Path(dir_okay=False),
     help="JSON, TOML or YAML file exposed to templates as `variables` (default: the "

@@ -15,7 +15,12 @@ from spawn_db.cli.apply import (
     yes_option,
 )
 from spawn_db.cli.context import App, complete_migrations, pass_app
-from spawn_db.cli.migration import load_variables_option, no_pin_option, variables_option
+from spawn_db.cli.migration import (
+    load_variables_option,
+    no_hooks_option,
+    no_pin_option,
+    variables_option,
+)
 from spawn_db.cli.output import SETTINGS, emit_json, info, note, write_sql
 
 if TYPE_CHECKING:
@@ -69,10 +74,11 @@ def _relabel(reporter: Any, name: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format of the result (or, with --dry-run, the "
               "plan).")
+@no_hooks_option
 @pass_app
 def revert(app: App, migration_name: str | None, steps: int | None, to: str | None,
            dry_run: bool, yes: bool, retry: bool, no_pin: bool, variables_path: str | None,
-           lock_timeout: float, fmt: str) -> None:
+           lock_timeout: float, fmt: str, no_hooks: bool) -> None:
     """Run the down.sql of the most recently applied migration (or of MIGRATION, the last
     N with --steps, or everything applied after --to), newest application first."""
     from spawn_db.migrate.revert import RevertRequest
@@ -85,11 +91,12 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
         _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt)
         return
     _run(config, request, pinned=not no_pin, variables=variables, yes=yes,
-         lock_timeout=lock_timeout, fmt=fmt)
+         lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks)
 
 
 def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any, yes: bool,
-         lock_timeout: float, fmt: str) -> None:
+         lock_timeout: float, fmt: str, no_hooks: bool = False) -> None:
+    from spawn_db.migrate.hooks import Hooks
     from spawn_db.migrate.revert import revert as run_revert
 
     def confirm(plan: RevertPlan) -> bool:
@@ -98,7 +105,9 @@ def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any
     reporter = RevertReporter()
     try:
         result = run_revert(config, request, pinned=pinned, variables=variables,
-                            reporter=reporter, confirm=confirm, lock_timeout=lock_timeout)
+                            reporter=reporter, confirm=confirm, lock_timeout=lock_timeout,
+                            hooks=Hooks(config, variables, enabled=not no_hooks,
+                                        output=reporter.output))
     finally:
         reporter.close_line()
     if fmt == "json":

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from spawn_db.cli.context import App, complete_tests, pass_app
-from spawn_db.cli.migration import load_variables_option, variables_option
+from spawn_db.cli.migration import load_variables_option, no_hooks_option, variables_option
 from spawn_db.cli.output import (
     LineBuffer,
     LiveBar,
@@ -27,6 +27,8 @@ from spawn_db.config import DEFAULT_TEST_TIMEOUT
 from spawn_db.errors import FileAccessError, TestTimedOut, UsageError
 
 if TYPE_CHECKING:
+    from spawn_db.config import Config
+    from spawn_db.migrate.hooks import Hooks
     from spawn_db.sqltest.suite import ExpectResult, TestOutcome, TestRunner
 
 T = TypeVar("T")
@@ -73,15 +75,19 @@ timeout_option = click.option(
 )
 
 
-def _runner(app: App, variables_path: str | None, timeout: float) -> TestRunner:
+def _runner(app: App, variables_path: str | None, timeout: float,
+            no_hooks: bool = False) -> TestRunner:
     from spawn_db.sqltest.suite import TestRunner
 
     config = app.config()
+    variables = load_variables_option(config, variables_path)
+    hooks = _hooks(config, variables, no_hooks)
     return TestRunner(
         config,
-        variables=load_variables_option(config, variables_path),
+        variables=variables,
         timeout=timeout or None,
         on_build=_building,
+        before=lambda test_name: hooks.run("before_test", test=test_name),
     )
 
 
@@ -100,6 +106,19 @@ def _kept_line(database: str) -> str:
     return (f"note: database {database} was kept to inspect; `spawn test clean` drops it")
 
 
+def _hooks(config: Config, variables: object, no_hooks: bool) -> Hooks:
+    """spawn.toml's hooks for a test command; what they print goes to stderr, so the
+    tests' own output on stdout stays what psql printed."""
+    from spawn_db.migrate.hooks import Hooks
+
+    return Hooks(config, variables, enabled=not no_hooks,
+                 output=lambda text: echo(text.rstrip("\n"), err=True))
+
+
+def _after_tests(runner: TestRunner, no_hooks: bool) -> None:
+    _hooks(runner.config, runner.variables, no_hooks).run("after_tests")
+
+
 def _jobs(jobs: int | None) -> int:
     from spawn_db.sqltest.suite import default_jobs
 
@@ -110,13 +129,15 @@ def _jobs(jobs: int | None) -> int:
 @click.argument("name", shell_complete=complete_tests)
 @timeout_option
 @variables_option
+@no_hooks_option
 @pass_app
-def run(app: App, name: str, timeout: float, variables_path: str | None) -> None:
+def run(app: App, name: str, timeout: float, variables_path: str | None,
+        no_hooks: bool) -> None:
     """Run tests/NAME/test.sql and print its output (stdout and stderr merged)."""
     from spawn_db.sqltest.suite import select_tests
 
     select_tests(app.config(), name)
-    runner = _runner(app, variables_path, timeout)
+    runner = _runner(app, variables_path, timeout, no_hooks)
     try:
         _prepare(runner, [name])
         with LiveBar(1, "running") as bar:
@@ -132,6 +153,7 @@ def run(app: App, name: str, timeout: float, variables_path: str | None) -> None
         runner.close()
     if kept:
         note(_kept_line(kept))
+    _after_tests(runner, no_hooks)
     if done.timed_out:
         raise TestTimedOut(runner.timeout_message(name))
 
@@ -169,10 +191,11 @@ def _output_sink(bar: LiveBar) -> Callable[[bytes | None], None]:
 @jobs_option
 @timeout_option
 @variables_option
+@no_hooks_option
 @pass_app
 def expect(
     app: App, name: str | None, yes: bool, jobs: int | None, timeout: float,
-    variables_path: str | None,
+    variables_path: str | None, no_hooks: bool,
 ) -> None:
     """Run NAME (or every test) and write its output to tests/NAME/expected."""
     from spawn_db.sqltest.suite import run_ordered, select_tests
@@ -182,7 +205,7 @@ def expect(
     if not names:
         note(f"No tests in {config.tests_dir}.")
         return
-    runner = _runner(app, variables_path, timeout)
+    runner = _runner(app, variables_path, timeout, no_hooks)
     if name is None:
         _confirm_rewrite(names, yes)
     failed = 0
@@ -194,6 +217,7 @@ def expect(
                 failed += not result.written
     finally:
         runner.close()
+    _after_tests(runner, no_hooks)
     if failed:
         raise SystemExit(1)
 
@@ -257,10 +281,11 @@ def _confirm_rewrite(names: list[str], yes: bool) -> None:
 @click.option("--junit", "junit_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Also write a JUnit XML report to FILE (for CI test summaries).")
 @variables_option
+@no_hooks_option
 @pass_app
 def compare(
     app: App, name: str | None, jobs: int | None, timeout: float, fmt: str,
-    junit_path: str | None, variables_path: str | None,
+    junit_path: str | None, variables_path: str | None, no_hooks: bool,
 ) -> None:
     """Run NAME (or every test) and diff its output against tests/NAME/expected.
 
@@ -275,7 +300,7 @@ def compare(
     if junit_path:
         _check_writable_folder(junit_path)
     names = select_tests(app.config(), name)
-    runner = _runner(app, variables_path, timeout)
+    runner = _runner(app, variables_path, timeout, no_hooks)
     color = fmt == "text" and use_color()
     outcomes: list[TestOutcome] = []
     try:
@@ -300,6 +325,7 @@ def compare(
     else:
         _print_failures(runner, outcomes, color)
         info(_summary_line(outcomes, duration))
+    _after_tests(runner, no_hooks)
     if any(not o.passed for o in outcomes):
         raise SystemExit(1)
 

@@ -26,7 +26,7 @@ from spawn_db.lint.rules import (
     check_statements,
 )
 from spawn_db.lint.source_map import Location, SourceMap
-from spawn_db.project import Project
+from spawn_db.project import Project, is_scripted
 
 _DISABLE_COMMENT = re.compile(r"--\s*spawn-lint:\s*disable=([A-Za-z0-9_, ]+)")
 
@@ -43,9 +43,12 @@ def lint_migrations(config: Config, names: list[str] | None = None, *,
     if names:
         chosen = [project.find_migration(name).name for name in names]
     else:
-        chosen = project.migration_names()
-    by_name, changed = _lint_in_order(config, project.migration_names(), set(chosen),
-                                      variables, disabled)
+        # A scripted migration (``[[steps]]``, no up.sql) has no one script to lint.
+        chosen = [n for n in project.migration_names()
+                  if not is_scripted(project.migration_dir(n))]
+    lintable = [n for n in project.migration_names()
+                if not is_scripted(project.migration_dir(n))]
+    by_name, changed = _lint_in_order(config, lintable, set(chosen), variables, disabled)
     findings = [f for name in chosen for f in by_name.get(name, [])
                 if only is None or f.rule in only]
     if not database:

@@ -49,7 +49,9 @@ from spawn_db.migrate.tracking import (
 from spawn_db.project import Project
 
 if TYPE_CHECKING:
+    from spawn_db.db.engine import Engine
     from spawn_db.migrate.drift import RenderCache
+    from spawn_db.migrate.hooks import Hooks
     from spawn_db.migrate.repeatable import (
         PlannedRepeatable,
         RepeatableRequest,
@@ -205,15 +207,21 @@ def apply(
     with_requires: bool = False,
     allow_draft: bool = False,
     again: bool = False,
+    hooks: Hooks | None = None,
 ) -> ApplyResult:
     """Apply ``migration``, or every pending migration in order (SPEC §6).
 
     ``confirm`` is called with the plan before anything is written; returning
     False cancels. The plan is checked again once the lock is held, and only
-    migrations that were confirmed and still need to run are run. ``again`` runs the named
-    draft even if it is applied (``spawn watch``).
+    migrations that were confirmed and still need to run are run, then the changed
+    repeatable migrations. ``again`` runs the named draft even if it is applied (``spawn
+    watch``). ``hooks`` (spawn.toml's by default) run under the lock: ``before_apply``
+    when something is to run, ``after_apply`` when something ran (migrations or
+    repeatables), ``after_apply_error`` when the run failed, and those around each
+    migration in ``MigrationRun``.
     """
     reporter = reporter or NullReporter()
+    hooks = hooks or default_hooks(config, variables, reporter)
     optional = pins_optional(config, pinned)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft, again=again)
@@ -248,18 +256,15 @@ def apply(
                 run = MigrationRun(config, engine, tracking, reporter, to_run,
                            pinned=pinned, variables=variables,
                            first_history_id=tracking.last_history_id(), setup=setup,
-                           runner=early, unpinned_from_tree=optional)
-                outcomes = run.execute()
+                           runner=early, unpinned_from_tree=optional, hooks=hooks)
+                then = None
+                if selection is not None and selection.renderings and plan.blocked is None:
+                    then = _Repeatables(config, tracking, engine, setup, reporter, variables,
+                                        selection)
+                outcomes, repeated = _run_with_hooks(run, hooks, then)
             finally:
                 if early is not None:
                     early.stop(grace=5)
-            repeated = None
-            if selection is not None and selection.renderings and plan.blocked is None:
-                from spawn_db.migrate.repeatable import run_repeatables
-
-                repeated = run_repeatables(config, tracking, engine=engine, setup=setup,
-                                           reporter=reporter, variables=variables,
-                                           selection=selection)
     if plan.blocked is not None:
         raise _blocked(plan)
     return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started,
@@ -273,6 +278,56 @@ def select_repeatables(config: Config, request: RepeatableRequest | None, variab
 
     return (request or RepeatableRequest()).select(config, variables=variables,
                                                    migration=migration)
+
+
+def default_hooks(config: Config, variables: Any, reporter: ApplyReporter) -> Hooks:
+    """spawn.toml's hooks, printing through ``reporter``."""
+    from spawn_db.migrate.hooks import Hooks
+
+    return Hooks(config, variables, output=reporter.output)
+
+
+@dataclass
+class _Repeatables:
+    """The repeatables an apply runs after its migrations, under the same lock."""
+
+    config: Config
+    tracking: Tracking
+    engine: Engine
+    setup: SessionSetup
+    reporter: ApplyReporter
+    variables: Any
+    selection: Selection
+
+    def pending(self) -> bool:
+        from spawn_db.migrate.repeatable import NAMESPACE
+
+        return bool(self.selection.against(self.tracking.latest(NAMESPACE)).names)
+
+    def run(self) -> RepeatableResult:
+        from spawn_db.migrate.repeatable import run_repeatables
+
+        return run_repeatables(self.config, self.tracking, engine=self.engine,
+                               setup=self.setup, reporter=self.reporter,
+                               variables=self.variables, selection=self.selection)
+
+
+def _run_with_hooks(run: MigrationRun, hooks: Hooks, then: _Repeatables | None
+                    ) -> tuple[list[MigrationOutcome], RepeatableResult | None]:
+    """``run.execute()`` and then the repeatables, between the apply hooks; a failed run
+    (or ``before_apply``) runs ``after_apply_error`` and keeps its own error."""
+    if not run.names and (then is None or not then.pending()):
+        return run.execute(), then.run() if then is not None else None
+    try:
+        hooks.run("before_apply")
+        outcomes = run.execute()
+        repeated = then.run() if then is not None else None
+    except SpawnError:
+        hooks.run_quietly("after_apply_error")
+        raise
+    if outcomes or (repeated is not None and repeated.applied):
+        hooks.run("after_apply")
+    return outcomes, repeated
 
 
 @dataclass(frozen=True)

@@ -172,13 +172,13 @@ def recorded_render(config: Config, name: str, *, pinned: bool, variables: Any,
     ``plain_output``, and depends on no component. ``watch_variables``
     renders with an empty ``WatchedVariables`` when no variables are given.
     """
-    from spawn_db.migrate.migration import _read_template, compile_migration, migration_source
+    from spawn_db.migrate.migration import _template_text, compile_migration, migration_source
     from spawn_db.project import Project
     from spawn_db.render.plaintext import plain_output
     from spawn_db.render.template import template_context
 
     folder = Project(config).find_migration(name)
-    text = _read_template(folder / "up.sql")
+    text = _template_text(folder, "up.sql")  # a scripted migration's steps, as one
     flag = [False]
     plain = plain_output(text)
     if plain is not None:
@@ -465,7 +465,9 @@ def _probe_cached(config: Config, name: str, pin: str | None, variables: Any,
                   cache: RenderCache) -> Probe:
     if pin is None:
         return probe(config, name, pinned=False, variables=variables, watch_variables=True)
-    template = (config.migrations_dir / name / "up.sql").read_bytes()
+    from spawn_db.migrate.migration import _template_text
+
+    template = _template_text(config.migrations_dir / name, "up.sql").encode()
     key = cache.key(template, pin, config.environment, variables)
     found = cache.get(key)
     if found is None:

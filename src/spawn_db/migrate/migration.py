@@ -82,8 +82,20 @@ def migration_source(config: Config, name: str, *, pinned: bool,
         components: ComponentSource = PinnedSource(tree, f"the pin {pin} of migration {name}")
     else:
         components = WorkingTreeSource(config.components_dir)
-    text = _read_template(folder / script)
+    text = _template_text(folder, script)
     return MigrationSource(name, folder, pin, components, text, script)
+
+
+def _template_text(folder: Path, script: str) -> str:
+    """``script``'s text; for a scripted migration's ``up.sql`` (it has none), its steps'
+    templates as one (``steps.steps_template``)."""
+    if script == UP and not (folder / UP).is_file():
+        from spawn_db.migrate.steps import folder_steps, steps_template
+
+        steps = folder_steps(folder)
+        if steps:
+            return steps_template(folder, steps)
+    return _read_template(folder / script)
 
 
 def _read_template(path: Path) -> str:

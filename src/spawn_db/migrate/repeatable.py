@@ -605,7 +605,8 @@ class RepeatableRun(MigrationRun):
         self.by_position[position] = rendered
         return rendered
 
-    def failure(self, rendered: Rendered, note: str) -> MigrationFailed:
+    def failure(self, rendered: Rendered, note: str, said: str = "psql said"
+                ) -> MigrationFailed:
         why = "interrupted" if self.interrupted else "failed"
         path = Project(self.config).display(repeatable_dir(self.config) / rendered.name / SCRIPT)
         return MigrationFailed(

@@ -20,7 +20,7 @@ import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config
 from spawn_db.db.engine import engine_for
@@ -28,6 +28,7 @@ from spawn_db.errors import NotFoundError, NotPinned, PlanRefused, UsageError
 from spawn_db.migrate.apply import (
     NullReporter,
     _locked,
+    default_hooks,
     pins_optional,
     read_history,
     tracking_session,
@@ -47,6 +48,9 @@ from spawn_db.migrate.settings import MigrationSettings, load_all
 from spawn_db.migrate.tracking import HistoryRow
 from spawn_db.migrate.verify import VERIFY_FAILED
 from spawn_db.project import Project
+
+if TYPE_CHECKING:
+    from spawn_db.migrate.hooks import Hooks
 
 # -- what the user asked for, and the plan ----------------------------------------------------
 
@@ -266,14 +270,17 @@ def revert(
     reporter: ApplyReporter | None = None,
     confirm: Callable[[RevertPlan], bool] | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    hooks: Hooks | None = None,
 ) -> RevertResult:
     """Run the down scripts the request selects, newest application first.
 
     ``confirm`` is called with the plan before anything is written; returning
     False cancels. Under the lock the plan is made again: if the history
-    changed in between, nothing runs.
+    changed in between, nothing runs. ``before_revert`` and ``after_revert`` hooks
+    (spawn.toml's by default) run under the lock around the down scripts.
     """
     reporter = reporter or NullReporter()
+    hooks = hooks or default_hooks(config, variables, reporter)
     optional = pins_optional(config, pinned)
     planner = RevertPlanner.load(config, request)
     target = config.target()
@@ -308,7 +315,9 @@ def revert(
                                    first_history_id=tracking.last_history_id(), setup=setup,
                                    runner=early, activity="REVERT",
                                    unpinned_from_tree=optional)
+                hooks.run("before_revert")
                 outcomes = run.execute()
+                hooks.run("after_revert")
             finally:
                 early.stop(grace=5)
     return RevertResult(plan, outcomes, seconds=time.monotonic() - started)

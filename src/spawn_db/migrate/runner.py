@@ -39,6 +39,7 @@ How a run uses psql, and why it is both fast and crash-safe:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import tempfile
@@ -84,6 +85,8 @@ from spawn_db.migrate.tracking import (
 from spawn_db.render.plaintext import plain_output
 
 if TYPE_CHECKING:
+    from spawn_db.migrate.hooks import Hooks
+    from spawn_db.migrate.steps import Step
     from spawn_db.migrate.verify import ApplyVerifier
 
 SPOOL_MEMORY = 8 * 1024 * 1024
@@ -107,10 +110,11 @@ OPEN_TRANSACTION_NOTE = (
     "the migration ended inside a transaction block (a BEGIN without COMMIT); "
     "PostgreSQL rolled it back, as it does when psql reaches the end of a script"
 )
-RESET_CHECKS = (
-    "u.spawn_unlock, CASE WHEN now() <> statement_timestamp() "
+OPEN_TRANSACTION_CHECK = (
+    "CASE WHEN now() <> statement_timestamp() "
     f"THEN current_setting({escape_literal(OPEN_TRANSACTION_SETTING)}) END AS spawn_open"
 )
+RESET_CHECKS = f"u.spawn_unlock, {OPEN_TRANSACTION_CHECK}"
 # A statement of a migration failed while it had ON_ERROR_STOP off: never a SUCCESS.
 STATEMENT_FAILED_SETTING = "spawn.a statement of the migration failed"
 STATEMENT_FAILED_NOTE = (
@@ -182,6 +186,7 @@ class Rendered:
     activity: Activity = "APPLY"
     secrets: tuple[str, ...] = ()
     secret_input: str = ""  # psql \set lines for ``secrets``, fetched before it runs
+    steps: tuple[Step, ...] | None = None
 
     def record(self, status: Literal["ATTEMPTED", "SUCCESS", "FAILURE"], **extra: Any) -> Record:
         return Record(self.name, self.activity, status, checksum=self.checksum, pin_hash=self.pin,
@@ -440,7 +445,7 @@ class MigrationRun:
                  reporter: ApplyReporter, names: Sequence[str], *, pinned: bool,
                  variables: Any, first_history_id: int, setup: SessionSetup,
                  runner: PsqlProcess | None = None, activity: Activity = "APPLY",
-                 unpinned_from_tree: bool = False) -> None:
+                 unpinned_from_tree: bool = False, hooks: Hooks | None = None) -> None:
         self.config = config
         self.engine = engine
         self.tracking = tracking
@@ -467,6 +472,9 @@ class MigrationRun:
         # history rows carry the activity, the checksum is the rendered script's.
         self.activity: Activity = activity
         self.script = "down.sql" if activity == "REVERT" else "up.sql"
+        # before_each_migration / after_each_migration hooks (apply only): with any, every
+        # migration runs in a psql of its own, its SQL hooks in that session.
+        self.hooks = hooks if hooks is not None and hooks.around_each() else None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -498,6 +506,13 @@ class MigrationRun:
                                     script=self.script)
         rendered.activity = self.activity
         rendered.migration_id = self.ids.get(name)
+        if self.activity == "APPLY" and not (self.config.migrations_dir / name / "up.sql"
+                                              ).is_file():
+            from spawn_db.migrate.steps import folder_steps
+
+            rendered.steps = folder_steps(self.config.migrations_dir / name)
+        if (self.hooks is not None or rendered.steps) and rendered.shape.shareable:
+            rendered.shape = dataclasses.replace(rendered.shape, shareable=False)
         self.by_position[position] = rendered
         self.verifier.prepare(rendered)
         return rendered
@@ -572,8 +587,19 @@ class MigrationRun:
         """
         if not current.shape.shareable:
             self.drain()
-            self.run_isolated(current)
+            # A scripted migration's SQL hooks run in sessions of their own, its steps' own.
+            scripted = current.steps is not None
+            if self.hooks is not None:
+                self.hooks.run("before_each_migration", migration=current.name, sql=scripted)
+            if current.steps is not None:
+                from spawn_db.migrate.steps import run_steps
+
+                run_steps(self, current, current.steps)
+            else:
+                self.run_isolated(current)
             self.verifier.after(current)
+            if self.hooks is not None:
+                self.hooks.run("after_each_migration", migration=current.name, sql=scripted)
             return self.render_next(current)
         runner = self.ensure_runner()
         if self.inline and self.write_ahead:
@@ -807,7 +833,7 @@ class MigrationRun:
         return row is not None and row.history_id > self.first_history_id \
             and row.status == "ATTEMPTED"
 
-    def record_failure(self, rendered: Rendered, note: str) -> None:
+    def record_failure(self, rendered: Rendered, note: str, said: str = "psql said") -> None:
         seconds = time.monotonic() - (rendered.started or time.monotonic())
         record = rendered.record("FAILURE", status_note=note, execution_seconds=seconds)
         try:
@@ -817,17 +843,19 @@ class MigrationRun:
                 f"migration {rendered.name} failed, and spawn could not record the failure "
                 f"({exc}); its history shows it ATTEMPTED. psql said:\n{note}"
             ) from None
-        raise self.failure(rendered, note)
+        raise self.failure(rendered, note, said)
 
-    def failure(self, rendered: Rendered, note: str) -> MigrationFailed:
-        """The error that ends the run once ``rendered``'s FAILURE row is written."""
+    def failure(self, rendered: Rendered, note: str, said: str = "psql said"
+                ) -> MigrationFailed:
+        """The error that ends the run once ``rendered``'s FAILURE row is written;
+        ``said`` introduces ``note`` (a scripted migration's step is not psql)."""
         why = "interrupted" if self.interrupted else "failed"
         done = len(self.outcomes)
         if self.activity == "REVERT":
             return MigrationFailed(
                 f"reverting migration {rendered.name} {why} ({done} of {self.total} reverted "
                 f"before it); recorded as REVERT FAILURE in {self.tracking.schema}."
-                f"migration_history. psql said:\n{note}\n"
+                f"migration_history. {said}:\n{note}\n"
                 f"Fix its down.sql (re-pin it if you change its components), then run "
                 f"`spawn migration revert {rendered.name} --retry`; apply refuses to run until "
                 "then"
@@ -835,7 +863,7 @@ class MigrationRun:
         return MigrationFailed(
             f"migration {rendered.name} {why} ({done} of {self.total} applied before it); "
             f"recorded as FAILURE in {self.tracking.schema}.migration_history. "
-            f"psql said:\n{note}\n"
+            f"{said}:\n{note}\n"
             f"Fix the migration (re-pin it if you change its components), then run "
             f"`spawn migration apply {rendered.name} --retry`; if you completed it by hand, "
             f"run `spawn migration adopt {rendered.name}`"
@@ -854,6 +882,10 @@ class MigrationRun:
         self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
         process.write(PSQL_PREAMBLE)
         process.write(self.setup.opening())
+        hooks = self.hooks if self.hooks is not None and self.hooks.has_session_sql() else None
+        if hooks is not None:
+            process.write(hooks.session_sql("before_each_migration", _marker(process, "b")))
+            process.echo_marker("m")
         process.write(rendered.secret_input)
         process.write_stream(rendered.spool)
         checked = rendered.shape.clean_end or rendered.shape.reason == INCOMPLETE
@@ -863,20 +895,64 @@ class MigrationRun:
             # after a complete one it is an empty query, which does nothing.
             process.write("\n;")
             process.write(ISOLATED_EPILOGUE)
+            extra = STATEMENT_FAILED_CHECK
+            if hooks is not None:
+                # The migration's own checks before its after hooks, which see its session.
+                process.statement_marker(
+                    f"SELECT {marker_literal(process.nonce, 'd')} AS spawn_mark, "
+                    f"{OPEN_TRANSACTION_CHECK}{STATEMENT_FAILED_CHECK}")
+                process.write(hooks.session_sql("after_each_migration", _marker(process, "k")))
+                extra = ""
             process.statement_marker(self.runner_message(
-                [], marker_literal(process.nonce, "r0"), reset=True,
-                extra=STATEMENT_FAILED_CHECK))
+                [], marker_literal(process.nonce, "r0"), reset=True, extra=extra))
         process.close_input()
         while process.exit is None:
             self.pump(process)
-        confirmed = any(kind == "r" for kind, _, _ in process.markers())
+        seen = [(kind, number) for kind, number, _ in process.markers()]
+        confirmed = any(kind == "r" for kind, _ in seen)
+        if hooks is not None and not (process.exit.code == 0 and confirmed):
+            self.hook_failed_in_session(rendered, hooks, seen, process.exit)
         if process.exit.code == 0 and (confirmed or not checked):
             seconds = time.monotonic() - rendered.started
             self.tracking.write([rendered.record("SUCCESS", execution_seconds=seconds)],
                                 durable=True)
             self.succeeded(rendered, seconds)
+            if hooks is not None and not checked:
+                # Nothing can follow a script that ends unfinished in its session.
+                hooks.run("after_each_migration", migration=rendered.name, commands=False)
             return
         self.record_failure(rendered, _isolated_error(process.exit))
+
+    def hook_failed_in_session(self, rendered: Rendered, hooks: Hooks,
+                               seen: list[tuple[str, int]], exit: Exit) -> None:
+        """psql stopped in a migration's session that also runs its SQL hooks: when a
+        hook's marker was the last one read, that hook failed. Before the migration: it
+        did not run (FAILURE, naming the hook); after it: it succeeded (SUCCESS). Then
+        raise the hook's failure. Otherwise the migration failed, as without hooks."""
+        kinds = [kind for kind, _ in seen]
+        last = seen[-1] if seen else None
+        if last is None or last[0] not in ("b", "k"):
+            return
+        hook = hooks.session_hook("before_each_migration" if last[0] == "b"
+                                  else "after_each_migration", last[1])
+        error = _error_text(exit.stderr) or f"psql exited with code {exit.code}"
+        failure = hooks.failed_in_session(hook, error, rendered.name)
+        if last[0] == "b" and "m" not in kinds:
+            seconds = time.monotonic() - (rendered.started or time.monotonic())
+            note = f"not run: {hook.label} failed before it: {error}"
+            self.tracking.write([rendered.record("FAILURE", status_note=note,
+                                                 execution_seconds=seconds)], durable=True)
+            raise failure
+        if last[0] == "k" and "d" in kinds:
+            seconds = time.monotonic() - (rendered.started or time.monotonic())
+            self.tracking.write([rendered.record("SUCCESS", execution_seconds=seconds)],
+                                durable=True)
+            self.succeeded(rendered, seconds)
+            raise failure
+
+
+def _marker(process: PsqlProcess, kind: str) -> Callable[[int], str]:
+    return lambda index: f"\\echo {marker_literal(process.nonce, f'{kind}{index}')}\n"
 
 
 def _isolated_error(exit: Exit) -> str:

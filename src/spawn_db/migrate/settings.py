@@ -16,13 +16,16 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spawn_db.config import Config, closest_key, toml_error_location
 from spawn_db.errors import DependencyCycle, MigrationSettingsError
 
+if TYPE_CHECKING:
+    from spawn_db.migrate.steps import Step
+
 SETTINGS_FILE = "migration.toml"
-KEYS = ("description", "requires", "conflicts", "draft", "out_of_order")
+KEYS = ("description", "requires", "conflicts", "draft", "out_of_order", "steps")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class MigrationSettings:
     draft: bool = False
     out_of_order: bool = False
     warnings: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
 
 
 DEFAULT = MigrationSettings()
@@ -47,6 +51,11 @@ def settings_path(config: Config, name: str) -> Path:
 def load_settings(config: Config, name: str) -> MigrationSettings:
     """One migration's settings, checked for types; references are checked by ``load_all``."""
     return _load(os.path.join(config.migrations_dir, name, SETTINGS_FILE))
+
+
+def load_settings_file(path: Path) -> MigrationSettings:
+    """The settings in ``path`` (a ``migration.toml``); the defaults when it is missing."""
+    return _load(str(path))
 
 
 def _load(where: str) -> MigrationSettings:
@@ -70,7 +79,12 @@ def _load(where: str) -> MigrationSettings:
         raise MigrationSettingsError(
             f"{toml_error_location(Path(path), exc)}: invalid TOML: {exc}; fix the syntax"
         ) from None
-    return parse_settings(raw, path)
+    settings = parse_settings(raw, path)
+    if settings.steps and os.path.isfile(os.path.join(os.path.dirname(where), "up.sql")):
+        raise MigrationSettingsError(
+            f"{path}: [[steps]] and an up.sql in one migration; a scripted migration has no "
+            "up.sql: move its SQL into a step (steps/NN.sql) or drop the [[steps]]")
+    return settings
 
 
 def parse_settings(raw: Mapping[str, Any], path: Path | str) -> MigrationSettings:
@@ -86,7 +100,17 @@ def parse_settings(raw: Mapping[str, Any], path: Path | str) -> MigrationSetting
         draft=_flag(raw, "draft", path),
         out_of_order=_flag(raw, "out_of_order", path),
         warnings=warnings,
+        steps=_steps(raw, path),
     )
+
+
+def _steps(raw: Mapping[str, Any], path: Path | str) -> tuple[Step, ...]:
+    """``[[steps]]``: a scripted migration's steps (``steps.py``)."""
+    if "steps" not in raw:
+        return ()
+    from spawn_db.migrate.steps import parse_steps
+
+    return parse_steps(raw["steps"], path)
 
 
 def _string(raw: Mapping[str, Any], key: str, path: Path | str) -> str:

@@ -137,6 +137,23 @@ def _history_lookup_index(s: str) -> list[str]:
     ]
 
 
+def _script_run(s: str) -> list[str]:
+    """``spawn script run --record``'s log: one row per recorded ad-hoc script. A table of
+    its own, so the tables the Rust tool reads (``migration``, ``migration_history``)
+    keep exactly the rows it expects."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {s}.script_run (
+    script_run_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum BYTEA NOT NULL,
+    environment TEXT NOT NULL,
+    exit_code INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    execution_time INTERVAL NOT NULL)""",
+    ]
+
+
 @dataclass(frozen=True)
 class InternalMigration:
     name: str
@@ -150,6 +167,7 @@ class InternalMigration:
 INTERNAL_MIGRATIONS = (
     InternalMigration("001-base-migration-table", _base_migration_table),
     InternalMigration("002-migration-history-lookup-index", _history_lookup_index),
+    InternalMigration("003-script-run", _script_run),
 )
 
 

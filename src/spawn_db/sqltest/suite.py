@@ -213,6 +213,9 @@ class TestRunner:
     timeout: float | None = DEFAULT_TEST_TIMEOUT
     argv: list[str] = field(default_factory=list)
     on_build: Callable[[str], None] | None = None
+    # Called with the test's name before it runs (the CLI's ``before_test`` hooks); what
+    # it raises is the test's error.
+    before: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         from spawn_db.db.target import psql_argv
@@ -316,6 +319,8 @@ class TestRunner:
         from spawn_db.sqltest.runner import RenderFailed, application_name, make_reaper, run_script
         from spawn_db.sqltest.sessions import SessionPlan
 
+        if self.before is not None:
+            self.before(name)
         app_name = application_name(name)
         plan = SessionPlan()
         script = _script(self.config, name, self.variables, app_name, plan, database)
