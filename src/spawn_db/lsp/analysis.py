@@ -141,6 +141,12 @@ def render(document: Document, text: str, variables: Path | None = None,
 def _variables(document: Document, override: Path | None) -> Any:
     from spawn_db.render.variables import load_variables
 
+    if override is not None and not override.is_file():
+        from spawn_db.errors import ConfigError
+
+        raise ConfigError(f"the editor setting spawn.variables names {override}, which is "
+                          "not a file; fix the setting (a relative path starts at the "
+                          "workspace folder) or clear it to use spawn.toml's")
     found = override if override is not None else document.config.variables_file()
     return {} if found is None else load_variables(found)
 

@@ -84,7 +84,8 @@ class _CachingEnvironment(_MappingEnvironment):
             code = super().compile(source, name, filename)
             _CODE[key] = code
             if len(_CODE) > CODE_CACHE_SIZE:
-                _CODE.popitem(last=False)
+                (_, dropped), _ = _CODE.popitem(last=False)
+                _STORED.pop(dropped, None)
         else:
             _CODE.move_to_end(key)
         return code
