@@ -9,7 +9,8 @@ redo on every change. Two caches make a change cost only what it touched:
   edit did not touch, and the buffers re-checked because of another buffer,
   are not compiled again;
 * the buffer is cut into segments at top-level line breaks (outside any block
-  tag, expression, comment or ``raw``), each compiled as a template of its own
+  tag, expression, comment or ``raw``) before a line that starts with a
+  statement tag (``{% ...``), each compiled as a template of its own
   and rendered in order with one shared context: the top-level ``{% set %}``,
   macros and imports of a segment are in the context of the next, as they
   would be later in one template. A segment ends where a line's CRC is 0
@@ -19,10 +20,14 @@ redo on every change. Two caches make a change cost only what it touched:
 
 The output is the same as ``source_map.render_mapped``'s: a buffer with
 ``{% extends %}`` or ``{% block %}`` (which need the whole template) is one
-segment, no boundary is put where whitespace control (``{%-``, ``-%}``) would
-reach across it, and each segment but the last gets back the line break Jinja
-drops at the end of a template. When a segment does not compile, the whole
-buffer is compiled to report exactly the error ``spawn lint`` reports.
+segment; no boundary is put where whitespace control (``{%-``, ``-%}``) would
+reach across it, nor inside a run of text and expressions that Jinja maps as
+one; each segment but the last gets back the line break Jinja drops at the end
+of a template; a segment that assigns a name an earlier one assigned starts
+with ``{% set name = name %}`` (see ``_with_names``). When a segment does not
+compile, the whole buffer is compiled to report exactly the error ``spawn
+lint`` reports. ``tests/lsp/test_render.py`` checks the equivalence with
+Hypothesis.
 """
 
 from __future__ import annotations
@@ -63,7 +68,11 @@ _OPENERS = frozenset({"if", "for", "macro", "call", "filter", "with", "autoescap
 _CLOSERS = frozenset({"endif", "endfor", "endmacro", "endcall", "endfilter", "endwith",
                       "endautoescape", "endset"})
 _TRIM_AFTER = re.compile(r"-(?:%\}|\}\}|#\})$")
-_TRIM_BEFORE = re.compile(r"\s*\{[%{#]-")
+# A segment starts with a statement tag: it ends the text and expressions before it (one
+# Output node, whose later expressions Jinja maps to its first line), so the map is the
+# same; not ``{%-``, which eats the line break before it, nor ``raw``, whose text joins
+# the text before it.
+_STATEMENT_AT = re.compile(r"\{%(?![-+]|\s*raw\b)")
 
 
 class Cancelled(Exception):
@@ -127,7 +136,7 @@ def segments(text: str) -> list[_Segment]:
         end = match.end()
         previous = text[line_start:match.start()]
         line_start = end
-        if depth or trims or end == len(text) or _TRIM_BEFORE.match(text, end) or (
+        if depth or trims or not _STATEMENT_AT.match(text, end) or (
                 zlib.crc32(previous.encode()) % SEGMENT_SPREAD):
             continue
         found.append(_Segment(start_line, text[start:end]))
@@ -192,22 +201,45 @@ def _render(templates: list[jinja2.Template], parts: list[_Segment], display: st
         shift = part.first_line - 1
         seen: list[jinja2.runtime.Context] = []
         _capture_context(template, seen)
-        for chunk in _shifted(Renderer(template, display).generate(values), shift, display):
-            if isinstance(chunk, Mark):
-                pending = chunk
-                continue
-            if not chunk:
-                continue
-            if pending is not None:
-                entries.append(_Entry(size, pending.file, pending.line, pending.column,
-                                      pending.chain))
-                pending = None
-            pieces.append(chunk)
-            size += len(chunk)
+        try:
+            for chunk in Renderer(template, display).generate(values):
+                if isinstance(chunk, Mark):
+                    pending = chunk
+                    continue
+                if not chunk:
+                    continue
+                if pending is not None:
+                    entries.append(_shifted(pending, size, shift, display))
+                    pending = None
+                pieces.append(chunk)
+                size += len(chunk)
+        except TemplateError as exc:
+            _shift_error(exc, shift, display)
+            raise
         if seen:
             values.update(seen[0].vars)
             assigned |= seen[0].vars.keys()
     return SourceMap("".join(pieces), entries)
+
+
+def _shifted(mark: Mark, start: int, shift: int, display: str) -> _Entry:
+    """The entry of ``mark`` with the buffer's line numbers (the segment's start at 1)."""
+    if not shift:
+        return _Entry(start, mark.file, mark.line, mark.column, mark.chain)
+    chain = tuple((f, n + shift if f == display else n) for f, n in mark.chain)
+    line = mark.line + shift if mark.file == display else mark.line
+    return _Entry(start, mark.file, line, mark.column, chain)
+
+
+def _shift_error(exc: TemplateError, shift: int, display: str) -> None:
+    """Move an error in the segment to the buffer's line (in its message too)."""
+    if not shift or exc.template != display or not exc.line:
+        return
+    prefix = f"{display}:{exc.line}:"
+    exc.line += shift
+    if exc.message.startswith(prefix):
+        exc.message = f"{display}:{exc.line}:" + exc.message[len(prefix):]
+        exc.args = (exc.message,)
 
 
 def _with_names(template: jinja2.Template, part: _Segment, display: str, last: bool,
@@ -232,24 +264,3 @@ def _capture_context(template: jinja2.Template, seen: list[jinja2.runtime.Contex
         yield from root(context)
 
     template.root_render_func = capturing
-
-
-def _shifted(chunks: Iterator[str], shift: int, display: str) -> Iterator[str]:
-    """The segment's marks and errors with the buffer's line numbers."""
-    try:
-        for chunk in chunks:
-            if isinstance(chunk, Mark) and shift:
-                chain = tuple((f, n + shift if f == display else n) for f, n in chunk.chain)
-                line = chunk.line + shift if chunk.file == display else chunk.line
-                yield Mark(chunk.file, line, chunk.column, chain)
-            else:
-                yield chunk
-    except TemplateError as exc:
-        if not shift or exc.template != display or not exc.line:
-            raise
-        prefix = f"{display}:{exc.line}:"
-        exc.line += shift
-        if exc.message.startswith(prefix):
-            exc.message = f"{display}:{exc.line}:" + exc.message[len(prefix):]
-            exc.args = (exc.message,)
-        raise
