@@ -9,8 +9,7 @@ redo on every change. Two caches make a change cost only what it touched:
   edit did not touch, and the buffers re-checked because of another buffer,
   are not compiled again;
 * the buffer is cut into segments at top-level line breaks (outside any block
-  tag, expression, comment or ``raw``) before a line that starts with a
-  statement tag (``{% ...``), each compiled as a template of its own
+  tag, expression, comment or ``raw``), each compiled as a template of its own
   and rendered in order with one shared context: the top-level ``{% set %}``,
   macros and imports of a segment are in the context of the next, as they
   would be later in one template. A segment ends where a line's CRC is 0
@@ -68,11 +67,7 @@ _OPENERS = frozenset({"if", "for", "macro", "call", "filter", "with", "autoescap
 _CLOSERS = frozenset({"endif", "endfor", "endmacro", "endcall", "endfilter", "endwith",
                       "endautoescape", "endset"})
 _TRIM_AFTER = re.compile(r"-(?:%\}|\}\}|#\})$")
-# A segment starts with a statement tag: it ends the text and expressions before it (one
-# Output node, whose later expressions Jinja maps to its first line), so the map is the
-# same; not ``{%-``, which eats the line break before it, nor ``raw``, whose text joins
-# the text before it.
-_STATEMENT_AT = re.compile(r"\{%(?![-+]|\s*raw\b)")
+_TRIM_BEFORE = re.compile(r"\s*\{[%{#]-")
 
 
 class Cancelled(Exception):
@@ -118,30 +113,46 @@ class _Segment:
 
 def segments(text: str) -> list[_Segment]:
     """``text`` cut at top-level line breaks where a line's CRC says so (see the module
-    docstring); one segment when the template needs to be whole."""
+    docstring); one segment when the template needs to be whole.
+
+    A cut must not fall inside a run of text and ``{{ }}`` expressions (one Output node,
+    whose expressions Jinja maps to the run's first line): a candidate cut waits
+    (``pending``) until the next statement tag confirms it, and an expression first
+    drops it.
+    """
     if _WHOLE.search(text):
         return [_Segment(1, text)]
-    found: list[_Segment] = []
-    start = depth = line_start = token_end = 0
-    start_line = 1
+    cuts: list[int] = []
+    pending: list[int] = []
+    depth = token_end = line_start = 0
     trims = False  # the last tag strips the whitespace after it (``-%}``), up to here
     for match in _TOKEN.finditer(text):
+        token = match.group(0)
         if text[token_end:match.start()].strip():
             trims = False
         token_end = match.end()
-        if match.group(0) != "\n":
+        if token != "\n":
+            if token.startswith("{{"):
+                pending.clear()
+            elif match.group(1) is not None:  # a statement tag ends the run
+                cuts += pending
+                pending.clear()
             depth = max(0, depth + _depth_change(match.group(1), match.group(2)))
-            trims = bool(_TRIM_AFTER.search(match.group(0)))
+            trims = bool(_TRIM_AFTER.search(token))
             continue
-        end = match.end()
         previous = text[line_start:match.start()]
-        line_start = end
-        if depth or trims or not _STATEMENT_AT.match(text, end) or (
-                zlib.crc32(previous.encode()) % SEGMENT_SPREAD):
-            continue
-        found.append(_Segment(start_line, text[start:end]))
-        start_line += text.count("\n", start, end)
-        start = end
+        line_start = token_end
+        if not (depth or trims or token_end == len(text)
+                or _TRIM_BEFORE.match(text, token_end)
+                or zlib.crc32(previous.encode()) % SEGMENT_SPREAD):
+            pending.append(token_end)
+    cuts += pending
+    found: list[_Segment] = []
+    start, start_line = 0, 1
+    for cut in cuts:
+        found.append(_Segment(start_line, text[start:cut]))
+        start_line += text.count("\n", start, cut)
+        start = cut
     found.append(_Segment(start_line, text[start:]))
     return found
 
