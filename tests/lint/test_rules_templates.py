@@ -1,5 +1,6 @@
 """``spawn lint`` reports an unknown filter or test where it is written, also in a branch
-that does not run (Jinja 3.1 would only fail when the branch runs)."""
+that does not run (Jinja 3.1 would only fail when the branch runs), and a statement cut
+off at the end of the input as a syntax error."""
 
 from __future__ import annotations
 
@@ -39,3 +40,13 @@ def test_known_filters_and_tests_in_untaken_branches_pass(lint_project: LintProj
                            "\n{% endif %}\nSELECT 1;\n")
     result = lint_project.lint()
     assert (result.exit_code, result.stdout) == (0, "")
+
+
+def test_statement_cut_off_at_the_end_of_the_input_is_a_syntax_error(
+        lint_project: LintProject) -> None:
+    """pglast gives no position for "at end of input"; that was a TypeError (a traceback)."""
+    lint_project.migration("20260101000000-a", "SELECT 1;\nSELECT (\n")
+    result = lint_project.lint()
+    assert result.exit_code == 1
+    assert result.stdout == (
+        f"{UP}:2:9: error SP000: syntax error: syntax error at end of input\n")

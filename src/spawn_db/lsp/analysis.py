@@ -174,7 +174,7 @@ def _sql_problems(document: Document, mapped: SourceMap, text: str,
                   cancelled: Callable[[], bool]) -> list[Problem]:
     from spawn_db.lint.rules import check_statements
 
-    statements, syntax = parse_cached(mapped.text, cancelled)
+    statements, syntax = parse_cached(mapped.text, cancelled, str(document.path))
     found = [_located(document, mapped.locate(offset), f"syntax error: {message}", "sql")
              for offset, message in syntax]
     if document.path.name == "up.sql" and not document.display.startswith("components/"):
@@ -209,33 +209,132 @@ PARSE_CACHE_SIZE = 20_000
 _PARSED: OrderedDict[str, tuple[tuple[Any, int], ...] | tuple[str, int]] = OrderedDict()
 
 
-def parse_cached(text: str, cancelled: Callable[[], bool] = _never
+def parse_cached(text: str, cancelled: Callable[[], bool] = _never, key: str = ""
                  ) -> tuple[list[Any], list[tuple[int, str]]]:
-    """``lint.parse.parse_script`` with each statement's pglast result kept by its text:
-    the statements (``parse.Statement``) and the syntax errors as (offset, message)."""
-    from spawn_db.lint.parse import Statement, chunks
+    """``lint.parse.parse_script`` with each statement's pglast result kept by its text,
+    and (with a ``key``, the buffer's) the split redone only around what changed since
+    the last text of that key: the statements (``parse.Statement``) and the syntax
+    errors as (offset, message)."""
+    from spawn_db.lint.parse import Statement
 
     statements: list[Any] = []
     syntax: list[tuple[int, str]] = []
-    for chunk in chunks(text):
-        if chunk.meta or chunk.uses_variables:
+    for start, sql, meta, uses_variables in _chunks(text, key):
+        if meta or uses_variables:
             continue
-        result = _PARSED.get(chunk.text)
+        result = _PARSED.get(sql)
         if result is None:
             if cancelled():
                 from spawn_db.lsp.render import Cancelled
 
                 raise Cancelled
-            result = _parse_one(chunk.text)
-            _PARSED[chunk.text] = result
+            result = _parse_one(sql)
+            _PARSED[sql] = result
             if len(_PARSED) > PARSE_CACHE_SIZE:
                 _PARSED.popitem(last=False)
         if result and isinstance(result[0], str):
             message, index = result
-            syntax.append((chunk.start + int(index), str(message)))
+            syntax.append((start + int(index), str(message)))
         else:
-            statements += [Statement(node, chunk.start + at) for node, at in result]
+            statements += [Statement(node, start + at) for node, at in result]
     return statements, syntax
+
+
+def _chunks(text: str, key: str) -> list[tuple[int, str, bool, bool]]:
+    """``lint.parse.chunks`` as (character offset, text, meta, uses variables), from
+    ``split_again``'s pieces."""
+    data = text.encode("utf-8")
+    pieces = split_again(key, data) if key else _split(data)
+    if len(data) == len(text):  # ASCII: bytes are characters
+        return [(p.start, text[p.start:p.end], p.meta, p.uses_variables) for p in pieces]
+    chars: dict[int, int] = {}  # byte offset -> character offset, walked in order
+    done_bytes = done_chars = 0
+    for at in sorted({p.start for p in pieces} | {p.end for p in pieces}):
+        done_chars += len(data[done_bytes:at].decode("utf-8", "replace"))
+        chars[at] = done_chars
+        done_bytes = at
+    return [(chars[p.start], text[chars[p.start]:chars[p.end]], p.meta, p.uses_variables)
+            for p in pieces]
+
+
+def _split(data: bytes) -> list[Any]:
+    from spawn_db.lint.split import split
+
+    return split(data)
+
+
+# The last split of each buffer, for ``split_again``.
+_LAST_SPLIT: OrderedDict[str, tuple[bytes, list[Any]]] = OrderedDict()
+LAST_SPLIT_SIZE = 64
+_SENTINEL = b"\nSELECT 1;"
+
+
+def split_again(key: str, data: bytes) -> list[Any]:
+    """``lint.split.split(data)``, scanning again only from the last statement that ends
+    before the first changed byte since ``key``'s last text to the first statement end
+    after the last changed byte where the scanner is back in its initial state (a
+    sentinel statement after it must come out as a statement of its own)."""
+    last = _LAST_SPLIT.pop(key, None)
+    pieces = _split(data) if last is None else _resplit(last[0], last[1], data)
+    _LAST_SPLIT[key] = (data, pieces)
+    if len(_LAST_SPLIT) > LAST_SPLIT_SIZE:
+        _LAST_SPLIT.popitem(last=False)
+    return pieces
+
+
+def _resplit(old: bytes, pieces: list[Any], new: bytes) -> list[Any]:
+    from dataclasses import replace
+
+    if old == new:
+        return pieces
+    prefix = _common_prefix(old, new)
+    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
+    clean = [p for p in pieces if _ends_clean(old, p)]
+    restart = max((p.end for p in clean if p.end <= prefix), default=0)
+    delta = len(new) - len(old)
+    resync = next((p.end for p in clean if p.end >= len(old) - suffix
+                   and p.end + delta >= restart), None)
+    kept = [p for p in pieces if p.end <= restart]
+    if resync is not None:
+        middle = new[restart:resync + delta]
+        again = _split(middle + _SENTINEL)
+        if again and (again[-1].start, again[-1].end) == (len(middle) + 1,
+                                                          len(middle) + len(_SENTINEL)):
+            after = [replace(p, start=p.start + delta, end=p.end + delta)
+                     for p in pieces if p.start >= resync]
+            return kept + [replace(p, start=p.start + restart, end=p.end + restart)
+                           for p in again[:-1]] + after
+    return kept + [replace(p, start=p.start + restart, end=p.end + restart)
+                   for p in _split(new[restart:])]
+
+
+def _ends_clean(data: bytes, piece: Any) -> bool:
+    """Whether the scanner is in its initial state after ``piece``: a statement ended by
+    its semicolon, which is every statement but the last (that one may run to the end of
+    the text unterminated) and COPY ... FROM STDIN (data follows it)."""
+    return not piece.meta and not piece.reads_stdin and piece.end < len(data)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    low, high = 0, max(0, limit)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[len(a) - middle:] == b[len(b) - middle:]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _parse_one(sql: str) -> tuple[tuple[Any, int], ...] | tuple[str, int]:
@@ -247,8 +346,9 @@ def _parse_one(sql: str) -> tuple[tuple[Any, int], ...] | tuple[str, int]:
     try:
         raws = parse_sql(sql)
     except ParseError as exc:
-        index = exc.args[1] if len(exc.args) > 1 else 0
-        return _AT_INDEX.sub("", str(exc.args[0])), max(0, index)
+        index = exc.args[1] if len(exc.args) > 1 else None
+        # "at end of input" comes without a position: the end of the statement.
+        return _AT_INDEX.sub("", str(exc.args[0])), len(sql) if index is None else index
     return tuple((raw.stmt, raw.stmt_location or 0) for raw in raws)
 
 
