@@ -23,7 +23,9 @@ PIECES = [
     "SELEC oops;", "{{ 'a' ~\n 'b' }}", "{% raw %}{{ raw }}\n{% endraw %}",
     "{% import 'lib.sql' as lib %}", "{{ lib.f() if lib is defined }}",
     "{% from 'lib.sql' import f %}{{ f() }}", "{{ undefined_thing }}", "{% endif %}",
-    "{{ 1 / 0 if x == 4 }}", "{% if x %}",
+    "{{ 1 / 0 if x == 4 }}", "{% if x %}", "{{ variables.n }}", "{% set s = 'str' %}",
+    "{% for v in variables.names %}{{ v }},{% endfor %}", "{{ s if s is defined }}",
+    "{% set l = [x, 2] %}", "{{ l | join(',') if l is defined }}", "{{ variables.gone }}",
 ]
 DISPLAY = "spawn/migrations/20260101000000-a/up.sql"
 
@@ -48,19 +50,22 @@ def outcome(produce: object) -> tuple[object, ...]:
 @pytest.mark.parametrize("spread", [1, 3])
 @settings(max_examples=150, deadline=None)
 @given(pieces=st.lists(st.sampled_from(PIECES), max_size=30),
-       ending=st.sampled_from(["", "\n", "\n\n"]), crlf=st.booleans())
+       ending=st.sampled_from(["", "\n", "\n\n"]), crlf=st.booleans(),
+       strict=st.booleans())
 def test_segmented_render_is_the_whole_render(
         components: WorkingTreeSource, spread: int, pieces: list[str], ending: str,
-        crlf: bool) -> None:
+        crlf: bool, strict: bool) -> None:
     text = "\n".join(pieces) + ending
     if crlf:
         text = text.replace("\n", "\r\n")
-    context = RenderContext(env="dev", variables={})
+    context = RenderContext(env="dev", variables={"n": 3, "names": ["a", "b"]})
+    context.strict = strict
+    whole = outcome(lambda: render_mapped(text, DISPLAY, components, context))
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(render, "SEGMENT_SPREAD", spread)
-        fast = outcome(lambda: render.render_fast(text, DISPLAY, components, context,
-                                                  lambda: False))
-    assert fast == outcome(lambda: render_mapped(text, DISPLAY, components, context))
+        for _ in range(2):  # the second time from the caches
+            assert outcome(lambda: render.render_fast(text, DISPLAY, components, context,
+                                                      lambda: False)) == whole
 
 
 def test_a_long_template_is_cut_and_an_edit_recompiles_one_segment(
@@ -79,8 +84,10 @@ def test_a_long_template_is_cut_and_an_edit_recompiles_one_segment(
     assert str(mapped.locate(mapped.text.index("SELECT 501;"))) == f"{DISPLAY}:1002:1"
 
 
-def test_a_template_with_blocks_is_one_segment() -> None:
-    text = "{% extends 'base.sql' %}\n" + "SELECT 1;\n" * 500
+@pytest.mark.parametrize("tag", ["{% extends 'base.sql' %}", "{% block b %}{% endblock %}",
+                                 "{%- macro m() %}{{ later }}{% endmacro %}"])
+def test_a_template_with_blocks_or_macros_is_one_segment(tag: str) -> None:
+    text = tag + "\n" + "{% set later = 1 %}\nSELECT 1;\n" * 500
     assert len(render.segments(text)) == 1
 
 

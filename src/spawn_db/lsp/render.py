@@ -18,8 +18,8 @@ redo on every change. Two caches make a change cost only what it touched:
   editing a segment recompiles that one only.
 
 The output is the same as ``source_map.render_mapped``'s: a buffer with
-``{% extends %}`` or ``{% block %}`` (which need the whole template) is one
-segment; no boundary is put where whitespace control (``{%-``, ``-%}``) would
+``{% extends %}``, ``{% block %}`` or ``{% macro %}`` (which need the whole
+template) is one segment; no boundary is put where whitespace control (``{%-``, ``-%}``) would
 reach across it, nor inside a run of text and expressions that Jinja maps as
 one; each segment but the last gets back the line break Jinja drops at the end
 of a template; a segment that assigns a name an earlier one assigned starts
@@ -58,8 +58,18 @@ CODE_CACHE_SIZE = 4096
 _CODE: OrderedDict[tuple[str | None, str], CodeType] = OrderedDict()
 # The names each compiled source assigns (set, for, macro, import): see ``_with_names``.
 _STORED: dict[str, frozenset[str]] = {}
+# The names a pure compiled source loads (None: not pure): see ``_Output``.
+_LOADED: dict[str, frozenset[str] | None] = {}
+_IMPURE_NODES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends, nodes.Block,
+                 nodes.CallBlock, nodes.Macro)
+_IMPURE_FILTERS = frozenset({"random", "shuffle"})
+OUTPUT_CACHE_SIZE = 4096
+_OUTPUT: OrderedDict[tuple[Any, ...], _Output] = OrderedDict()
+_IMMUTABLE = (str, int, float, bool, type(None))
 
-_WHOLE = re.compile(r"\{%-?\s*(?:extends|block)\b")
+# Templates that need to be compiled whole: blocks, and macros (a macro sees the names
+# the template assigns after it, which a later segment's assignment would not be).
+_WHOLE = re.compile(r"\{%[-+]?\s*(?:extends|block|macro)\b")
 _TOKEN = re.compile(
     r"\{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}"  # raw: its text is not syntax
     r"|\{#.*?#\}|\{\{.*?\}\}|\{%-?\s*(\w*)(.*?)%\}|\n", re.S)
@@ -90,6 +100,7 @@ class _CachingEnvironment(_MappingEnvironment):
             if len(_CODE) > CODE_CACHE_SIZE:
                 (_, dropped), _ = _CODE.popitem(last=False)
                 _STORED.pop(dropped, None)
+                _LOADED.pop(dropped, None)
         else:
             _CODE.move_to_end(key)
         return code
@@ -102,7 +113,68 @@ class _CachingEnvironment(_MappingEnvironment):
         for imported in tree.find_all((nodes.FromImport,)):
             stored |= {n if isinstance(n, str) else n[1] for n in imported.names}
         _STORED[source] = frozenset(stored)
+        _LOADED[source] = _loaded_names(tree) if _pure(tree) else None
         return tree
+
+
+def _pure(tree: nodes.Template) -> bool:
+    """Whether the template's output depends only on the names it loads: no include,
+    import, macro call or function call (but ``range``), no reading or random filter."""
+    if any(True for _ in tree.find_all(_IMPURE_NODES)):
+        return False
+    for call in tree.find_all((nodes.Call,)):
+        if not (isinstance(call.node, nodes.Name) and call.node.name == "range"):
+            return False
+    return not any(f.name.startswith("read_") or f.name in _IMPURE_FILTERS
+                   for f in tree.find_all((nodes.Filter,)))
+
+
+def _loaded_names(tree: nodes.Template) -> frozenset[str]:
+    return frozenset(n.name for n in tree.find_all((nodes.Name,)) if n.ctx == "load")
+
+
+@dataclass(frozen=True)
+class _Output:
+    """A pure segment's render: its text, its map entries (from its own start, lines of
+    the segment) and the names it assigned, for the same loaded values next time."""
+
+    text: str
+    entries: tuple[_Entry, ...]
+    assigned: tuple[tuple[str, Any], ...]
+
+
+def _frozen(value: Any, budget: list[int]) -> Any:
+    """``value`` as an immutable, comparable snapshot (dicts and lists of plain data), or
+    ``_UNCACHEABLE`` for anything else (a macro, an object) or too much of it."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return _UNCACHEABLE
+    if isinstance(value, _IMMUTABLE) and not isinstance(value, jinja2.Undefined):
+        return (type(value), value)
+    if isinstance(value, dict):
+        items = tuple((k, _frozen(v, budget)) for k, v in value.items())
+        return _UNCACHEABLE if any(v is _UNCACHEABLE for _, v in items) else ("d", items)
+    if isinstance(value, list | tuple):
+        found = tuple(_frozen(v, budget) for v in value)
+        return _UNCACHEABLE if any(v is _UNCACHEABLE for v in found) else (type(value), found)
+    return _UNCACHEABLE
+
+
+_UNCACHEABLE = object()
+_MISSING = object()
+FROZEN_BUDGET = 10_000  # values looked at per segment before giving up on its cache
+
+
+def _output_key(source: str, values: Mapping[str, Any], strict: bool) -> tuple[Any, ...] | None:
+    loaded = _LOADED.get(source)
+    if loaded is None:
+        return None
+    budget = [FROZEN_BUDGET]
+    snapshot = tuple((name, _frozen(values[name], budget) if name in values else _MISSING)
+                     for name in sorted(loaded))
+    if any(v is _UNCACHEABLE for _, v in snapshot):
+        return None
+    return (source, strict, snapshot)
 
 
 @dataclass(frozen=True)
@@ -189,9 +261,11 @@ def _source(part: _Segment, last: bool) -> str:
 
 def _compiled(env: _CachingEnvironment, part: _Segment, display: str, last: bool,
               preamble: str = "") -> jinja2.Template:
-    code = env.compile(preamble + _source(part, last), name=display, filename=display)
+    source = preamble + _source(part, last)
+    code = env.compile(source, name=display, filename=display)
     template = env.template_class.from_code(env, code, env.make_globals(None), None)
     mark_chunks(template, {display: part.text})
+    template.spawn_source = source  # type: ignore[attr-defined]  # the output cache's key
     return template
 
 
@@ -203,38 +277,68 @@ def _render(templates: list[jinja2.Template], parts: list[_Segment], display: st
     pieces: list[str] = []
     entries: list[_Entry] = []
     size = 0
-    pending: Mark | None = None
     assigned: set[str] = set()  # the names earlier segments assigned
     for index, (template, part) in enumerate(zip(templates, parts, strict=True)):
         if cancelled():
             raise Cancelled
         template = _with_names(template, part, display, index == len(parts) - 1, assigned)
         shift = part.first_line - 1
-        seen: list[jinja2.runtime.Context] = []
-        _capture_context(template, seen)
-        try:
-            for chunk in Renderer(template, display).generate(values):
-                if isinstance(chunk, Mark):
-                    pending = chunk
-                    continue
-                if not chunk:
-                    continue
-                if pending is not None:
-                    entries.append(_shifted(pending, size, shift, display))
-                    pending = None
-                pieces.append(chunk)
-                size += len(chunk)
-        except TemplateError as exc:
-            _shift_error(exc, shift, display)
-            raise
-        if seen:
-            values.update(seen[0].vars)
-            assigned |= seen[0].vars.keys()
+        key = _output_key(template.spawn_source,  # type: ignore[attr-defined]
+                          values, bool(getattr(values, "strict", False)))
+        output = _OUTPUT.get(key) if key is not None else None
+        if output is None:
+            try:
+                output = _render_segment(template, display, values)
+            except TemplateError as exc:
+                _shift_error(exc, shift, display)
+                raise
+            if key is not None and _keep(output):
+                _OUTPUT[key] = output
+                if len(_OUTPUT) > OUTPUT_CACHE_SIZE:
+                    _OUTPUT.popitem(last=False)
+        entries += [_shifted(e, size + e.start, shift, display) for e in output.entries]
+        pieces.append(output.text)
+        size += len(output.text)
+        values.update(output.assigned)
+        assigned |= {name for name, _ in output.assigned}
     return SourceMap("".join(pieces), entries)
 
 
-def _shifted(mark: Mark, start: int, shift: int, display: str) -> _Entry:
-    """The entry of ``mark`` with the buffer's line numbers (the segment's start at 1)."""
+def _keep(output: _Output) -> bool:
+    """Only outputs whose assigned values are immutable: a later segment cannot change
+    them in place behind the cache."""
+    return all(isinstance(v, _IMMUTABLE) and not isinstance(v, jinja2.Undefined)
+               for _, v in output.assigned)
+
+
+def _render_segment(template: jinja2.Template, display: str,
+                    values: Mapping[str, Any]) -> _Output:
+    """One segment rendered alone: text, entries from 0 (segment lines), assigned names."""
+    seen: list[jinja2.runtime.Context] = []
+    _capture_context(template, seen)
+    pieces: list[str] = []
+    entries: list[_Entry] = []
+    size = 0
+    pending: Mark | None = None
+    for chunk in Renderer(template, display).generate(values):
+        if isinstance(chunk, Mark):
+            pending = chunk
+            continue
+        if not chunk:
+            continue
+        if pending is not None:
+            entries.append(_Entry(size, pending.file, pending.line, pending.column,
+                                  pending.chain))
+            pending = None
+        pieces.append(chunk)
+        size += len(chunk)
+    assigned = tuple(seen[0].vars.items()) if seen else ()
+    return _Output("".join(pieces), tuple(entries), assigned)
+
+
+def _shifted(mark: _Entry, start: int, shift: int, display: str) -> _Entry:
+    """The entry of ``mark`` at ``start``, with the buffer's line numbers (the segment's
+    start at 1)."""
     if not shift:
         return _Entry(start, mark.file, mark.line, mark.column, mark.chain)
     chain = tuple((f, n + shift if f == display else n) for f, n in mark.chain)
