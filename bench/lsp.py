@@ -3,9 +3,10 @@
 Issue 17's target: diagnostics within 150 ms of the change. The real server
 (``python -m spawn_db lsp``) runs over stdio, driven by pygls' own
 ``LanguageClient``, as an editor would: ``didOpen`` of the migration, warm-up
-edits, then N edits, each a ``didChange`` with the whole new text (one line
-changed at a seeded random place, so no two texts are the same); the time is
-from sending the ``didChange`` to receiving the ``publishDiagnostics`` for it.
+edits, then N edits, each a ``didChange`` with the whole new text, one line of
+the current text changed (a seeded random line, so no two texts are the same:
+what one keystroke sends); the time is from sending the ``didChange`` to
+receiving the ``publishDiagnostics`` for it.
 Two templates:
 
 * plain: 2,000 lines of SQL (an ``INSERT`` per line, an include of a component);
@@ -13,9 +14,9 @@ Two templates:
   ``INSERT`` that prints ``{{ vN }}``), the case where Jinja's compile of the
   whole file takes most of a second.
 
-Every other edit breaks the changed line's SQL, so the diagnostics that come
-back are checked to be the ones of that text (an error at the changed line,
-or none).
+Every other edit breaks a line's SQL and the next one fixes it, so the
+diagnostics that come back are checked to be the ones of that text (an error
+at the broken line, or none).
 
 Run from the repository root:  .venv/bin/python bench/lsp.py [--runs N] [--lines L]
 Exit status 1 if a median misses the target.
@@ -54,16 +55,33 @@ def dense(lines: int) -> list[str]:
     return ["BEGIN;", *body, "COMMIT;"]
 
 
-def edit(lines: list[str], rng: random.Random, run: int) -> tuple[str, int | None]:
-    """A new text: one INSERT line changed; on odd runs broken (the expected error line)."""
-    candidates = [n for n, line in enumerate(lines) if line.startswith("INSERT")]
-    n = rng.choice(candidates)
-    changed = list(lines)
-    if run % 2:
-        changed[n] = "INSERT INTO t (id, name) VALUES (1, 'x' 'broken' ,);"
-        return "\n".join(changed) + "\n", n
-    changed[n] = lines[n].replace("'row", f"'edit {run} row")
-    return "\n".join(changed) + "\n", None
+class Editor:
+    """The buffer as a user changes it: each edit changes one line of the current text,
+    as a keystroke would. Odd edits break an INSERT line (its error line is expected
+    back), even ones fix that line again (no error expected)."""
+
+    def __init__(self, lines: list[str], seed: int = 17) -> None:
+        self.original = lines
+        self.current = list(lines)
+        self.rng = random.Random(seed)
+        self.candidates = [n for n, line in enumerate(lines) if line.startswith("INSERT")]
+        self.broken: int | None = None
+
+    def edit(self, run: int) -> tuple[str, int | None]:
+        if self.broken is not None:
+            n, self.broken = self.broken, None
+            self.current[n] = self.original[n].replace("'row", f"'edit {run} row")
+            return self.text(), None
+        n = self.rng.choice(self.candidates)
+        if run % 2:
+            self.current[n] = "INSERT INTO t (id, name) VALUES (1, 'x' 'broken' ,);"
+            self.broken = n
+            return self.text(), n
+        self.current[n] = self.original[n].replace("'row", f"'edit {run} row")
+        return self.text(), None
+
+    def text(self) -> str:
+        return "\n".join(self.current) + "\n"
 
 
 def make_project(root: Path) -> Path:
@@ -100,10 +118,10 @@ async def measure(root: Path, path: Path, lines: list[str], runs: int,
         text_document=types.TextDocumentItem(uri=uri, language_id="sql", version=1,
                                              text=text)))
     await asyncio.wait_for(published.get(), 120)
-    rng = random.Random(17)
+    editor = Editor(lines)
     times: list[float] = []
     for run in range(warmup + runs):
-        changed, error_line = edit(lines, rng, run)
+        changed, error_line = editor.edit(run)
         start = time.perf_counter()
         client.text_document_did_change(types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=run + 2),

@@ -53,7 +53,7 @@ from spawn_db.lint.source_map import (
 )
 from spawn_db.render.template import ComponentSource, Renderer
 
-SEGMENT_SPREAD = 32  # a boundary on one top-level line in 32, on average
+SEGMENT_SPREAD = 16  # a boundary on one candidate line in 16, on average
 CODE_CACHE_SIZE = 4096
 _CODE: OrderedDict[tuple[str | None, str], CodeType] = OrderedDict()
 # The names each compiled source assigns (set, for, macro, import): see ``_with_names``.
@@ -107,30 +107,36 @@ class _CachingEnvironment(_MappingEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
-        stored = {n.name for n in tree.find_all((nodes.Name,)) if n.ctx == "store"}
-        stored |= {n.name for n in tree.find_all((nodes.Macro,))}
-        stored |= {n.target for n in tree.find_all((nodes.Import,))}
-        for imported in tree.find_all((nodes.FromImport,)):
-            stored |= {n if isinstance(n, str) else n[1] for n in imported.names}
-        _STORED[source] = frozenset(stored)
-        _LOADED[source] = _loaded_names(tree) if _pure(tree) else None
+        _STORED[source], _LOADED[source] = _names(tree)
         return tree
 
 
-def _pure(tree: nodes.Template) -> bool:
-    """Whether the template's output depends only on the names it loads: no include,
-    import, macro call or function call (but ``range``), no reading or random filter."""
-    if any(True for _ in tree.find_all(_IMPURE_NODES)):
-        return False
-    for call in tree.find_all((nodes.Call,)):
-        if not (isinstance(call.node, nodes.Name) and call.node.name == "range"):
-            return False
-    return not any(f.name.startswith("read_") or f.name in _IMPURE_FILTERS
-                   for f in tree.find_all((nodes.Filter,)))
-
-
-def _loaded_names(tree: nodes.Template) -> frozenset[str]:
-    return frozenset(n.name for n in tree.find_all((nodes.Name,)) if n.ctx == "load")
+def _names(tree: nodes.Template) -> tuple[frozenset[str], frozenset[str] | None]:
+    """In one walk: the names the template assigns (set, for, macro, import), and the
+    names it loads when its output depends on nothing else (None otherwise: an include,
+    import, macro, call other than ``range``, a reading or random filter)."""
+    stored: set[str] = set()
+    loaded: set[str] = set()
+    pure = True
+    for node in tree.find_all((nodes.Node,)):
+        if isinstance(node, nodes.Name):
+            (stored if node.ctx == "store" else loaded).add(node.name)
+        elif isinstance(node, nodes.Macro):
+            stored.add(node.name)
+            pure = False
+        elif isinstance(node, nodes.Import):
+            stored.add(node.target)
+            pure = False
+        elif isinstance(node, nodes.FromImport):
+            stored |= {n if isinstance(n, str) else n[1] for n in node.names}
+            pure = False
+        elif isinstance(node, _IMPURE_NODES):
+            pure = False
+        elif isinstance(node, nodes.Call):
+            pure = pure and isinstance(node.node, nodes.Name) and node.node.name == "range"
+        elif isinstance(node, nodes.Filter):
+            pure = pure and not (node.name.startswith("read_") or node.name in _IMPURE_FILTERS)
+    return frozenset(stored), frozenset(loaded) if pure else None
 
 
 @dataclass(frozen=True)
@@ -246,12 +252,12 @@ def render_fast(text: str, display: str, components: ComponentSource,
     env = _CachingEnvironment(components, sources)
     parts = segments(text)
     try:
-        templates = [_compiled(env, part, display, last=index == len(parts) - 1)
-                     for index, part in enumerate(parts)]
+        compiled = [_compiled(env, part, display, last=index == len(parts) - 1)
+                    for index, part in enumerate(parts)]
     except jinja2.TemplateSyntaxError:
         # The authoritative error (and line) is the whole template's.
         return render_mapped(text, display, components, context)
-    return _render(templates, parts, display, context, cancelled)
+    return _render(env, compiled, parts, display, context, cancelled)
 
 
 def _source(part: _Segment, last: bool) -> str:
@@ -260,17 +266,24 @@ def _source(part: _Segment, last: bool) -> str:
 
 
 def _compiled(env: _CachingEnvironment, part: _Segment, display: str, last: bool,
-              preamble: str = "") -> jinja2.Template:
+              preamble: str = "") -> tuple[str, CodeType]:
+    """The segment's source (the output cache's key) and its code."""
     source = preamble + _source(part, last)
-    code = env.compile(source, name=display, filename=display)
+    return source, env.compile(source, name=display, filename=display)
+
+
+def _template(env: _CachingEnvironment, code: CodeType, part: _Segment,
+              display: str) -> jinja2.Template:
+    """The segment as a template whose chunks are marked; made only when it renders (a
+    cached output needs none: reading Jinja's debug table is not free)."""
     template = env.template_class.from_code(env, code, env.make_globals(None), None)
     mark_chunks(template, {display: part.text})
-    template.spawn_source = source  # type: ignore[attr-defined]  # the output cache's key
     return template
 
 
-def _render(templates: list[jinja2.Template], parts: list[_Segment], display: str,
-            context: Mapping[str, Any], cancelled: Callable[[], bool]) -> SourceMap:
+def _render(env: _CachingEnvironment, compiled: list[tuple[str, CodeType]],
+            parts: list[_Segment], display: str, context: Mapping[str, Any],
+            cancelled: Callable[[], bool]) -> SourceMap:
     values = type(context)(context) if isinstance(context, dict) else dict(context)
     if hasattr(context, "strict"):
         values.strict = context.strict  # type: ignore[attr-defined]
@@ -278,17 +291,17 @@ def _render(templates: list[jinja2.Template], parts: list[_Segment], display: st
     entries: list[_Entry] = []
     size = 0
     assigned: set[str] = set()  # the names earlier segments assigned
-    for index, (template, part) in enumerate(zip(templates, parts, strict=True)):
+    for index, part in enumerate(parts):
         if cancelled():
             raise Cancelled
-        template = _with_names(template, part, display, index == len(parts) - 1, assigned)
+        source, code = _with_names(env, compiled[index], part, display,
+                                   index == len(parts) - 1, assigned)
         shift = part.first_line - 1
-        key = _output_key(template.spawn_source,  # type: ignore[attr-defined]
-                          values, bool(getattr(values, "strict", False)))
+        key = _output_key(source, values, bool(getattr(values, "strict", False)))
         output = _OUTPUT.get(key) if key is not None else None
         if output is None:
             try:
-                output = _render_segment(template, display, values)
+                output = _render_segment(_template(env, code, part, display), display, values)
             except TemplateError as exc:
                 _shift_error(exc, shift, display)
                 raise
@@ -357,17 +370,17 @@ def _shift_error(exc: TemplateError, shift: int, display: str) -> None:
         exc.args = (exc.message,)
 
 
-def _with_names(template: jinja2.Template, part: _Segment, display: str, last: bool,
-                assigned: set[str]) -> jinja2.Template:
+def _with_names(env: _CachingEnvironment, compiled: tuple[str, CodeType], part: _Segment,
+                display: str, last: bool, assigned: set[str]) -> tuple[str, CodeType]:
     """The segment, recompiled to start with ``{% set x = x %}`` for each name it assigns
     that an earlier segment assigned: in one template such a name is a local of the
-    whole template, which a macro or ``{% set %}`` block before the new assignment
-    sees with the earlier value; in a segment of its own it would be undefined there."""
-    names = _STORED.get(_source(part, last), frozenset()) & assigned
+    whole template, which a ``{% set %}`` block before the new assignment sees with the
+    earlier value; in a segment of its own it would be undefined there."""
+    names = _STORED.get(compiled[0], frozenset()) & assigned
     if not names:
-        return template
+        return compiled
     preamble = "".join(f"{{% set {name} = {name} %}}" for name in sorted(names))
-    return _compiled(template.environment, part, display, last, preamble)  # type: ignore[arg-type]
+    return _compiled(env, part, display, last, preamble)
 
 
 def _capture_context(template: jinja2.Template, seen: list[jinja2.runtime.Context]) -> None:
