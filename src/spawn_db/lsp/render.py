@@ -285,8 +285,7 @@ def _render(env: _CachingEnvironment, compiled: list[tuple[str, CodeType]],
             parts: list[_Segment], display: str, context: Mapping[str, Any],
             cancelled: Callable[[], bool]) -> SourceMap:
     values = type(context)(context) if isinstance(context, dict) else dict(context)
-    if hasattr(context, "strict"):
-        values.strict = context.strict  # type: ignore[attr-defined]
+    values.__dict__.update(getattr(context, "__dict__", {}))  # strict, and what comes
     pieces: list[str] = []
     entries: list[_Entry] = []
     size = 0
