@@ -42,6 +42,13 @@ CASES: dict[str, tuple[str, str]] = {
               "\nCOMMIT;"),
     "SP014": ("CREATE TABLE a (id int);\nCREATE TABLE b (id int);",
               "BEGIN;\nCREATE TABLE a (id int);\nCREATE TABLE b (id int);\nCOMMIT;"),
+    # SP015-SP016 (lsp2)
+    "SP015": (LT + "BEGIN;\nALTER TABLE t ADD CONSTRAINT u UNIQUE (a);\nCOMMIT;",
+              "CREATE UNIQUE INDEX CONCURRENTLY u ON t (a);"),
+    "SP016": (LT + "BEGIN;\nALTER TABLE t ADD COLUMN u int REFERENCES u (id);\nCOMMIT;",
+              LT + "BEGIN;\nALTER TABLE t ADD COLUMN u int;\nALTER TABLE t ADD CONSTRAINT f "
+              "FOREIGN KEY (u) REFERENCES u (id) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT f;"
+              "\nCOMMIT;"),
 }
 
 
@@ -107,3 +114,34 @@ def test_rules_are_documented() -> None:
     page = (Path(__file__).parents[2] / "docs" / "lint.md").read_text(encoding="utf-8")
     for rule in RULES.values():
         assert f"### {rule.id} `{rule.name}`" in page
+
+
+# SP015-SP016 (lsp2)
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("ALTER TABLE t ADD CONSTRAINT u UNIQUE USING INDEX u;", []),
+    ("ALTER TABLE t ADD CONSTRAINT p PRIMARY KEY USING INDEX p;", []),
+    ("ALTER TABLE t ADD PRIMARY KEY (a);", ["SP015"]),
+    ("ALTER TABLE t ADD COLUMN u int UNIQUE;", ["SP015"]),
+    ("ALTER TABLE t ADD COLUMN u int REFERENCES u (id) ON DELETE CASCADE;", ["SP016"]),
+    ("ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (u) REFERENCES u (id) NOT VALID;", []),
+])
+def test_index_and_reference_built_under_lock(sql: str, expected: list[str]) -> None:
+    assert rules_hit(LT + sql) == expected
+
+
+def test_unique_and_references_on_a_new_table_are_fine() -> None:
+    sql = ("BEGIN;\nCREATE TABLE n (a int);\nALTER TABLE n ADD CONSTRAINT u UNIQUE (a);\n"
+           "ALTER TABLE n ADD COLUMN r int REFERENCES u (id);\nCOMMIT;")
+    assert rules_hit(sql) == []
+
+
+def test_sp015_and_sp016_messages_name_the_table_and_the_fix() -> None:
+    parsed = parse_script(LT + "ALTER TABLE t ADD CONSTRAINT u UNIQUE (a), "
+                          "ADD COLUMN r int REFERENCES u (id);")
+    assert [(h.rule, h.message) for h in check_statements(parsed.statements)] == [
+        ("SP015", "UNIQUE constraint u on t builds its index under an ACCESS EXCLUSIVE lock; "
+                  "CREATE UNIQUE INDEX CONCURRENTLY first (in its own migration), then ADD "
+                  "CONSTRAINT ... UNIQUE USING INDEX"),
+        ("SP016", "column t.r is added with an inline REFERENCES u, which validates the "
+                  "foreign key while locking t and u; add the column, then ADD CONSTRAINT ... "
+                  "FOREIGN KEY ... NOT VALID, then VALIDATE CONSTRAINT in a later statement")]

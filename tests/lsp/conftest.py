@@ -54,6 +54,24 @@ class Session:
             if params.uri == uri:
                 return list(params.diagnostics)
 
+    def configure(self, settings: object) -> None:
+        """``workspace/didChangeConfiguration`` with ``settings``."""
+        self.client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings=settings))
+
+    async def settle(self) -> None:
+        """A request round trip: the server has handled every message sent before it,
+        and a check already running has finished (previews run on the checks' thread)."""
+        uri = next(iter(self.versions), None)
+        if uri is not None:
+            await self.preview_or_error(uri)
+
+    async def preview_or_error(self, uri: str) -> object:
+        try:
+            return await self.preview(uri)
+        except Exception as exc:  # pygls raises the JSON-RPC error it received
+            return str(exc)
+
     async def preview(self, uri: str) -> object:
         return await answer(self.client.workspace_execute_command_async(
             types.ExecuteCommandParams(command="spawn.preview", arguments=[uri])))
@@ -65,8 +83,11 @@ async def answer(request: Awaitable[T]) -> T:
 
 
 @asynccontextmanager
-async def session(root: Path) -> AsyncIterator[Session]:
-    """``spawn lsp`` started in ``root``, initialized, shut down and exited at the end."""
+async def session(root: Path, options: object = None,
+                  capabilities: types.ClientCapabilities | None = None
+                  ) -> AsyncIterator[Session]:
+    """``spawn lsp`` started in ``root``, initialized (with ``options`` as the
+    ``initializationOptions``), shut down and exited at the end."""
     client = LanguageClient("spawn-tests", "1")
     found = Session(client)
 
@@ -77,7 +98,8 @@ async def session(root: Path) -> AsyncIterator[Session]:
     await client.start_io(*SPAWN, "lsp", cwd=str(root), env=spawn_env())
     try:
         await asyncio.wait_for(client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(), root_uri=root.as_uri())), TIMEOUT)
+            capabilities=capabilities or types.ClientCapabilities(), root_uri=root.as_uri(),
+            initialization_options=options)), TIMEOUT)
         client.initialized(types.InitializedParams())
         yield found
         await asyncio.wait_for(client.shutdown_async(None), TIMEOUT)
@@ -91,11 +113,12 @@ async def session(root: Path) -> AsyncIterator[Session]:
         await client.stop()
 
 
-def run(root: Path, scenario: Callable[[Session], Awaitable[T]]) -> T:
+def run(root: Path, scenario: Callable[[Session], Awaitable[T]], options: object = None,
+        capabilities: types.ClientCapabilities | None = None) -> T:
     """Run ``scenario`` against a fresh server in ``root`` (no pytest-asyncio needed)."""
 
     async def main() -> T:
-        async with session(root) as started:
+        async with session(root, options, capabilities) as started:
             return await scenario(started)
 
     return asyncio.run(main())

@@ -90,7 +90,9 @@ def parse_script(text: str) -> ParsedScript:
             try:
                 raws = parse_sql(chunk.text)
             except ParseError as exc:
-                index = exc.args[1] if len(exc.args) > 1 else 0
+                index = exc.args[1] if len(exc.args) > 1 else None
+                if index is None:  # "at end of input" has no position: the end
+                    index = len(chunk.text)
                 message = _AT_INDEX.sub("", str(exc.args[0]))
                 problems.append(SyntaxProblem(message, chunk.start + max(0, index)))
             else:

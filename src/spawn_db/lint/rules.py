@@ -65,6 +65,12 @@ RULES: dict[str, Rule] = {rule.id: rule for rule in (
     Rule("SP014", "multiple-ddl-without-transaction", WARNING,
          "more than one DDL statement outside a transaction block leaves a half-applied "
          "migration when one fails"),
+    # SP015-SP016: indexes and foreign keys built inside ALTER TABLE (lsp2's block).
+    Rule("SP015", "constraint-without-using-index", WARNING,
+         "ADD CONSTRAINT ... UNIQUE/PRIMARY KEY without USING INDEX builds the index under "
+         "an ACCESS EXCLUSIVE lock"),
+    Rule("SP016", "adding-column-with-reference", WARNING,
+         "ADD COLUMN ... REFERENCES validates the foreign key under a lock"),
     Rule("SP900", "render-error", ERROR, "the template does not render"),
     Rule("SP901", "database-error", ERROR,
          "the statement fails on a scratch database (spawn lint --db)"),
@@ -181,6 +187,7 @@ def _check(node: Any, state: _State) -> Iterable[tuple[str, str]]:
 
 def _alter_table_cmd(cmd: Any, table: str, state: _State) -> Iterable[tuple[str, str]]:
     subtype = cmd.subtype.name
+    yield from _built_under_lock(cmd, table)
     if subtype == "AT_AddColumn":
         yield from _add_column(cmd.def_, table)
     elif subtype == "AT_AlterColumnType":
@@ -236,6 +243,40 @@ def _add_constraint(constraint: Any, table: str, state: _State) -> Iterable[tupl
         yield "SP008", (f"adding {what}{label} to {table} without NOT VALID scans the whole "
                         "table under a lock; add it NOT VALID, then VALIDATE CONSTRAINT in "
                         "a later statement")
+
+
+# --- SP015-SP016 (lsp2's block): what ALTER TABLE builds while it holds its lock -------
+
+def _built_under_lock(cmd: Any, table: str) -> Iterable[tuple[str, str]]:
+    """SP015 for a UNIQUE/PRIMARY KEY (a constraint, or inline on an added column) that
+    builds its own index; SP016 for an added column with an inline REFERENCES."""
+    subtype = cmd.subtype.name
+    if subtype == "AT_AddConstraint":
+        yield from _index_built(cmd.def_, table, cmd.def_.conname or "")
+    elif subtype == "AT_AddColumn":
+        column = f"{table}.{cmd.def_.colname}"
+        for constraint in cmd.def_.constraints or ():
+            yield from _index_built(constraint, table, "", column)
+            if constraint.contype.name == "CONSTR_FOREIGN":
+                target = _name(constraint.pktable)
+                yield "SP016", (
+                    f"column {column} is added with an inline REFERENCES {target}, which "
+                    f"validates the foreign key while locking {table} and {target}; add the "
+                    "column, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, then "
+                    "VALIDATE CONSTRAINT in a later statement")
+
+
+def _index_built(constraint: Any, table: str, name: str,
+                 column: str = "") -> Iterable[tuple[str, str]]:
+    contype = constraint.contype.name
+    if contype not in ("CONSTR_UNIQUE", "CONSTR_PRIMARY") or constraint.indexname:
+        return
+    what = "UNIQUE" if contype == "CONSTR_UNIQUE" else "PRIMARY KEY"
+    subject = f"{what} on column {column}" if column else (
+        f"{what} constraint {name} on {table}" if name else f"{what} constraint on {table}")
+    yield "SP015", (f"{subject} builds its index under an ACCESS EXCLUSIVE lock; CREATE "
+                    "UNIQUE INDEX CONCURRENTLY first (in its own migration), then ADD "
+                    f"CONSTRAINT ... {what} USING INDEX")
 
 
 def _drop(node: Any, state: _State) -> Iterable[tuple[str, str]]:

@@ -127,9 +127,25 @@ class _MappingEnvironment(SqlEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
+        unknown_filter_or_test(self, tree, filename or name)
         for output in tree.find_all((nodes.Output,)):
             output.nodes = [_unfolded(child) for child in output.nodes]
         return tree
+
+
+def unknown_filter_or_test(env: jinja2.Environment, tree: nodes.Template,
+                           name: str | None) -> None:
+    """Raise for the first filter or test ``env`` does not have, in any branch: Jinja 3.1
+    only reports one when a branch that uses it runs (a test even then only at render),
+    so a typo in an ``{% if %}`` branch not taken would pass the check unseen."""
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        known = env.filters if isinstance(node, nodes.Filter) else env.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            raise jinja2.TemplateAssertionError(
+                f"no {kind} named '{node.name}'; check its spelling against "
+                "docs/templating.md (every branch is checked, also one that does not run)",
+                node.lineno, name, name)
 
 
 def _unfolded(child: nodes.Expr) -> nodes.Expr:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from spawn_db.errors import SpawnError, TemplateError
 from spawn_db.lint.source_map import Location, SourceMap
@@ -25,18 +26,31 @@ from spawn_db.lsp.documents import Document, document_for
 _PATH_TAG = re.compile(
     r"""(?:\b(?:include|import|from)\s+|\bread_(?:file|json|toml|yaml)\(\s*)(["'])([^"'\n]*)\1?""")
 _PATH_FILTERED = re.compile(r"""(["'])([^"'\n]*)\1\s*\|\s*read_(?:file|json|toml|yaml)\b""")
+_DISABLE_COMMENT = re.compile(r"--\s*spawn-lint:\s*disable=([A-Za-z0-9_, ]+)")
 _OPEN_PATH = re.compile(
     r"""(?:\b(?:include|import|from)\s+|\bread_(?:file|json|toml|yaml)\(\s*)["']([^"'\n]*)$""")
 
 
 @dataclass(frozen=True)
 class Problem:
-    """A diagnostic: 0-based line and column of the buffer, and the message."""
+    """A diagnostic: 0-based line and column (characters) of the buffer, and the message;
+    ``code`` is the lint rule of a risky-DDL warning."""
 
     line: int
     column: int
     message: str
-    source: str  # "template" or "sql"
+    source: str  # "template", "sql" or "lint"
+    severity: str = "error"  # or "warning"
+    code: str = ""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What one buffer's check found, and the component files its render read (a change
+    to one of them changes this buffer's diagnostics)."""
+
+    problems: list[Problem]
+    reads: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -59,24 +73,44 @@ class PathAt:
     end: int
 
 
-def problems(path: Path, text: str, buffers: Mapping[str, str]) -> list[Problem]:
-    """The template and SQL syntax errors of ``text`` (the buffer of ``path``)."""
+def _never() -> bool:
+    return False
+
+
+def problems(path: Path, text: str, buffers: Mapping[str, str],
+             variables: Path | None = None) -> list[Problem]:
+    """The template and SQL syntax errors (and, for an ``up.sql``, the lint warnings) of
+    ``text`` (the buffer of ``path``)."""
+    return analyse(path, text, buffers, variables).problems
+
+
+def analyse(path: Path, text: str, buffers: Mapping[str, str],
+            variables: Path | None = None, cancelled: Callable[[], bool] = _never
+            ) -> Analysis:
+    """``problems``, and which component files the render read; ``variables`` (the
+    editor's ``spawn.variables`` setting) replaces the file spawn.toml selects. Raises
+    ``render.Cancelled`` when ``cancelled()`` turns true on the way."""
     try:
         document = document_for(path, buffers)
     except SpawnError as exc:
-        return [Problem(0, 0, exc.message, "template")]
+        return Analysis([Problem(0, 0, exc.message, "template")])
     if document is None:
-        return []
+        return Analysis([])
     try:
-        mapped = render(document, text)
+        mapped = render(document, text, variables, cancelled)
     except TemplateError as exc:
-        return [_template_problem(exc, text, document.display)]
+        return Analysis([_template_problem(exc, text, document.display)], _reads(document))
     except SpawnError as exc:
-        return [Problem(0, 0, exc.message, "template")]
-    return _sql_problems(document, mapped, text)
+        return Analysis([Problem(0, 0, exc.message, "template")], _reads(document))
+    return Analysis(_sql_problems(document, mapped, text, cancelled), _reads(document))
 
 
-def preview(path: Path, text: str, buffers: Mapping[str, str]) -> Preview:
+def _reads(document: Document) -> frozenset[str]:
+    return frozenset(getattr(document.components, "reads", ()))
+
+
+def preview(path: Path, text: str, buffers: Mapping[str, str],
+            variables: Path | None = None) -> Preview:
     """The SQL the buffer renders to (raises ``SpawnError`` when it does not render, or
     when ``path`` is not a file spawn renders)."""
     from spawn_db.errors import UsageError
@@ -86,27 +120,34 @@ def preview(path: Path, text: str, buffers: Mapping[str, str]) -> Preview:
         raise UsageError(f"{path} is not a migration script, test or component of a spawn "
                          "project; open an up.sql, down.sql, verify.sql, test.sql or a "
                          "file under components/")
-    return Preview(document.display, document.origin, render(document, text).text)
+    return Preview(document.display, document.origin, render(document, text, variables).text)
 
 
-def render(document: Document, text: str) -> SourceMap:
-    """``text`` rendered as ``document`` with the project's variables, keeping the map
-    from output back to template lines."""
-    from spawn_db.lint.source_map import render_mapped
+def render(document: Document, text: str, variables: Path | None = None,
+           cancelled: Callable[[], bool] = _never) -> SourceMap:
+    """``text`` rendered as ``document`` with the project's variables (or ``variables``),
+    keeping the map from output back to template lines."""
+    from spawn_db.lsp.render import render_fast
     from spawn_db.render.plaintext import plain_output
     from spawn_db.render.template import template_context
 
     plain = plain_output(text)
     if plain is not None:
         return SourceMap.identity(plain, document.display)
-    context = template_context(document.config, _variables(document))
-    return render_mapped(text, document.display, document.components, context)
+    context = template_context(document.config, _variables(document, variables))
+    return render_fast(text, document.display, document.components, context, cancelled)
 
 
-def _variables(document: Document) -> Any:
+def _variables(document: Document, override: Path | None) -> Any:
     from spawn_db.render.variables import load_variables
 
-    found = document.config.variables_file()
+    if override is not None and not override.is_file():
+        from spawn_db.errors import ConfigError
+
+        raise ConfigError(f"the editor setting spawn.variables names {override}, which is "
+                          "not a file; fix the setting (a relative path starts at the "
+                          "workspace folder) or clear it to use spawn.toml's")
+    found = override if override is not None else document.config.variables_file()
     return {} if found is None else load_variables(found)
 
 
@@ -129,19 +170,192 @@ def _line_naming(text: str, component: str) -> int | None:
     return None
 
 
-def _sql_problems(document: Document, mapped: SourceMap, text: str) -> list[Problem]:
-    from spawn_db.lint.parse import parse_script
+def _sql_problems(document: Document, mapped: SourceMap, text: str,
+                  cancelled: Callable[[], bool]) -> list[Problem]:
+    from spawn_db.lint.rules import check_statements
 
-    found: list[Problem] = []
-    for problem in parse_script(mapped.text).problems:
-        where = mapped.locate(problem.offset)
-        message = f"syntax error: {problem.message}"
-        if where.file == document.display:
-            found.append(Problem(where.line - 1, where.column - 1, message, "sql"))
-        else:
-            found.append(Problem(_outer_line(where, document.display), 0,
-                                 f"{message} (at {where})", "sql"))
+    statements, syntax = parse_cached(mapped.text, cancelled, str(document.path))
+    found = [_located(document, mapped.locate(offset), f"syntax error: {message}", "sql")
+             for offset, message in syntax]
+    if document.path.name == "up.sql" and not document.display.startswith("components/"):
+        off = _disabled(document, text)
+        found += [_located(document, mapped.locate(hit.offset), f"{hit.rule}: {hit.message}",
+                           "lint", "warning", hit.rule)
+                  for hit in check_statements(statements) if hit.rule not in off]
     return found
+
+
+def _located(document: Document, where: Location, message: str, source: str,
+             severity: str = "error", code: str = "") -> Problem:
+    """The problem at its place in this buffer, or at the include line that brought in
+    the component it is in (naming the component's line)."""
+    if where.file == document.display:
+        return Problem(where.line - 1, where.column - 1, message, source, severity, code)
+    return Problem(_outer_line(where, document.display), 0, f"{message} (at {where})",
+                   source, severity, code)
+
+
+def _disabled(document: Document, text: str) -> frozenset[str]:
+    """The rules ``[lint] disable`` and the migration's ``-- spawn-lint: disable=`` turn
+    off (an unknown ID is spawn lint's error to report, not the editor's)."""
+    off = set(document.config.lint_disable)
+    for match in _DISABLE_COMMENT.finditer(text):
+        off |= {i.strip().upper() for i in match.group(1).split(",") if i.strip()}
+    return frozenset(off)
+
+
+class _Statement(NamedTuple):
+    """``lint.parse.Statement``'s fields (what the rules read), cheaper to make a thousand
+    of on every check."""
+
+    node: Any
+    start: int
+
+
+# Parsed statements by their text: an edit re-parses the statements it changed only.
+PARSE_CACHE_SIZE = 20_000
+_PARSED: OrderedDict[str, tuple[tuple[Any, int], ...] | tuple[str, int]] = OrderedDict()
+
+
+def parse_cached(text: str, cancelled: Callable[[], bool] = _never, key: str = ""
+                 ) -> tuple[list[Any], list[tuple[int, str]]]:
+    """``lint.parse.parse_script`` with each statement's pglast result kept by its text,
+    and (with a ``key``, the buffer's) the split redone only around what changed since
+    the last text of that key: the statements (``parse.Statement``) and the syntax
+    errors as (offset, message)."""
+    statements: list[Any] = []
+    syntax: list[tuple[int, str]] = []
+    for start, sql, meta, uses_variables in _chunks(text, key):
+        if meta or uses_variables:
+            continue
+        result = _PARSED.get(sql)
+        if result is None:
+            if cancelled():
+                from spawn_db.lsp.render import Cancelled
+
+                raise Cancelled
+            result = _parse_one(sql)
+            _PARSED[sql] = result
+            if len(_PARSED) > PARSE_CACHE_SIZE:
+                _PARSED.popitem(last=False)
+        if result and isinstance(result[0], str):
+            message, index = result
+            syntax.append((start + int(index), str(message)))
+        else:
+            statements += [_Statement(node, start + at) for node, at in result]
+    return statements, syntax
+
+
+def _chunks(text: str, key: str) -> list[tuple[int, str, bool, bool]]:
+    """``lint.parse.chunks`` as (character offset, text, meta, uses variables), from
+    ``split_again``'s pieces."""
+    data = text.encode("utf-8")
+    pieces = split_again(key, data) if key else _split(data)
+    if len(data) == len(text):  # ASCII: bytes are characters
+        return [(p.start, text[p.start:p.end], p.meta, p.uses_variables) for p in pieces]
+    chars: dict[int, int] = {}  # byte offset -> character offset, walked in order
+    done_bytes = done_chars = 0
+    for at in sorted({p.start for p in pieces} | {p.end for p in pieces}):
+        done_chars += len(data[done_bytes:at].decode("utf-8", "replace"))
+        chars[at] = done_chars
+        done_bytes = at
+    return [(chars[p.start], text[chars[p.start]:chars[p.end]], p.meta, p.uses_variables)
+            for p in pieces]
+
+
+def _split(data: bytes) -> list[Any]:
+    from spawn_db.lint.split import split
+
+    return split(data)
+
+
+# The last split of each buffer, for ``split_again``.
+_LAST_SPLIT: OrderedDict[str, tuple[bytes, list[Any]]] = OrderedDict()
+LAST_SPLIT_SIZE = 64
+_SENTINEL = b"\nSELECT 1;"
+
+
+def split_again(key: str, data: bytes) -> list[Any]:
+    """``lint.split.split(data)``, scanning again only from the last statement that ends
+    before the first changed byte since ``key``'s last text to the first statement end
+    after the last changed byte where the scanner is back in its initial state (a
+    sentinel statement after it must come out as a statement of its own)."""
+    last = _LAST_SPLIT.pop(key, None)
+    pieces = _split(data) if last is None else _resplit(last[0], last[1], data)
+    _LAST_SPLIT[key] = (data, pieces)
+    if len(_LAST_SPLIT) > LAST_SPLIT_SIZE:
+        _LAST_SPLIT.popitem(last=False)
+    return pieces
+
+
+def _resplit(old: bytes, pieces: list[Any], new: bytes) -> list[Any]:
+    from dataclasses import replace
+
+    if old == new:
+        return pieces
+    prefix = _common_prefix(old, new)
+    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
+    clean = [p for p in pieces if _ends_clean(old, p)]
+    restart = max((p.end for p in clean if p.end <= prefix), default=0)
+    delta = len(new) - len(old)
+    resync = next((p.end for p in clean if p.end >= len(old) - suffix
+                   and p.end + delta >= restart), None)
+    kept = [p for p in pieces if p.end <= restart]
+    if resync is not None:
+        middle = new[restart:resync + delta]
+        again = _split(middle + _SENTINEL)
+        if again and (again[-1].start, again[-1].end) == (len(middle) + 1,
+                                                          len(middle) + len(_SENTINEL)):
+            after = [replace(p, start=p.start + delta, end=p.end + delta)
+                     for p in pieces if p.start >= resync]
+            return kept + [replace(p, start=p.start + restart, end=p.end + restart)
+                           for p in again[:-1]] + after
+    return kept + [replace(p, start=p.start + restart, end=p.end + restart)
+                   for p in _split(new[restart:])]
+
+
+def _ends_clean(data: bytes, piece: Any) -> bool:
+    """Whether the scanner is in its initial state after ``piece``: a statement ended by
+    its semicolon, which is every statement but the last (that one may run to the end of
+    the text unterminated) and COPY ... FROM STDIN (data follows it)."""
+    return not piece.meta and not piece.reads_stdin and piece.end < len(data)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    low, high = 0, max(0, limit)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[len(a) - middle:] == b[len(b) - middle:]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _parse_one(sql: str) -> tuple[tuple[Any, int], ...] | tuple[str, int]:
+    from pglast import parse_sql
+    from pglast.parser import ParseError
+
+    from spawn_db.lint.parse import _AT_INDEX
+
+    try:
+        raws = parse_sql(sql)
+    except ParseError as exc:
+        index = exc.args[1] if len(exc.args) > 1 else None
+        # "at end of input" comes without a position: the end of the statement.
+        return _AT_INDEX.sub("", str(exc.args[0])), len(sql) if index is None else index
+    return tuple((raw.stmt, raw.stmt_location or 0) for raw in raws)
 
 
 def _outer_line(where: Location, display: str) -> int:

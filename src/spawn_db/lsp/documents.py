@@ -9,7 +9,7 @@ component the user is editing renders what they see.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spawn_db.config import Config, Overrides, find_project_config, load_config
@@ -26,6 +26,7 @@ class OverlaySource:
 
     disk: WorkingTreeSource
     buffers: Mapping[str, str]
+    reads: set[str] = field(default_factory=set)  # absolute paths, for the server
 
     @property
     def description(self) -> str:
@@ -34,6 +35,7 @@ class OverlaySource:
     def read(self, parts: list[str]) -> bytes | None:
         """The buffer of an open component, else the file (with the disk source's checks)."""
         path = str(Path(self.disk.root, *parts).absolute())
+        self.reads.add(path)
         text = self.buffers.get(path)
         if text is not None:
             return text.encode("utf-8")
