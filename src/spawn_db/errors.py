@@ -273,3 +273,18 @@ class DriftCheckFailed(SpawnError):
     """``spawn migration drift`` could not rebuild the applied migrations on a scratch
     database (a checksum that no longer matches the history, a migration that fails
     there); names the migration. Exit 2: no comparison was made."""
+
+
+class DataFileError(SpawnError):
+    """A CSV or JSON Lines file a template reads is not in spawn's fixed dialect (a ragged
+    row, bad UTF-8, an unterminated quote); names the file and line. Located by the
+    renderer like any template error."""
+
+    exit_code = FAILURE_EXIT
+
+
+class DataSourceError(SpawnError):
+    """``spawn data fetch`` could not download or run a ``[data.<name>]`` source, or its
+    bytes do not have the declared sha256; nothing under components/data/ changed."""
+
+    exit_code = FAILURE_EXIT
