@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import json
+import operator
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -225,16 +227,38 @@ class Record:
         return self.text.count(delimiter) + 1
 
 
-def csv_records(stream: IO[bytes], origin: str, delimiter: str) -> Iterator[Record]:
-    """The records of a CSV stream, read a block at a time; errors name ``origin`` and the
-    line. A record spanning lines is held whole (memory is bounded by the longest record)."""
+@dataclass
+class PlainLines:
+    """Consecutive records without quotes (``line`` is the first's line): the bulk of most
+    files, checked and copied a block at a time instead of a record at a time."""
+
+    line: int
+    texts: list[str]
+
+    def records(self) -> Iterator[Record]:
+        for offset, text in enumerate(self.texts):
+            yield Record(self.line + offset, text, None)
+
+
+def csv_runs(stream: IO[bytes], origin: str, delimiter: str) -> Iterator[Record | PlainLines]:
+    """The records of a CSV stream, read a block at a time, plain ones in runs; errors name
+    ``origin`` and the line. A record spanning lines is held whole (memory is bounded by
+    the longest record)."""
     pending: list[str] = []
     quotes = start = 0
-    line = 1
     for line, block in _blocks(stream, origin):
+        if not pending and '"' not in block:
+            plain = block.replace("\r\n", "\n") if "\r" in block else block
+            if "\r" not in plain:
+                texts = plain.split("\n")
+                if texts[-1] == "":
+                    texts.pop()
+                yield PlainLines(line, texts)
+                continue
         lines = block.split("\n")
         if lines[-1] == "":
             lines.pop()
+        run: list[str] = []
         for raw in lines:
             if pending:
                 pending.append(raw)
@@ -244,19 +268,39 @@ def csv_records(stream: IO[bytes], origin: str, delimiter: str) -> Iterator[Reco
                     pending = []
                     yield _quoted_record(text, delimiter, origin, start)
             elif '"' not in raw:
-                yield Record(line, _plain_record(raw, origin, line), None)
+                run.append(raw)
             else:
+                if run:
+                    yield _plain_run(line - len(run), run, origin)
+                    run = []
                 quotes = raw.count('"')
                 if quotes % 2:
                     pending, start = [raw], line
                 else:
                     yield _quoted_record(raw, delimiter, origin, line)
             line += 1
+        if run:
+            yield _plain_run(line - len(run), run, origin)
     if pending:
         raise DataFileError(
             f"{origin}:{start}: a quoted value that starts on this line is never closed; add "
             "the closing double quote (a quote inside a value is written twice)"
         )
+
+
+def _plain_run(line: int, texts: list[str], origin: str) -> PlainLines:
+    if any("\r" in text for text in texts):
+        texts = [_plain_record(text, origin, line + i) for i, text in enumerate(texts)]
+    return PlainLines(line, texts)
+
+
+def csv_records(stream: IO[bytes], origin: str, delimiter: str) -> Iterator[Record]:
+    """``csv_runs``, one record at a time."""
+    for run in csv_runs(stream, origin, delimiter):
+        if isinstance(run, PlainLines):
+            yield from run.records()
+        else:
+            yield run
 
 
 def _quoted_record(text: str, delimiter: str, origin: str, line: int) -> Record:
@@ -391,12 +435,12 @@ class CopySpec:
 
 def copy_chunks(spec: CopySpec, stream: IO[bytes]) -> Iterator[str]:
     """The COPY statement, the records, and ``\\.``, a block at a time."""
-    records = csv_records(stream, spec.origin, spec.delimiter)
+    runs = csv_runs(stream, spec.origin, spec.delimiter)
     columns = spec.columns
     expected = None if columns is None else len(columns)
     basis = "copy_csv was given columns for"
     if spec.header:
-        first = next(records, None)
+        first, runs = _first_record(runs)
         if first is None:
             raise DataFileError(f"{spec.origin}: the file is empty, so it has no header "
                                 "line; add one, or pass header=false")
@@ -408,19 +452,52 @@ def copy_chunks(spec: CopySpec, stream: IO[bytes]) -> Iterator[str]:
     yield spec.statement(columns)
     out: list[str] = []
     size = 0
-    for record in records:
-        width = record.width(spec.delimiter)
+    for run in runs:
         if expected is None:
-            expected, basis = width, "the first record has"
-        elif width != expected:
-            raise _ragged(spec.origin, record, width, expected, basis)
-        out.append(_copy_line(record, spec.origin))
-        size += len(record.text) + 1
+            first = run if isinstance(run, Record) else next(run.records())
+            expected, basis = first.width(spec.delimiter), "the first record has"
+        if isinstance(run, PlainLines):
+            text = _copy_plain(run, spec, expected, basis)
+        else:
+            width = run.width(spec.delimiter)
+            if width != expected:
+                raise _ragged(spec.origin, run, width, expected, basis)
+            text = _copy_line(run, spec.origin)
+        out.append(text)
+        size += len(text)
         if size >= OUTPUT_BLOCK:
             yield "".join(out)
             out, size = [], 0
     out.append(END_OF_DATA + "\n")
     yield "".join(out)
+
+
+def _first_record(runs: Iterator[Record | PlainLines]
+                  ) -> tuple[Record | None, Iterator[Record | PlainLines]]:
+    """The first record, and the runs after it."""
+    for run in runs:
+        if isinstance(run, Record):
+            return run, runs
+        if run.texts:
+            rest = PlainLines(run.line + 1, run.texts[1:])
+            return Record(run.line, run.texts[0], None), itertools.chain([rest], runs)
+    return None, runs
+
+
+def _copy_plain(run: PlainLines, spec: CopySpec, expected: int, basis: str) -> str:
+    """A run of plain records as COPY data, after checking every record's width."""
+    if not run.texts:
+        return ""
+    widths = set(map(operator.methodcaller("count", spec.delimiter), run.texts))
+    if widths != {expected - 1}:
+        for record in run.records():
+            width = record.width(spec.delimiter)
+            if width != expected:
+                raise _ragged(spec.origin, record, width, expected, basis)
+    texts = run.texts
+    if END_OF_DATA in texts:
+        texts = ['"\\."' if t == END_OF_DATA else t for t in texts]
+    return "\n".join(texts) + "\n"
 
 
 def _copy_line(record: Record, origin: str) -> str:
