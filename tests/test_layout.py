@@ -35,7 +35,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "sqltest": FOUNDATION | {"render", "db"},
     "example": FOUNDATION | {"migrate"},
     "lsp": FOUNDATION | LOWER | {"__init__", "lint", "migrate"},
-    "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint", "lsp"},
+    "data": frozenset({"errors", "config", "fsutil"}),
+    "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint", "lsp",
+                                 "data"},
 }
 
 

@@ -26,7 +26,7 @@ ENGINES = ("postgres-psql",)
 COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
-                  "variables", "templates", "migrations", "environments", "lint")
+                  "variables", "templates", "migrations", "environments", "lint", "data")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -44,6 +44,8 @@ TEMPLATES_KEYS = ("undefined",)
 LINT_KEYS = ("disable",)
 UNDEFINED_MODES = ("lenient", "strict")
 MIGRATIONS_KEYS = ("order",)
+DATA_KEYS = ("url", "sha256", "command", "path")
+DATA_SCHEMES = ("https", "http")
 COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
 
 CommandKind = Literal["direct", "provider", "embedded"]
@@ -79,6 +81,19 @@ class CommandSpec:
     provider: tuple[str, ...] = ()
     append: tuple[str, ...] = ()
     database: str = "postgres"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """``[data.<name>]``: where ``spawn data fetch`` gets a file (a download checked against
+    ``sha256``, or a command's standard output) and where it puts it, ``path`` relative to
+    ``components/data/``. Nothing is fetched while rendering: pins stay reproducible."""
+
+    name: str
+    path: str
+    url: str | None = None
+    command: tuple[str, ...] = ()
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,7 @@ class Config:
     migration_order: MigrationOrder = "loose"
     environment_pins: Mapping[str, PinMode] = field(default_factory=dict)
     lint_disable: tuple[str, ...] = ()
+    data_sources: Mapping[str, DataSource] = field(default_factory=dict)
 
     @property
     def project_dir(self) -> Path:
@@ -363,6 +379,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
     migration_order = _migration_order(raw, path, warnings)
     lint_disable = _lint_disable(raw, path, warnings)
     environment_pins = _environment_pins(raw, path, warnings)
+    data_sources = _data_sources(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -379,6 +396,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         migration_order=migration_order,
         environment_pins=environment_pins,
         lint_disable=lint_disable,
+        data_sources=data_sources,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -483,6 +501,84 @@ def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) ->
             "applied, unless its migration.toml says out_of_order = true)"
         )
     return "strict" if order == "strict" else "loose"
+
+
+_DATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _data_sources(raw: Mapping[str, Any], path: Path, warnings: list[str]
+                  ) -> dict[str, DataSource]:
+    """``[data.<name>]`` tables: exactly one of ``url`` (with ``sha256``) or ``command``."""
+    table = raw.get("data", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `data` must be a table of [data.<name>] tables, e.g. '
+                          '[data.countries] then `url = "https://..."` and `sha256 = "..."`')
+    return {name: _data_source(name, settings, path, warnings)
+            for name, settings in table.items()}
+
+
+def _data_source(name: str, settings: Any, path: Path, warnings: list[str]) -> DataSource:
+    where = f"[data.{toml_key(name)}]"
+    if not _DATA_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"{path}: {where}: a data source name uses letters, digits, `_`, "
+                          "`-` and `.` (it names the file), e.g. [data.countries]")
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: {where} must be a table with `url` and `sha256`, or "
+                          "`command`")
+    _warn_unknown(settings, DATA_KEYS, f"{path} {where}", warnings)
+    url = _optional_str(settings, "url", path, where)
+    has_command = "command" in settings
+    if (url is None) == (not has_command):
+        raise ConfigError(f"{path}: {where} needs exactly one of `url` (a download, with "
+                          '`sha256`) or `command` (a program whose output is the file, e.g. '
+                          '`command = ["./export.sh"]`)')
+    command = _argv(settings, "command", path, where)
+    if has_command and not command:
+        raise ConfigError(f"{path}: {where} `command` must be a non-empty list of strings, "
+                          'e.g. `command = ["./export.sh"]`')
+    sha256 = _optional_str(settings, "sha256", path, where)
+    if sha256 is not None and not _SHA256.fullmatch(sha256):
+        raise ConfigError(f"{path}: {where} `sha256` must be 64 hex digits (the output of "
+                          "`sha256sum FILE`)")
+    if url is not None:
+        _check_data_url(url, sha256, path, where)
+    file = _optional_str(settings, "path", path, where) or name + _data_extension(url)
+    parts = file.split("/")
+    if file.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ConfigError(f"{path}: {where} `path` {file!r} must be a relative path under "
+                          "components/data/ (no `..`, no leading `/`)")
+    return DataSource(name, file, url, command, None if sha256 is None else sha256.lower())
+
+
+def _check_data_url(url: str, sha256: str | None, path: Path, where: str) -> None:
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).scheme.lower() not in DATA_SCHEMES or not urlsplit(url).netloc:
+        raise ConfigError(f"{path}: {where} `url` {url!r} must be an https:// (or http://) "
+                          "address")
+    if sha256 is None:
+        raise ConfigError(f"{path}: {where} has a `url` but no `sha256`; add `sha256 = "
+                          '"<64 hex digits>"` (run `sha256sum` on a copy you checked), so a '
+                          "changed download is refused")
+
+
+def _data_extension(url: str | None) -> str:
+    """The extension of the URL's last path segment, or ``.csv``."""
+    from urllib.parse import unquote, urlsplit
+
+    if url is None:
+        return ".csv"
+    last = unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+    stem, dot, extension = last.rpartition(".")
+    if stem and dot and extension.isalnum() and len(extension) <= 10:
+        return "." + extension.lower()
+    return ".csv"
+
+
+def toml_key(name: str) -> str:
+    """``name`` as a TOML key in a message: bare when it can be, else quoted."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else toml_string(name)
 
 
 def _existing_folder(path: Path, folder: str) -> Path:

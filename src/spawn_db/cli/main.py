@@ -189,6 +189,9 @@ def _register() -> None:
     from spawn_db.cli import drift as drift_cli
 
     migration.migration.add_command(drift_cli.drift)
+    from spawn_db.cli import data as data_cli
+
+    cli.add_command(data_cli.data)
 
 
 _register()
