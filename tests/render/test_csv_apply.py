@@ -10,6 +10,7 @@ from pathlib import Path
 from spawn_db.pin.store import hash_bytes
 from tests.conftest import DbProject
 from tests.helpers import spawn_env
+from tests.migrate.history import latest
 
 TRICKY = (
     "id,name,note\r\n"
@@ -36,6 +37,22 @@ def test_copy_csv_loads_exactly_the_values_of_the_file(db_project: DbProject) ->
     assert applied.exit_code == 0, applied.stderr
     assert rows(db_project) == [[1, 'Ann "A", Jr.', None], [2, "two\nlines", ""],
                                 [3, "\\.", "back\\slash"], [4, "Zoë 🐘", None]]
+
+
+def test_a_migration_that_ends_with_copy_data_is_recorded_as_applied(
+        db_project: DbProject) -> None:
+    """psql 18 stops reading (exit 0) at an empty query right after COPY data, which is what
+    apply's `;` for an unterminated last statement was there: the migration ran but was
+    recorded as FAILURE. Plain SQL and copy_csv alike."""
+    plain = db_project.add_migration("plain",
+                                     'CREATE TABLE t (a int);\nCOPY t FROM STDIN;\n1\n2\n\\.\n')
+    db_project.add_component("data/t.csv", "a\n3\n")
+    csv = db_project.add_migration("csv", '{{ copy_csv("data/t.csv", "t") }}')
+    applied = db_project.run("migration", "apply", "--yes")
+    assert applied.exit_code == 0, applied.stderr
+    assert db_project.database.query("SELECT string_agg(a::text, ',' ORDER BY a) FROM t") == \
+        "1,2,3"
+    assert latest(db_project.database) == {plain: "SUCCESS", csv: "SUCCESS"}
 
 
 def test_read_csv_values_are_escaped_like_any_value(db_project: DbProject) -> None:

@@ -40,6 +40,7 @@ How a run uses psql, and why it is both fast and crash-safe:
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import tempfile
 import time
@@ -87,6 +88,8 @@ if TYPE_CHECKING:
 
 SPOOL_MEMORY = 8 * 1024 * 1024
 SCAN_LIMIT = 1024 * 1024
+TAIL = 4096  # bytes of a rendered script kept to see how it ends
+_NO_SQL = re.compile(rb"(?:[ \t\r\n\f\v]+|--[^\n]*|/\*.*?\*/)*", re.S)
 LOOKAHEAD = 3
 # What DISCARD ALL does, except DISCARD PLANS (cached plans are invisible to SQL, and
 # replanning every bookkeeping and foreign-key query after each migration costs more
@@ -174,6 +177,7 @@ class Rendered:
     checksum: bytes
     pin: str | None
     shape: ScriptShape
+    ends_in_copy_data: bool = False
     migration_id: int | None = None
     attempted: bool = False
     started: float | None = None
@@ -202,6 +206,7 @@ def render_migration(
     digest = xxhash.xxh3_128()
     size = newlines = 0
     scan: list[bytes] | None = []
+    tail = _Tail()
     try:
         for chunk in chunks:
             data = _encode(chunk, name)
@@ -209,6 +214,7 @@ def render_migration(
             digest.update(data)
             size += len(data)
             newlines += data.count(b"\n")
+            tail.add(data)
             if scan is not None:
                 scan.append(data)
                 if size > SCAN_LIMIT:
@@ -220,7 +226,41 @@ def render_migration(
         shape = ScriptShape(False, f"it is larger than {SCAN_LIMIT // 1024} KiB")
     else:
         shape = analyze(b"".join(scan))
-    return Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape)
+    return Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape,
+                    ends_in_copy_data=tail.ends_in_copy_data())
+
+
+class _Tail:
+    """The last ``TAIL`` bytes of a rendered script (trimmed in batches, so a render of
+    many small chunks does not copy the window once per chunk)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.cut = False
+
+    def add(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size > 2 * TAIL:
+            kept = b"".join(self.parts)[-TAIL:]
+            self.parts, self.size, self.cut = [kept], len(kept), True
+
+    def ends_in_copy_data(self) -> bool:
+        """Whether nothing but blanks and comments follows the script's last ``\\.`` line,
+        the end of COPY data.
+
+        psql 18 silently stops reading its input (exit code 0) when the first query after
+        a ``COPY ... FROM STDIN`` is empty; the ``;`` that ends an unterminated last
+        statement would be that query, so it is not sent after such a script (nothing
+        is unterminated there).
+        """
+        text = b"".join(self.parts)[-TAIL:]
+        text = text if self.cut else b"\n" + text
+        end = max(text.rfind(b"\n\\.\n"), text.rfind(b"\n\\.\r\n"))
+        if end < 0:
+            end = len(text) - 3 if text.endswith(b"\n\\.") else -1
+        return end >= 0 and _NO_SQL.fullmatch(text, end + 3) is not None
 
 
 def _render_chunks(
@@ -800,7 +840,8 @@ class MigrationRun:
             # Ends a last statement that has no ``;`` as psql would at the end of input
             # (the scanner stops at a script's first meta-command, so it cannot tell);
             # after a complete one it is an empty query, which does nothing.
-            process.write("\n;")
+            if not rendered.ends_in_copy_data:
+                process.write("\n;")
             process.write(ISOLATED_EPILOGUE)
             process.statement_marker(self.runner_message(
                 [], marker_literal(process.nonce, "r0"), reset=True,
