@@ -170,7 +170,7 @@ def _decode(block: bytes, origin: str, line: int) -> str:
 @functools.lru_cache(maxsize=16)
 def _field_pattern(delimiter: str) -> re.Pattern[str]:
     d = re.escape(delimiter)
-    return re.compile(rf'"([^"]*(?:""[^"]*)*)"(?={d}|$)|([^"\r\n{d}]*)(?={d}|$)')
+    return re.compile(rf'"([^"]*(?:""[^"]*)*)"(?={d}|\Z)|([^"\r\n{d}]*)(?={d}|\Z)')
 
 
 def _quoted_fields(record: str, delimiter: str, origin: str, line: int) -> Fields:
