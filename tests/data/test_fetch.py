@@ -237,7 +237,7 @@ def test_rendering_never_fetches_and_a_pin_keeps_the_data_it_took(project: Proje
     project.declare(source % sha(first))
     assert project.run("data", "fetch").exit_code == 0
     new = project.run("migration", "new", "countries")
-    folder = next((project.root / "spawn" / "migrations").iterdir())
+    folder = next((project.root / "spawn" / "migrations").glob("*-countries"))
     (folder / "up.sql").write_text(
         '{% for c in read_csv("data/countries.csv") %}INSERT INTO c VALUES ({{ c.code }});\n'
         "{% endfor %}", encoding="utf-8")
