@@ -40,8 +40,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "example": FOUNDATION | {"migrate"},
     "lsp": FOUNDATION | LOWER | {"__init__", "lint", "migrate"},
     "watch": FOUNDATION | LOWER | {"migrate", "sqltest"},
+    "data": frozenset({"errors", "config", "fsutil"}),
     "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint", "lsp",
-                                 "watch", "remote"},
+                                 "watch", "remote", "data"},
 }
 
 

@@ -27,7 +27,7 @@ COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
                   "variables", "templates", "migrations", "environments", "lint",
-                  "secrets", "tests", "hooks")
+                  "secrets", "tests", "hooks", "data")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -47,6 +47,8 @@ UNDEFINED_MODES = ("lenient", "strict")
 MIGRATIONS_KEYS = ("order",)
 TESTS_KEYS = ("database",)
 TEST_DATABASES = ("target", "fresh")
+DATA_KEYS = ("url", "sha256", "command", "path")
+DATA_SCHEMES = ("https", "http")
 COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
 HOOK_EVENTS = ("before_apply", "after_apply", "after_apply_error", "before_each_migration",
                "after_each_migration", "before_revert", "after_revert", "before_test",
@@ -111,6 +113,19 @@ class HookConfig:
         what = f"sql = {toml_string(self.sql)}" if self.sql is not None else \
             f"command = {shlex.join(self.command)}"
         return f"hook [[hooks.{self.event}]] #{self.number} ({what})"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """``[data.<name>]``: where ``spawn data fetch`` gets a file (a download checked against
+    ``sha256``, or a command's standard output) and where it puts it, ``path`` relative to
+    ``components/data/``. Nothing is fetched while rendering: pins stay reproducible."""
+
+    name: str
+    path: str
+    url: str | None = None
+    command: tuple[str, ...] = ()
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +196,7 @@ class Config:
     spawn_folder_url: str | None = None
     tests_database: TestDatabase = "target"
     hooks: Mapping[str, tuple[HookConfig, ...]] = field(default_factory=dict)
+    data_sources: Mapping[str, DataSource] = field(default_factory=dict)
 
     @property
     def project_dir(self) -> Path:
@@ -413,6 +429,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
                           '`recipients = ["age1..."]`, and [secrets.<name>] per secret')
     tests_database = _tests_database(raw, path, warnings)
     hooks = _hooks(raw, path, warnings)
+    data_sources = _data_sources(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -433,6 +450,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         spawn_folder_url=folder_url,
         tests_database=tests_database,
         hooks=hooks,
+        data_sources=data_sources,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -637,6 +655,84 @@ def _tests_database(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> 
             "from the migrations)"
         )
     return "fresh" if database == "fresh" else "target"
+
+
+_DATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _data_sources(raw: Mapping[str, Any], path: Path, warnings: list[str]
+                  ) -> dict[str, DataSource]:
+    """``[data.<name>]`` tables: exactly one of ``url`` (with ``sha256``) or ``command``."""
+    table = raw.get("data", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `data` must be a table of [data.<name>] tables, e.g. '
+                          '[data.countries] then `url = "https://..."` and `sha256 = "..."`')
+    return {name: _data_source(name, settings, path, warnings)
+            for name, settings in table.items()}
+
+
+def _data_source(name: str, settings: Any, path: Path, warnings: list[str]) -> DataSource:
+    where = f"[data.{toml_key(name)}]"
+    if not _DATA_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"{path}: {where}: a data source name uses letters, digits, `_`, "
+                          "`-` and `.` (it names the file), e.g. [data.countries]")
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: {where} must be a table with `url` and `sha256`, or "
+                          "`command`")
+    _warn_unknown(settings, DATA_KEYS, f"{path} {where}", warnings)
+    url = _optional_str(settings, "url", path, where)
+    has_command = "command" in settings
+    if (url is None) == (not has_command):
+        raise ConfigError(f"{path}: {where} needs exactly one of `url` (a download, with "
+                          '`sha256`) or `command` (a program whose output is the file, e.g. '
+                          '`command = ["./export.sh"]`)')
+    command = _argv(settings, "command", path, where)
+    if has_command and not command:
+        raise ConfigError(f"{path}: {where} `command` must be a non-empty list of strings, "
+                          'e.g. `command = ["./export.sh"]`')
+    sha256 = _optional_str(settings, "sha256", path, where)
+    if sha256 is not None and not _SHA256.fullmatch(sha256):
+        raise ConfigError(f"{path}: {where} `sha256` must be 64 hex digits (the output of "
+                          "`sha256sum FILE`)")
+    if url is not None:
+        _check_data_url(url, sha256, path, where)
+    file = _optional_str(settings, "path", path, where) or name + _data_extension(url)
+    parts = file.split("/")
+    if file.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ConfigError(f"{path}: {where} `path` {file!r} must be a relative path under "
+                          "components/data/ (no `..`, no leading `/`)")
+    return DataSource(name, file, url, command, None if sha256 is None else sha256.lower())
+
+
+def _check_data_url(url: str, sha256: str | None, path: Path, where: str) -> None:
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).scheme.lower() not in DATA_SCHEMES or not urlsplit(url).netloc:
+        raise ConfigError(f"{path}: {where} `url` {url!r} must be an https:// (or http://) "
+                          "address")
+    if sha256 is None:
+        raise ConfigError(f"{path}: {where} has a `url` but no `sha256`; add `sha256 = "
+                          '"<64 hex digits>"` (run `sha256sum` on a copy you checked), so a '
+                          "changed download is refused")
+
+
+def _data_extension(url: str | None) -> str:
+    """The extension of the URL's last path segment, or ``.csv``."""
+    from urllib.parse import unquote, urlsplit
+
+    if url is None:
+        return ".csv"
+    last = unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+    stem, dot, extension = last.rpartition(".")
+    if stem and dot and extension.isalnum() and len(extension) <= 10:
+        return "." + extension.lower()
+    return ".csv"
+
+
+def toml_key(name: str) -> str:
+    """``name`` as a TOML key in a message: bare when it can be, else quoted."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else toml_string(name)
 
 
 def _existing_folder(path: Path, folder: str) -> Path:

@@ -293,8 +293,23 @@ class TemplateBuildFailed(SpawnError):
     exit_code = FAILURE_EXIT
 
 
+class DataFileError(SpawnError):
+    """A CSV or JSON Lines file a template reads is not in spawn's fixed dialect (a ragged
+    row, bad UTF-8, an unterminated quote); names the file and line. Located by the
+    renderer like any template error."""
+
+    exit_code = FAILURE_EXIT
+
+
 class HookFailed(SpawnError):
     """A ``[[hooks.<event>]]`` entry with ``on_error = "fail"`` failed; names the hook and
     what it said. Exit 1: migrations that ran before it keep their history rows."""
+
+    exit_code = FAILURE_EXIT
+
+
+class DataSourceError(SpawnError):
+    """``spawn data fetch`` could not download or run a ``[data.<name>]`` source, or its
+    bytes do not have the declared sha256; nothing under components/data/ changed."""
 
     exit_code = FAILURE_EXIT

@@ -15,7 +15,7 @@ import _thread
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 PRIVATE_FILE_MODE = 0o600
@@ -35,12 +35,21 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
     mode is set with ``fchmod`` because the umask only ever removes bits from
     ``open``'s mode, and a temporary left by a killed writer keeps its old one.
     """
+    atomic_write_chunks(path, (data,), durable=durable)
+
+
+def atomic_write_chunks(path: str | os.PathLike[str], chunks: Iterable[bytes], *,
+                        durable: bool = True) -> None:
+    """``atomic_write`` of the bytes ``chunks`` yields, for content too large to hold (a
+    download): if the iterator raises, the temporary file is removed and ``path`` is
+    untouched, so a check run after the last chunk can still refuse the content."""
     target = os.fspath(path)
     folder, name = os.path.split(target)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}-{_thread.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
     try:
-        write_all(fd, data)
+        for data in chunks:
+            write_all(fd, data)
         _take_over_mode(fd, target)
         if durable:
             os.fsync(fd)

@@ -263,6 +263,9 @@ def _register() -> None:
     from spawn_db.cli import script as script_cli
 
     cli.add_command(script_cli.script)
+    from spawn_db.cli import data as data_cli
+
+    cli.add_command(data_cli.data)
 
 
 _register()

@@ -28,7 +28,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import xxhash
 
@@ -39,7 +39,12 @@ from spawn_db.pin.store import PinnedTree, PinStore, read_lock
 
 if TYPE_CHECKING:
     from spawn_db.migrate.tracking import HistoryRow
+    from spawn_db.render.data import StreamedFile
     from spawn_db.render.template import ComponentSource, Renderer
+
+    # What a recording render kept of a file: its bytes, a streamed file's digest, or
+    # None when the file did not exist.
+    Recorded = bytes | StreamedFile | None
 
 RANDOM_GLOBALS = ("gen_uuid_v4", "gen_uuid_v7")
 RANDOM_FILTERS = ("random",)
@@ -55,7 +60,7 @@ class RecordingSource:
 
     def __init__(self, inner: ComponentSource) -> None:
         self.inner = inner
-        self.reads: dict[str, bytes | None] = {}
+        self.reads: dict[str, Recorded] = {}
 
     @property
     def description(self) -> str:
@@ -65,6 +70,16 @@ class RecordingSource:
         data = self.inner.read(parts)
         self.reads.setdefault("/".join(parts), data)
         return data
+
+    def open(self, parts: list[str]) -> IO[bytes] | None:
+        """A streamed file (``copy_csv``) is recorded by its digest, not its bytes."""
+        from spawn_db.render.data import StreamedFile, open_component
+
+        stream = open_component(self.inner, parts)
+        key = "/".join(parts)
+        if key not in self.reads:
+            self.reads[key] = None if stream is None else StreamedFile.of(stream)
+        return stream
 
 
 class WatchedVariables(dict[str, Any]):
@@ -124,7 +139,7 @@ class Probe:
     """What one render produced (its checksum) and what it depended on."""
 
     checksum: bytes
-    reads: dict[str, bytes | None] = field(default_factory=dict)
+    reads: dict[str, Recorded] = field(default_factory=dict)
     random: bool = False
     uses_variables: bool = False
 
@@ -219,17 +234,19 @@ def _pinned_tree(config: Config, name: str, pin: str) -> PinnedTree:
 
 
 def changed_files(config: Config, name: str, pin: str,
-                  reads: dict[str, bytes | None], *, against_pin: bool) -> list[str]:
+                  reads: dict[str, Recorded], *, against_pin: bool) -> list[str]:
     """Of the files a render read, those whose bytes differ between the pin and the tree.
 
     ``reads`` holds the bytes the render saw: from the working tree when
     ``against_pin`` (compare with the pin), from the pin otherwise.
     """
+    from spawn_db.render.data import same_content
     from spawn_db.render.template import WorkingTreeSource
 
     other: Any = (_pinned_tree(config, name, pin) if against_pin
                   else WorkingTreeSource(config.components_dir))
-    return sorted(path for path, data in reads.items() if other.read(path.split("/")) != data)
+    return sorted(path for path, data in reads.items()
+                  if not same_content(other, path.split("/"), data))
 
 
 # -- 24: migration build without --pinned ---------------------------------------------------
@@ -295,7 +312,7 @@ def stale_components(config: Config, names: Sequence[str], variables: Any) -> li
     pins = {n: None if _plain(config, n) else _lock_or_none(config, n) for n in names}
     probes: dict[str, Probe | None] = {}
 
-    def reads_of(name: str) -> dict[str, bytes | None]:
+    def reads_of(name: str) -> dict[str, Recorded]:
         if name not in probes:
             try:
                 probes[name] = probe(config, name, pinned=True, variables=variables)
@@ -321,15 +338,16 @@ def stale_components(config: Config, names: Sequence[str], variables: Any) -> li
 
 
 def _taken_later(config: Config, path: str, later: Sequence[str], pins: dict[str, str | None],
-                 reads_of: Callable[[str], dict[str, bytes | None]]) -> bool:
+                 reads_of: Callable[[str], dict[str, Recorded]]) -> bool:
+    from spawn_db.render.data import same_content
     from spawn_db.render.template import WorkingTreeSource
 
-    current = WorkingTreeSource(config.components_dir).read(path.split("/"))
+    current = WorkingTreeSource(config.components_dir)
     for name in later:
         if pins[name] is None:
             continue
         reads = reads_of(name)
-        if path in reads and reads[path] == current:
+        if path in reads and same_content(current, path.split("/"), reads[path]):
             return True
     return False
 

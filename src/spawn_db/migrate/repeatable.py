@@ -64,6 +64,7 @@ from spawn_db.project import Project, validate_name
 
 if TYPE_CHECKING:
     from spawn_db.db.engine import Engine
+    from spawn_db.render.data import StreamedFile
     from spawn_db.render.template import ComponentSource, Renderer
 
 FOLDER = "repeatable"
@@ -372,11 +373,12 @@ class Checksums:
             return str(entry[0]), int(entry[1])
         checksum, size, reads, random = self._render(name)
         if not random:
-            self.new[key] = [checksum, size, {p: None if d is None else _xxh3(d)
+            self.new[key] = [checksum, size, {p: _recorded_digest(d)
                                               for p, d in reads.items()}]
         return checksum, size
 
-    def _render(self, name: str) -> tuple[str, int, dict[str, bytes | None], bool]:
+    def _render(self, name: str
+                ) -> tuple[str, int, dict[str, bytes | StreamedFile | None], bool]:
         import xxhash
 
         from spawn_db.migrate.drift import RecordingSource
@@ -413,6 +415,17 @@ class Checksums:
             atomic_write(self.path, payload.encode(), durable=False)
         except OSError:
             return
+
+
+def _recorded_digest(recorded: bytes | StreamedFile | None) -> str | None:
+    """The cache's digest of what a render read (a streamed CSV is kept as its digest)."""
+    from spawn_db.render.data import StreamedFile
+
+    if recorded is None:
+        return None
+    if isinstance(recorded, StreamedFile):
+        return recorded.digest.hex()
+    return _xxh3(recorded)
 
 
 def _watch_random(renderer: Renderer, random: list[bool]) -> None:

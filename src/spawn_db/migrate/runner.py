@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import sys
 import tempfile
 import time
@@ -91,6 +92,8 @@ if TYPE_CHECKING:
 
 SPOOL_MEMORY = 8 * 1024 * 1024
 SCAN_LIMIT = 1024 * 1024
+TAIL = 4096  # bytes of a rendered script kept to see how it ends
+_NO_SQL = re.compile(rb"(?:[ \t\r\n\f\v]+|--[^\n]*|/\*.*?\*/)*", re.S)
 LOOKAHEAD = 3
 # What DISCARD ALL does, except DISCARD PLANS (cached plans are invisible to SQL, and
 # replanning every bookkeeping and foreign-key query after each migration costs more
@@ -179,6 +182,7 @@ class Rendered:
     checksum: bytes
     pin: str | None
     shape: ScriptShape
+    ends_in_copy_data: bool = False
     migration_id: int | None = None
     attempted: bool = False
     started: float | None = None
@@ -211,6 +215,7 @@ def render_migration(
     digest = xxhash.xxh3_128()
     size = newlines = 0
     scan: list[bytes] | None = []
+    tail = _Tail()
     try:
         for chunk in chunks:
             data = _encode(chunk, name)
@@ -218,6 +223,7 @@ def render_migration(
             digest.update(data)
             size += len(data)
             newlines += data.count(b"\n")
+            tail.add(data)
             if scan is not None:
                 scan.append(data)
                 if size > SCAN_LIMIT:
@@ -230,7 +236,7 @@ def render_migration(
     else:
         shape = analyze(b"".join(scan))
     rendered = Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape,
-                        secrets=tuple(used))
+                        secrets=tuple(used), ends_in_copy_data=tail.ends_in_copy_data())
     if used:
         with_secrets(rendered, config, variables, f"migration {name} {script}",
                      fetch=fetch_secrets)
@@ -275,6 +281,39 @@ def _check_secret_places(rendered: Rendered, what: str) -> None:
             f"dollar-quoted body or a comment (rendered line {lines[0]}), where psql does not "
             "substitute variables; pass the secret outside the body, e.g. as a function "
             "argument or with format() in a DO block called with it")
+
+
+class _Tail:
+    """The last ``TAIL`` bytes of a rendered script (trimmed in batches, so a render of
+    many small chunks does not copy the window once per chunk)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.cut = False
+
+    def add(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size > 2 * TAIL:
+            kept = b"".join(self.parts)[-TAIL:]
+            self.parts, self.size, self.cut = [kept], len(kept), True
+
+    def ends_in_copy_data(self) -> bool:
+        """Whether nothing but blanks and comments follows the script's last ``\\.`` line,
+        the end of COPY data.
+
+        psql 18 silently stops reading its input (exit code 0) when the first query after
+        a ``COPY ... FROM STDIN`` is empty; the ``;`` that ends an unterminated last
+        statement would be that query, so it is not sent after such a script (nothing
+        is unterminated there).
+        """
+        text = b"".join(self.parts)[-TAIL:]
+        text = text if self.cut else b"\n" + text
+        end = max(text.rfind(b"\n\\.\n"), text.rfind(b"\n\\.\r\n"))
+        if end < 0:
+            end = len(text) - 3 if text.endswith(b"\n\\.") else -1
+        return end >= 0 and _NO_SQL.fullmatch(text, end + 3) is not None
 
 
 def _render_chunks(
@@ -893,7 +932,8 @@ class MigrationRun:
             # Ends a last statement that has no ``;`` as psql would at the end of input
             # (the scanner stops at a script's first meta-command, so it cannot tell);
             # after a complete one it is an empty query, which does nothing.
-            process.write("\n;")
+            if not rendered.ends_in_copy_data:
+                process.write("\n;")
             process.write(ISOLATED_EPILOGUE)
             extra = STATEMENT_FAILED_CHECK
             if hooks is not None:

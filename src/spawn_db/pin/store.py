@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import xxhash
 
@@ -196,6 +196,33 @@ class PinStore:
             )
         return data
 
+    def open(self, digest: str, *, context: str) -> BinaryIO:
+        """An object opened for reading, after hashing it a block at a time (as ``get``
+        checks it, without holding its bytes)."""
+        path = self.object_path(digest)
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            raise PinStoreError(
+                f"pin object {digest} is missing from {self.root} ({context}); restore "
+                "pinned/ from version control (re-pinning would change what the migration "
+                "renders)"
+            ) from None
+        except OSError as exc:
+            raise PinStoreError(f"cannot read pin object {path} ({context}): {exc.strerror}") \
+                from None
+        hasher = xxhash.xxh3_128()
+        for block in iter(lambda: file.read(1 << 20), b""):
+            hasher.update(block)
+        if hasher.hexdigest() != digest:
+            file.close()
+            raise PinStoreError(
+                f"pin object {digest} in {self.root} is corrupt: its bytes hash to "
+                f"{hasher.hexdigest()} ({context}); restore it from version control"
+            )
+        file.seek(0)
+        return file
+
     def read_tree(self, digest: str, *, context: str) -> dict[str, TreeEntry]:
         text = self.get(digest, context=context)
         return {e.name: e for e in parse_tree(text, digest)}
@@ -296,6 +323,17 @@ class PinnedTree:
 
     def read(self, parts: list[str]) -> bytes | None:
         """The bytes of the file at ``parts`` in the snapshot, or None if absent."""
+        digest = self._blob(parts)
+        return None if digest is None else self.store.get(digest, context=self.context)
+
+    def open(self, parts: list[str]) -> BinaryIO | None:
+        """The file at ``parts`` opened for streaming (``copy_csv``), or None if absent;
+        verified against its hash first, so a corrupt object is refused before any of it
+        is used."""
+        digest = self._blob(parts)
+        return None if digest is None else self.store.open(digest, context=self.context)
+
+    def _blob(self, parts: list[str]) -> str | None:
         digest = self.root
         for i, part in enumerate(parts):
             entry = self._tree(digest).get(part)
@@ -305,7 +343,7 @@ class PinnedTree:
             if last != (entry.kind == "Blob"):
                 return None
             digest = entry.hash
-        return self.store.get(digest, context=self.context)
+        return digest
 
 
 def read_lock(migration_dir: Path) -> str | None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import jinja2
 from jinja2 import nodes
@@ -40,6 +40,8 @@ from spawn_db.errors import (
 )
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.fsutil import is_inside, real_folder
+from spawn_db.render.data import Streams, expand_streams, open_component
+from spawn_db.render.data import template_functions as data_functions
 from spawn_db.render.limits import (
     MAX_INDENT,
     MAX_INT_BITS,
@@ -61,7 +63,8 @@ if TYPE_CHECKING:
 
 HTML_FILTERS = ("escape", "e", "forceescape", "urlize", "xmlattr")
 RUNTIME_IMPORT = "from jinja2.runtime import "
-READER_FILTERS = ("read_file", "read_json", "read_toml", "read_yaml")
+READER_FILTERS = ("read_file", "read_json", "read_toml", "read_yaml", "read_csv", "read_jsonl",
+                  "copy_csv")
 
 
 class ComponentSource(Protocol):
@@ -99,6 +102,15 @@ class WorkingTreeSource:
 
     def read(self, parts: list[str]) -> bytes | None:
         """The bytes of a regular file under ``components/``, or None if there is none."""
+        file = self.open(parts)
+        if file is None:
+            return None
+        with file:
+            return file.read()
+
+    def open(self, parts: list[str]) -> IO[bytes] | None:
+        """A regular file under ``components/`` opened for reading (``copy_csv`` streams
+        it), or None if there is none."""
         root = self.real_root
         real = os.path.realpath(os.path.join(root, *parts))
         if not is_inside(real, root):
@@ -110,8 +122,7 @@ class WorkingTreeSource:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
-            with os.fdopen(os.dup(fd), "rb") as file:
-                return file.read()
+            return os.fdopen(os.dup(fd), "rb")
         finally:
             os.close(fd)
 
@@ -139,6 +150,11 @@ class PinnedSource:
 
     def read(self, parts: list[str]) -> bytes | None:
         result: bytes | None = self.tree.read(parts)
+        return result
+
+    def open(self, parts: list[str]) -> IO[bytes] | None:
+        """The pinned file, verified against its hash, opened for streaming."""
+        result: IO[bytes] | None = self.tree.open(parts)
         return result
 
 
@@ -317,6 +333,8 @@ class SqlEnvironment(SandboxedEnvironment):
         for name in HTML_FILTERS:
             self.filters.pop(name, None)
         self.filters.update(_filters(self))
+        self.streams = Streams()
+        self.filters.update(data_functions(self))
         for name in READER_FILTERS:
             self.globals[name] = self.filters[name]
         self.globals.update(
@@ -398,6 +416,17 @@ class SqlEnvironment(SandboxedEnvironment):
                 "(it is relative to components/)"
             )
         return data
+
+    def open_component(self, path: str) -> tuple[IO[bytes], str]:
+        """A components file opened for streaming, and its name for messages."""
+        parts = component_parts(path)
+        stream = open_component(self.source, parts)
+        if stream is None:
+            raise ComponentNotFound(
+                f"file {path!r} not found in {self.source.description}; check the path "
+                "(it is relative to components/)"
+            )
+        return stream, "components/" + "/".join(parts)
 
 
 def _filters(env: SqlEnvironment) -> dict[str, Callable[..., Any]]:
@@ -615,8 +644,10 @@ class Renderer:
             strict_undefined(values) if strict else jinja2.Undefined)
         secrets = getattr(context, "secrets", None)
         self.template.environment.globals["secret"] = _secret_function(secrets)
+        env = self.template.environment
+        streams = env.streams = Streams()  # type: ignore[attr-defined]
         try:
-            yield from self.template.generate(values)
+            yield from expand_streams(self.template.generate(values), streams, self.display_name)
         except SpawnError as exc:
             if isinstance(exc, TemplateError):
                 raise

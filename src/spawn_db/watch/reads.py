@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import xxhash
 
@@ -30,6 +30,13 @@ class RecordingSource:
     def read(self, parts: list[str]) -> bytes | None:
         self.asked.add(self.root.joinpath(*parts))
         return self.inner.read(parts)
+
+    def open(self, parts: list[str]) -> IO[bytes] | None:
+        """A stream of the file (``copy_csv`` streams large files), recorded like a read."""
+        from spawn_db.render.data import open_component
+
+        self.asked.add(self.root.joinpath(*parts))
+        return open_component(self.inner, parts)
 
 
 @dataclass(frozen=True)
