@@ -341,6 +341,9 @@ class Checksums:
     def __init__(self, config: Config, variables: Any) -> None:
         self.config = config
         self.variables = variables
+        self._root: str | None = None
+        self._root_known = False
+        self._digests: dict[str, str | None] = {}
         self.path = config.project_dir / CACHE
         self.old = self._load()
         self.new: dict[str, list[Any]] = {}
@@ -397,14 +400,29 @@ class Checksums:
     def _still_valid(self, entry: Any) -> bool:
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], dict)):
             return False
-        root, escaped = real_folder(str(self.config.components_dir))
-        if escaped is not None:
+        root = self._components_root()
+        if root is None:
             return False
         for path, digest in entry[2].items():
-            found = _component_bytes(root, str(path))
-            if (None if found is None else _xxh3(found)) != digest:
+            found = self._digest_of(root, str(path))
+            if found != digest:
                 return False
         return True
+
+    def _components_root(self) -> str | None:
+        """``components/`` resolved once per apply (None: a link leaving the project)."""
+        if not self._root_known:
+            root, escaped = real_folder(str(self.config.components_dir))
+            self._root = None if escaped is not None else root
+            self._root_known = True
+        return self._root
+
+    def _digest_of(self, root: str, path: str) -> str | None:
+        """A component's digest, read once per apply however many repeatables include it."""
+        if path not in self._digests:
+            found = _component_bytes(root, path)
+            self._digests[path] = None if found is None else _xxh3(found)
+        return self._digests[path]
 
     def save(self) -> None:
         if self.new == self.old:

@@ -128,12 +128,12 @@ class Watcher:
         variables = self._variables(result)
         if variables is None:
             return result
-        history = self._history(result)
+        drafts = [name for name in self._drafts()
+                  if changed is None or self._affected(name, changed)]
+        history = self._history(result) if drafts else {}
         if history is None:
             return result
-        for name in self._drafts():
-            if changed is not None and not self._affected(name, changed):
-                continue
+        for name in drafts:
             result.ran = True
             self._sync_draft(name, history.get(name), variables, result)
         if changed is None or self._repeatables_touched(changed):
