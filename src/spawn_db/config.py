@@ -53,7 +53,7 @@ COMMAND_KEYS = ("kind", "direct", "provider", "append", "database")
 HOOK_EVENTS = ("before_apply", "after_apply", "after_apply_error", "before_each_migration",
                "after_each_migration", "before_revert", "after_revert", "before_test",
                "after_tests")
-HOOK_KEYS = ("sql", "command", "on_error", "environments")
+HOOK_KEYS = ("sql", "command", "plugin", "on_error", "environments")
 HOOKS_FOLDER = "hooks"
 
 CommandKind = Literal["direct", "provider", "embedded"]
@@ -104,14 +104,18 @@ class HookConfig:
     command: tuple[str, ...] = ()
     on_error: Literal["fail", "warn"] = "fail"
     environments: tuple[str, ...] = ()
+    plugin: str | None = None  # a ``spawn.hooks`` entry point (a Python callable)
 
     @property
     def label(self) -> str:
         """How messages name the hook: its event, place and what it runs."""
         import shlex
 
-        what = f"sql = {toml_string(self.sql)}" if self.sql is not None else \
-            f"command = {shlex.join(self.command)}"
+        if self.plugin is not None:
+            what = f"plugin = {toml_string(self.plugin)}"
+        else:
+            what = f"sql = {toml_string(self.sql)}" if self.sql is not None else \
+                f"command = {shlex.join(self.command)}"
         return f"hook [[hooks.{self.event}]] #{self.number} ({what})"
 
 
@@ -551,12 +555,16 @@ def _hook(event: str, number: int, entry: Mapping[str, Any], path: Path,
           warnings: list[str]) -> HookConfig:
     where = f"[[hooks.{event}]] #{number}"
     _warn_unknown(entry, HOOK_KEYS, f"{path} {where}", warnings)
-    sql, command = entry.get("sql"), entry.get("command")
-    if (sql is None) == (command is None):
+    sql, command, plugin = entry.get("sql"), entry.get("command"), entry.get("plugin")
+    if [sql, command, plugin].count(None) != 2:
         raise ConfigError(
             f"{path}: {where} needs exactly one of `sql` (a template under "
-            f'{HOOKS_FOLDER}/, e.g. `sql = "{HOOKS_FOLDER}/grants.sql"`) and `command` (an '
-            'argv list, e.g. `command = ["./notify.sh"]`)')
+            f'{HOOKS_FOLDER}/, e.g. `sql = "{HOOKS_FOLDER}/grants.sql"`), `command` (an '
+            'argv list, e.g. `command = ["./notify.sh"]`) and `plugin` (the name of an '
+            "installed spawn.hooks plugin)")
+    if plugin is not None and (not isinstance(plugin, str) or not plugin):
+        raise ConfigError(f"{path}: {where} `plugin` must be the name of a spawn.hooks "
+                          'entry point, e.g. `plugin = "audit"`')
     if sql is not None:
         _hook_path(sql, path, where)
     if command is not None and (not isinstance(command, list) or not command
@@ -577,7 +585,7 @@ def _hook(event: str, number: int, entry: Mapping[str, Any], path: Path,
             f'{path}: {where} `environments` must be a list of environment names, e.g. '
             '`environments = ["dev", "staging"]`')
     return HookConfig(event, number, sql, tuple(command or ()),
-                      "warn" if on_error == "warn" else "fail", tuple(environments))
+                      "warn" if on_error == "warn" else "fail", tuple(environments), plugin)
 
 
 def _hook_path(value: Any, path: Path, where: str) -> None:

@@ -102,6 +102,10 @@ def test_spawn_plugins_lists_what_is_installed_and_what_fails(
     assert lines == [
         "spawn.commands  hello  spawn_example_plugin:hello  (spawn-example-plugin 0.1.0, "
         f"{example_site})  ok",
+        "spawn.hooks  boom  spawn_example_plugin:boom  (spawn-example-plugin 0.1.0, "
+        f"{example_site})  ok",
+        "spawn.hooks  record  spawn_example_plugin:record_event  (spawn-example-plugin "
+        f"0.1.0, {example_site})  ok",
         "spawn.secrets  reversed  spawn_example_plugin:reversed_secret  "
         f"(spawn-example-plugin 0.1.0, {example_site})  ok",
         "spawn.template  broken  spawn_broken_plugin:template  (spawn-broken-plugin 0.0.1, "
@@ -149,3 +153,45 @@ def test_a_secret_provider_plugin(db_project: DbProject, example_site: Path) -> 
 
     assert result.exit_code == 0, result.stderr
     assert db_project.database.query("SELECT v FROM kept") == "my-secret"
+
+
+def test_hook_plugins_hear_the_events_they_are_configured_for(
+    db_project: DbProject, example_site: Path, tmp_path: Path,
+) -> None:
+    import json
+
+    log = tmp_path / "events.jsonl"
+    with db_project.config_path.open("a", encoding="utf-8") as config:
+        config.write('\n[[hooks.after_each_migration]]\nplugin = "record"\n'
+                     '[[hooks.after_apply]]\nplugin = "record"\n')
+    name = db_project.add_migration("t", "CREATE TABLE t (id int);\n")
+
+    result = db_project.run("migration", "apply", "--yes",
+                            env=with_site(example_site, SPAWN_EXAMPLE_HOOK_LOG=str(log)))
+
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["event"], e.get("migration")) for e in events] == [
+        ("after_each_migration", name), ("after_apply", None)]
+    assert events[0]["target"] == "local" and events[0]["environment"] == "dev"
+    assert "password" not in events[0]["psql"].lower()
+
+
+def test_a_failing_hook_plugin_fails_the_apply_naming_it(db_project: DbProject,
+                                                          example_site: Path) -> None:
+    with db_project.config_path.open("a", encoding="utf-8") as config:
+        config.write('\n[[hooks.after_apply]]\nplugin = "boom"\n')
+    db_project.add_migration("t", "CREATE TABLE t (id int);\n")
+
+    result = db_project.run("migration", "apply", "--yes", env=with_site(example_site))
+    db_project.add_migration("u", "CREATE TABLE u (id int);\n")
+    off = db_project.run("--no-plugins", "migration", "apply", "--yes",
+                         env=with_site(example_site))
+
+    assert result.exit_code == 1
+    assert ('error: hook [[hooks.after_apply]] #1 (plugin = "boom") failed: RuntimeError: '
+            "refusing after_apply") in result.stderr
+    assert db_project.database.query("SELECT to_regclass('t') IS NOT NULL") == "t"
+    assert off.exit_code == 1
+    assert "no spawn.hooks plugin named 'boom' is installed (or plugins are turned off" \
+        in off.stderr

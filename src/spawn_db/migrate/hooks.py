@@ -28,6 +28,8 @@ from spawn_db.config import HOOKS_FOLDER, Config, HookConfig
 from spawn_db.errors import ConfigError, HookFailed
 from spawn_db.fsutil import is_inside
 
+# What a plugin hook is told (the SPAWN_* variables a command hook gets, lower-cased).
+PLUGIN_INFO = ("TARGET", "ENVIRONMENT", "EVENT", "MIGRATION", "TEST", "PSQL")
 # How many lines of a failing hook's error output its message quotes.
 ERROR_LINES = 10
 
@@ -59,7 +61,10 @@ class Hooks:
         """Run every active hook of ``event`` in order; ``sql`` / ``commands`` False skips
         that kind (a migration's SQL hooks run inside its session)."""
         for hook in self.active(event):
-            if hook.sql is None:
+            if hook.plugin is not None:
+                if commands:
+                    self.run_plugin(hook, migration=migration, test=test)
+            elif hook.sql is None:
                 if commands:
                     self.run_command(hook, migration=migration, test=test)
             elif sql:
@@ -146,6 +151,28 @@ class Hooks:
             f"{hook.label} failed in the session of migration {migration}: {error}\n"
             f"Fix {self.config.spawn_folder.name}/{hook.sql} (or set on_error = \"warn\" on "
             "it), or run with --no-hooks")
+
+    # -- plugins --------------------------------------------------------------------------
+
+    def run_plugin(self, hook: HookConfig, *, migration: str | None = None,
+                   test: str | None = None) -> None:
+        """Call the ``spawn.hooks`` entry point the hook names with the event and what a
+        command would get in its ``SPAWN_*`` variables (a mapping of their values)."""
+        from spawn_db import plugins
+
+        function = plugins.load("spawn.hooks").get(str(hook.plugin))
+        if function is None or not callable(function):
+            self.fail(hook, f"no spawn.hooks plugin named {hook.plugin!r} is installed (or "
+                      "plugins are turned off: --no-plugins, SPAWN_NO_PLUGINS); `spawn "
+                      "plugins` lists them")
+            return
+        env = self.environment(hook.event, migration=migration, test=test)
+        info = {key.lower(): env[f"SPAWN_{key}"] for key in PLUGIN_INFO
+                if f"SPAWN_{key}" in env}
+        try:
+            function(hook.event, info)
+        except Exception as exc:  # the plugin's failure is the hook's failure
+            self.fail(hook, f"{type(exc).__name__}: {exc}")
 
     # -- commands -------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""An example spawn plugin: template functions, a command and a secret provider."""
+"""An example spawn plugin: template functions, a command, a secret provider and hooks."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 from types import SimpleNamespace
 
@@ -49,3 +51,14 @@ def hello(name: str) -> None:
 def reversed_secret(value: str) -> str:
     """A secret provider: [secrets.x] reversed = "drowssap" gives "password"."""
     return value[::-1]
+
+
+def record_event(event: str, info: dict[str, str]) -> None:
+    """A hook: append the event and what spawn said about it to the file that
+    SPAWN_EXAMPLE_HOOK_LOG names (one JSON object per line)."""
+    with open(os.environ["SPAWN_EXAMPLE_HOOK_LOG"], "a", encoding="utf-8") as log:
+        log.write(json.dumps({"event": event, **info}, sort_keys=True) + "\n")
+
+
+def boom(event: str, info: dict[str, str]) -> None:
+    raise RuntimeError(f"refusing {event}")
