@@ -177,7 +177,7 @@ def test_apply_runs_migrations_then_repeatables_in_order_in_their_own_namespace(
 
     assert result.repeatables is not None
     assert [o.name for o in result.repeatables.applied] == ["views", "a-grants"]
-    assert all_rows(db_project)[2:] == [
+    assert all_rows(db_project)[3:] == [
         ("default", users, "APPLY", "ATTEMPTED"), ("default", users, "APPLY", "SUCCESS"),
         ("repeatable", "views", "APPLY", "ATTEMPTED"), ("repeatable", "views", "APPLY", "SUCCESS"),
         ("repeatable", "a-grants", "APPLY", "ATTEMPTED"),
@@ -418,7 +418,7 @@ def test_repeatables_leave_the_default_namespace_as_the_rust_tool_reads_it(
     assert [r["name"] for r in report["repeatables"]] == ["users"]
     assert db_project.database.query(
         "SELECT namespace, count(*) FROM _spawn.migration GROUP BY 1 ORDER BY 1") == (
-        "default|1\nrepeatable|1\nspawn|2")
+        "default|1\nrepeatable|1\nspawn|3")
 
 
 def test_a_removed_repeatable_is_database_only_and_nothing_is_dropped(
