@@ -229,3 +229,19 @@ def test_settings_shapes() -> None:
     assert variables_setting({"variables": "c.json"}) == (True, "c.json")
     assert variables_setting({"spawn": {"path": "spawn"}}) == (True, None)
     assert variables_setting(json.loads('{"spawn": {"variables": 3}}')) == (True, None)
+
+
+def test_a_test_that_drives_sessions_or_inlines_a_migration_has_no_undefined_names(
+        project: LintProject) -> None:
+    path = project.spawn / "tests" / "locks" / "test.sql"
+    path.parent.mkdir(parents=True)
+    path.write_text("", encoding="utf-8")
+    text = ("{{ apply_migration('20240101000000-a') }}\nBEGIN;\n"
+            "{{ bg('s2', 'lock.sql') }}\n{{ step('s2', 'UPDATE t SET a = 1;') }}\n"
+            "COMMIT;\n{{ wait('s2') }}\n")
+    strict = project.root / "spawn.toml"
+    strict.write_text(strict.read_text() + '\n[templates]\nundefined = "strict"\n',
+                      encoding="utf-8")
+
+    assert problems_of(project, path, text) == []
+    assert problems_of(project, path, "{{ nope('s2') }}\n") != []

@@ -135,7 +135,27 @@ def render(document: Document, text: str, variables: Path | None = None,
     if plain is not None:
         return SourceMap.identity(plain, document.display)
     context = template_context(document.config, _variables(document, variables))
+    if document.path.name == "test.sql":
+        context.update(_test_functions())
     return render_fast(text, document.display, document.components, context, cancelled)
+
+
+# Functions only a golden test has (``spawn test`` adds them when it runs one): in the
+# editor they render as the comments ``spawn test build`` shows, so a test that drives
+# sessions or inlines a migration has no "undefined" diagnostic.
+TEST_FUNCTIONS = ("bg", "step", "wait", "apply_migration")
+
+
+def _test_functions() -> dict[str, Callable[..., Any]]:
+    from spawn_db.render.sqlvalue import SqlMarkup
+
+    def preview(name: str) -> Callable[..., Any]:
+        def shown(*args: Any) -> SqlMarkup:
+            listed = ", ".join(repr(a) for a in args)
+            return SqlMarkup(f"-- {name}({listed})".replace("\n", " ") + "\n")
+        return shown
+
+    return {name: preview(name) for name in TEST_FUNCTIONS}
 
 
 def _variables(document: Document, override: Path | None) -> Any:
