@@ -171,3 +171,26 @@ def test_bad_secret_declarations_are_configuration_errors(db_project: DbProject)
     assert result.exit_code == 2
     assert "[secrets.pw] names 2 providers; give exactly one of env, file, command, " \
         "variable" in result.stderr
+
+
+def test_secrets_reach_a_sql_step_and_a_sql_hook(db_project: DbProject) -> None:
+    env = env_secret(db_project)
+    declare(db_project, '[[hooks.after_apply]]\nsql = "hooks/keep.sql"\n')
+    hooks = db_project.spawn_dir / "hooks"
+    hooks.mkdir()
+    (hooks / "keep.sql").write_text(
+        "CREATE TABLE from_hook AS SELECT {{ secret('pw') }} AS v;\n", encoding="utf-8")
+    folder = db_project.spawn_dir / "migrations" / "20240101000000-stepped"
+    (folder / "steps").mkdir(parents=True)
+    (folder / "migration.toml").write_text('[[steps]]\nsql = "steps/01.sql"\n',
+                                          encoding="utf-8")
+    (folder / "steps" / "01.sql").write_text(
+        "CREATE TABLE from_step AS SELECT {{ secret('pw') }} AS v;\n", encoding="utf-8")
+
+    result = db_project.run("--debug", "migration", "apply", "--yes", "--no-pin", env=env)
+
+    assert result.exit_code == 0, result.stderr
+    assert db_project.database.query("SELECT v FROM from_step") == SECRET
+    assert db_project.database.query("SELECT v FROM from_hook") == SECRET
+    for output in (result.stdout, result.stderr, everything_spawn_wrote(db_project)):
+        assert SECRET not in output

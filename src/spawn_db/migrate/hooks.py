@@ -98,8 +98,27 @@ class Hooks:
             renderer = compile_template(_read(path, hook), hook.sql,
                                         WorkingTreeSource(self.config.components_dir))
             context = template_context(self.config, self.variables or {})
-            self._rendered[hook.sql] = renderer.render(context)
+            text = renderer.render(context)
+            used = context.secrets.used if context.secrets is not None else []
+            self._rendered[hook.sql] = self._with_secrets(hook, text, used) + text
         return self._rendered[hook.sql]
+
+    def _with_secrets(self, hook: HookConfig, text: str, used: list[str]) -> str:
+        """psql input setting the secrets the hook's SQL references (it is run after them,
+        in the same session), checked as a migration's are."""
+        if not used:
+            return ""
+        from spawn_db.db.psqlscan import unsubstituted_lines
+        from spawn_db.errors import TemplateError
+        from spawn_db.secret.values import VARIABLE_PREFIX, fetch, set_commands
+
+        lines = unsubstituted_lines(text.encode("utf-8"), f":'{VARIABLE_PREFIX}".encode())
+        if lines:
+            raise TemplateError(
+                f"{hook.label}: secret() is used inside a quoted or dollar-quoted body or a "
+                f"comment (rendered line {lines[0]}), where psql does not substitute "
+                "variables; pass the secret outside the body")
+        return set_commands(fetch(self.config, used, self.variables))
 
     def run_sql(self, hook: HookConfig) -> None:
         """The hook's SQL through a psql of its own on the target, stopping at an error."""

@@ -191,6 +191,7 @@ def _run_sql(run: MigrationRun, rendered: Rendered, sql: str) -> str | None:
     process.on_stderr = run.notice
     process.write(PSQL_PREAMBLE)
     process.write(run.setup.opening())
+    process.write(rendered.secret_input)  # the \set lines of the secrets the steps use
     process.write(sql)
     process.write("\n;")
     process.write(ISOLATED_EPILOGUE)
