@@ -392,8 +392,13 @@ def test_sigterm_stops_every_session_like_ctrl_c(db_project: Any) -> None:
     try:
         database.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
                             "WHERE query LIKE 'SELECT pg_sleep(37)%'")
+        deadline = time.monotonic() + 20
         psqls = children(proc.pid)
-        assert len(psqls) == 3  # the test's own psql, s2's and the control session's
+        while len(psqls) < 3:  # the test's own psql, s2's and the control session's
+            assert time.monotonic() < deadline, psqls
+            time.sleep(0.02)
+            psqls = children(proc.pid)
+        assert len(psqls) == 3
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=20)
         assert [pid for pid in psqls if alive(pid)] == []
@@ -404,3 +409,5 @@ def test_sigterm_stops_every_session_like_ctrl_c(db_project: Any) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
