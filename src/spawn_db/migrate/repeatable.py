@@ -23,7 +23,6 @@ import heapq
 import json
 import os
 import stat
-import tempfile
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ from spawn_db.config import (
     closest_key,
     toml_error_location,
 )
-from spawn_db.db.psqlscan import ScriptShape, analyze
 from spawn_db.errors import (
     DependencyCycle,
     MigrationFailed,
@@ -49,13 +47,12 @@ from spawn_db.errors import (
 )
 from spawn_db.fsutil import atomic_write, atomic_write_text, is_inside, real_folder
 from spawn_db.migrate.runner import (
-    SCAN_LIMIT,
-    SPOOL_MEMORY,
     ApplyReporter,
     MigrationOutcome,
     MigrationRun,
     Rendered,
     SessionSetup,
+    spool_rendered,
     with_secrets,
 )
 from spawn_db.migrate.settings import _names, _string, find_cycle
@@ -280,31 +277,9 @@ def render_repeatable(config: Config, name: str, *, variables: Any,
     """``name`` rendered whole into a spool, with its checksum (its identity) and the
     script's shape (whether it may share the runner), as ``runner.render_migration``
     renders a migration."""
-    import xxhash
-
     used: list[str] = []
     chunks = _chunks(config, name, variables, used_secrets=used)
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
-    digest = xxhash.xxh3_128()
-    size = newlines = 0
-    scan: list[bytes] | None = []
-    try:
-        for chunk in chunks:
-            data = _encode(chunk, name)
-            spool.write(data)
-            digest.update(data)
-            size += len(data)
-            newlines += data.count(b"\n")
-            if scan is not None:
-                scan.append(data)
-                scan = scan if size <= SCAN_LIMIT else None
-    except BaseException:
-        spool.close()
-        raise
-    shape = (ScriptShape(False, f"it is larger than {SCAN_LIMIT // 1024} KiB") if scan is None
-             else analyze(b"".join(scan)))
-    rendered = Rendered(name, position, spool, size, newlines, digest.digest(), None, shape,
-                        secrets=tuple(used))
+    rendered = spool_rendered(name, chunks, position=position, secrets=used, encode=_encode)
     if used:
         with_secrets(rendered, config, variables, f"repeatable {name} up.sql")
     return rendered

@@ -207,10 +207,26 @@ def render_migration(
     """Render ``name``'s ``script`` whole (memory bounded by a spool) before anything is
     sent; the secrets it references are fetched now (unless ``fetch_secrets`` is False: a
     dry run), so an unavailable one stops it before its ATTEMPTED row."""
-    import xxhash
 
     chunks, pin, used = _render_chunks(config, name, pinned=pinned, variables=variables,
                                        script=script)
+    rendered = spool_rendered(name, chunks, position=position, pin=pin, secrets=used)
+    if used:
+        with_secrets(rendered, config, variables, f"migration {name} {script}",
+                     fetch=fetch_secrets)
+    return rendered
+
+
+def spool_rendered(name: str, chunks: Iterable[str], *, position: int = 1,
+                   pin: str | None = None, secrets: Sequence[str] = (),
+                   encode: Callable[[str, str], bytes] | None = None) -> Rendered:
+    """A render's chunks written whole into a spool (memory bounded), with the checksum,
+    the counts, the shape of the script and whether it ends in COPY data; ``secrets``
+    are read once the chunks are consumed. ``encode`` words the error of text that is
+    not valid Unicode."""
+    import xxhash
+
+    encode = encode or _encode
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
     digest = xxhash.xxh3_128()
     size = newlines = 0
@@ -218,7 +234,7 @@ def render_migration(
     tail = _Tail()
     try:
         for chunk in chunks:
-            data = _encode(chunk, name)
+            data = encode(chunk, name)
             spool.write(data)
             digest.update(data)
             size += len(data)
@@ -235,12 +251,8 @@ def render_migration(
         shape = ScriptShape(False, f"it is larger than {SCAN_LIMIT // 1024} KiB")
     else:
         shape = analyze(b"".join(scan))
-    rendered = Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape,
-                        secrets=tuple(used), ends_in_copy_data=tail.ends_in_copy_data())
-    if used:
-        with_secrets(rendered, config, variables, f"migration {name} {script}",
-                     fetch=fetch_secrets)
-    return rendered
+    return Rendered(name, position, spool, size, newlines, digest.digest(), pin, shape,
+                    secrets=tuple(secrets), ends_in_copy_data=tail.ends_in_copy_data())
 
 
 def with_secrets(rendered: Rendered, config: Config, variables: Any, what: str, *,
