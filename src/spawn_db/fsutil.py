@@ -17,6 +17,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
@@ -158,6 +159,21 @@ def in_process_table(pid: int) -> bool:
 def is_inside(path: str, folder: str) -> bool:
     """Whether the resolved ``path`` is ``folder`` or lies under it (both resolved)."""
     return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def open_regular(path: str) -> IO[bytes] | None:
+    """``path`` opened for reading when it is a regular file, else None (missing, a
+    folder, a FIFO that would block): without following it into a device or a pipe."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.fdopen(os.dup(fd), "rb")
+    finally:
+        os.close(fd)
 
 
 def real_folder(folder: str) -> tuple[str, str | None]:

@@ -22,7 +22,6 @@ import hashlib
 import heapq
 import json
 import os
-import stat
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,13 @@ from spawn_db.errors import (
     TemplateError,
     UsageError,
 )
-from spawn_db.fsutil import atomic_write, atomic_write_text, is_inside, real_folder
+from spawn_db.fsutil import (
+    atomic_write,
+    atomic_write_text,
+    is_inside,
+    open_regular,
+    real_folder,
+)
 from spawn_db.migrate.runner import (
     ApplyReporter,
     MigrationOutcome,
@@ -446,17 +451,11 @@ def _component_bytes(root: str, path: str) -> bytes | None:
     real = os.path.realpath(os.path.join(root, *path.split("/")))
     if not is_inside(real, root):
         return b"\0outside"
-    try:
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
-    except (FileNotFoundError, NotADirectoryError):
+    file = open_regular(real)
+    if file is None:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(os.dup(fd), "rb") as file:
-            return file.read()
-    finally:
-        os.close(fd)
+    with file:
+        return file.read()
 
 
 def _xxh3(data: bytes) -> str:

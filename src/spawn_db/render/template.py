@@ -12,7 +12,6 @@ import base64
 import copy
 import json
 import os
-import stat
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -39,7 +38,7 @@ from spawn_db.errors import (
     TemplateTooLarge,
 )
 from spawn_db.escape import escape_identifier, escape_literal
-from spawn_db.fsutil import is_inside, real_folder
+from spawn_db.fsutil import is_inside, open_regular, real_folder
 from spawn_db.render.data import Streams, expand_streams, open_component
 from spawn_db.render.data import template_functions as data_functions
 from spawn_db.render.limits import (
@@ -115,16 +114,7 @@ class WorkingTreeSource:
         real = os.path.realpath(os.path.join(root, *parts))
         if not is_inside(real, root):
             raise OutsideLink(outside_link_message(root, parts, real))
-        try:
-            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            return os.fdopen(os.dup(fd), "rb")
-        finally:
-            os.close(fd)
+        return open_regular(real)
 
 
 def outside_link_message(root: str, parts: list[str], real: str) -> str:
