@@ -22,7 +22,7 @@ otherwise derived from the template line when that line ends with the text.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,11 +245,18 @@ def render_mapped(template_text: str, display: str, components: ComponentSource,
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax_error(exc, display) from None
     mark_chunks(template, sources)
+    text, entries = collect_marked(Renderer(template, display).generate(context))
+    return SourceMap(text, entries)
+
+
+def collect_marked(chunks: Iterable[str | Mark]) -> tuple[str, list[_Entry]]:
+    """A marked render's text, and an entry (offset → template place) for each output
+    chunk that follows a ``Mark``."""
     pieces: list[str] = []
     entries: list[_Entry] = []
     size = 0
     pending: Mark | None = None
-    for chunk in Renderer(template, display).generate(context):
+    for chunk in chunks:
         if isinstance(chunk, Mark):
             pending = chunk
             continue
@@ -261,4 +268,4 @@ def render_mapped(template_text: str, display: str, components: ComponentSource,
             pending = None
         pieces.append(chunk)
         size += len(chunk)
-    return SourceMap("".join(pieces), entries)
+    return "".join(pieces), entries

@@ -44,10 +44,10 @@ from jinja2 import nodes
 
 from spawn_db.errors import TemplateError
 from spawn_db.lint.source_map import (
-    Mark,
     SourceMap,
     _Entry,
     _MappingEnvironment,
+    collect_marked,
     mark_chunks,
     render_mapped,
 )
@@ -328,24 +328,9 @@ def _render_segment(template: jinja2.Template, display: str,
     """One segment rendered alone: text, entries from 0 (segment lines), assigned names."""
     seen: list[jinja2.runtime.Context] = []
     _capture_context(template, seen)
-    pieces: list[str] = []
-    entries: list[_Entry] = []
-    size = 0
-    pending: Mark | None = None
-    for chunk in Renderer(template, display).generate(values):
-        if isinstance(chunk, Mark):
-            pending = chunk
-            continue
-        if not chunk:
-            continue
-        if pending is not None:
-            entries.append(_Entry(size, pending.file, pending.line, pending.column,
-                                  pending.chain))
-            pending = None
-        pieces.append(chunk)
-        size += len(chunk)
+    text, entries = collect_marked(Renderer(template, display).generate(values))
     assigned = tuple(seen[0].vars.items()) if seen else ()
-    return _Output("".join(pieces), tuple(entries), assigned)
+    return _Output(text, tuple(entries), assigned)
 
 
 def _shifted(mark: _Entry, start: int, shift: int, display: str) -> _Entry:
