@@ -222,7 +222,8 @@ def test_a_killed_spawn_cancels_the_statement_its_psql_runs(database: TestDataba
     where spawn set one. Here no interval is set, as on 13.
     """
     marker = f"spawn_orphan_{os.getpid()}"
-    active = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+    active = ("SELECT count(*) FROM pg_stat_activity "
+              "WHERE datname = current_database() AND state = 'active' "
               f"AND query LIKE '%AS {marker};%' AND pid <> pg_backend_pid()")
     with subprocess.Popen(
         [sys.executable, "-c", ORPHAN.replace("{marker}", marker), *database.psql_argv()],

@@ -48,7 +48,8 @@ def test_create_index_concurrently_while_another_applier_waits(db_project: DbPro
         "index", "SELECT pg_sleep(1.5);\nCREATE INDEX CONCURRENTLY big_a ON big (a);\n")
 
     first = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
-    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query LIKE "
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query LIKE "
                        "'SELECT pg_sleep(1.5)%' AND state = 'active')")
     second = start_spawn("migration", "apply", "--yes", "--lock-timeout", "60",
                          cwd=db_project.root)
@@ -80,7 +81,8 @@ def test_lock_wait_is_bounded_and_names_the_holder(db_project: DbProject) -> Non
         db_project.database.wait_until("SELECT EXISTS (SELECT FROM pg_locks WHERE "
                                       "locktype = 'advisory' AND granted)")
         pid = db_project.database.query(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'holder-under-test'")
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'holder-under-test'")
 
         started = time.monotonic()
         result = db_project.run("migration", "apply", "--yes", "--lock-timeout", "1")
@@ -106,12 +108,14 @@ def test_sigkill_during_a_migration_leaves_it_attempted_and_retry_finishes_it(
     later = db_project.add_migration("later", "CREATE TABLE later ();\n")
 
     proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
-    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query = "
                        "'SELECT pg_sleep(3);' AND state = 'active')")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     proc.communicate()
-    database.wait_until("SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
+    database.wait_until("SELECT NOT EXISTS (SELECT FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query = "
                        "'SELECT pg_sleep(3);')", timeout=5)
 
     assert latest(database) == {name: "ATTEMPTED"}
@@ -136,7 +140,8 @@ def test_ctrl_c_cancels_the_running_migration_and_records_the_failure(
         "slow", "BEGIN;\nCREATE TABLE slow_done (id int);\nSELECT pg_sleep(20);\nCOMMIT;\n")
 
     proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
-    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = "
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query = "
                        "'SELECT pg_sleep(20);' AND state = 'active')")
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -150,5 +155,6 @@ def test_ctrl_c_cancels_the_running_migration_and_records_the_failure(
     assert "canceling statement due to user request" in err
     assert latest(database) == {name: "FAILURE"}
     assert database.query("SELECT to_regclass('slow_done') IS NULL") == "t"
-    assert database.query("SELECT count(*) FROM pg_stat_activity WHERE query = "
+    assert database.query("SELECT count(*) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND query = "
                           "'SELECT pg_sleep(20);' AND state = 'active'") == "0"

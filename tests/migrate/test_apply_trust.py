@@ -19,13 +19,15 @@ from tests.migrate.history import latest
 
 
 def sleeping(database: TestDatabase, text: str) -> None:
-    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE state = 'active' "
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND state = 'active' "
                        f"AND query LIKE '%{text}%' AND pid <> pg_backend_pid())")
 
 
 def active_backends(database: TestDatabase, text: str) -> int:
     return int(database.query(
-        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND state = 'active' "
         f"AND query LIKE '%{text}%' AND pid <> pg_backend_pid()"))
 
 
@@ -91,7 +93,8 @@ def test_sessions_are_named_after_the_migration(db_project: DbProject) -> None:
     try:
         sleeping(db_project.database, "pg_sleep(1.5)")
         names = db_project.database.query(
-            "SELECT application_name FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' "
+            "SELECT application_name FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE '%pg_sleep(1.5)%' "
             "AND pid <> pg_backend_pid()")
     finally:
         proc.communicate(timeout=60)
@@ -149,7 +152,8 @@ def test_orphaned_migration_is_reported_while_it_runs(db_project: DbProject) -> 
     assert retry.exit_code == 1, retry.stderr
     assert "still running" in retry.stderr
     assert "pg_terminate_backend" in retry.stderr
-    database.wait_until("SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE "
+    database.wait_until("SELECT count(*) = 0 FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query LIKE "
                        "'%pg_sleep(3)%' AND pid <> pg_backend_pid()")
     assert database.query("SELECT count(*) FROM orphan_log") == "1"
 
@@ -320,7 +324,7 @@ def test_an_error_releasing_the_lock_never_replaces_the_real_error(
             with _locked(tracking, 5, NullReporter()):
                 db_project.database.query(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'spawn'")
+                    "WHERE datname = current_database() AND application_name = 'spawn'")
                 raise real
         except MigrationFailed as exc:
             assert exc is real

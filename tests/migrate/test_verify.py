@@ -519,7 +519,8 @@ def test_sigterm_during_a_verify_cancels_it_and_records_the_failure(
 
     proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
     db_project.database.wait_until(
-        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = "
+        "SELECT EXISTS (SELECT FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = "
         f"'spawn verify {users}' AND query LIKE '%pg_sleep(30)%')")
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=30)

@@ -243,7 +243,8 @@ def test_jobs_run_tests_at_the_same_time(db_project: Any) -> None:
             "AND mode = 'AccessExclusiveLock' AND granted)")
         process = start_spawn("test", "compare", "-j", "3", cwd=db_project.root)
         db_project.database.wait_until(
-            "SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name LIKE "
+            "SELECT count(*) = 3 FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name LIKE "
             "'spawn-test-%' AND wait_event_type = 'Lock'")
     finally:
         holder.terminate()
@@ -253,16 +254,20 @@ def test_jobs_run_tests_at_the_same_time(db_project: Any) -> None:
 
 
 def backends(database: Any, pattern: str) -> str:
+    """Only this test's database counts: a backend another test on the same server is
+    still tearing down must not be mistaken for one of ours."""
     return str(database.query(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
-        f"'{pattern}' OR query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()"
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        f"AND (application_name LIKE '{pattern}' OR query LIKE '%pg_sleep(60)%') "
+        "AND pid <> pg_backend_pid()"
     ))
 
 
 def sleeping_backends(database: Any) -> str:
     """Only a backend already inside slow1's sleep proves the fast test has finished."""
     return str(database.query(
-        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND state = 'active' "
         "AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()"
     ))
 
@@ -280,7 +285,7 @@ def test_a_hanging_test_is_stopped_and_leaves_no_backend(db_project: Any) -> Non
         while time.monotonic() < deadline and not seen:
             found = database.query(
                 "SELECT application_name FROM pg_stat_activity "
-                "WHERE query LIKE 'SELECT pg_sleep(60)%'"
+                "WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(60)%'"
             )
             if found:
                 seen.append(found)

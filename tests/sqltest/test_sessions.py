@@ -391,7 +391,8 @@ def test_sigterm_stops_every_session_like_ctrl_c(db_project: Any) -> None:
     psqls: list[int] = []
     try:
         database.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
-                            "WHERE query LIKE 'SELECT pg_sleep(37)%'")
+                            "WHERE datname = current_database() AND "
+                            "query LIKE 'SELECT pg_sleep(37)%'")
         deadline = time.monotonic() + 20
         psqls = children(proc.pid)
         while len(psqls) < 3:  # the test's own psql, s2's and the control session's

@@ -19,7 +19,8 @@ SLEEP = "SELECT pg_sleep(37);\n"
 
 def backends(database: TestDatabase) -> int:
     return int(database.query(
-        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND "
         "(application_name LIKE 'spawn-test-%' OR query LIKE '%pg_sleep(37)%')"))
 
 
