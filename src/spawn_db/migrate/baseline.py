@@ -67,14 +67,15 @@ def baseline_note(step: BaselineStep) -> str:
     """One sentence for apply's plan and for status: what the baseline does here."""
     count = len(step.replaced)
     older = f"the {count} migration{'' if count == 1 else 's'} before it"
+    are = "is" if count == 1 else "are"
     if step.fresh and step.adopt:
         return (f"{step.name} is a baseline: on this empty database it runs in place of "
-                f"{older}, which are recorded as adopted")
+                f"{older}, which {are} recorded as adopted")
     if step.fresh:
         return (f"{step.name} is a baseline: this database was built from it, and {older} "
-                "are recorded as adopted")
+                f"{are} recorded as adopted")
     if step.adopt:
         return (f"{step.name} is a baseline: earlier migrations are applied here, so it is "
-                f"adopted (recorded, not run) once {older} are applied")
+                f"adopted (recorded, not run) once {older} {are} applied")
     return (f"{step.name} is a baseline: this database was built by {older}, and the "
             "baseline is adopted")
