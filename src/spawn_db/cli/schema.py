@@ -35,8 +35,8 @@ def flatten(app: App, name: str, dry_run: bool, no_pin: bool,
     result = run_flatten(config, name=name, pinned=not no_pin, variables=variables,
                          write=not dry_run)
     for path in result.kept:
-        warn(f"warning: {path} is not a string, so the baseline holds its value, not the "
-             "variable")
+        warn(f"warning: {path} is not a string: where a migration uses it, the baseline "
+             "holds its value, not the variable")
     count = len(result.replaced)
     noun = "migration" if count == 1 else "migrations"
     names = ", ".join(result.substituted) or "none"
