@@ -27,7 +27,7 @@ from typing import Any
 from spawn_db.errors import SchemaDumpFailed
 
 CHECK_BODIES = "SET check_function_bodies = false;"
-RESTRICT = re.compile(r"^\\(un)?restrict\b.*$")
+RESTRICT = re.compile(r"^\\(un)?restrict\b.*$|^-- Dumped (from database|by pg_dump) version ")
 HEADER_SETTING = re.compile(
     r"^(SET [a-z_]+ = .*;|SELECT pg_catalog\.set_config\('search_path', '', false\);)$")
 TOKEN = re.compile(
@@ -45,7 +45,9 @@ JINJA_OPENING = re.compile(r"\{(?=[{%#])")
 
 
 def clean_dump(text: str) -> str:
-    """``text`` without ``\\restrict`` lines and header settings; blank runs collapsed."""
+    """``text`` without ``\\restrict`` lines, header settings and the versions of the
+    server and pg_dump (the same migrations give the same baseline on every machine);
+    blank runs collapsed."""
     kept: list[str] = []
     bodies = False
     for line in text.splitlines():
