@@ -202,6 +202,20 @@ def test_errors_name_what_to_fix(embedded_project: EmbeddedProject) -> None:
         "error: variables.owner reaches the schema transformed (by a filter such as upper")
     assert migrations(project) == [good, bad]
 
+    # A variable that decides a condition: the sentinel takes the other branch, and the
+    # check of the baseline against the migrations finds it.
+    (folder / "up.sql").write_text(
+        '{% if variables.owner == "acme" %}CREATE TABLE public.acme_only (id int);{% endif %}\n',
+        encoding="utf-8")
+    ok(project, "migration", "pin", bad, "--force")
+    branch = project.run("schema", "flatten", "--variables", "acme.yaml")
+    assert (branch.exit_code, branch.stdout) == (1, "")
+    assert branch.stderr.startswith(
+        "error: the baseline, rendered with these variables, does not build what the "
+        "migrations build with them (+ only the migrations', - only the baseline's: + table "
+        "public.acme_only); a variable decides a condition")
+    assert migrations(project) == [good, bad]
+
     bad_name = project.run("schema", "flatten", "--name", "no/slash")
     assert bad_name.exit_code == 2
     missing = project.run("schema", "import", "nowhere.sql")

@@ -212,6 +212,9 @@ PG_DUMP_HEADER = """\\restrict 3kYbq9
 -- PostgreSQL database dump
 --
 
+-- Dumped from database version 18.1
+-- Dumped by pg_dump version 18.1
+
 SET statement_timeout = 0;
 SET lock_timeout = 0;
 SET idle_in_transaction_session_timeout = 0;

@@ -11,8 +11,11 @@ apply streams through psql (``dumptext.py``).
 ``flatten`` renders the migrations with a sentinel in place of every string variable
 (``dumptext.sentinel_variables``) and turns each sentinel in the dump back into
 ``{{ variables.x }}`` (``dumptext.template_of``), so the baseline is a template that
-renders for every environment. It is written as a new migration with ``baseline = true``
-(``plan.baseline_step``: it replaces every migration older than it) and pinned.
+renders for every environment. ``check_baseline`` then builds the migrations and the
+baseline, both with the real variables, on two more scratch databases and compares them
+as drift does; only a baseline that builds the same schema is written, as a new migration
+with ``baseline = true`` (``plan.baseline_step``: it replaces every migration older than
+it), and pinned.
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ from spawn_db.escape import escape_identifier
 from spawn_db.migrate.dumptext import clean_dump, sentinel_variables, template_of
 
 if TYPE_CHECKING:
+    from spawn_db.db.catalog import CatalogObject
+    from spawn_db.db.engine import Engine
     from spawn_db.db.psql import ControlSession
     from spawn_db.migrate.runner import Rendered
 
 SCRATCH_PREFIX = "spawn_flatten_"
+BASELINE_LABEL = "the new baseline"
 DUMP_OPTIONS = ("--schema-only", "--no-owner", "--no-tablespaces")
 BASELINE_SETTINGS = ('baseline = true\ndescription = "baseline: the schema of the {count} '
                      'migrations before it (spawn schema flatten)"\n')
@@ -94,6 +100,7 @@ def flatten(config: Config, *, name: str = "baseline", pinned: bool = True,
     fake, paths, kept = sentinel_variables(variables or {}, token)
     dump = _dump(config, names, pinned=pinned, variables=fake)
     template = template_of(dump, token, paths)
+    check_baseline(config, names, template, pinned=pinned, variables=variables)
     used = tuple(sorted(set(paths.values())))
     if not write:
         return FlattenResult(None, template, tuple(names), used, kept)
@@ -188,24 +195,77 @@ def scratch_target(config: Config) -> TargetConfig:
 
 def _dump(config: Config, names: list[str], *, pinned: bool, variables: Any) -> str:
     """``names`` rendered (as apply would), run on a scratch database, dumped, cleaned."""
-    from spawn_db.db.engine import engine_for
-    from spawn_db.migrate.schema_drift import build_scratch
-
-    target = scratch_target(config)
     scripts = _render(config, names, pinned=pinned, variables=variables)
     try:
-        engine = engine_for(config, target)
-        control = engine.control_session(None)
-        try:
-            with _scratch(control) as scratch:
-                build_scratch(engine, scratch, scripts, _failed)
-                raw = _pg_dump(config, target, scratch)
-        finally:
-            control.close()
+        with _built(config, scripts) as (_, target, scratch):
+            raw = _pg_dump(config, target, scratch)
     finally:
         for script in scripts:
             script.close()
     return clean_dump(raw)
+
+
+def check_baseline(config: Config, names: list[str], template: str, *, pinned: bool,
+                   variables: Any) -> None:
+    """The baseline, rendered with the real variables, must build the schema the
+    migrations build with them: the sentinels took the other branch of a condition on a
+    variable (``{% if variables.env == "prod" %}``), or a value was used in a way the
+    template cannot say, and this is where it shows. Objects are compared as ``spawn
+    migration drift`` compares them."""
+    from spawn_db.migrate.runner import spool_rendered
+    from spawn_db.migrate.schema_drift import compare
+    from spawn_db.render.template import WorkingTreeSource, compile_template, template_context
+
+    renderer = compile_template(template, BASELINE_LABEL,
+                                WorkingTreeSource(config.migrations_dir))
+    baseline = spool_rendered(BASELINE_LABEL,
+                              renderer.generate(template_context(config, variables or {})))
+    scripts = _render(config, names, pinned=pinned, variables=variables)
+    try:
+        built = compare(_catalog(config, scripts), _catalog(config, [baseline]))
+    finally:
+        for script in (*scripts, baseline):
+            script.close()
+    if built:
+        shown = "; ".join(d.line() for d in built[:5]) + ("; ..." if len(built) > 5 else "")
+        raise SchemaDumpFailed(
+            "the baseline, rendered with these variables, does not build what the migrations "
+            f"build with them (+ only the migrations', - only the baseline's: {shown}); a "
+            "variable decides a condition or is used in a way a template cannot say: write "
+            "the value into the migrations, or flatten with the variables of the schema you "
+            "want and edit the baseline")
+
+
+def _catalog(config: Config, scripts: list[Rendered]) -> dict[str, CatalogObject]:
+    """The schema ``scripts`` build on a scratch database, read as drift reads it."""
+    from spawn_db.db.catalog import catalog_query, parse_catalog
+
+    with _built(config, scripts) as (engine, target, scratch):
+        session = engine.control_session(scratch)
+        try:
+            return parse_catalog(session.query(catalog_query((target.spawn_schema,)),
+                                               what="read the scratch schema"))
+        finally:
+            session.close()
+
+
+@contextmanager
+def _built(config: Config, scripts: list[Rendered]
+           ) -> Iterator[tuple[Engine, TargetConfig, str]]:
+    """A scratch database on the embedded server with ``scripts`` run on it, dropped when
+    the block ends."""
+    from spawn_db.db.engine import engine_for
+    from spawn_db.migrate.schema_drift import build_scratch
+
+    target = scratch_target(config)
+    engine = engine_for(config, target)
+    control = engine.control_session(None)
+    try:
+        with _scratch(control) as scratch:
+            build_scratch(engine, scratch, scripts, _failed)
+            yield engine, target, scratch
+    finally:
+        control.close()
 
 
 def _render(config: Config, names: list[str], *, pinned: bool,
@@ -249,6 +309,10 @@ def _scratch(control: ControlSession) -> Iterator[str]:
 
 
 def _failed(script: Rendered, said: str) -> NoReturn:
+    if script.name == BASELINE_LABEL:
+        raise SchemaDumpFailed(
+            f"{BASELINE_LABEL} fails on a new database although the migrations it was dumped "
+            f"from did not, so it was not written; please report this:\n{said}")
     raise SchemaDumpFailed(
         f"migration {script.name} failed on the scratch database, so the schema of the "
         f"migrations cannot be dumped; fix what psql reports:\n{said}")
