@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from spawn_db.config import CommandSpec, Config, TargetConfig
-from spawn_db.errors import ControlError, SchemaDumpFailed
-from spawn_db.escape import escape_identifier
+from spawn_db.errors import SchemaDumpFailed
 from spawn_db.migrate.dumptext import clean_dump, sentinel_variables, template_of
 
 if TYPE_CHECKING:
@@ -123,18 +122,14 @@ def import_schema(config: Config, path: Path) -> str:
     target = config.target()
     process = engine_for(config, target).script_session("spawn schema import")
     try:
-        process.write(PSQL_PREAMBLE)
-        process.write("\\set ON_ERROR_ROLLBACK off\nBEGIN;\n")
-        process.write(clean_dump(text))
-        process.write("\nCOMMIT;\n\\echo :DBNAME\n")
+        process.write(f"{PSQL_PREAMBLE}\\set ON_ERROR_ROLLBACK off\nBEGIN;\n"
+                      f"{clean_dump(text)}\nCOMMIT;\n\\echo :DBNAME\n")
         process.close_input()
-        while process.exit is None:
-            process.pump(None)
+        end = process.wait_exit()
     finally:
         process.stop()
-    assert process.exit is not None
-    if process.exit.code != 0:
-        said = _error_text(process.exit.stderr) or f"psql exited with code {process.exit.code}"
+    if end.code != 0:
+        said = _error_text(end.stderr) or f"psql exited with code {end.code}"
         raise SchemaDumpFailed(
             f"importing {path} into target {target.name} failed, and nothing of it was "
             f"kept (one transaction); fix the file or the database:\n{said}")
@@ -293,15 +288,11 @@ def _render(config: Config, names: list[str], *, pinned: bool,
 def _scratch(control: ControlSession) -> Iterator[str]:
     """A new database on the scratch server, dropped afterwards whatever happened."""
     from spawn_db.lint.database import _drop
+    from spawn_db.migrate.schema_drift import create_scratch
 
-    scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
-    try:
-        control.query(f"CREATE DATABASE {escape_identifier(scratch)}",
-                      what="create the scratch database")
-    except ControlError as exc:
-        raise SchemaDumpFailed(
-            f"cannot create the scratch database {scratch} on the embedded server, where "
-            f"the migrations are built to dump their schema: {exc.message}") from None
+    scratch = create_scratch(control, SCRATCH_PREFIX, lambda scratch, exc: SchemaDumpFailed(
+        f"cannot create the scratch database {scratch} on the embedded server, where the "
+        f"migrations are built to dump their schema: {exc.message}"))
     try:
         yield scratch
     finally:

@@ -25,7 +25,7 @@ from spawn_db.db.catalog import CatalogObject, catalog_query, parse_catalog
 from spawn_db.db.engine import Engine, engine_for
 from spawn_db.db.psql import ControlSession, marker_literal
 from spawn_db.db.target import PSQL_PREAMBLE, SESSION_PIN
-from spawn_db.errors import ControlError, DriftCheckFailed, NotPinned
+from spawn_db.errors import ControlError, DriftCheckFailed, NotPinned, SpawnError
 from spawn_db.escape import escape_identifier
 from spawn_db.migrate.plan import is_done, state_of
 from spawn_db.migrate.runner import Rendered, render_migration
@@ -199,16 +199,10 @@ def _build_and_read(engine: Engine, control: ControlSession, scripts: list[Rende
 
     from spawn_db.lint.database import _drop
 
-    scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
-    try:
-        control.query(f"CREATE DATABASE {escape_identifier(scratch)}",
-                      what="create the scratch database")
-    except ControlError as exc:
-        raise DriftCheckFailed(
-            f"cannot create the scratch database {scratch} on the target's server, where the "
-            "applied migrations are rebuilt to compare with; the user spawn connects as "
-            f"(the target's command) needs CREATEDB. {exc.message}"
-        ) from None
+    scratch = create_scratch(control, SCRATCH_PREFIX, lambda scratch, exc: DriftCheckFailed(
+        f"cannot create the scratch database {scratch} on the target's server, where the "
+        "applied migrations are rebuilt to compare with; the user spawn connects as "
+        f"(the target's command) needs CREATEDB. {exc.message}"))
     with ThreadPoolExecutor(max_workers=1) as pool:
         live = pool.submit(control.query, query, what="read the target's schema")
         try:
@@ -222,6 +216,19 @@ def _build_and_read(engine: Engine, control: ControlSession, scripts: list[Rende
         finally:
             live.exception()  # the control session is free again before the drop
             _drop(control, scratch)
+
+
+def create_scratch(control: ControlSession, prefix: str,
+                   refused: Callable[[str, ControlError], SpawnError]) -> str:
+    """Create a database ``prefix<random>`` through ``control`` and return its name;
+    ``refused`` makes the error when the server will not (no CREATEDB, say)."""
+    scratch = f"{prefix}{secrets.token_hex(6)}"
+    try:
+        control.query(f"CREATE DATABASE {escape_identifier(scratch)}",
+                      what="create the scratch database")
+    except ControlError as exc:
+        raise refused(scratch, exc) from None
+    return scratch
 
 
 def build_scratch(engine: Engine, scratch: str, scripts: list[Rendered],
