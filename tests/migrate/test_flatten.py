@@ -295,3 +295,13 @@ def test_a_transformed_variable_is_refused_naming_it() -> None:
 
     assert info.value.message.startswith("variables.x reaches the schema transformed")
     assert info.value.exit_code == 1
+
+
+def test_function_bodies_and_copy_data_are_kept_as_they_are() -> None:
+    """A body's blank lines and its own SET lines are its source text: changing them would
+    make the baseline's function differ from the migrations' (drift compares bodies)."""
+    body = ("CREATE FUNCTION public.f() RETURNS void\n    LANGUAGE plpgsql\n    AS $_$\n"
+            "BEGIN\n\n\nSET search_path = '';\nEND\n$_$;\n")
+    copy = "COPY public.t (a) FROM stdin;\n\n\nSET x = 1;\n\\.\n"
+
+    assert clean_dump(f"SET row_security = off;\n{body}\n\n\n{copy}") == f"{body}\n{copy}"

@@ -39,6 +39,9 @@ TOKEN = re.compile(
       | [^'"A-Za-z_\-/]+ | .             # anything else
     """, re.VERBOSE | re.DOTALL)
 JINJA_OPENING = re.compile(r"\{(?=[{%#])")
+DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$")
+COPY_START = re.compile(r"^COPY .* FROM stdin;$")
+COPY_TAG = "COPY"
 
 
 # -- cleaning ---------------------------------------------------------------------------------
@@ -47,10 +50,16 @@ JINJA_OPENING = re.compile(r"\{(?=[{%#])")
 def clean_dump(text: str) -> str:
     """``text`` without ``\\restrict`` lines, header settings and the versions of the
     server and pg_dump (the same migrations give the same baseline on every machine);
-    blank runs collapsed."""
+    blank runs collapsed. Lines inside a dollar-quoted body or COPY data are kept as they
+    are: they are a function's source text or rows, not the dump's own lines."""
     kept: list[str] = []
     bodies = False
+    quoted: list[str | None] = [None]
     for line in text.splitlines():
+        inside = _inside(quoted, line)
+        if inside:
+            kept.append(line)
+            continue
         if RESTRICT.match(line):
             continue
         if HEADER_SETTING.match(line):
@@ -64,6 +73,24 @@ def clean_dump(text: str) -> str:
     if bodies:
         kept = [CHECK_BODIES, "", *kept, "", "RESET check_function_bodies;"]
     return "\n".join(kept) + "\n"
+
+
+def _inside(quoted: list[str | None], line: str) -> bool:
+    """Whether ``line`` began inside a dollar quote or COPY data; ``quoted[0]`` carries the
+    open tag (or ``COPY``) from line to line."""
+    began = quoted[0] is not None
+    if quoted[0] == COPY_TAG:
+        if line == "\\.":
+            quoted[0] = None
+        return True
+    for tag in DOLLAR_TAG.findall(line):
+        if quoted[0] is None:
+            quoted[0] = tag
+        elif tag == quoted[0]:
+            quoted[0] = None
+    if quoted[0] is None and COPY_START.match(line):
+        quoted[0] = COPY_TAG
+    return began
 
 
 # -- variables -> sentinels -------------------------------------------------------------------
