@@ -305,3 +305,18 @@ def test_function_bodies_and_copy_data_are_kept_as_they_are() -> None:
     copy = "COPY public.t (a) FROM stdin;\n\n\nSET x = 1;\n\\.\n"
 
     assert clean_dump(f"SET row_security = off;\n{body}\n\n\n{copy}") == f"{body}\n{copy}"
+
+
+def test_the_scratch_database_goes_to_the_embedded_server_whatever_the_target(
+    db_project: DbProject,
+) -> None:
+    """A target on a shared server is not where flatten builds: no CREATEDB needed there."""
+    from spawn_db.config import Overrides, load_config
+    from spawn_db.migrate.flatten import scratch_target
+
+    config = load_config(Overrides(config_file=str(db_project.config_path)))
+    chosen = scratch_target(config)
+
+    assert config.target().command.kind == "direct"
+    assert (chosen.name, chosen.command.kind, chosen.spawn_schema) == (
+        "local:embedded", "embedded", "_spawn")
