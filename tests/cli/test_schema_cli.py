@@ -99,6 +99,8 @@ def test_a_baseline_matches_its_migrations_and_renders_with_other_variables(
     assert "CREATE SCHEMA {{ variables.owner | escape_identifier }};" in up
     assert "note text DEFAULT {{ variables.owner }}::text" in up
     assert 'IS {{ "owned by " ~ variables.owner }};' in up
+    assert up.startswith("BEGIN;\n\nSET check_function_bodies = false;\n")
+    assert up.endswith("\nRESET check_function_bodies;\n\nCOMMIT;\n")
     assert "acme" not in up and "spawnvar" not in up and "\\restrict" not in up
     assert "_spawn" not in up and "OWNER TO" not in up
     assert (folder / "migration.toml").read_text(encoding="utf-8").startswith("baseline = true\n")

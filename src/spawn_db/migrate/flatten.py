@@ -98,7 +98,8 @@ def flatten(config: Config, *, name: str = "baseline", pinned: bool = True,
     token = secrets.token_hex(6)
     fake, paths, kept = sentinel_variables(variables or {}, token)
     dump = _dump(config, names, pinned=pinned, variables=fake)
-    template = template_of(dump, token, paths)
+    # One transaction: a baseline that fails part way leaves nothing behind to retry over.
+    template = f"BEGIN;\n\n{template_of(dump, token, paths)}\nCOMMIT;\n"
     check_baseline(config, names, template, pinned=pinned, variables=variables)
     used = tuple(sorted(set(paths.values())))
     if not write:
