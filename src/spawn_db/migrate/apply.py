@@ -38,7 +38,8 @@ from spawn_db.migrate.runner import (
     start_runner,
     uses_pin,
 )
-from spawn_db.migrate.settings import MigrationSettings, load_all
+from spawn_db.migrate.settings import MigrationSettings
+from spawn_db.migrate.sources import Sources, StretchedRun
 from spawn_db.migrate.tracking import (
     MAX_NAME_LENGTH,
     HistoryRow,
@@ -104,11 +105,24 @@ class StatusReport:
     migrations: tuple[MigrationStatus, ...]
     pin_rule: PinRule | None = None
     repeatables: tuple[RepeatableStatus, ...] = ()
+    # The migrations of each [[sources]] folder (migrate/sources.py), by source name;
+    # ``migrations`` are the main folder's.
+    sources: tuple[SourceStatus, ...] = ()
 
     @property
     def troubled(self) -> list[MigrationStatus]:
         """Migrations whose files are broken or changed since they were applied."""
-        return [m for m in self.migrations if m.state in ("modified", "broken")]
+        every = [*self.migrations, *(m for s in self.sources for m in s.migrations)]
+        return [m for m in every if m.state in ("modified", "broken")]
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """The status rows of one ``[[sources]]`` folder (names without the source prefix)."""
+
+    name: str
+    folder: str
+    migrations: tuple[MigrationStatus, ...]
 
 
 class NullReporter:
@@ -227,15 +241,14 @@ def apply(
                            allow_draft=allow_draft, again=again)
     target = config.target()
     with tracking_session(config, target) as tracking:
-        states = tracking.latest() if tracking.exists() else {}
-        plan = planner.plan(states)
+        plan = planner.plan(planner.sources.latest(tracking))
         # Then the changed repeatable migrations (migrate/repeatable.py; ``repeatables``
         # says which): rendered now, before the lock, so that a template error stops the
         # apply before anything runs; compared with the history under the lock; not run
         # when a migration failed or a failed or attempted one blocks the plan.
         selection = select_repeatables(config, repeatables, variables, migration)
         if pinned and not optional:
-            _require_pins(config, plan.to_run)
+            _require_pins(planner.sources, plan.to_run)
         if confirm is not None and plan.to_run and not confirm(plan):
             return ApplyResult(plan, cancelled=True)
         started = time.monotonic()
@@ -249,14 +262,12 @@ def apply(
                 if internal:
                     reporter.output(f"Tracking schema {target.spawn_schema}: applied "
                                     f"{', '.join(internal)}")
-                states = tracking.latest()
-                locked_plan = planner.plan(states)
+                locked_plan = planner.plan(planner.sources.latest(tracking, check=False))
                 to_run = [n for n in locked_plan.to_run if n in confirmed]
                 plan = dataclasses.replace(locked_plan, to_run=tuple(to_run))
-                run = MigrationRun(config, engine, tracking, reporter, to_run,
-                           pinned=pinned, variables=variables,
-                           first_history_id=tracking.last_history_id(), setup=setup,
-                           runner=early, unpinned_from_tree=optional, hooks=hooks)
+                run = migration_run(planner.sources, engine, tracking, reporter, to_run,
+                                    pinned=pinned, variables=variables, setup=setup,
+                                    runner=early, unpinned_from_tree=optional, hooks=hooks)
                 then = None
                 if selection is not None and selection.renderings and plan.blocked is None:
                     then = _Repeatables(config, tracking, engine, setup, reporter, variables,
@@ -269,6 +280,17 @@ def apply(
         raise _blocked(plan)
     return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started,
                        repeatables=repeated)
+
+
+def migration_run(sources: Sources, engine: Engine, tracking: Tracking,
+                  reporter: ApplyReporter, names: Sequence[str], **kwargs: Any
+                  ) -> MigrationRun | StretchedRun:
+    """The run of ``names``: one ``MigrationRun`` for the main folder's migrations, a
+    ``StretchedRun`` when ``[[sources]]`` add folders (each in its own namespace)."""
+    if sources.several:
+        return StretchedRun(sources, names, reporter, tracking, engine=engine, **kwargs)
+    return MigrationRun(sources.config, engine, tracking, reporter, names,
+                        first_history_id=tracking.last_history_id(), **kwargs)
 
 
 def select_repeatables(config: Config, request: RepeatableRequest | None, variables: Any,
@@ -312,7 +334,7 @@ class _Repeatables:
                                variables=self.variables, selection=self.selection)
 
 
-def _run_with_hooks(run: MigrationRun, hooks: Hooks, then: _Repeatables | None
+def _run_with_hooks(run: MigrationRun | StretchedRun, hooks: Hooks, then: _Repeatables | None
                     ) -> tuple[list[MigrationOutcome], RepeatableResult | None]:
     """``run.execute()`` and then the repeatables, between the apply hooks; a failed run
     (or ``before_apply``) runs ``after_apply_error`` and keeps its own error."""
@@ -383,18 +405,20 @@ def plan_apply(
     optional = pins_optional(config, pinned)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
-    plan = planner.plan(read_history(config))
+    with tracking_session(config) as tracking:
+        plan = planner.plan(planner.sources.latest(tracking))
     if pinned and not optional:
-        _require_pins(config, plan.to_run)
+        _require_pins(planner.sources, plan.to_run)
     planned: list[PlannedMigration] = []
     for position, name in enumerate(plan.to_run, 1):
-        from_pin = uses_pin(config, name, pinned, optional)
-        rendered = render_migration(config, name, pinned=from_pin, variables=variables,
+        source, bare = planner.sources.split(name)
+        from_pin = uses_pin(source.config, bare, pinned, optional)
+        rendered = render_migration(source.config, bare, pinned=from_pin, variables=variables,
                                     position=position, fetch_secrets=False)
         try:
-            verify = has_verify(config, name)
+            verify = has_verify(source.config, bare)
             if verify:
-                render_verify(config, name, pinned=from_pin, variables=variables).close()
+                render_verify(source.config, bare, pinned=from_pin, variables=variables).close()
             item = PlannedMigration(name, rendered.pin, rendered.checksum.hex(), rendered.size,
                                     verify)
             planned.append(item)
@@ -437,19 +461,21 @@ class Planner:
     names: tuple[str, ...]
     settings: Mapping[str, MigrationSettings]
     request: PlanRequest
+    sources: Sources
 
     @classmethod
     def load(cls, config: Config, migration: str | None, *, retry: bool = False,
              with_requires: bool = False, allow_draft: bool = False,
              again: bool = False) -> Planner:
-        project = Project(config)
-        names = project.migration_names()
-        named = project.resolve_migration(migration) if migration else None
-        _check_names([named] if named else names)
-        settings = load_all(config, names)
+        sources = Sources(config)
+        names = sources.names
+        named = sources.resolve(migration) if migration else None
+        _check_names([sources.split(n)[1] for n in ([named] if named else names)])
+        settings = sources.settings(names)
         request = PlanRequest(named, retry, with_requires, allow_draft,
-                              config.migration_order == "strict", config.environment, again)
-        return cls(tuple(names), settings, request)
+                              config.migration_order == "strict", config.environment, again,
+                              sources.key if sources.several else None)
+        return cls(tuple(names), settings, request, sources)
 
     def plan(self, states: Mapping[str, HistoryRow]) -> ApplyPlan:
         return make_plan(self.names, self.settings, states, self.request)
@@ -488,8 +514,8 @@ def _check_names(names: Sequence[str]) -> None:
             )
 
 
-def _require_pins(config: Config, names: Sequence[str]) -> None:
-    unpinned = [n for n in names if not (config.migrations_dir / n / "lock.toml").is_file()]
+def _require_pins(sources: Sources, names: Sequence[str]) -> None:
+    unpinned = [n for n in names if not (sources.folder(n) / "lock.toml").is_file()]
     if unpinned:
         more = f" (and {len(unpinned) - 1} more)" if len(unpinned) > 1 else ""
         raise NotPinned(
@@ -568,25 +594,32 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
     from spawn_db.migrate.drift import RENDER_CACHE, RenderCache
     from spawn_db.migrate.repeatable import NAMESPACE, repeatable_status
 
-    project = Project(config)
-    on_disk = project.migration_names()
+    sources = Sources(config)
+    on_disk = sources.names
     target = config.target()
-    settings = load_all(config, on_disk)
+    settings = sources.settings(on_disk)
     with tracking_session(config, target) as tracking:
         exists = tracking.exists()
-        states = tracking.latest() if exists else {}
+        states = sources.latest(tracking, check=False) if exists else {}
         repeated = tracking.latest(NAMESPACE) if exists else {}
         database = tracking.session.database
     cache = RenderCache(config.project_dir / RENDER_CACHE) if verify else None
-    late = applied_out_of_order(states)
-    rows = [_with_settings(
-                _migration_status(config, name, name in on_disk, states.get(name), variables,
-                                  cache), settings.get(name), name in late)
-            for name in sorted(set(on_disk) | set(states))]
+    late = applied_out_of_order(states, sources.key if sources.several else None)
+    present = set(on_disk)
+    rows: dict[str, list[MigrationStatus]] = {s.name: [] for s in sources.items}
+    for name in sorted(present | set(states)):
+        source, bare = sources.split(name)
+        rows[source.name].append(_with_settings(
+            _migration_status(source.config, bare, name in present, states.get(name),
+                              variables, cache), settings.get(name), name in late))
     if cache is not None:
         cache.save()
-    return StatusReport(database, target.spawn_schema, exists, tuple(rows), config.pin_rule(),
-                        tuple(repeatable_status(config, repeated, variables=variables)))
+    grouped = tuple(SourceStatus(s.name, str(s.config.spawn_folder), tuple(rows[s.name]))
+                    for s in sources.items[1:])
+    return StatusReport(database, target.spawn_schema, exists, tuple(rows[sources.main.name]),
+                        config.pin_rule(),
+                        tuple(repeatable_status(config, repeated, variables=variables)),
+                        grouped)
 
 
 def _with_settings(found: MigrationStatus, settings: MigrationSettings | None,
