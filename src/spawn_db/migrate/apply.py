@@ -614,7 +614,7 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
                               variables, cache), settings.get(name), name in late))
     if cache is not None:
         cache.save()
-    grouped = tuple(SourceStatus(s.name, str(s.config.spawn_folder), tuple(rows[s.name]))
+    grouped = tuple(SourceStatus(s.name, s.display, tuple(rows[s.name]))
                     for s in sources.items[1:])
     return StatusReport(database, target.spawn_schema, exists, tuple(rows[sources.main.name]),
                         config.pin_rule(),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -58,6 +59,9 @@ class Source:
     name: str
     config: Config
     rank: int
+    # Where it comes from, for people: the path as spawn.toml's folder sees it, or the
+    # package (``status`` headings).
+    display: str = "."
 
     @property
     def is_main(self) -> bool:
@@ -105,6 +109,13 @@ def _package_folder(entry: SourceConfig, where: str) -> Path:
     return Path(value).resolve()
 
 
+def _source(config: Config, entry: SourceConfig, rank: int) -> Source:
+    folder = source_folder(config, entry)
+    display = (f"package {entry.package}" if entry.path is None
+               else os.path.relpath(folder, config.project_dir))
+    return Source(entry.name, dataclasses.replace(config, spawn_folder=folder), rank, display)
+
+
 class Sources:
     """The main folder and the ``[[sources]]`` of one config, and qualified names."""
 
@@ -113,8 +124,7 @@ class Sources:
         extra = sorted(config.sources, key=lambda s: s.name)
         self.items: tuple[Source, ...] = (
             Source(USER_NAMESPACE, config, 0),
-            *(Source(s.name, dataclasses.replace(config, spawn_folder=source_folder(config, s)),
-                     rank) for rank, s in enumerate(extra, 1)),
+            *(_source(config, entry, rank) for rank, entry in enumerate(extra, 1)),
         )
         self.by_name = {s.name: s for s in self.items}
 
@@ -268,20 +278,23 @@ class _Offset:
     """A reporter for one stretch of a run over several sources: qualified names,
     positions counted over the whole run."""
 
-    def __init__(self, inner: ApplyReporter, source: Source, offset: int, total: int) -> None:
+    def __init__(self, inner: ApplyReporter, source: Source, offset: int, total: int,
+                 begun: float) -> None:
         self.inner, self.source, self.offset, self.total = inner, source, offset, total
+        self.begun = begun
 
     def waiting_for_lock(self, holders: Sequence[LockHolder], waited: float) -> None:
         self.inner.waiting_for_lock(holders, waited)
 
     def started(self, name: str, position: int, total: int, elapsed: float) -> None:
         self.inner.started(self.source.qualify(name), position + self.offset, self.total,
-                           elapsed)
+                           time.monotonic() - self.begun)
 
     def finished(self, outcome: MigrationOutcome, position: int, total: int,
                  elapsed: float) -> None:
         named = dataclasses.replace(outcome, name=self.source.qualify(outcome.name))
-        self.inner.finished(named, position + self.offset, self.total, elapsed)
+        self.inner.finished(named, position + self.offset, self.total,
+                            time.monotonic() - self.begun)
 
     def output(self, text: str) -> None:
         self.inner.output(text)
@@ -291,10 +304,15 @@ class SourceRun(MigrationRun):
     """``MigrationRun`` over one source's migrations: its config (components and pins),
     its namespace, qualified names in messages."""
 
-    def __init__(self, source: Source, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, source: Source, *args: Any, before: int = 0, whole: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(source.config, *args, **kwargs)
         self.source = source
         self.namespace = source.name
+        self.before, self.whole = before, whole
+
+    def counted(self) -> tuple[int, int]:
+        return self.before + len(self.outcomes), self.whole
 
     def failure(self, rendered: Rendered, note: str, said: str = "psql said"
                 ) -> MigrationFailed:
@@ -319,10 +337,12 @@ class StretchedRun:
         runner = self.kwargs.pop("runner", None)
         offset = 0
         total = len(self.names)
+        begun = time.monotonic()
         for source, bare in self.sources.stretches(self.names):
-            reporter = _Offset(self.reporter, source, offset, total)
+            reporter = _Offset(self.reporter, source, offset, total, begun)
             run = SourceRun(source, self.kwargs["engine"], self.tracking, reporter, bare,
                             first_history_id=self.tracking.last_history_id(), runner=runner,
+                            before=offset, whole=total,
                             **{k: v for k, v in self.kwargs.items() if k != "engine"})
             runner = None
             outcomes.extend(dataclasses.replace(o, name=source.qualify(o.name))
