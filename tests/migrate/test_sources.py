@@ -524,3 +524,14 @@ def test_without_requires_the_plan_is_by_timestamp_then_main_then_source_name(
                        for name, stamp in dict((n, s) for s, n in entries).items()),
                       key=lambda p: (p[1], rank[p[0]], p[2]))
     assert list(planned) == [n if s == "default" else f"{s}:{n}" for s, _, n in expected]
+
+
+def test_a_blank_source_migration_is_warned_about_before_it_is_applied(
+        sourced: DbProject) -> None:
+    migration(audit_dir(sourced), "20250101000000-not-written", "\n")
+
+    done = sourced.run("migration", "apply", "--yes", "--no-pin")
+
+    assert done.exit_code == 0, done.stderr
+    assert "warning: migration 20250101000000-not-written: up.sql renders to nothing but " \
+           "whitespace" in done.stderr

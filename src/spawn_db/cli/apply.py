@@ -244,9 +244,10 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     def confirm(plan: ApplyPlan) -> bool:
         told.append(True)
         _plan_notes(plan)
-        if not no_pin:
-            _warn_stale(config, plan.to_run, variables)
-        warn_blank(config, plan.to_run, pinned=not no_pin, variables=variables)
+        for folder_config, names in _per_source(config, plan.to_run):
+            if not no_pin:
+                _warn_stale(folder_config, names, variables)
+            warn_blank(folder_config, names, pinned=not no_pin, variables=variables)
         extra = ""
         if plan.blocked:
             extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"
@@ -411,6 +412,16 @@ def _dry_run_json(dry: DryRun, texts: dict[str, str] | None) -> dict[str, Any]:
         found["repeatables"] = {"to_apply": [repeatable(item) for item in dry.repeatables],
                                 "unchanged": list(dry.repeatables_unchanged)}
     return found
+
+
+def _per_source(config: Config, names: Sequence[str]) -> list[tuple[Config, list[str]]]:
+    """``names`` with the config of the folder they are in (``[[sources]]``: each
+    source's config and folder names; else the project's, as they are)."""
+    if not config.sources:
+        return [(config, list(names))]
+    from spawn_db.migrate.sources import Sources
+
+    return [(source.config, bare) for source, bare in Sources(config).stretches(names)]
 
 
 def _warn_stale(config: Config, names: Sequence[str], variables: Any) -> None:
