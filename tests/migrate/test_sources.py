@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from spawn_db.config import Overrides, load_config
 from spawn_db.migrate.plan import PlanRequest, plan
-from spawn_db.migrate.sources import Sources
 from tests.conftest import DbProject
 from tests.migrate.history import history
 
@@ -503,6 +502,8 @@ names = st.lists(st.tuples(stamps, st.sampled_from(["a", "b", "log"])), max_size
 def test_without_requires_the_plan_is_by_timestamp_then_main_then_source_name(
         tmp_path: Path, main: list[tuple[str, str]], audit: list[tuple[str, str]],
         billing: list[tuple[str, str]]) -> None:
+    from spawn_db.migrate.sources import Sources
+
     root = tmp_path / "order"
     shutil.rmtree(root, ignore_errors=True)
     folders = {"default": root / "spawn", "audit": root / "audit", "billing": root / "billing"}
