@@ -32,7 +32,6 @@ from typing import Any
 from spawn_db.config import Config, SourceConfig
 from spawn_db.errors import (
     ConfigError,
-    DependencyCycle,
     MigrationFailed,
     MigrationSettingsError,
     UsageError,
@@ -41,9 +40,9 @@ from spawn_db.migrate.runner import ApplyReporter, MigrationOutcome, MigrationRu
 from spawn_db.migrate.settings import (
     SETTINGS_FILE,
     MigrationSettings,
-    find_cycle,
     load_all,
     load_settings,
+    refuse_cycles,
 )
 from spawn_db.migrate.tracking import USER_NAMESPACE, HistoryRow, LockHolder, Tracking
 from spawn_db.project import TIMESTAMP_PREFIX, Project
@@ -208,11 +207,7 @@ class Sources:
             found[qualified] = dataclasses.replace(
                 raw, requires=self._references(qualified, "requires", raw.requires, known),
                 conflicts=self._references(qualified, "conflicts", raw.conflicts, known))
-        cycle = find_cycle({n: s.requires for n, s in found.items()})
-        if cycle:
-            raise DependencyCycle(
-                f"migrations require each other in a cycle: {' -> '.join(cycle)}; remove one "
-                f"of these `requires` entries (in {SETTINGS_FILE} of the migrations named)")
+        refuse_cycles(found)
         return found
 
     def _references(self, qualified: str, key: str, refs: Iterable[str],
