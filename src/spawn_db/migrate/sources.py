@@ -329,7 +329,8 @@ class StretchedRun:
 
     def execute(self) -> list[MigrationOutcome]:
         outcomes: list[MigrationOutcome] = []
-        runner = self.kwargs.pop("runner", None)
+        runner = self.kwargs.get("runner")  # the early psql session: the first stretch's
+        passed = {k: v for k, v in self.kwargs.items() if k not in ("engine", "runner")}
         offset = 0
         total = len(self.names)
         begun = time.monotonic()
@@ -338,7 +339,7 @@ class StretchedRun:
             run = SourceRun(source, self.kwargs["engine"], self.tracking, reporter, bare,
                             first_history_id=self.tracking.last_history_id(), runner=runner,
                             before=offset, whole=total,
-                            **{k: v for k, v in self.kwargs.items() if k != "engine"})
+                            **passed)
             runner = None
             outcomes.extend(dataclasses.replace(o, name=source.qualify(o.name))
                             for o in run.execute())
