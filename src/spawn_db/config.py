@@ -27,7 +27,7 @@ COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
                   "variables", "templates", "migrations", "environments", "lint",
-                  "secrets", "tests", "hooks", "data")
+                  "secrets", "tests", "hooks", "data", "sources")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -55,6 +55,11 @@ HOOK_EVENTS = ("before_apply", "after_apply", "after_apply_error", "before_each_
                "after_tests")
 HOOK_KEYS = ("sql", "command", "plugin", "on_error", "environments")
 HOOKS_FOLDER = "hooks"
+SOURCE_KEYS = ("name", "path", "package")
+# A source's name is its tracking namespace: these belong to the main folder, the
+# repeatable migrations and the tenants.
+RESERVED_SOURCE_NAMES = ("default", "repeatable", "spawn")
+_SOURCE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 CommandKind = Literal["direct", "provider", "embedded"]
 UndefinedMode = Literal["lenient", "strict"]
@@ -133,6 +138,17 @@ class DataSource:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """One ``[[sources]]`` entry: another spawn folder whose migrations are recorded in
+    tracking namespace ``name``; ``path`` (resolved against spawn.toml's folder) or
+    ``package`` (a Python package's ``spawn.sources`` entry point, looked up when used)."""
+
+    name: str
+    path: Path | None = None
+    package: str | None = None
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     name: str
     engine: str
@@ -201,6 +217,7 @@ class Config:
     tests_database: TestDatabase = "target"
     hooks: Mapping[str, tuple[HookConfig, ...]] = field(default_factory=dict)
     data_sources: Mapping[str, DataSource] = field(default_factory=dict)
+    sources: tuple[SourceConfig, ...] = ()
 
     @property
     def project_dir(self) -> Path:
@@ -434,6 +451,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
     tests_database = _tests_database(raw, path, warnings)
     hooks = _hooks(raw, path, warnings)
     data_sources = _data_sources(raw, path, warnings)
+    sources = _sources(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -455,6 +473,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         tests_database=tests_database,
         hooks=hooks,
         data_sources=data_sources,
+        sources=sources,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -711,6 +730,50 @@ def _data_source(name: str, settings: Any, path: Path, warnings: list[str]) -> D
         raise ConfigError(f"{path}: {where} `path` {file!r} must be a relative path under "
                           "components/data/ (no `..`, no leading `/`)")
     return DataSource(name, file, url, command, None if sha256 is None else sha256.lower())
+
+
+def _sources(raw: Mapping[str, Any], path: Path, warnings: list[str]
+             ) -> tuple[SourceConfig, ...]:
+    """``[[sources]]``: each a ``name`` and exactly one of ``path`` or ``package``, names
+    unique and not a namespace spawn uses itself (docs/sources.md)."""
+    entries = raw.get("sources", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f'{path}: `sources` must be an array of tables: [[sources]] then '
+                          '`name = "audit"` and `path = "../shared/audit"`')
+    found: list[SourceConfig] = []
+    for number, entry in enumerate(entries, 1):
+        source = _source(number, entry, path, warnings)
+        if any(s.name == source.name for s in found):
+            raise ConfigError(f"{path}: [[sources]] entry {number}: the name {source.name!r} "
+                              "is used by an earlier entry; give each source its own name")
+        found.append(source)
+    return tuple(found)
+
+
+def _source(number: int, entry: Mapping[str, Any], path: Path, warnings: list[str]
+            ) -> SourceConfig:
+    where = f"[[sources]] entry {number}"
+    _warn_unknown(entry, SOURCE_KEYS, f"{path} {where}", warnings)
+    name = entry.get("name")
+    if isinstance(name, str) and (name in RESERVED_SOURCE_NAMES or name.startswith("tenant:")):
+        raise ConfigError(f"{path}: {where}: the name {name!r} is reserved for spawn's own "
+                          f"tracking namespaces ({', '.join(RESERVED_SOURCE_NAMES)}, "
+                          "tenant:...); choose another name")
+    if not isinstance(name, str) or not _SOURCE_NAME.fullmatch(name):
+        raise ConfigError(f"{path}: {where}: `name` must be a lower-case identifier (letters, "
+                          f'digits and `_`, at most 63), not {name!r}; e.g. name = "audit"')
+    where = f"[[sources]] {name!r}"
+    folder = _optional_str(entry, "path", path, where)
+    package = _optional_str(entry, "package", path, where)
+    if (folder is None) == (package is None):
+        raise ConfigError(f"{path}: {where} needs exactly one of `path` (a spawn folder, "
+                          'relative to spawn.toml\'s folder) or `package` (a Python package '
+                          'with a spawn.sources entry point), e.g. path = "../shared/audit"')
+    if package is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", package):
+        raise ConfigError(f"{path}: {where}: `package` must be an importable package name, "
+                          f"not {package!r}")
+    resolved = None if folder is None else (path.parent / folder).resolve()
+    return SourceConfig(name, resolved, package)
 
 
 def _check_data_url(url: str, sha256: str | None, path: Path, where: str) -> None:

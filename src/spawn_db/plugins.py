@@ -3,7 +3,8 @@
 Groups: ``spawn.template`` (an object with ``filters``, ``functions`` and ``tests``
 mappings), ``spawn.commands`` (a click command added under ``spawn``), ``spawn.secrets``
 (a callable ``fetch(value) -> str``, used as ``[secrets.<name>] <plugin> = value``),
-``spawn.hooks`` and ``spawn.sources`` (reserved for hook callables and migration sources).
+``spawn.hooks`` (hook callables) and ``spawn.sources`` (a package's spawn folder, as a
+path or a callable returning one, for ``[[sources]] package = ...``: migrate/sources.py).
 
 Entry points are looked up only when something asks for them (a template that names a
 filter spawn does not have, a command name spawn does not know, a secret provider), since

@@ -40,23 +40,40 @@ def test_six_concurrent_appliers_apply_each_migration_exactly_once(
 
 
 def test_create_index_concurrently_while_another_applier_waits(db_project: DbProject) -> None:
+    """The second applier polls for the lock outside any transaction, or the first one's
+    CREATE INDEX CONCURRENTLY (which waits for every open transaction) would never end.
+    A gate the test holds keeps the first migration running until the second is seen
+    waiting, however slowly the machine starts it."""
     database = db_project.database
     db_project.add_migration("table", "CREATE TABLE big (a int);\n"
                                       "INSERT INTO big SELECT generate_series(1, 1000);\n")
     assert db_project.run("migration", "apply", "--yes").exit_code == 0
     index = db_project.add_migration(
-        "index", "SELECT pg_sleep(1.5);\nCREATE INDEX CONCURRENTLY big_a ON big (a);\n")
+        "index", f"SELECT pg_advisory_lock({GATE});\nSELECT pg_advisory_unlock({GATE});\n"
+                 "CREATE INDEX CONCURRENTLY big_a ON big (a);\n")
 
+    gate = subprocess.Popen([*database.psql_argv(), "-q"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    assert gate.stdin is not None
+    gate.stdin.write(f"SELECT pg_advisory_lock({GATE});\n")
+    gate.stdin.flush()
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' "
+                        f"AND objid = {GATE} AND granted)")
     first = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
     database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND query LIKE "
-                       "'SELECT pg_sleep(1.5)%' AND state = 'active')")
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                        "AND query LIKE 'SELECT pg_advisory_lock(%')")
     second = start_spawn("migration", "apply", "--yes", "--lock-timeout", "60",
                          cwd=db_project.root)
+    said = read_until(second, "waiting for the migration lock", timeout=60)
+    gate.stdin.write(f"SELECT pg_advisory_unlock({GATE});\n")
+    gate.stdin.close()
+    gate.wait(timeout=30)
     first_code = first.wait(timeout=60)
     second_code = second.wait(timeout=60)
     _, first_err = first.communicate()
-    _, second_err = second.communicate()
+    _, rest = second.communicate()
+    second_err = said + rest
 
     assert first_code == 0, first_err
     assert second_code == 0, second_err
@@ -67,6 +84,23 @@ def test_create_index_concurrently_while_another_applier_waits(db_project: DbPro
     assert latest(database)[index] == "SUCCESS"
     assert database.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_a'::regclass") \
         == "t"
+
+
+GATE = 731_905
+
+
+def read_until(proc: subprocess.Popen[str], text: str, *, timeout: float) -> str:
+    """Lines of ``proc``'s stderr up to the one holding ``text`` (its stdout is left for
+    ``communicate``)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while text not in seen:
+        assert time.monotonic() < deadline, seen
+        line = proc.stderr.readline()
+        assert line, f"spawn ended before saying {text!r}: {seen}"
+        seen += line
+    return seen
 
 
 def test_lock_wait_is_bounded_and_names_the_holder(db_project: DbProject) -> None:

@@ -244,9 +244,10 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     def confirm(plan: ApplyPlan) -> bool:
         told.append(True)
         _plan_notes(plan)
-        if not no_pin:
-            _warn_stale(config, plan.to_run, variables)
-        warn_blank(config, plan.to_run, pinned=not no_pin, variables=variables)
+        for folder_config, names in _per_source(config, plan.to_run):
+            if not no_pin:
+                _warn_stale(folder_config, names, variables)
+            warn_blank(folder_config, names, pinned=not no_pin, variables=variables)
         extra = ""
         if plan.blocked:
             extra = f"and then stop before {plan.blocked} ({plan.blocked_state})\n"
@@ -424,6 +425,16 @@ def _dry_run_json(dry: DryRun, texts: dict[str, str] | None) -> dict[str, Any]:
     return found
 
 
+def _per_source(config: Config, names: Sequence[str]) -> list[tuple[Config, list[str]]]:
+    """``names`` with the config of the folder they are in (``[[sources]]``: each
+    source's config and folder names; else the project's, as they are)."""
+    if not config.sources:
+        return [(config, list(names))]
+    from spawn_db.migrate.sources import Sources
+
+    return [(source.config, bare) for source, bare in Sources(config).stretches(names)]
+
+
 def _warn_stale(config: Config, names: Sequence[str], variables: Any) -> None:
     """Once per migration about to run: it will apply an older component than the tree's."""
     from spawn_db.migrate.drift import stale_components
@@ -500,7 +511,7 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
         rule = report.pin_rule
         if rule is not None and rule.source != "the default":
             note(f"note: {rule.describe()}")
-        for m in report.migrations:
+        for m in [*report.migrations, *(m for s in report.sources for m in s.migrations)]:
             if m.out_of_order:
                 note(f"note: {m.name} was applied out of order (after a newer migration)")
             if m.problem is None:
@@ -544,21 +555,20 @@ OPTIONAL_COLUMNS = ("Requires", "Description")
 _MARK = {True: "\u2713", False: "\u2717"}
 
 
-def _status_header(report: StatusReport) -> tuple[str, ...]:
-    extra = [title for title, used in zip(OPTIONAL_COLUMNS, _optional_used(report), strict=True)
-             if used]
+def _status_header(migrations: Sequence[MigrationStatus]) -> tuple[str, ...]:
+    extra = [title for title, used in zip(OPTIONAL_COLUMNS, _optional_used(migrations),
+                                          strict=True) if used]
     return (*STATUS_HEADER, *extra)
 
 
-def _optional_used(report: StatusReport) -> tuple[bool, bool]:
-    return (any(m.requires for m in report.migrations),
-            any(m.description for m in report.migrations))
+def _optional_used(migrations: Sequence[MigrationStatus]) -> tuple[bool, bool]:
+    return (any(m.requires for m in migrations), any(m.description for m in migrations))
 
 
-def _status_rows(report: StatusReport) -> list[tuple[str, ...]]:
-    with_requires, with_description = _optional_used(report)
+def _status_rows(migrations: Sequence[MigrationStatus]) -> list[tuple[str, ...]]:
+    with_requires, with_description = _optional_used(migrations)
     rows = []
-    for m in report.migrations:
+    for m in migrations:
         row = [m.name, _MARK[m.on_filesystem], _MARK[m.pinned], _MARK[m.in_database],
                STATE_LABELS[m.state]]
         if with_requires:
@@ -569,12 +579,26 @@ def _status_rows(report: StatusReport) -> list[tuple[str, ...]]:
     return rows
 
 
-def _status_summary(report: StatusReport) -> str:
+def _counts(migrations: Sequence[MigrationStatus]) -> str:
     counts: dict[str, int] = {}
-    for m in report.migrations:
+    for m in migrations:
         counts[m.state] = counts.get(m.state, 0) + 1
-    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
-    return f"{summary} (database {report.database}, schema {report.schema})"
+    return ", ".join(f"{n} {state}" for state, n in counts.items())
+
+
+def _status_summary(report: StatusReport) -> str:
+    return f"{_counts(report.migrations)} (database {report.database}, schema {report.schema})"
+
+
+def _status_groups(report: StatusReport) -> list[tuple[str, Sequence[MigrationStatus], str]]:
+    """(heading, rows, summary) of each table: the main folder's (no heading), then one
+    per ``[[sources]]`` folder (docs/sources.md)."""
+    groups: list[tuple[str, Sequence[MigrationStatus], str]] = [
+        ("", report.migrations, _status_summary(report))]
+    for source in report.sources:
+        groups.append((f"Source {source.name} ({source.folder}):", source.migrations,
+                       _counts(source.migrations) or "no migrations"))
+    return groups
 
 
 def format_status_colored(report: StatusReport) -> str:
@@ -584,15 +608,20 @@ def format_status_colored(report: StatusReport) -> str:
     Styles on the plain table rather than a rich ``Table``: laying out a rich table
     took 0.8 s for 1,000 migrations, over the 0.5 s status budget (bench/status.py).
     rich is imported by ``paint`` only, so piped output never loads it."""
-    rows = _status_rows(report)
+    return "\n\n".join(_with_heading(heading, _colored_table(rows, summary))
+                        for heading, rows, summary in _status_groups(report))
+
+
+def _colored_table(migrations: Sequence[MigrationStatus], summary: str) -> str:
+    rows = _status_rows(migrations)
     if not rows:
-        return format_status(report)
-    lines = format_status(report).split("\n")
+        return _table(migrations, summary)
+    lines = _table(migrations, summary).split("\n")
     # Where the Status column starts: after the four columns before it, each as wide as
     # its widest cell plus two spaces (columns after it, if any, stay plain).
     start = sum(max(len(r[i]) for r in [STATUS_HEADER, *rows]) + 2 for i in range(4))
     lines[0] = paint(lines[0], "bold")
-    for index, (m, row) in enumerate(zip(report.migrations, rows, strict=True), start=2):
+    for index, (m, row) in enumerate(zip(migrations, rows, strict=True), start=2):
         line, label = lines[index], row[4]
         assert line[start:start + len(label)] == label, (line, label)
         lines[index] = (line[:start] + paint(label, STATE_STYLES[m.state])
@@ -602,9 +631,19 @@ def format_status_colored(report: StatusReport) -> str:
 
 
 def format_status(report: StatusReport) -> str:
-    """The status table as plain text: what pipes, files and tests see, byte for byte."""
-    header = _status_header(report)
-    rows = _status_rows(report)
+    """The status table as plain text: what pipes, files and tests see, byte for byte;
+    with ``[[sources]]``, one table per source after the main folder's."""
+    return "\n\n".join(_with_heading(heading, _table(rows, summary))
+                        for heading, rows, summary in _status_groups(report))
+
+
+def _with_heading(heading: str, table: str) -> str:
+    return f"{heading}\n{table}" if heading else table
+
+
+def _table(migrations: Sequence[MigrationStatus], summary: str) -> str:
+    header = _status_header(migrations)
+    rows = _status_rows(migrations)
     if not rows:
         return "No migrations on disk or in the database."
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -612,7 +651,7 @@ def format_status(report: StatusReport) -> str:
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append(_status_summary(report))
+    lines.append(summary)
     return "\n".join(lines)
 
 
@@ -626,6 +665,9 @@ def _status_json(report: StatusReport) -> dict[str, Any]:
             "source": report.pin_rule.source},
         "migrations": [_migration_json(m) for m in report.migrations],
         "repeatables": [repeatable_json(r) for r in report.repeatables],
+        "sources": [{"name": s.name, "folder": s.folder,
+                     "migrations": [_migration_json(m) for m in s.migrations]}
+                    for s in report.sources],
     }
 
 

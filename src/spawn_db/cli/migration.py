@@ -76,6 +76,11 @@ def build(app: App, migration_name: str, pinned: bool, down: bool,
     config = app.config()
     variables = load_variables_option(config, variables_path)
     script = DOWN if down else UP
+    if config.sources:  # audit:<name> renders against that source's components and pins
+        from spawn_db.migrate.sources import locate
+
+        source, migration_name = locate(config, migration_name)
+        config = source.config
     if pinned:
         stream_complete(build_migration(config, migration_name, pinned=True,
                                         variables=variables, script=script), trailer="\n")
@@ -137,6 +142,13 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
     config = app.config()
     if not _pin_many_requested(migration_name, pin_all, changed, force):
         assert migration_name is not None
+        if config.sources:  # audit:<name> pins into that source's own pinned/
+            from spawn_db.migrate.sources import locate
+
+            source, name = locate(config, migration_name)
+            info(pin_migration(source.config, name, force=force, namespace=source.name))
+            warn_blank(source.config, [name], pinned=True)
+            return
         name = Project(config).resolve_migration(migration_name)
         info(pin_migration(config, name, force=force))
         warn_blank(config, [name], pinned=True)

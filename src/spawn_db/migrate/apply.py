@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, PinRule, TargetConfig
 from spawn_db.db.engine import engine_for
@@ -23,6 +23,7 @@ from spawn_db.errors import (
     SpawnError,
     UsageError,
 )
+from spawn_db.migrate.baseline import Executes
 from spawn_db.migrate.plan import ApplyPlan as ApplyPlan
 from spawn_db.migrate.plan import BaselineStep, PlanRequest, applied_out_of_order, baseline_step
 from spawn_db.migrate.plan import State as State
@@ -38,7 +39,8 @@ from spawn_db.migrate.runner import (
     start_runner,
     uses_pin,
 )
-from spawn_db.migrate.settings import MigrationSettings, load_all
+from spawn_db.migrate.settings import MigrationSettings
+from spawn_db.migrate.sources import Sources, StretchedRun
 from spawn_db.migrate.tracking import (
     MAX_NAME_LENGTH,
     HistoryRow,
@@ -107,11 +109,24 @@ class StatusReport:
     pin_rule: PinRule | None = None
     repeatables: tuple[RepeatableStatus, ...] = ()
     baseline: BaselineStep | None = None
+    # The migrations of each [[sources]] folder (migrate/sources.py), by source name;
+    # ``migrations`` are the main folder's.
+    sources: tuple[SourceStatus, ...] = ()
 
     @property
     def troubled(self) -> list[MigrationStatus]:
         """Migrations whose files are broken or changed since they were applied."""
-        return [m for m in self.migrations if m.state in ("modified", "broken")]
+        every = [*self.migrations, *(m for s in self.sources for m in s.migrations)]
+        return [m for m in every if m.state in ("modified", "broken")]
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """The status rows of one ``[[sources]]`` folder (names without the source prefix)."""
+
+    name: str
+    folder: str
+    migrations: tuple[MigrationStatus, ...]
 
 
 class NullReporter:
@@ -230,15 +245,14 @@ def apply(
                            allow_draft=allow_draft, again=again)
     target = config.target()
     with tracking_session(config, target) as tracking:
-        states = tracking.latest() if tracking.exists() else {}
-        plan = planner.plan(states)
+        plan = planner.plan(planner.sources.latest(tracking))
         # Then the changed repeatable migrations (migrate/repeatable.py; ``repeatables``
         # says which): rendered now, before the lock, so that a template error stops the
         # apply before anything runs; compared with the history under the lock; not run
         # when a migration failed or a failed or attempted one blocks the plan.
         selection = select_repeatables(config, repeatables, variables, migration)
         if pinned and not optional:
-            _require_pins(config, plan.to_run)
+            _require_pins(planner.sources, plan.to_run)
         if confirm is not None and plan.to_run and not confirm(plan):
             return ApplyResult(plan, cancelled=True)
         started = time.monotonic()
@@ -252,16 +266,14 @@ def apply(
                 if internal:
                     reporter.output(f"Tracking schema {target.spawn_schema}: applied "
                                     f"{', '.join(internal)}")
-                states = tracking.latest()
-                locked_plan = planner.plan(states)
+                locked_plan = planner.plan(planner.sources.latest(tracking, check=False))
                 to_run = [n for n in locked_plan.to_run if n in confirmed]
                 plan = dataclasses.replace(locked_plan, to_run=tuple(to_run))
-                def make_run(names: list[str], first: bool) -> MigrationRun:
-                    return MigrationRun(config, engine, tracking, reporter, names,
-                                        pinned=pinned, variables=variables,
-                                        first_history_id=tracking.last_history_id(),
-                                        setup=setup, runner=early if first else None,
-                                        unpinned_from_tree=optional, hooks=hooks)
+                def make_run(names: list[str], first: bool) -> Executes:
+                    return migration_run(planner.sources, engine, tracking, reporter, names,
+                                         pinned=pinned, variables=variables, setup=setup,
+                                         runner=early if first else None,
+                                         unpinned_from_tree=optional, hooks=hooks)
 
                 run = _baseline_run(plan, to_run, tracking, config, make_run)
                 then = None
@@ -278,22 +290,25 @@ def apply(
                        repeatables=repeated, adopted=tuple(getattr(run, "adopted", ())))
 
 
-class Executes(Protocol):
-    """A run of planned migrations: a ``MigrationRun``, or a ``BaselineRun`` of two."""
-
-    names: list[str]
-
-    def execute(self) -> list[MigrationOutcome]: ...
-
-
 def _baseline_run(plan: ApplyPlan, to_run: list[str], tracking: Tracking, config: Config,
-                  make_run: Callable[[list[str], bool], MigrationRun]) -> Executes:
+                  make_run: Callable[[list[str], bool], Executes]) -> Executes:
     """One run of ``to_run``; with a baseline to adopt, ``baseline.BaselineRun``'s two."""
     if plan.baseline is None or not plan.baseline.adopt:
         return make_run(to_run, True)
     from spawn_db.migrate.baseline import BaselineRun
 
     return BaselineRun(plan.baseline, to_run, tracking, Project(config), make_run)
+
+
+def migration_run(sources: Sources, engine: Engine, tracking: Tracking,
+                  reporter: ApplyReporter, names: Sequence[str], **kwargs: Any
+                  ) -> MigrationRun | StretchedRun:
+    """The run of ``names``: one ``MigrationRun`` for the main folder's migrations, a
+    ``StretchedRun`` when ``[[sources]]`` add folders (each in its own namespace)."""
+    if sources.several:
+        return StretchedRun(sources, names, reporter, tracking, engine=engine, **kwargs)
+    return MigrationRun(sources.config, engine, tracking, reporter, names,
+                        first_history_id=tracking.last_history_id(), **kwargs)
 
 
 def select_repeatables(config: Config, request: RepeatableRequest | None, variables: Any,
@@ -408,18 +423,20 @@ def plan_apply(
     optional = pins_optional(config, pinned)
     planner = Planner.load(config, migration, retry=retry, with_requires=with_requires,
                            allow_draft=allow_draft)
-    plan = planner.plan(read_history(config))
+    with tracking_session(config) as tracking:
+        plan = planner.plan(planner.sources.latest(tracking))
     if pinned and not optional:
-        _require_pins(config, plan.to_run)
+        _require_pins(planner.sources, plan.to_run)
     planned: list[PlannedMigration] = []
     for position, name in enumerate(plan.to_run, 1):
-        from_pin = uses_pin(config, name, pinned, optional)
-        rendered = render_migration(config, name, pinned=from_pin, variables=variables,
+        source, bare = planner.sources.split(name)
+        from_pin = uses_pin(source.config, bare, pinned, optional)
+        rendered = render_migration(source.config, bare, pinned=from_pin, variables=variables,
                                     position=position, fetch_secrets=False)
         try:
-            verify = has_verify(config, name)
+            verify = has_verify(source.config, bare)
             if verify:
-                render_verify(config, name, pinned=from_pin, variables=variables).close()
+                render_verify(source.config, bare, pinned=from_pin, variables=variables).close()
             item = PlannedMigration(name, rendered.pin, rendered.checksum.hex(), rendered.size,
                                     verify)
             planned.append(item)
@@ -462,19 +479,21 @@ class Planner:
     names: tuple[str, ...]
     settings: Mapping[str, MigrationSettings]
     request: PlanRequest
+    sources: Sources
 
     @classmethod
     def load(cls, config: Config, migration: str | None, *, retry: bool = False,
              with_requires: bool = False, allow_draft: bool = False,
              again: bool = False) -> Planner:
-        project = Project(config)
-        names = project.migration_names()
-        named = project.resolve_migration(migration) if migration else None
-        _check_names([named] if named else names)
-        settings = load_all(config, names)
+        sources = Sources(config)
+        names = sources.names
+        named = sources.resolve(migration) if migration else None
+        _check_names([sources.split(n)[1] for n in ([named] if named else names)])
+        settings = sources.settings(names)
         request = PlanRequest(named, retry, with_requires, allow_draft,
-                              config.migration_order == "strict", config.environment, again)
-        return cls(tuple(names), settings, request)
+                              config.migration_order == "strict", config.environment, again,
+                              sources.key if sources.several else None)
+        return cls(tuple(names), settings, request, sources)
 
     def plan(self, states: Mapping[str, HistoryRow]) -> ApplyPlan:
         return make_plan(self.names, self.settings, states, self.request)
@@ -513,8 +532,8 @@ def _check_names(names: Sequence[str]) -> None:
             )
 
 
-def _require_pins(config: Config, names: Sequence[str]) -> None:
-    unpinned = [n for n in names if not (config.migrations_dir / n / "lock.toml").is_file()]
+def _require_pins(sources: Sources, names: Sequence[str]) -> None:
+    unpinned = [n for n in names if not (sources.folder(n) / "lock.toml").is_file()]
     if unpinned:
         more = f" (and {len(unpinned) - 1} more)" if len(unpinned) > 1 else ""
         raise NotPinned(
@@ -593,30 +612,38 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
     from spawn_db.migrate.drift import RENDER_CACHE, RenderCache
     from spawn_db.migrate.repeatable import NAMESPACE, repeatable_status
 
-    project = Project(config)
-    on_disk = project.migration_names()
+    sources = Sources(config)
+    on_disk = sources.names
     target = config.target()
-    settings = load_all(config, on_disk)
+    settings = sources.settings(on_disk)
     with tracking_session(config, target) as tracking:
         exists = tracking.exists()
-        states = tracking.latest() if exists else {}
+        states = sources.latest(tracking, check=False) if exists else {}
         repeated = tracking.latest(NAMESPACE) if exists else {}
         database = tracking.session.database
     cache = RenderCache(config.project_dir / RENDER_CACHE) if verify else None
     step = baseline_step(on_disk, settings, states)
     # A fresh baseline's ADOPT rows come after it, which is no out-of-order apply.
-    late = applied_out_of_order(states) - set(step.replaced if step else ())
-    rows = [_with_settings(
-                _migration_status(config, name, name in on_disk, states.get(name), variables,
-                                  cache), settings.get(name), name in late)
-            for name in sorted(set(on_disk) | set(states))]
-    if step is not None:
-        rows = [dataclasses.replace(r, replaced_by=step.name) if r.name < step.name else r
-                for r in rows]
+    late = (applied_out_of_order(states, sources.key if sources.several else None)
+            - set(step.replaced if step else ()))
+    present = set(on_disk)
+    rows: dict[str, list[MigrationStatus]] = {s.name: [] for s in sources.items}
+    for name in sorted(present | set(states)):
+        source, bare = sources.split(name)
+        found = _with_settings(
+            _migration_status(source.config, bare, name in present, states.get(name),
+                              variables, cache), settings.get(name), name in late)
+        if step is not None and source is sources.main and name < step.name:
+            found = dataclasses.replace(found, replaced_by=step.name)
+        rows[source.name].append(found)
     if cache is not None:
         cache.save()
-    return StatusReport(database, target.spawn_schema, exists, tuple(rows), config.pin_rule(),
-                        tuple(repeatable_status(config, repeated, variables=variables)), step)
+    grouped = tuple(SourceStatus(s.name, s.display, tuple(rows[s.name]))
+                    for s in sources.items[1:])
+    return StatusReport(database, target.spawn_schema, exists, tuple(rows[sources.main.name]),
+                        config.pin_rule(),
+                        tuple(repeatable_status(config, repeated, variables=variables)),
+                        baseline=step, sources=grouped)
 
 
 def _with_settings(found: MigrationStatus, settings: MigrationSettings | None,

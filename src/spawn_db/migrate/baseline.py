@@ -12,18 +12,28 @@ run stopped between the baseline and its ADOPT rows is completed by the next app
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from spawn_db.migrate.plan import BaselineStep, is_done, state_of
-from spawn_db.migrate.runner import MigrationOutcome, MigrationRun
+from spawn_db.migrate.runner import MigrationOutcome
 from spawn_db.migrate.tracking import Record, Tracking
 from spawn_db.project import Project
+
+
+class Executes(Protocol):
+    """A run of planned migrations: a ``MigrationRun``, a ``sources.StretchedRun``, or a
+    ``BaselineRun`` of two of them."""
+
+    names: list[str]
+
+    def execute(self) -> list[MigrationOutcome]: ...
 
 
 class BaselineRun:
     """Duck-types ``MigrationRun`` for ``apply``: ``names`` and ``execute``."""
 
     def __init__(self, step: BaselineStep, names: Sequence[str], tracking: Tracking,
-                 project: Project, make_run: Callable[[list[str], bool], MigrationRun]) -> None:
+                 project: Project, make_run: Callable[[list[str], bool], Executes]) -> None:
         self.step = step
         self.names = list(names)
         self.tracking = tracking

@@ -268,10 +268,11 @@ def _render(config: Config, names: list[str], *, pinned: bool,
             variables: Any) -> list[Rendered]:
     from spawn_db.migrate.apply import _require_pins, pins_optional
     from spawn_db.migrate.runner import render_migration, uses_pin
+    from spawn_db.migrate.sources import Sources
 
     optional = pins_optional(config, pinned)
     if pinned and not optional:
-        _require_pins(config, names)
+        _require_pins(Sources(config), names)
     scripts: list[Rendered] = []
     try:
         for position, name in enumerate(names, 1):

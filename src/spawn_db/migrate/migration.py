@@ -146,18 +146,20 @@ def is_pinned(config: Config, name: str) -> bool:
     return read_lock(Project(config).find_migration(name)) is not None
 
 
-def pin_migration(config: Config, name: str, *, force: bool = False) -> str:
+def pin_migration(config: Config, name: str, *, force: bool = False,
+                  namespace: str = "default") -> str:
     """Snapshot the whole components tree into the store, write lock.toml, return the root.
 
     Re-pinning (a ``lock.toml`` exists) asks the database first, unless
     ``force``: a migration it records as applied or adopted keeps its pin, since
     a new one would no longer say what was applied (``status`` would report it
-    as modified). A first pin needs no database.
+    as modified). A first pin needs no database. ``namespace`` is where the history
+    records it (a ``[[sources]]`` folder's name, ``config`` then that folder's).
     """
     folder = Project(config).find_migration(name)
     _refuse_draft(config, folder.name)
     if not force and (folder / "lock.toml").exists():
-        _refuse_applied(config, folder.name)
+        _refuse_applied(config, folder.name, namespace)
     with pin_lock(config):
         root = snapshot_components(config)
         write_lock(folder, root)
@@ -276,7 +278,7 @@ def _renders_blank(config: Config, name: str, pinned: bool, variables: Any) -> b
         return False
 
 
-def _refuse_applied(config: Config, name: str) -> None:
+def _refuse_applied(config: Config, name: str, namespace: str = "default") -> None:
     from spawn_db.errors import AppliedMigrationPin, DatabaseError
     from spawn_db.migrate.apply import is_done, state_of, tracking_session
 
@@ -284,7 +286,7 @@ def _refuse_applied(config: Config, name: str) -> None:
         return
     try:
         with tracking_session(config) as tracking:
-            row = tracking.latest().get(name) if tracking.exists() else None
+            row = tracking.latest(namespace).get(name) if tracking.exists() else None
     except DatabaseError as exc:
         raise DatabaseError(
             f"cannot tell whether migration {name} is applied, so it was not re-pinned: "

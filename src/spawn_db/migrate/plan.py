@@ -17,9 +17,9 @@ migration older than it (``baseline_step``).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from spawn_db.errors import PlanRefused
 from spawn_db.migrate.settings import DEFAULT, MigrationSettings
@@ -137,6 +137,9 @@ class PlanRequest:
     strict_order: bool = False
     environment: str = ""
     again: bool = False
+    # How names sort when no ``requires`` decides (by name when None); several migration
+    # folders (``sources.py``) interleave by timestamp.
+    order_key: Callable[[str], Any] | None = None
 
 
 def plan(names: Sequence[str], settings: Mapping[str, MigrationSettings],
@@ -151,7 +154,7 @@ def plan(names: Sequence[str], settings: Mapping[str, MigrationSettings],
     wanted, drafts = _wanted(visible, settings, states, request)
     if step is not None:
         wanted = [n for n in wanted if n not in step.adopt or step.fresh]
-    ordered = topological_order(wanted, settings)
+    ordered = topological_order(wanted, settings, request.order_key)
     base = _walk(ordered, states, request)
     if request.again:
         base = _run_again(base, settings, request)
@@ -159,7 +162,8 @@ def plan(names: Sequence[str], settings: Mapping[str, MigrationSettings],
                       tuple(drafts), (), base.blocked_activity)
     _check_requires(plan_, settings, states, step)
     _check_conflicts(plan_, settings, states)
-    late = _out_of_order(plan_, settings, states, strict=request.strict_order)
+    late = _out_of_order(plan_, settings, states, strict=request.strict_order,
+                         key=request.order_key)
     warnings = tuple(w for n in names for w in _settings(settings, n).warnings)
     return ApplyPlan(plan_.to_run, plan_.already_applied, plan_.blocked, plan_.blocked_state,
                      plan_.skipped_drafts, late, plan_.blocked_activity, warnings, step)
@@ -227,13 +231,15 @@ def requirements_of(name: str, settings: Mapping[str, MigrationSettings]) -> lis
     return sorted(seen)
 
 
-def topological_order(names: Iterable[str], settings: Mapping[str, MigrationSettings]
-                      ) -> list[str]:
-    """``names`` by name, except that each waits for the ``requires`` among ``names``.
+def topological_order(names: Iterable[str], settings: Mapping[str, MigrationSettings],
+                      key: Callable[[str], Any] | None = None) -> list[str]:
+    """``names`` by name (or by ``key``), except that each waits for the ``requires``
+    among ``names``.
 
     Kahn's algorithm with a heap: whenever several migrations are free to go,
-    the smallest name goes first. Cycles were refused when settings loaded.
+    the smallest name (key) goes first. Cycles were refused when settings loaded.
     """
+    order = key or _by_name
     members = set(names)
     waiting: dict[str, int] = {}
     dependents: dict[str, list[str]] = {}
@@ -242,16 +248,16 @@ def topological_order(names: Iterable[str], settings: Mapping[str, MigrationSett
         waiting[name] = len(required)
         for r in required:
             dependents.setdefault(r, []).append(name)
-    ready = [n for n, count in waiting.items() if count == 0]
+    ready = [(order(n), n) for n, count in waiting.items() if count == 0]
     heapq.heapify(ready)
     ordered: list[str] = []
     while ready:
-        name = heapq.heappop(ready)
+        _, name = heapq.heappop(ready)
         ordered.append(name)
         for dependent in dependents.get(name, ()):
             waiting[dependent] -= 1
             if waiting[dependent] == 0:
-                heapq.heappush(ready, dependent)
+                heapq.heappush(ready, (order(dependent), dependent))
     return ordered
 
 
@@ -322,12 +328,14 @@ def _check_conflicts(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings]
 
 
 def _out_of_order(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings],
-                  states: Mapping[str, HistoryRow], *, strict: bool) -> tuple[str, ...]:
+                  states: Mapping[str, HistoryRow], *, strict: bool,
+                  key: Callable[[str], Any] | None = None) -> tuple[str, ...]:
+    order = key or _by_name
     applied = [n for n, row in states.items() if is_done(state_of(row))]
-    newest = max(applied, default="")
+    newest = max(applied, key=order, default=None)
     late: list[str] = []
     for name in plan_.to_run:
-        if name < newest:
+        if newest is not None and order(name) < order(newest):
             if strict and not _settings(settings, name).out_of_order:
                 raise PlanRefused(
                     f"migration {name} is older than {newest}, which is already applied, and "
@@ -335,20 +343,28 @@ def _out_of_order(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings],
                     "migration.toml if it is safe to apply it now, or rename it to sort after "
                     f"{newest}")
             late.append(name)
-        newest = max(newest, name)
+        if newest is None or order(name) > order(newest):
+            newest = name
     return tuple(late)
 
 
-def applied_out_of_order(states: Mapping[str, HistoryRow]) -> set[str]:
+def _by_name(name: str) -> str:
+    return name
+
+
+def applied_out_of_order(states: Mapping[str, HistoryRow],
+                         key: Callable[[str], Any] | None = None) -> set[str]:
     """Applied migrations that were applied after a newer-named one (for status)."""
+    order = key or _by_name
     done = sorted((row.history_id, name) for name, row in states.items()
                   if is_done(state_of(row)))
     late: set[str] = set()
-    newest = ""
+    newest: str | None = None
     for _, name in done:
-        if name < newest:
+        if newest is not None and order(name) < order(newest):
             late.add(name)
-        newest = max(newest, name)
+        if newest is None or order(name) > order(newest):
+            newest = name
     return late
 
 

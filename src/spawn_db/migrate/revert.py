@@ -29,8 +29,8 @@ from spawn_db.migrate.apply import (
     NullReporter,
     _locked,
     default_hooks,
+    migration_run,
     pins_optional,
-    read_history,
     tracking_session,
 )
 from spawn_db.migrate.migration import DOWN
@@ -38,16 +38,15 @@ from spawn_db.migrate.plan import is_done, state_of
 from spawn_db.migrate.runner import (
     ApplyReporter,
     MigrationOutcome,
-    MigrationRun,
     SessionSetup,
     render_migration,
     start_runner,
     uses_pin,
 )
-from spawn_db.migrate.settings import MigrationSettings, load_all
+from spawn_db.migrate.settings import MigrationSettings
+from spawn_db.migrate.sources import Sources
 from spawn_db.migrate.tracking import HistoryRow
 from spawn_db.migrate.verify import VERIFY_FAILED
-from spawn_db.project import Project
 
 if TYPE_CHECKING:
     from spawn_db.migrate.hooks import Hooks
@@ -93,12 +92,14 @@ class RevertPlanner:
     settings: Mapping[str, MigrationSettings]
     request: RevertRequest
     config: Config
+    sources: Sources
 
     @classmethod
     def load(cls, config: Config, request: RevertRequest) -> RevertPlanner:
         request.check()
-        names = Project(config).migration_names()
-        return cls(tuple(names), load_all(config, names), request, config)
+        sources = Sources(config)
+        names = sources.names
+        return cls(tuple(names), sources.settings(names), request, config, sources)
 
     @functools.cached_property
     def required_by(self) -> dict[str, list[str]]:
@@ -137,7 +138,7 @@ class RevertPlanner:
     def _resolve(self, typed: str, states: Mapping[str, HistoryRow]) -> str:
         """The folder name for ``typed``; a name only the history knows (folder gone) too."""
         try:
-            return Project(self.config).resolve_migration(typed)
+            return self.sources.resolve(typed)
         except NotFoundError:
             plain = typed.rstrip("/") or typed
             if plain in states:
@@ -164,7 +165,7 @@ class RevertPlanner:
             raise PlanRefused(
                 f"migration {name} is not applied ({_described(row)}), so there is nothing to "
                 "revert; see `spawn migration status`")
-        folder = self.config.migrations_dir / name
+        folder = self.sources.folder(name)
         if name not in on_disk:
             raise PlanRefused(
                 f"migration {name} is applied, but its folder {folder} (or its up.sql) is "
@@ -227,8 +228,8 @@ def _described(row: HistoryRow | None) -> str:
     return f"its latest history row is {row.activity} {row.status}"
 
 
-def _require_pins(config: Config, names: Sequence[str]) -> None:
-    unpinned = [n for n in names if not (config.migrations_dir / n / "lock.toml").is_file()]
+def _require_pins(sources: Sources, names: Sequence[str]) -> None:
+    unpinned = [n for n in names if not (sources.folder(n) / "lock.toml").is_file()]
     if unpinned:
         raise NotPinned(
             f"migration {unpinned[0]} is not pinned (no lock.toml), so its {DOWN} has no pinned "
@@ -285,10 +286,9 @@ def revert(
     planner = RevertPlanner.load(config, request)
     target = config.target()
     with tracking_session(config, target) as tracking:
-        states = tracking.latest() if tracking.exists() else {}
-        plan = planner.plan(states)
+        plan = planner.plan(planner.sources.latest(tracking))
         if pinned and not optional:
-            _require_pins(config, plan.to_revert)
+            _require_pins(planner.sources, plan.to_revert)
         if not plan.to_revert:
             return RevertResult(plan)
         if confirm is not None and not confirm(plan):
@@ -303,18 +303,17 @@ def revert(
                 if internal:
                     reporter.output(f"Tracking schema {target.spawn_schema}: applied "
                                     f"{', '.join(internal)}")
-                locked = planner.plan(tracking.latest())
+                locked = planner.plan(planner.sources.latest(tracking, check=False))
                 if locked.to_revert != plan.to_revert:
                     raise PlanRefused(
                         "the migration history changed while spawn waited for the lock (it "
                         f"would now revert {_listed(locked.to_revert)} instead of "
                         f"{_listed(plan.to_revert)}); nothing was reverted: check `spawn "
                         "migration status` and run the revert again")
-                run = MigrationRun(config, engine, tracking, reporter, plan.to_revert,
-                                   pinned=pinned, variables=variables,
-                                   first_history_id=tracking.last_history_id(), setup=setup,
-                                   runner=early, activity="REVERT",
-                                   unpinned_from_tree=optional)
+                run = migration_run(planner.sources, engine, tracking, reporter,
+                                    plan.to_revert, pinned=pinned, variables=variables,
+                                    setup=setup, runner=early, activity="REVERT",
+                                    unpinned_from_tree=optional)
                 hooks.run("before_revert")
                 outcomes = run.execute()
                 hooks.run("after_revert")
@@ -342,12 +341,15 @@ def plan_revert(
     """
     optional = pins_optional(config, pinned)
     planner = RevertPlanner.load(config, request)
-    plan = planner.plan(read_history(config))
+    with tracking_session(config) as tracking:
+        plan = planner.plan(planner.sources.latest(tracking))
     if pinned and not optional:
-        _require_pins(config, plan.to_revert)
+        _require_pins(planner.sources, plan.to_revert)
     planned: list[PlannedRevert] = []
     for position, name in enumerate(plan.to_revert, 1):
-        rendered = render_migration(config, name, pinned=uses_pin(config, name, pinned, optional),
+        source, bare = planner.sources.split(name)
+        rendered = render_migration(source.config, bare,
+                                    pinned=uses_pin(source.config, bare, pinned, optional),
                                     variables=variables, position=position, script=DOWN)
         try:
             item = PlannedRevert(name, rendered.pin, rendered.checksum.hex(), rendered.size)

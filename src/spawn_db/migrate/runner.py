@@ -896,15 +896,20 @@ class MigrationRun:
             ) from None
         raise self.failure(rendered, note, said)
 
+    def counted(self) -> tuple[int, int]:
+        """How many migrations ran before the current one, of how many (a run over
+        several sources counts the whole run: ``sources.SourceRun``)."""
+        return len(self.outcomes), self.total
+
     def failure(self, rendered: Rendered, note: str, said: str = "psql said"
                 ) -> MigrationFailed:
         """The error that ends the run once ``rendered``'s FAILURE row is written;
         ``said`` introduces ``note`` (a scripted migration's step is not psql)."""
         why = "interrupted" if self.interrupted else "failed"
-        done = len(self.outcomes)
+        done, total = self.counted()
         if self.activity == "REVERT":
             return MigrationFailed(
-                f"reverting migration {rendered.name} {why} ({done} of {self.total} reverted "
+                f"reverting migration {rendered.name} {why} ({done} of {total} reverted "
                 f"before it); recorded as REVERT FAILURE in {self.tracking.schema}."
                 f"migration_history. {said}:\n{note}\n"
                 f"Fix its down.sql (re-pin it if you change its components), then run "
@@ -912,7 +917,7 @@ class MigrationRun:
                 "then"
             )
         return MigrationFailed(
-            f"migration {rendered.name} {why} ({done} of {self.total} applied before it); "
+            f"migration {rendered.name} {why} ({done} of {total} applied before it); "
             f"recorded as FAILURE in {self.tracking.schema}.migration_history. "
             f"{said}:\n{note}\n"
             f"Fix the migration (re-pin it if you change its components), then run "

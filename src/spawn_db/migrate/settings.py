@@ -158,12 +158,18 @@ def load_all(config: Config, names: Sequence[str]) -> dict[str, MigrationSetting
     known = set(names)
     for name, found in settings.items():
         _check_references(config, name, found, known)
+    refuse_cycles(settings)
+    return settings
+
+
+def refuse_cycles(settings: Mapping[str, MigrationSettings]) -> None:
+    """A ``DependencyCycle`` naming the cycle, if the ``requires`` of ``settings`` have one
+    (also across ``[[sources]]``: ``sources.py``)."""
     cycle = find_cycle({n: s.requires for n, s in settings.items()})
     if cycle:
         raise DependencyCycle(
             f"migrations require each other in a cycle: {' -> '.join(cycle)}; remove one of "
             f"these `requires` entries (in {SETTINGS_FILE} of the migrations named)")
-    return settings
 
 
 def _check_references(config: Config, name: str, found: MigrationSettings,

@@ -1,0 +1,1 @@
+CREATE FUNCTION audit.stamp() RETURNS text LANGUAGE sql AS $$ SELECT 'packaged' $$;
