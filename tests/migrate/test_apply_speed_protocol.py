@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import DbProject, EmbeddedProject, TestDatabase
 from tests.helpers import start_spawn
-from tests.migrate.history import history
+from tests.migrate.history import history, latest
 from tests.migrate.test_apply_targets import set_target, toml_list
 
 # Records, for every history row spawn inserts, the synchronous_commit its transaction
@@ -255,3 +255,49 @@ def test_stale_check_reads_no_lock_file_of_a_plain_migration(
 
     assert read == ["20240101000001-templated"]
     assert [(s.migration, s.files) for s in stale] == [("20240101000001-templated", ("f.sql",))]
+
+
+# -- the lock check before each migration: this run's control session, not any holder ----------
+
+
+def test_a_lock_taken_over_by_another_session_still_stops_the_run(db_project: DbProject) -> None:
+    """Each migration starts only while *this run's* control session holds the migration lock
+    (the runner probes the random run key that session took with it). Here the control
+    session is ended during the first migration and another session takes the migration
+    lock at once, as a second deployment would: the run must stop before the second
+    migration, and the first one's outcome is still recorded."""
+    import subprocess
+
+    from spawn_db.migrate.tracking import lock_key
+
+    database = db_project.database
+    first = db_project.add_migration("first", "SELECT pg_sleep(1.5);\n")
+    second = db_project.add_migration("second", "CREATE TABLE after_takeover (a int);\n")
+    key = lock_key()
+    proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND state = 'active' AND query LIKE "
+                        "'%pg_sleep(1.5)%' AND pid <> pg_backend_pid())")
+    other = subprocess.Popen([*database.psql_argv(), "-At", "-v", "ON_ERROR_STOP=1"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdin is not None and other.stdout is not None
+        other.stdin.write(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
+            "AND l.granted AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database());\n"
+            f"SELECT pg_advisory_lock({key}), 'taken';\n")
+        other.stdin.flush()
+        deadline = time.monotonic() + 30
+        while "taken" not in other.stdout.readline():
+            assert time.monotonic() < deadline
+        code = proc.wait(timeout=60)
+        _, err = proc.communicate()
+    finally:
+        other.communicate("", timeout=30)
+
+    assert code == 1, err
+    assert "migration lock" in err and "lost" in err, err
+    assert latest(database) == {first: "SUCCESS"}
+    assert database.query("SELECT to_regclass('after_takeover') IS NULL") == "t"
+    assert second not in latest(database)

@@ -79,8 +79,7 @@ from spawn_db.migrate.tracking import (
     LockHolder,
     Record,
     Tracking,
-    lock_held_check,
-    lock_key,
+    run_key_check,
     runner_key,
 )
 from spawn_db.render.plaintext import plain_output
@@ -407,10 +406,8 @@ class SessionSetup:
         if version >= 140000:
             settings += ["SET idle_session_timeout = 0",
                          "SET client_connection_check_interval = 1000"]
-        pid = int(str(tracking.session.info.get("pid", 0)))
-        check = lock_held_check(lock_key(), pid, tracking.session.database)
         return cls(tuple(settings), runner_key(tracking.session.database, tracking.schema),
-                   check)
+                   run_key_check(tracking.run_key))
 
     def lock_runner(self) -> str:
         k1, k2 = self.runner_key
