@@ -74,11 +74,13 @@ def test_shared_migrations_commit_asynchronously_and_attempted_rows_with_the_ses
         ("m0", "off"), ("m1", "remote_apply"), ("m2", "off"), ("m3", "local"), ("m4", "off"),
     ]
     # From the trigger's creation on: each ATTEMPTED row commits durably with the session's
-    # setting; outcome rows the runner writes commit asynchronously; the isolated
-    # migration's rows go through the control session, durably.
+    # setting, in one transaction with the SUCCESS row of the migration before it when the
+    # two are chained; an outcome row the runner writes on its own (before an isolated
+    # migration, at the end) commits asynchronously; the isolated migration's rows go
+    # through the control session, durably.
     assert rows(local_commit, "SELECT status, setting FROM commits ORDER BY id") == [
-        ("SUCCESS", "off"),
-        ("ATTEMPTED", "local"), ("SUCCESS", "off"),
+        ("SUCCESS", "local"),
+        ("ATTEMPTED", "local"), ("SUCCESS", "local"),
         ("ATTEMPTED", "local"), ("SUCCESS", "off"),
         ("ATTEMPTED", "local"), ("SUCCESS", "local"),
         ("ATTEMPTED", "local"), ("SUCCESS", "off"),
@@ -103,8 +105,8 @@ def test_attempted_row_commits_with_the_session_setting_after_a_migration_turned
         ("m0", "off"), ("m1", "off"), ("m2", "off"),
     ]
     assert rows(local_commit, "SELECT status, setting FROM commits ORDER BY id") == [
-        ("SUCCESS", "off"),
-        ("ATTEMPTED", "remote_write"), ("SUCCESS", "off"),
+        ("SUCCESS", "remote_write"),
+        ("ATTEMPTED", "remote_write"), ("SUCCESS", "remote_write"),
         ("ATTEMPTED", "remote_write"), ("SUCCESS", "off"),
     ]
 
@@ -301,3 +303,35 @@ def test_a_lock_taken_over_by_another_session_still_stops_the_run(db_project: Db
     assert latest(database) == {first: "SUCCESS"}
     assert database.query("SELECT to_regclass('after_takeover') IS NULL") == "t"
     assert second not in latest(database)
+
+
+def test_chained_bookkeeping_is_one_transaction_per_migration(
+    db_project: DbProject, local_commit: TestDatabase,
+) -> None:
+    """Between two chained migrations the runner writes the SUCCESS row of the one and the
+    ATTEMPTED row of the next in one transaction (one message, one durable commit): each
+    such pair shares a transaction id, and no migration starts before its ATTEMPTED row."""
+    db_project.add_migration("notes", "CREATE TABLE xacts (status text, xact xid8, "
+                             "seen bigint);\nCREATE FUNCTION note_xact() RETURNS trigger "
+                             "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO xacts VALUES "
+                             "(NEW.status_id_status, pg_current_xact_id(), (SELECT count(*) "
+                             "FROM probe)); RETURN NEW; END $$;\nCREATE TABLE probe (n int);\n"
+                             "CREATE TRIGGER note_xact AFTER INSERT ON _spawn.migration_history "
+                             "FOR EACH ROW EXECUTE FUNCTION note_xact();\n")
+    for n in (1, 2, 3):
+        db_project.add_migration(f"m{n}", f"INSERT INTO probe VALUES ({n});\n")
+
+    result = db_project.run("migration", "apply", "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    found = rows(local_commit, "SELECT status, dense_rank() OVER (ORDER BY xact), seen "
+                               "FROM xacts ORDER BY xact, status DESC")
+    # (status, transaction number, probe rows when written): each migration's ATTEMPTED row
+    # precedes its insert into probe, and commits with the previous migration's SUCCESS.
+    assert found == [
+        ("SUCCESS", "1", "0"), ("ATTEMPTED", "1", "0"),
+        ("SUCCESS", "2", "1"), ("ATTEMPTED", "2", "1"),
+        ("SUCCESS", "3", "2"), ("ATTEMPTED", "3", "2"),
+        ("SUCCESS", "4", "3"),
+    ]
+    assert [status for _, _, status in history(local_commit)] == ["ATTEMPTED", "SUCCESS"] * 4

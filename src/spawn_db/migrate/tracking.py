@@ -95,9 +95,15 @@ def run_key_check(key: tuple[int, int]) -> str:
     bookkeeping work per migration. Advisory locks belong to a database: the check must
     run in ``spawn_database``, as the runner that writes the history does.
     """
+    lost = escape_literal(LOCK_LOST_SETTING)
+    return f"CASE WHEN {run_key_free(key)} THEN current_setting({lost}) END"
+
+
+def run_key_free(key: tuple[int, int]) -> str:
+    """An SQL expression, true once the control session holding ``key`` has let go of it
+    (see ``run_key_check``)."""
     k1, k2 = key
-    return (f"CASE WHEN pg_catalog.pg_try_advisory_xact_lock_shared({int(k1)}, {int(k2)}) "
-            f"THEN current_setting({escape_literal(LOCK_LOST_SETTING)}) END")
+    return f"pg_catalog.pg_try_advisory_xact_lock_shared({int(k1)}, {int(k2)})"
 
 
 def current_user() -> str:
@@ -337,6 +343,13 @@ class Tracking:
             rows = ", ".join(f"({r.migration_id}, {self._values(r)})" for r in known)
             statements.append(f"{self._insert_into()}VALUES {rows}")
         return statements
+
+    def insert_where(self, record: Record, condition: str) -> str:
+        """An INSERT of ``record`` (its migration id known) that writes it only when the SQL
+        ``condition`` holds, evaluated once, in the same statement."""
+        assert record.migration_id is not None
+        return (f"{self._insert_into()}SELECT {record.migration_id}, {self._values(record)} "
+                f"WHERE {condition}")
 
     def _insert_into(self) -> str:
         """``created_at`` is the wall clock, not ``now()``: an outcome row and the next
