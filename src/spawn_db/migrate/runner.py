@@ -19,8 +19,12 @@ How a run uses psql, and why it is both fast and crash-safe:
   next one starts as in a fresh session.
 * When the tracking tables live in the runner's database, the bookkeeping
   goes through the runner too: ``ATTEMPTED`` row, migration, outcome row
-  (batched with the next ``ATTEMPTED`` row), each proven by a marker the
-  statement itself returns. psql stops at the first error (``ON_ERROR_STOP``),
+  (in one message and one transaction with the next migration's ``ATTEMPTED``
+  row, which is written only while this run's control session still holds the
+  lock: ``chained_message``), each proven by a marker the statement itself
+  returns. The lock check is a try-lock on the random run key the control
+  session took with the migration lock (``tracking.run_key_check``), not a
+  read of ``pg_locks``, which copies the server's whole lock table. psql stops at the first error (``ON_ERROR_STOP``),
   so nothing after a failure runs, and spawn records the failure through the
   control session. Several migrations can be queued ahead in psql's input,
   because psql dies with spawn (parent-death signal) and would otherwise
