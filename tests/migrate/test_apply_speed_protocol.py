@@ -335,3 +335,25 @@ def test_chained_bookkeeping_is_one_transaction_per_migration(
         ("SUCCESS", "4", "3"),
     ]
     assert [status for _, _, status in history(local_commit)] == ["ATTEMPTED", "SUCCESS"] * 4
+
+
+def test_an_open_transaction_before_a_chained_migration_rolls_back_both_rows(
+    db_project: DbProject,
+) -> None:
+    """The message after a migration that left its transaction open runs inside that
+    transaction and fails: the migration, its SUCCESS row and the next migration's
+    ATTEMPTED row are rolled back together; the migration is recorded FAILURE and the next
+    one neither starts nor appears in the history."""
+    database = db_project.database
+    open_one = db_project.add_migration("open", "BEGIN;\nCREATE TABLE never_committed (a int);\n")
+    following = db_project.add_migration("next", "CREATE TABLE after_open (a int);\n")
+
+    result = db_project.run("migration", "apply", "--yes")
+
+    assert result.exit_code == 1, result.stderr
+    assert f"migration {open_one} failed" in result.stderr
+    assert "transaction block" in result.stderr
+    assert history(database) == [(open_one, "APPLY", "ATTEMPTED"), (open_one, "APPLY", "FAILURE")]
+    assert following not in latest(database)
+    assert database.query("SELECT to_regclass('never_committed') IS NULL "
+                          "AND to_regclass('after_open') IS NULL") == "t"

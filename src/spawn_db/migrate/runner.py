@@ -24,11 +24,12 @@ How a run uses psql, and why it is both fast and crash-safe:
   lock: ``chained_message``), each proven by a marker the statement itself
   returns. The lock check is a try-lock on the random run key the control
   session took with the migration lock (``tracking.run_key_check``), not a
-  read of ``pg_locks``, which copies the server's whole lock table. psql stops at the first error (``ON_ERROR_STOP``),
-  so nothing after a failure runs, and spawn records the failure through the
-  control session. Several migrations can be queued ahead in psql's input,
-  because psql dies with spawn (parent-death signal) and would otherwise
-  never run what is queued without spawn there to see it.
+  read of ``pg_locks``, which copies the server's whole lock table. psql
+  stops at the first error (``ON_ERROR_STOP``), so nothing after a failure
+  runs, and spawn records the failure through the control session. Several
+  migrations can be queued ahead in psql's input, because psql dies with
+  spawn (parent-death signal) and would otherwise never run what is queued
+  without spawn there to see it.
 * In that shared, inline case a migration's own commits are asynchronous
   (``synchronous_commit = off``, set in a message before it and undone by
   the reset after it, unless the migration sets it itself), and only the
