@@ -738,8 +738,11 @@ class MigrationRun:
         the lock is probed once for the row and again for ``spawn_lost``, after which psql
         stops (``STOP_IF_LOCK_LOST``) before ``following`` starts. The SUCCESS row is
         written either way, as when it had a message of its own: a lost lock never
-        takes back the outcome of a migration that ran under it. Any error rolls back both
-        rows: ``done`` then stays ATTEMPTED and ``following`` never starts.
+        takes back the outcome of a migration that ran under it. Should the lock go in the
+        microseconds between the two probes, ``following`` is left ATTEMPTED without having
+        started, which is what ATTEMPTED allows (it may have started: nothing runs it again
+        unasked). Any error rolls back both rows: ``done`` then stays ATTEMPTED and
+        ``following`` never starts.
         """
         lost = self.setup.lock_gone
         statements = [*RESET_SESSION, *self.setup.settings, *self.migration_settings(following),
