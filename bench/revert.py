@@ -82,36 +82,32 @@ def pipe(server: Server, database: str, script: Path) -> None:
 
 
 def floor_run(server: Server, up: Path, down: Path) -> Sample:
+    """Databases are kept until the server is thrown away, as in apply.py (dropping one
+    slows the next runs' file creation on this VM's file system)."""
     database = server.fresh_database()
-    try:
-        pipe(server, database, up)
-        time.sleep(0.2)  # the postmaster reaps that backend (and counts its CPU) first
-        return timed(server, server.argv(database), stdin=down)
-    finally:
-        server.drop(database)
+    pipe(server, database, up)
+    time.sleep(0.2)  # the postmaster reaps that backend (and counts its CPU) first
+    return timed(server, server.argv(database), stdin=down)
 
 
 def spawn_run(server: Server, root: Path, count: int, env: dict[str, str]) -> Sample:
     database = server.fresh_database()
-    try:
-        point_at(root, server.argv(database))
-        spawn = [sys.executable, "-m", "spawn_db", "migration"]
-        timed(server, [*spawn, "apply", "--yes"], cwd=root, env=env)
-        run = timed(server, [*spawn, "revert", "--steps", str(count), "--yes"], cwd=root,
-                    env=env)
-        reverted = server.query(
-            "SELECT count(*) FROM _spawn.migration_history h JOIN _spawn.migration m "
-            "ON m.migration_id = h.migration_id_migration WHERE m.namespace = 'default' "
-            "AND h.activity_id_activity = 'REVERT' AND h.status_id_status = 'SUCCESS'",
-            database)
-        tables = server.query(
-            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'item\\_%'", database)
-        if int(reverted) != count or int(tables) != 0:
-            raise BenchError(f"spawn recorded {reverted} reverts of {count}; {tables} tables "
-                             "left")
-        return run
-    finally:
-        server.drop(database)
+    point_at(root, server.argv(database))
+    spawn = [sys.executable, "-m", "spawn_db", "migration"]
+    timed(server, [*spawn, "apply", "--yes"], cwd=root, env=env)
+    run = timed(server, [*spawn, "revert", "--steps", str(count), "--yes"], cwd=root,
+                env=env)
+    reverted = server.query(
+        "SELECT count(*) FROM _spawn.migration_history h JOIN _spawn.migration m "
+        "ON m.migration_id = h.migration_id_migration WHERE m.namespace = 'default' "
+        "AND h.activity_id_activity = 'REVERT' AND h.status_id_status = 'SUCCESS'",
+        database)
+    tables = server.query(
+        "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'item\\_%'", database)
+    if int(reverted) != count or int(tables) != 0:
+        raise BenchError(f"spawn recorded {reverted} reverts of {count}; {tables} tables "
+                         "left")
+    return run
 
 
 def measure(server: Server, count: int, repeat: int, env: dict[str, str]) -> float:

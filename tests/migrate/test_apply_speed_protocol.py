@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import DbProject, EmbeddedProject, TestDatabase
 from tests.helpers import start_spawn
-from tests.migrate.history import history
+from tests.migrate.history import history, latest
 from tests.migrate.test_apply_targets import set_target, toml_list
 
 # Records, for every history row spawn inserts, the synchronous_commit its transaction
@@ -74,11 +74,13 @@ def test_shared_migrations_commit_asynchronously_and_attempted_rows_with_the_ses
         ("m0", "off"), ("m1", "remote_apply"), ("m2", "off"), ("m3", "local"), ("m4", "off"),
     ]
     # From the trigger's creation on: each ATTEMPTED row commits durably with the session's
-    # setting; outcome rows the runner writes commit asynchronously; the isolated
-    # migration's rows go through the control session, durably.
+    # setting, in one transaction with the SUCCESS row of the migration before it when the
+    # two are chained; an outcome row the runner writes on its own (before an isolated
+    # migration, at the end) commits asynchronously; the isolated migration's rows go
+    # through the control session, durably.
     assert rows(local_commit, "SELECT status, setting FROM commits ORDER BY id") == [
-        ("SUCCESS", "off"),
-        ("ATTEMPTED", "local"), ("SUCCESS", "off"),
+        ("SUCCESS", "local"),
+        ("ATTEMPTED", "local"), ("SUCCESS", "local"),
         ("ATTEMPTED", "local"), ("SUCCESS", "off"),
         ("ATTEMPTED", "local"), ("SUCCESS", "local"),
         ("ATTEMPTED", "local"), ("SUCCESS", "off"),
@@ -103,8 +105,8 @@ def test_attempted_row_commits_with_the_session_setting_after_a_migration_turned
         ("m0", "off"), ("m1", "off"), ("m2", "off"),
     ]
     assert rows(local_commit, "SELECT status, setting FROM commits ORDER BY id") == [
-        ("SUCCESS", "off"),
-        ("ATTEMPTED", "remote_write"), ("SUCCESS", "off"),
+        ("SUCCESS", "remote_write"),
+        ("ATTEMPTED", "remote_write"), ("SUCCESS", "remote_write"),
         ("ATTEMPTED", "remote_write"), ("SUCCESS", "off"),
     ]
 
@@ -255,3 +257,103 @@ def test_stale_check_reads_no_lock_file_of_a_plain_migration(
 
     assert read == ["20240101000001-templated"]
     assert [(s.migration, s.files) for s in stale] == [("20240101000001-templated", ("f.sql",))]
+
+
+# -- the lock check before each migration: this run's control session, not any holder ----------
+
+
+def test_a_lock_taken_over_by_another_session_still_stops_the_run(db_project: DbProject) -> None:
+    """Each migration starts only while *this run's* control session holds the migration lock
+    (the runner probes the random run key that session took with it). Here the control
+    session is ended during the first migration and another session takes the migration
+    lock at once, as a second deployment would: the run must stop before the second
+    migration, and the first one's outcome is still recorded."""
+    import subprocess
+
+    from spawn_db.migrate.tracking import lock_key
+
+    database = db_project.database
+    first = db_project.add_migration("first", "SELECT pg_sleep(1.5);\n")
+    second = db_project.add_migration("second", "CREATE TABLE after_takeover (a int);\n")
+    key = lock_key()
+    proc = start_spawn("migration", "apply", "--yes", cwd=db_project.root)
+    database.wait_until("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND state = 'active' AND query LIKE "
+                        "'%pg_sleep(1.5)%' AND pid <> pg_backend_pid())")
+    other = subprocess.Popen([*database.psql_argv(), "-At", "-v", "ON_ERROR_STOP=1"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdin is not None and other.stdout is not None
+        other.stdin.write(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
+            "AND l.granted AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database());\n"
+            f"SELECT pg_advisory_lock({key}), 'taken';\n")
+        other.stdin.flush()
+        deadline = time.monotonic() + 30
+        while "taken" not in other.stdout.readline():
+            assert time.monotonic() < deadline
+        code = proc.wait(timeout=60)
+        _, err = proc.communicate()
+    finally:
+        other.communicate("", timeout=30)
+
+    assert code == 1, err
+    assert "migration lock" in err and "lost" in err, err
+    assert latest(database) == {first: "SUCCESS"}
+    assert database.query("SELECT to_regclass('after_takeover') IS NULL") == "t"
+    assert second not in latest(database)
+
+
+def test_chained_bookkeeping_is_one_transaction_per_migration(
+    db_project: DbProject, local_commit: TestDatabase,
+) -> None:
+    """Between two chained migrations the runner writes the SUCCESS row of the one and the
+    ATTEMPTED row of the next in one transaction (one message, one durable commit): each
+    such pair shares a transaction id, and no migration starts before its ATTEMPTED row."""
+    db_project.add_migration("notes", "CREATE TABLE xacts (status text, xact xid8, "
+                             "seen bigint);\nCREATE FUNCTION note_xact() RETURNS trigger "
+                             "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO xacts VALUES "
+                             "(NEW.status_id_status, pg_current_xact_id(), (SELECT count(*) "
+                             "FROM probe)); RETURN NEW; END $$;\nCREATE TABLE probe (n int);\n"
+                             "CREATE TRIGGER note_xact AFTER INSERT ON _spawn.migration_history "
+                             "FOR EACH ROW EXECUTE FUNCTION note_xact();\n")
+    for n in (1, 2, 3):
+        db_project.add_migration(f"m{n}", f"INSERT INTO probe VALUES ({n});\n")
+
+    result = db_project.run("migration", "apply", "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    found = rows(local_commit, "SELECT status, dense_rank() OVER (ORDER BY xact), seen "
+                               "FROM xacts ORDER BY xact, status DESC")
+    # (status, transaction number, probe rows when written): each migration's ATTEMPTED row
+    # precedes its insert into probe, and commits with the previous migration's SUCCESS.
+    assert found == [
+        ("SUCCESS", "1", "0"), ("ATTEMPTED", "1", "0"),
+        ("SUCCESS", "2", "1"), ("ATTEMPTED", "2", "1"),
+        ("SUCCESS", "3", "2"), ("ATTEMPTED", "3", "2"),
+        ("SUCCESS", "4", "3"),
+    ]
+    assert [status for _, _, status in history(local_commit)] == ["ATTEMPTED", "SUCCESS"] * 4
+
+
+def test_an_open_transaction_before_a_chained_migration_rolls_back_both_rows(
+    db_project: DbProject,
+) -> None:
+    """The message after a migration that left its transaction open runs inside that
+    transaction and fails: the migration, its SUCCESS row and the next migration's
+    ATTEMPTED row are rolled back together; the migration is recorded FAILURE and the next
+    one neither starts nor appears in the history."""
+    database = db_project.database
+    open_one = db_project.add_migration("open", "BEGIN;\nCREATE TABLE never_committed (a int);\n")
+    following = db_project.add_migration("next", "CREATE TABLE after_open (a int);\n")
+
+    result = db_project.run("migration", "apply", "--yes")
+
+    assert result.exit_code == 1, result.stderr
+    assert f"migration {open_one} failed" in result.stderr
+    assert "transaction block" in result.stderr
+    assert history(database) == [(open_one, "APPLY", "ATTEMPTED"), (open_one, "APPLY", "FAILURE")]
+    assert following not in latest(database)
+    assert database.query("SELECT to_regclass('never_committed') IS NULL "
+                          "AND to_regclass('after_open') IS NULL") == "t"

@@ -19,12 +19,17 @@ How a run uses psql, and why it is both fast and crash-safe:
   next one starts as in a fresh session.
 * When the tracking tables live in the runner's database, the bookkeeping
   goes through the runner too: ``ATTEMPTED`` row, migration, outcome row
-  (batched with the next ``ATTEMPTED`` row), each proven by a marker the
-  statement itself returns. psql stops at the first error (``ON_ERROR_STOP``),
-  so nothing after a failure runs, and spawn records the failure through the
-  control session. Several migrations can be queued ahead in psql's input,
-  because psql dies with spawn (parent-death signal) and would otherwise
-  never run what is queued without spawn there to see it.
+  (in one message and one transaction with the next migration's ``ATTEMPTED``
+  row, which is written only while this run's control session still holds the
+  lock: ``chained_message``), each proven by a marker the statement itself
+  returns. The lock check is a try-lock on the random run key the control
+  session took with the migration lock (``tracking.run_key_check``), not a
+  read of ``pg_locks``, which copies the server's whole lock table. psql
+  stops at the first error (``ON_ERROR_STOP``), so nothing after a failure
+  runs, and spawn records the failure through the control session. Several
+  migrations can be queued ahead in psql's input, because psql dies with
+  spawn (parent-death signal) and would otherwise never run what is queued
+  without spawn there to see it.
 * In that shared, inline case a migration's own commits are asynchronous
   (``synchronous_commit = off``, set in a message before it and undone by
   the reset after it, unless the migration sets it itself), and only the
@@ -79,8 +84,8 @@ from spawn_db.migrate.tracking import (
     LockHolder,
     Record,
     Tracking,
-    lock_held_check,
-    lock_key,
+    run_key_check,
+    run_key_free,
     runner_key,
 )
 from spawn_db.render.plaintext import plain_output
@@ -132,6 +137,11 @@ SESSION_SYNC_VARIABLE = "spawn_sync"
 SESSION_SYNC = "current_setting('synchronous_commit')"
 MIGRATION_COMMIT = "SET synchronous_commit = off"
 DURABLE_COMMIT = f"SET LOCAL synchronous_commit = :'{SESSION_SYNC_VARIABLE}'"
+# After a chained message whose ATTEMPTED row was not written because the lock is gone: an
+# error naming LOCK_LOST_SETTING, so that psql stops before the next migration.
+STOP_IF_LOCK_LOST = (
+    f"\\if :spawn_lost\nSELECT current_setting({escape_literal(LOCK_LOST_SETTING)});\n\\endif\n"
+)
 # After a migration in its own psql: errors stop psql again, output goes back to spawn,
 # and psql's LAST_ERROR_SQLSTATE (set by any failed statement) exists for the check.
 ISOLATED_EPILOGUE = (
@@ -399,6 +409,7 @@ class SessionSetup:
     settings: tuple[str, ...]
     runner_key: tuple[int, int]
     lock_check: str
+    lock_gone: str = "false"  # SQL, true once the lock is gone (the check, without the error)
 
     @classmethod
     def for_tracking(cls, tracking: Tracking) -> SessionSetup:
@@ -407,10 +418,8 @@ class SessionSetup:
         if version >= 140000:
             settings += ["SET idle_session_timeout = 0",
                          "SET client_connection_check_interval = 1000"]
-        pid = int(str(tracking.session.info.get("pid", 0)))
-        check = lock_held_check(lock_key(), pid, tracking.session.database)
         return cls(tuple(settings), runner_key(tracking.session.database, tracking.schema),
-                   check)
+                   run_key_check(tracking.run_key), run_key_free(tracking.run_key))
 
     def lock_runner(self) -> str:
         k1, k2 = self.runner_key
@@ -708,11 +717,43 @@ class MigrationRun:
         mark = marker_literal(nonce, f"r{current.position}")
         if self.inline:
             mark = f"{mark} || ' ' || extract(epoch FROM {ELAPSED})::text"
-        process.statement_marker(self.runner_message(records, mark, reset=True))
-        if self.inline and following is not None:
-            self.queue_attempted(process, following)
+        if self.inline and following is not None and following.migration_id is not None:
+            process.statement_marker(self.chained_message(current, following, mark))
+            process.write(STOP_IF_LOCK_LOST)
             following.attempted = True
+        else:
+            process.statement_marker(self.runner_message(records, mark, reset=True))
+            if self.inline and following is not None:
+                self.queue_attempted(process, following)
+                following.attempted = True
         self.pump(process, 0)
+
+    def chained_message(self, done: Rendered, following: Rendered, mark: str) -> str:
+        """One message, one transaction, between two chained migrations: the session reset
+        after ``done``, its SUCCESS row, ``following``'s settings and its ATTEMPTED row,
+        committed durably (one WAL flush, which also carries ``done``'s asynchronous
+        commits), and ``done``'s marker.
+
+        The ATTEMPTED row is written only while this run's control session holds the lock;
+        the lock is probed once for the row and again for ``spawn_lost``, after which psql
+        stops (``STOP_IF_LOCK_LOST``) before ``following`` starts. The SUCCESS row is
+        written either way, as when it had a message of its own: a lost lock never
+        takes back the outcome of a migration that ran under it. Should the lock go in the
+        microseconds between the two probes, ``following`` is left ATTEMPTED without having
+        started, which is what ATTEMPTED allows (it may have started: nothing runs it again
+        unasked). Any error rolls back both rows: ``done`` then stays ATTEMPTED and
+        ``following`` never starts.
+        """
+        lost = self.setup.lock_gone
+        statements = [*RESET_SESSION, *self.setup.settings, *self.migration_settings(following),
+                      DURABLE_COMMIT,
+                      *self.tracking.history_statements([done.record("SUCCESS",
+                                                                     since_attempt=True)]),
+                      self.tracking.insert_where(following.record("ATTEMPTED"), f"NOT {lost}"),
+                      f"SELECT now() AS spawn_t0, {mark} AS spawn_mark, {lost} AS spawn_lost, "
+                      f"{self.setup.lock_runner()} AS spawn_runner_lock, {RESET_CHECKS} FROM "
+                      "(SELECT pg_advisory_unlock_all() AS spawn_unlock OFFSET 0) u"]
+        return " \\;\n".join(statements)
 
     def migration_settings(self, current: Rendered) -> list[str]:
         """What a shared migration starts with: its name in ``pg_stat_activity`` and, when

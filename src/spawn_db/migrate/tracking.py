@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,17 +75,35 @@ def runner_key(database: str, schema: str) -> tuple[int, int]:
     return (value >> 32) & 0x7FFFFFFF, value & 0x7FFFFFFF
 
 
-def lock_held_check(key: int, pid: int, database: str) -> str:
-    """An SQL expression that fails, naming ``LOCK_LOST_SETTING``, unless backend ``pid``
-    still holds the migration lock in ``database``: it gates each migration's start."""
-    key &= 0xFFFFFFFFFFFFFFFF
-    return (
-        "CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' "
-        f"AND l.granted AND l.pid = {int(pid)} AND l.objsubid = 1 AND l.classid = {key >> 32} "
-        f"AND l.objid = {key & 0xFFFFFFFF} AND l.database = (SELECT oid FROM "
-        f"pg_catalog.pg_database WHERE datname = {escape_literal(database)})) "
-        f"THEN current_setting({escape_literal(LOCK_LOST_SETTING)}) END"
-    )
+def new_run_key() -> tuple[int, int]:
+    """A random two-int advisory key that one control session holds, exclusively, for as
+    long as it holds the migration lock (see ``run_key_check``)."""
+    return secrets.randbits(31), secrets.randbits(31)
+
+
+def run_key_check(key: tuple[int, int]) -> str:
+    """An SQL expression that fails, naming ``LOCK_LOST_SETTING``, unless the control
+    session that took ``key`` with the migration lock still holds it: it gates each
+    migration's start.
+
+    The control session takes the migration lock and then this run's random key, and
+    lets go of both only together (``unlock``, or when it ends), so "someone holds the run
+    key" means "our control session still holds the migration lock". A shared try-lock on
+    it fails exactly while that exclusive holder exists; when it succeeds, the lock is
+    gone and the expression raises. It costs one lock-table probe, where reading
+    ``pg_locks`` copied the whole lock table of the server, about a third of the server's
+    bookkeeping work per migration. Advisory locks belong to a database: the check must
+    run in ``spawn_database``, as the runner that writes the history does.
+    """
+    lost = escape_literal(LOCK_LOST_SETTING)
+    return f"CASE WHEN {run_key_free(key)} THEN current_setting({lost}) END"
+
+
+def run_key_free(key: tuple[int, int]) -> str:
+    """An SQL expression, true once the control session holding ``key`` has let go of it
+    (see ``run_key_check``)."""
+    k1, k2 = key
+    return f"pg_catalog.pg_try_advisory_xact_lock_shared({int(k1)}, {int(k2)})"
 
 
 def current_user() -> str:
@@ -241,6 +260,7 @@ class Tracking:
         self.s = str(Identifier.of(schema))
         self.created_by = current_user()
         self.locked = False
+        self.run_key = new_run_key()
 
     # -- schema --------------------------------------------------------------------------
 
@@ -323,6 +343,13 @@ class Tracking:
             rows = ", ".join(f"({r.migration_id}, {self._values(r)})" for r in known)
             statements.append(f"{self._insert_into()}VALUES {rows}")
         return statements
+
+    def insert_where(self, record: Record, condition: str) -> str:
+        """An INSERT of ``record`` (its migration id known) that writes it only when the SQL
+        ``condition`` holds, evaluated once, in the same statement."""
+        assert record.migration_id is not None
+        return (f"{self._insert_into()}SELECT {record.migration_id}, {self._values(record)} "
+                f"WHERE {condition}")
 
     def _insert_into(self) -> str:
         """``created_at`` is the wall clock, not ``now()``: an outcome row and the next
@@ -444,10 +471,15 @@ class Tracking:
                 next_report += report_every
             time.sleep(min(poll, max(timeout - waited, 0.01)))
         self.locked = True
+        k1, k2 = self.run_key
+        self.session.query(f"SELECT pg_advisory_lock({k1}, {k2})",
+                           what="taking the migration lock")
 
     def unlock(self) -> None:
         if self.locked and self.session.process.exit is None:
-            self.session.query(f"SELECT pg_advisory_unlock({lock_key()})",
+            k1, k2 = self.run_key
+            self.session.query(f"SELECT pg_advisory_unlock({lock_key()}), "
+                               f"pg_advisory_unlock({k1}, {k2})",
                                what="releasing the migration lock")
         self.locked = False
 
