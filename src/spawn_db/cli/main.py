@@ -266,6 +266,9 @@ def _register() -> None:
     from spawn_db.cli import data as data_cli
 
     cli.add_command(data_cli.data)
+    from spawn_db.cli import tenant as tenant_cli
+
+    cli.add_command(tenant_cli.tenant)
 
 
 _register()
