@@ -317,7 +317,8 @@ def apply_tenants(phase: Phase, tenants: Sequence[Tenant], request: FleetRequest
     from spawn_db.fleet.tenants import fleet_history
 
     if shared is None or history is None:
-        shared, history = fleet_history(phase.tracking)
+        # The caller holds the lock and has made sure the tracking schema is there.
+        shared, history = fleet_history(phase.tracking, exists=True)
     parts = TenantParts.load(phase.config)
     plans = {t.name: plan_tenant(t, parts, shared, history.get(t.name, {}),
                                  retry=request.retry) for t in tenants}
@@ -344,7 +345,7 @@ def revert_tenants(phase: Phase, tenants: Sequence[Tenant], names: Sequence[str]
     applied, before the shared down scripts run."""
     from spawn_db.fleet.tenants import fleet_history
 
-    _, history = fleet_history(phase.tracking)
+    _, history = fleet_history(phase.tracking, exists=True)
     plans: dict[str, TenantPlan] = {}
     for tenant in tenants:
         rows = history.get(tenant.name, {})

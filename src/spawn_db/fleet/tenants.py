@@ -174,11 +174,13 @@ def select(tenants: Sequence[Tenant], choice: str, source: str) -> list[Tenant]:
 Latest = dict[str, HistoryRow]
 
 
-def fleet_history(tracking: Tracking) -> tuple[Latest, dict[str, Latest]]:
+def fleet_history(tracking: Tracking, *, exists: bool = False
+                  ) -> tuple[Latest, dict[str, Latest]]:
     """The latest row of every shared migration (``default``) and of every tenant part
     (``tenant:*``, by tenant name), in one query: a fleet that is up to date costs this
-    one query whatever its size. Empty when the tracking schema does not exist."""
-    if not tracking.exists():
+    one query whatever its size. Empty when the tracking schema does not exist (asked
+    first, unless the caller knows it does: ``exists``)."""
+    if not exists and not tracking.exists():
         return {}, {}
     s = tracking.s
     text = tracking.session.query(
