@@ -10,6 +10,8 @@ import click
 from spawn_db.cli.context import App, pass_app
 from spawn_db.cli.output import echo, emit_json, info, note, warn
 
+UP_TO_DATE = "up to date"  # a tenant with nothing to do (``fleet.tenant_run.apply_tenants``)
+
 if TYPE_CHECKING:
     from spawn_db.fleet.runner import FleetReport
     from spawn_db.fleet.tenant_ops import TenantState
@@ -24,8 +26,12 @@ def print_tenant_report(report: FleetReport, *, fmt: str = "text") -> None:
     """The tenant phase's report (nothing when no tenant was considered)."""
     from spawn_db.cli.fleet import print_fleet_report
 
-    if report.results and fmt == "text":
-        print_fleet_report("tenant", "tenants", report)
+    if not report.results or fmt != "text":
+        return
+    if all(r.state == "ok" and r.summary == UP_TO_DATE for r in report.results):
+        echo(f"{len(report.results)} tenants: all up to date.")
+        return
+    print_fleet_report("tenant", "tenants", report)
 
 
 def tenant_bar(total: int, verb: str) -> Any:

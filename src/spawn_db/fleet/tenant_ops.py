@@ -246,6 +246,6 @@ def raise_if_failed(report: FleetReport) -> None:
     failed, skipped = len(report.failed), len(report.skipped)
     raise MigrationFailed(
         f"{failed} of {len(report.results)} tenants failed"
-        + (f" and {skipped} were skipped" if skipped else "")
+        + (f" and {skipped} {'was' if skipped == 1 else 'were'} skipped" if skipped else "")
         + "; fix the failures listed above, then run `spawn migration apply --retry` with "
         "--tenants naming them")
