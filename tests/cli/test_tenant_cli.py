@@ -60,3 +60,23 @@ def test_a_schema_template_that_maps_two_tenants_to_one_schema_is_refused(
         f"error: tenant 'globex' from [tenants] list in {db_project.config_path} gets the "
         "schema 'shared' of tenant 'acme'; each tenant needs a schema of its own (use "
         "`{{ tenant }}` in [tenants] `schema`)")
+
+
+def test_an_unpinned_tenant_part_is_refused_before_anything_runs(
+        db_project: DbProject) -> None:
+    set_tenants(db_project, tenant_list(["acme"]))
+    add(db_project, "shared", up="CREATE TABLE public.shared (id int);\n")
+    folder = add(db_project, "t", tenant="CREATE TABLE t (id int);\n", pin=False)
+
+    result = db_project.run("migration", "apply", "--yes")
+
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: migration {folder} (a tenant part) is not pinned (no lock.toml); run "
+        f"`spawn migration pin {folder}` first, or render from the working tree with --no-pin")
+    assert db_project.database.query("SELECT to_regclass('public.shared') IS NULL") == "t"
+
+    created = db_project.run("tenant", "create", "acme")
+    assert created.exit_code == 2
+    assert "(a tenant part) is not pinned" in created.stderr
+    assert schemas(db_project.database) == []

@@ -26,6 +26,7 @@ from spawn_db.fleet.tenants import (
     load_tenants,
     make_tenants,
     plan_tenant,
+    require_pins,
     select,
     source_label,
     tenants_config,
@@ -68,6 +69,9 @@ def tenant_phase(config: Config, choice: str, request: FleetRequest, *, pinned: 
                  ) -> Callable[[Tracking, Engine, SessionSetup], FleetReport]:
     """apply's ``after_shared``: the tenant parts of the selected tenants, under apply's
     lock, once the shared parts ran."""
+    require_pins(config, TenantParts.load(config).names, pinned=pinned,
+                 unpinned_from_tree=unpinned_from_tree)
+
     def run(tracking: Tracking, engine: Engine, setup: SessionSetup) -> FleetReport:
         tenants = selected_tenants(config, tracking, choice)
         if not tenants:
@@ -142,7 +146,11 @@ def create_tenant(config: Config, name: str, *, lock_timeout: float = DEFAULT_LO
     """Create tenant ``name``'s schema and apply every tenant part to it (only tenant
     parts: the shared ones are apply's). Returns the report and whether the name is in
     the tenant source (one that is not will be left out of later applies)."""
+    from spawn_db.migrate.apply import pins_optional
+
     tenant = make_tenants(config, [name], "the command line")[0]
+    require_pins(config, TenantParts.load(config).names, pinned=pinned,
+                 unpinned_from_tree=pins_optional(config, pinned))
     with locked_phase(config, lock_timeout=lock_timeout, pinned=pinned,
                       variables=variables) as phase:
         listed = name in {t.name for t in load_tenants(config, _lender(phase.tracking))}

@@ -28,6 +28,7 @@ from spawn_db.fleet.tenants import (
     TenantParts,
     TenantPlan,
     plan_tenant,
+    require_pins,
     tenant_context,
 )
 from spawn_db.migrate.migration import TENANT, TENANT_DOWN
@@ -322,6 +323,8 @@ def apply_tenants(phase: Phase, tenants: Sequence[Tenant], request: FleetRequest
     parts = TenantParts.load(phase.config)
     plans = {t.name: plan_tenant(t, parts, shared, history.get(t.name, {}),
                                  retry=request.retry) for t in tenants}
+    require_pins(phase.config, sorted({n for p in plans.values() for n in p.to_run}),
+                 pinned=phase.pinned, unpinned_from_tree=phase.unpinned_from_tree)
 
     def work(worker: Worker, plan: TenantPlan) -> Done:
         applied: list[str] = []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spawn_db.config import PG_NAME_MAX_BYTES, Config, TenantsConfig
-from spawn_db.errors import ConfigError, DataSourceError, UsageError
+from spawn_db.errors import ConfigError, DataSourceError, NotPinned, UsageError
 from spawn_db.escape import escape_literal
 from spawn_db.migrate.migration import TENANT, tenant_migration_names
 from spawn_db.migrate.plan import is_done, state_of
@@ -261,6 +261,20 @@ def plan_tenant(tenant: Tenant, parts: TenantParts, shared: Mapping[str, History
             return TenantPlan(tenant, tuple(to_run), name, state)
         to_run.append(name)
     return TenantPlan(tenant, tuple(to_run))
+
+
+def require_pins(config: Config, names: Sequence[str], *, pinned: bool,
+                 unpinned_from_tree: bool) -> None:
+    """Refuse (exit 2) before any tenant starts when a tenant part is not pinned and pins
+    are required, as apply does for the shared parts."""
+    if not pinned or unpinned_from_tree:
+        return
+    unpinned = [n for n in names if not (config.migrations_dir / n / "lock.toml").is_file()]
+    if unpinned:
+        raise NotPinned(
+            f"migration {unpinned[0]} (a tenant part) is not pinned (no lock.toml); run "
+            f"`spawn migration pin {unpinned[0]}` first, or render from the working tree "
+            "with --no-pin")
 
 
 # -- rendering --------------------------------------------------------------------------------
