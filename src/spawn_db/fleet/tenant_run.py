@@ -31,9 +31,9 @@ from spawn_db.fleet.tenants import (
     require_pins,
     tenant_context,
 )
+from spawn_db.migrate.apply import NullReporter
 from spawn_db.migrate.migration import TENANT, TENANT_DOWN
 from spawn_db.migrate.runner import (
-    MigrationOutcome,
     MigrationRun,
     Rendered,
     SessionSetup,
@@ -146,7 +146,8 @@ class TenantRun(MigrationRun):
         phase = worker.phase
         path = f"SET search_path = {Identifier.of(tenant.schema)}"
         setup = replace(phase.setup, settings=(*phase.setup.settings, path))
-        super().__init__(phase.config, phase.engine, worker.tracking, _Quiet(), names,
+        # Progress is the fleet bar's: no per-migration lines for a tenant.
+        super().__init__(phase.config, phase.engine, worker.tracking, NullReporter(), names,
                          pinned=phase.pinned, variables=phase.variables,
                          first_history_id=worker.first_history_id, setup=setup,
                          activity=activity, unpinned_from_tree=phase.unpinned_from_tree)
@@ -202,24 +203,6 @@ class TenantRun(MigrationRun):
             f"applied before it); recorded as FAILURE in namespace {self.namespace}. "
             f"{said}:\n{note}\nFix its {TENANT} (re-pin it if you change its components), "
             f"then run `spawn migration apply --tenants {tenant} --retry`")
-
-
-class _Quiet:
-    """A tenant run's reporter: progress is the fleet bar's, so per-migration lines and
-    what psql prints are not shown (a failure still quotes psql)."""
-
-    def waiting_for_lock(self, holders: Sequence[Any], waited: float) -> None:
-        pass
-
-    def started(self, name: str, position: int, total: int, elapsed: float) -> None:
-        pass
-
-    def finished(self, outcome: MigrationOutcome, position: int, total: int,
-                 elapsed: float) -> None:
-        pass
-
-    def output(self, text: str) -> None:
-        pass
 
 
 # -- workers -----------------------------------------------------------------------------------

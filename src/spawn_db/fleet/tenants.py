@@ -10,7 +10,6 @@ parts is ``fleet.tenant_run``'s job.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -182,25 +181,12 @@ def fleet_history(tracking: Tracking, *, exists: bool = False
     first, unless the caller knows it does: ``exists``)."""
     if not exists and not tracking.exists():
         return {}, {}
-    s = tracking.s
-    text = tracking.session.query(
-        "SELECT coalesce(json_agg(r), '[]') FROM ("
-        "SELECT DISTINCT ON (h.migration_id_migration) m.name, m.namespace, "
-        "h.migration_history_id AS history_id, h.activity_id_activity AS activity, "
-        "h.status_id_status AS status, encode(h.checksum, 'hex') AS checksum, h.pin_hash, "
-        "h.created_at, h.created_by, h.description, h.status_note, "
-        "extract(epoch FROM h.execution_time)::float8 AS execution_seconds "
-        f"FROM {s}.migration_history h JOIN {s}.migration m "
-        "ON m.migration_id = h.migration_id_migration "
-        f"WHERE m.namespace = {escape_literal(USER_NAMESPACE)} "
-        f"OR m.namespace LIKE {escape_literal(NAMESPACE_PREFIX + '%')} "
-        "ORDER BY h.migration_id_migration, h.migration_history_id DESC) r",
-        what="reading the migration history of the shared parts and every tenant",
-    )
+    rows = tracking.latest_rows(
+        f"(m.namespace = {escape_literal(USER_NAMESPACE)} "
+        f"OR m.namespace LIKE {escape_literal(NAMESPACE_PREFIX + '%')})")
     shared: dict[str, HistoryRow] = {}
     tenants: dict[str, dict[str, HistoryRow]] = {}
-    for raw in json.loads(text or "[]"):
-        row = HistoryRow(**raw)
+    for row in rows:
         if row.namespace == USER_NAMESPACE:
             shared[row.name] = row
         else:
