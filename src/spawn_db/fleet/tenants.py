@@ -81,34 +81,74 @@ def check_name(name: str, source: str) -> str:
                       "there (e.g. `acme_corp`)")
 
 
-def schema_of(config: Config, name: str) -> str:
-    """Tenant ``name``'s schema: ``[tenants] schema`` rendered with ``tenant``."""
+# ``prefix{{ tenant }}suffix``, the usual shape of the schema template: rendered without
+# Jinja (importing and compiling it costs more than a fleet that is up to date).
+_SIMPLE_SCHEMA = re.compile(r"([^{}]*)\{\{\s*tenant\s*\}\}([^{}]*)")
+
+
+def schema_namer(config: Config) -> Callable[[str], str]:
+    """Tenant name -> schema name: ``[tenants] schema`` compiled once, rendered with
+    ``tenant`` for each, and checked."""
+    template = tenants_config(config).schema
+    simple = _SIMPLE_SCHEMA.fullmatch(template)
+    render: Callable[[str], str]
+    if simple is not None:
+        prefix, suffix = simple.groups()
+        render = lambda name: f"{prefix}{name}{suffix}"  # noqa: E731
+    else:
+        render = _jinja_schema(config, template)
+
+    def schema_of(name: str) -> str:
+        schema = render(name).strip()
+        if not schema or len(schema.encode("utf-8")) > PG_NAME_MAX_BYTES \
+                or any(ord(c) < 32 for c in schema):
+            raise ConfigError(
+                f"{config.path}: [tenants] `schema` = {template!r} makes {schema!r} for "
+                f"tenant {name!r}, which is not a schema name of 1 to {PG_NAME_MAX_BYTES} "
+                "bytes; shorten the template or the name")
+        return schema
+
+    return schema_of
+
+
+def _jinja_schema(config: Config, template: str) -> Callable[[str], str]:
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    template = tenants_config(config).schema
+    def failed(exc: jinja2.TemplateError, name: str | None) -> ConfigError:
+        whose = f" for tenant {name!r}" if name else ""
+        return ConfigError(f"{config.path}: [tenants] `schema` = {template!r} cannot be "
+                           f"rendered{whose}: {exc}; it may use only `{{{{ tenant }}}}`, e.g. "
+                           "`schema = \"tenant_{{ tenant }}\"`")
+
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
     try:
-        schema = env.from_string(template).render(tenant=name).strip()
+        compiled = env.from_string(template)
     except jinja2.TemplateError as exc:
-        raise ConfigError(f"{config.path}: [tenants] `schema` = {template!r} cannot be "
-                          f"rendered for tenant {name!r}: {exc}; it may use only "
-                          "`{{ tenant }}`, e.g. `schema = \"tenant_{{ tenant }}\"`") from None
-    if not schema or len(schema.encode("utf-8")) > PG_NAME_MAX_BYTES \
-            or any(ord(c) < 32 for c in schema):
-        raise ConfigError(f"{config.path}: [tenants] `schema` = {template!r} makes {schema!r} "
-                          f"for tenant {name!r}, which is not a schema name of 1 to "
-                          f"{PG_NAME_MAX_BYTES} bytes; shorten the template or the name")
-    return schema
+        raise failed(exc, None) from None
+
+    def render(name: str) -> str:
+        try:
+            return compiled.render(tenant=name)
+        except jinja2.TemplateError as exc:
+            raise failed(exc, name) from None
+
+    return render
+
+
+def schema_of(config: Config, name: str) -> str:
+    """Tenant ``name``'s schema: ``[tenants] schema`` rendered with ``tenant``."""
+    return schema_namer(config)(name)
 
 
 def make_tenants(config: Config, names: Sequence[str], source: str) -> list[Tenant]:
     """``names`` checked (valid, no duplicate, one schema each) and turned into tenants."""
     tenants: list[Tenant] = []
     owners: dict[str, str] = {}
+    schema_of = schema_namer(config)
     for name in names:
         check_name(name, source)
-        schema = schema_of(config, name)
+        schema = schema_of(name)
         if schema in owners:
             what = ("is listed twice" if owners[schema] == name
                     else f"gets the schema {schema!r} of tenant {owners[schema]!r}")
