@@ -397,3 +397,19 @@ def test_build_shows_a_tenant_part_rendered_and_status_sums_up(db_project: DbPro
     assert status.exit_code == 0, status.stderr
     assert ("Tenants: 2, 1 up to date, 1 with pending tenant parts, 0 failed (`spawn tenant "
             "list` for each).") in status.stderr
+
+
+def test_apply_migration_runs_only_its_own_tenant_part(db_project: DbProject) -> None:
+    set_tenants(db_project, tenant_list(["acme"]))
+    first, second = two_migrations(db_project)
+
+    result = db_project.run("migration", "apply", first, "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    db = db_project.database
+    assert history(db, "tenant:acme") == [(first, "APPLY", "ATTEMPTED"),
+                                          (first, "APPLY", "SUCCESS")]
+    assert tables(db, "tenant_acme") == ["users"]
+    dry = db_project.run("migration", "apply", "--dry-run", "--format", "json")
+    assert json.loads(dry.stdout)["tenants"] == [
+        {"name": "acme", "schema": "tenant_acme", "to_run": [second], "blocked": None}]

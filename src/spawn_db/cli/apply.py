@@ -219,7 +219,7 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         from spawn_db.errors import UsageError
 
         raise UsageError("--sql only goes with --dry-run; add --dry-run to see the "
-                         "plan, or drop it to apply")
+                         "plan with its SQL, or drop it to apply")
     if (with_requires or allow_draft) and not migration_name:
         from spawn_db.errors import UsageError
 
@@ -236,7 +236,8 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
                         repeatables=RepeatableRequest(no_repeatable, repeatable_names))
     fleet = _tenant_phase(config, tenants, jobs=jobs, canary=canary,
                           continue_on_error=continue_on_error, retry=retry, pinned=not no_pin,
-                          variables=variables, bar=fmt == "text")
+                          variables=variables, bar=fmt == "text",
+                          only=_resolved(config, migration_name))
     if not no_repeatable:
         from spawn_db.cli.repeatable import say_warnings
 
@@ -287,9 +288,18 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     _tenant_outcome(result, fmt)
 
 
+def _resolved(config: Config, migration_name: str | None) -> str | None:
+    """MIGRATION's folder name (apply with MIGRATION runs only its tenant part)."""
+    if migration_name is None:
+        return None
+    from spawn_db.project import Project
+
+    return Project(config).resolve_migration(migration_name)
+
+
 def _tenant_phase(config: Config, given: str | None, *, jobs: int, canary: int,
                   continue_on_error: bool, retry: bool, pinned: bool, variables: Any,
-                  bar: bool) -> Any:
+                  bar: bool, only: str | None = None) -> Any:
     """apply's ``after_shared`` for the tenant parts, or None (``--tenants none``, or no
     [tenants] in spawn.toml)."""
     from spawn_db.fleet.tenant_ops import default_choice, tenant_phase
@@ -302,7 +312,8 @@ def _tenant_phase(config: Config, given: str | None, *, jobs: int, canary: int,
     from spawn_db.cli.tenant import tenant_bar
 
     request = FleetRequest(jobs, canary, continue_on_error, retry,
-                           (lambda total: tenant_bar(total, "applying")) if bar else None)
+                           (lambda total: tenant_bar(total, "applying")) if bar else None,
+                           only=only)
     return tenant_phase(config, choice, request, pinned=pinned,
                         unpinned_from_tree=pins_optional(config, pinned), variables=variables)
 
@@ -417,12 +428,15 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
 
     choice_of_tenants = default_choice(config, tenants)
     plans = [] if choice_of_tenants == "none" or dry.plan.blocked else dry_run_tenants(
-        config, choice_of_tenants, dry.plan.to_run, retry=retry)
+        config, choice_of_tenants, dry.plan.to_run, retry=retry,
+        only=_resolved(config, migration_name))
     if fmt == "json":
-        emit_json({**_dry_run_json(dry, texts if show_sql else None),
-                   "tenants": [{"name": p.tenant.name, "schema": p.tenant.schema,
-                                "to_run": list(p.to_run), "blocked": p.blocked}
-                               for p in plans]})
+        found = _dry_run_json(dry, texts if show_sql else None)
+        if choice_of_tenants != "none":
+            found["tenants"] = [{"name": p.tenant.name, "schema": p.tenant.schema,
+                                 "to_run": list(p.to_run), "blocked": p.blocked}
+                                for p in plans]
+        emit_json(found)
     else:
         for plan in plans:
             if not plan.up_to_date:

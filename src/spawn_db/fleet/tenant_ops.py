@@ -181,7 +181,7 @@ def drop_tenant(config: Config, name: str, *,
 
 
 def dry_run_tenants(config: Config, choice: str, shared_to_run: tuple[str, ...], *,
-                    retry: bool = False) -> list[TenantPlan]:
+                    retry: bool = False, only: str | None = None) -> list[TenantPlan]:
     """What apply's tenant phase would run in each selected tenant, counting the shared
     parts the dry run lists as applied; read-only, no lock."""
     from spawn_db.migrate.apply import tracking_session
@@ -193,7 +193,7 @@ def dry_run_tenants(config: Config, choice: str, shared_to_run: tuple[str, ...],
     for name in shared_to_run:
         shared[name] = _assumed_applied(name)
     parts = TenantParts.load(config)
-    return [plan_tenant(t, parts, shared, history.get(t.name, {}), retry=retry)
+    return [plan_tenant(t, parts, shared, history.get(t.name, {}), retry=retry, only=only)
             for t in tenants]
 
 

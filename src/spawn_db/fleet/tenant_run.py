@@ -60,6 +60,8 @@ class FleetRequest:
     # Made with the number of tenants that have work, entered around the run (the CLI's
     # bar); None: no progress.
     progress: Callable[[int], AbstractContextManager[FleetProgress]] | None = None
+    # apply MIGRATION: only that migration's tenant part.
+    only: str | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,7 @@ def apply_tenants(phase: Phase, tenants: Sequence[Tenant], request: FleetRequest
         shared, history = fleet_history(phase.tracking, exists=True)
     parts = TenantParts.load(phase.config)
     plans = {t.name: plan_tenant(t, parts, shared, history.get(t.name, {}),
-                                 retry=request.retry) for t in tenants}
+                                 retry=request.retry, only=request.only) for t in tenants}
     require_pins(phase.config, sorted({n for p in plans.values() for n in p.to_run}),
                  pinned=phase.pinned, unpinned_from_tree=phase.unpinned_from_tree)
 
