@@ -8,6 +8,7 @@ each start and has psql log every query it sends (``psql -L``) to a file per ses
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from tests.migrate.history import history
 from tests.migrate.test_apply_targets import set_target, toml_list
 
 TENANTS = [f"t{i:02d}" for i in range(30)]
-QUERY_HEADER = "********* QUERY **********"
+# psql -L's frame around each query: `********* QUERY **********` up to PostgreSQL 17,
+# `/******** QUERY *********/` from 18 on; a line of stars (or `/***.../`) closes it.
+QUERY = re.compile(r"^/?\*+ QUERY \*+/?\n(.*?)\n/?\*+/?$", re.M | re.S)
 
 
 def counting_psql(project: DbProject, tmp_path: Path) -> Path:
@@ -46,8 +49,7 @@ def sessions_and_queries(logs: Path) -> tuple[int, list[str]]:
     files = sorted(logs.glob("session-*.log"))
     for log in files:
         text = log.read_text(encoding="utf-8", errors="replace")
-        for block in text.split(QUERY_HEADER)[1:]:
-            queries.append(block.split("**************************", 1)[0].strip())
+        queries.extend(match.group(1).strip() for match in QUERY.finditer(text))
         log.unlink()
     return len(files), queries
 
