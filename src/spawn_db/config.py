@@ -27,7 +27,7 @@ COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
                   "variables", "templates", "migrations", "environments", "lint",
-                  "secrets", "tests", "hooks", "data", "sources")
+                  "secrets", "tests", "hooks", "data", "sources", "tenants")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -60,6 +60,9 @@ SOURCE_KEYS = ("name", "path", "package")
 # repeatable migrations and the tenants.
 RESERVED_SOURCE_NAMES = ("default", "repeatable", "spawn")
 _SOURCE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+TENANTS_KEYS = ("list", "query", "command", "schema")
+TENANT_SOURCES = ("list", "query", "command")
+DEFAULT_TENANT_SCHEMA = "tenant_{{ tenant }}"
 
 CommandKind = Literal["direct", "provider", "embedded"]
 UndefinedMode = Literal["lenient", "strict"]
@@ -149,6 +152,20 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class TenantsConfig:
+    """``[tenants]``: where the tenant names come from (exactly one of ``list``, ``query``
+    run on the target, or ``command`` printing one per line) and ``schema``, the Jinja
+    template of a tenant's schema name. Names are checked by ``fleet.tenants``, which
+    also checks those a query or command returns."""
+
+    source: Literal["list", "query", "command"]
+    names: tuple[str, ...] = ()
+    query: str = ""
+    command: tuple[str, ...] = ()
+    schema: str = DEFAULT_TENANT_SCHEMA
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     name: str
     engine: str
@@ -218,6 +235,7 @@ class Config:
     hooks: Mapping[str, tuple[HookConfig, ...]] = field(default_factory=dict)
     data_sources: Mapping[str, DataSource] = field(default_factory=dict)
     sources: tuple[SourceConfig, ...] = ()
+    tenants: TenantsConfig | None = None
 
     @property
     def project_dir(self) -> Path:
@@ -452,6 +470,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
     hooks = _hooks(raw, path, warnings)
     data_sources = _data_sources(raw, path, warnings)
     sources = _sources(raw, path, warnings)
+    tenants = _tenants(raw, path, warnings)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
@@ -474,6 +493,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         hooks=hooks,
         data_sources=data_sources,
         sources=sources,
+        tenants=tenants,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
@@ -652,6 +672,43 @@ def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) ->
             "applied, unless its migration.toml says out_of_order = true)"
         )
     return "strict" if order == "strict" else "loose"
+
+
+def _tenants(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> TenantsConfig | None:
+    """``[tenants]``: exactly one source (``list``, ``query`` or ``command``) and the
+    optional ``schema`` template; absent means the project has no tenants."""
+    table = raw.get("tenants")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: `tenants` must be a table: [tenants] then '
+                          '`list = ["acme", "globex"]`')
+    _warn_unknown(table, TENANTS_KEYS, f"{path} [tenants]", warnings)
+    given = [key for key in TENANT_SOURCES if key in table]
+    if len(given) != 1:
+        found = f" (found {', '.join(given)})" if given else ""
+        raise ConfigError(
+            f"{path}: [tenants] needs exactly one of `list` (e.g. `list = [\"acme\"]`), "
+            "`query` (e.g. `query = \"SELECT slug FROM public.tenants\"`) or `command` (e.g. "
+            f"`command = [\"./list-tenants\"]`, one name per line){found}")
+    schema = _optional_str(table, "schema", path, "[tenants]") or DEFAULT_TENANT_SCHEMA
+    if given[0] == "list":
+        names = table["list"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f'{path}: [tenants] `list` must be a list of names, e.g. '
+                              '`list = ["acme", "globex"]`')
+        return TenantsConfig("list", names=tuple(names), schema=schema)
+    if given[0] == "query":
+        query = _optional_str(table, "query", path, "[tenants]")
+        if not query or not query.strip():
+            raise ConfigError(f'{path}: [tenants] `query` must be a SELECT returning one '
+                              'name per row, e.g. `query = "SELECT slug FROM public.tenants"`')
+        return TenantsConfig("query", query=query, schema=schema)
+    command = _argv(table, "command", path, "[tenants]")
+    if not command:
+        raise ConfigError(f'{path}: [tenants] `command` must be a non-empty list of strings, '
+                          'e.g. `command = ["./list-tenants"]`')
+    return TenantsConfig("command", command=command, schema=schema)
 
 
 REMOTE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

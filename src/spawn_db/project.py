@@ -231,9 +231,11 @@ class Project:
         typed = name.rstrip("/") or name
         validate_name(typed, "migration")
         if (self.migration_dir(typed) / "up.sql").is_file() \
+                or (self.migration_dir(typed) / TENANT_PART).is_file() \
                 or is_scripted(self.migration_dir(typed)):
             return typed
-        names = self.migration_names()
+        names = sorted(set(self.migration_names())
+                       | set(_folders_with(self.config.migrations_dir, TENANT_PART)))
         matches = [n for n in names if _ends_with_part(n, typed)]
         if len(matches) == 1:
             return matches[0]
@@ -275,6 +277,8 @@ def _ends_with_part(name: str, suffix: str) -> bool:
     return name[-len(suffix) - 1] in "-_."
 
 
+# A migration with only a tenant part (docs/fleets.md) has tenant.sql and no up.sql.
+TENANT_PART = "tenant.sql"
 # A scripted migration (migrate/steps.py) has no up.sql: its migration.toml lists [[steps]].
 STEPS_SETTINGS = "migration.toml"
 
@@ -291,6 +295,11 @@ def is_scripted(folder: Path) -> bool:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False
     return "steps" in raw
+
+
+def folders_with(parent: Path, filename: str) -> list[str]:
+    """Names of the folders of ``parent`` that hold ``filename`` (see ``_folders_with``)."""
+    return _folders_with(parent, filename)
 
 
 def _folders_with(parent: Path, filename: str) -> list[str]:

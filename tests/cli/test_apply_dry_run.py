@@ -178,11 +178,11 @@ def test_dry_run_refuses_like_apply_when_a_failed_migration_blocks(
     assert [line.split()[0] for line in retry.stdout.splitlines()] == [bad, after]
 
 
-def test_sql_and_format_need_dry_run(db_project: DbProject) -> None:
+def test_sql_needs_dry_run(db_project: DbProject) -> None:
     result = db_project.run("migration", "apply", "--sql")
 
     assert result.exit_code == 2
-    assert result.stderr == ("error: --sql and --format only go with --dry-run; add --dry-run "
-                             "to see the plan, or drop them to apply\n")
+    assert result.stderr == ("error: --sql only goes with --dry-run; add --dry-run to see the "
+                             "plan with its SQL, or drop it to apply\n")
 
 

@@ -10,6 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
+from spawn_db.cli.fleet import fleet_options
 from spawn_db.cli.migration import (
     load_variables_option,
     no_hooks_option,
@@ -30,6 +31,7 @@ from spawn_db.cli.output import (
     warn,
     write_sql,
 )
+from spawn_db.cli.tenant import tenants_option
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
@@ -197,23 +199,27 @@ def confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "",
 @click.option("--repeatable", "repeatable_names", multiple=True, metavar="NAME",
               help="Run only this repeatable migration, even if unchanged (repeatable).")
 @no_hooks_option
+@tenants_option
+@fleet_options
 @pass_app
 def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: str | None,
           yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float, dry_run: bool,
           show_sql: bool, fmt: str, with_requires: bool, allow_draft: bool,
           check_drift: bool, no_repeatable: bool, repeatable_names: tuple[str, ...],
-          no_hooks: bool) -> None:
+          no_hooks: bool, tenants: str | None, jobs: int, canary: int,
+          continue_on_error: bool) -> None:
     """Apply MIGRATION, or every pending migration in order, tracked and locked; then the
-    repeatable migrations whose rendered SQL changed."""
+    repeatable migrations whose rendered SQL changed; then the tenant parts (tenant.sql)
+    in every tenant schema (--tenants)."""
     from spawn_db.migrate.apply import apply as run_apply
     from spawn_db.migrate.hooks import Hooks
     from spawn_db.migrate.repeatable import RepeatableRequest
 
-    if not dry_run and (show_sql or fmt != "text"):
+    if not dry_run and show_sql:
         from spawn_db.errors import UsageError
 
-        raise UsageError("--sql and --format only go with --dry-run; add --dry-run to see the "
-                         "plan, or drop them to apply")
+        raise UsageError("--sql only goes with --dry-run; add --dry-run to see the "
+                         "plan with its SQL, or drop it to apply")
     if (with_requires or allow_draft) and not migration_name:
         from spawn_db.errors import UsageError
 
@@ -228,6 +234,10 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     variables = load_variables_option(config, variables_path)
     choice = PlanChoice(with_requires=with_requires, allow_draft=allow_draft,
                         repeatables=RepeatableRequest(no_repeatable, repeatable_names))
+    fleet = _tenant_phase(config, tenants, jobs=jobs, canary=canary,
+                          continue_on_error=continue_on_error, retry=retry, pinned=not no_pin,
+                          variables=variables, bar=fmt == "text",
+                          only=_resolved(config, migration_name))
     if not no_repeatable:
         from spawn_db.cli.repeatable import say_warnings
 
@@ -238,7 +248,7 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         refuse_drift(config, pinned=not no_pin, variables=variables)
     if dry_run:
         _dry_run(config, migration_name, pinned=not no_pin, retry=retry, variables=variables,
-                 show_sql=show_sql, fmt=fmt, choice=choice)
+                 show_sql=show_sql, fmt=fmt, choice=choice, tenants=tenants)
         return
 
     def confirm(plan: ApplyPlan) -> bool:
@@ -261,7 +271,7 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
                            lock_timeout=lock_timeout, with_requires=with_requires,
                            allow_draft=allow_draft, repeatables=choice.repeatables,
                            hooks=Hooks(config, variables, enabled=not no_hooks,
-                                       output=reporter.output))
+                                       output=reporter.output), after_shared=fleet)
     finally:
         reporter.close_line()
     if not told:
@@ -269,10 +279,66 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     if result.cancelled:
         note("Cancelled; nothing was applied.")
         return
-    _apply_summary(result, migration_name)
-    if result.repeatables is not None:
-        note(_repeatable_summary(len(result.repeatables.applied),
-                                 len(result.repeatables.unchanged)))
+    if fmt == "json":
+        _apply_json(result)
+    else:
+        _apply_summary(result, migration_name)
+        if result.repeatables is not None:
+            note(_repeatable_summary(len(result.repeatables.applied),
+                                     len(result.repeatables.unchanged)))
+    _tenant_outcome(result, fmt)
+
+
+def _resolved(config: Config, migration_name: str | None) -> str | None:
+    """MIGRATION's name, qualified when it is a source's (apply with MIGRATION runs only
+    its tenant part; a source's migration has none)."""
+    if migration_name is None:
+        return None
+    from spawn_db.migrate.sources import Sources
+
+    return Sources(config).resolve(migration_name)
+
+
+def _tenant_phase(config: Config, given: str | None, *, jobs: int, canary: int,
+                  continue_on_error: bool, retry: bool, pinned: bool, variables: Any,
+                  bar: bool, only: str | None = None) -> Any:
+    """apply's ``after_shared`` for the tenant parts, or None (``--tenants none``, or no
+    [tenants] in spawn.toml)."""
+    from spawn_db.fleet.tenant_ops import default_choice, tenant_phase
+    from spawn_db.fleet.tenant_run import FleetRequest
+    from spawn_db.migrate.apply import pins_optional
+
+    choice = default_choice(config, given)
+    if choice == "none":
+        return None
+    from spawn_db.cli.tenant import tenant_bar
+
+    request = FleetRequest(jobs, canary, continue_on_error, retry,
+                           (lambda total: tenant_bar(total, "applying")) if bar else None,
+                           only=only)
+    return tenant_phase(config, choice, request, pinned=pinned,
+                        unpinned_from_tree=pins_optional(config, pinned), variables=variables)
+
+
+def _apply_json(result: ApplyResult) -> None:
+    from spawn_db.cli.fleet import fleet_json
+    from spawn_db.fleet.runner import FleetReport
+
+    report = result.after_shared
+    emit_json({"applied": [o.name for o in result.applied],
+               "tenants": fleet_json(report) if isinstance(report, FleetReport) else None})
+
+
+def _tenant_outcome(result: ApplyResult, fmt: str) -> None:
+    """The tenant report (text), and exit 1 when a tenant failed."""
+    from spawn_db.cli.tenant import print_tenant_report
+    from spawn_db.fleet.runner import FleetReport
+    from spawn_db.fleet.tenant_ops import raise_if_failed
+
+    report = result.after_shared
+    if isinstance(report, FleetReport):
+        print_tenant_report(report, fmt=fmt)
+        raise_if_failed(report)
 
 
 def _apply_summary(result: ApplyResult, migration_name: str | None) -> None:
@@ -330,7 +396,8 @@ def _plan_notes(plan: ApplyPlan) -> None:
 
 
 def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry: bool,
-             variables: Any, show_sql: bool, fmt: str, choice: PlanChoice) -> None:
+             variables: Any, show_sql: bool, fmt: str, choice: PlanChoice,
+             tenants: str | None = None) -> None:
     """Print the plan to stdout (and with ``show_sql`` each migration's SQL as rendered),
     the summary to stderr; end with apply's own error when it would stop at a failure."""
     from spawn_db.migrate.apply import plan_apply
@@ -370,10 +437,31 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
     _plan_notes(dry.plan)
     if pinned:
         _warn_stale(config, dry.plan.to_run, variables)
+    from spawn_db.fleet.tenant_ops import default_choice, dry_run_tenants
+
+    choice_of_tenants = default_choice(config, tenants)
+    plans = [] if choice_of_tenants == "none" or dry.plan.blocked else dry_run_tenants(
+        config, choice_of_tenants, dry.plan.to_run, retry=retry,
+        only=_resolved(config, migration_name))
     if fmt == "json":
-        emit_json(_dry_run_json(dry, texts if show_sql else None))
+        found = _dry_run_json(dry, texts if show_sql else None)
+        if choice_of_tenants != "none":
+            found["tenants"] = [{"name": p.tenant.name, "schema": p.tenant.schema,
+                                 "to_run": list(p.to_run), "blocked": p.blocked}
+                                for p in plans]
+        emit_json(found)
     else:
+        for plan in plans:
+            if not plan.up_to_date:
+                info(f"tenant {plan.tenant.name} ({plan.tenant.schema}): "
+                     f"{', '.join(plan.to_run) or 'nothing'}"
+                     + (f", then stop before {plan.blocked} ({plan.blocked_state})"
+                        if plan.blocked else ""))
         note(_dry_run_summary(dry))
+        if plans:
+            busy = sum(1 for p in plans if not p.up_to_date)
+            parts = sum(len(p.to_run) for p in plans)
+            note(f"Then {parts} tenant parts in {busy} of {len(plans)} tenants.")
     refusal = dry.refusal
     if refusal is not None:
         raise refusal
@@ -489,10 +577,20 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
     config = app.config()
     variables = load_variables_option(config, variables_path, none_when_unset=True)
     report = run_status(config, variables=variables)
+    tenant_states = _tenant_states(config)
     if fmt == "json":
-        emit_json(_status_json(report))
+        found = _status_json(report)
+        if tenant_states is not None:
+            from spawn_db.cli.tenant import state_json
+
+            found["tenants"] = [state_json(s) for s in tenant_states]
+        emit_json(found)
     else:
         info(format_status_colored(report) if use_color() else format_status(report))
+        if tenant_states is not None:
+            from spawn_db.cli.tenant import tenant_summary
+
+            note(tenant_summary(tenant_states))
         if report.repeatables:
             from spawn_db.cli.repeatable import (
                 format_repeatables,
@@ -522,6 +620,15 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
                 note(f"note: {m.problem}")
     if report.troubled:
         raise SystemExit(1)
+
+
+def _tenant_states(config: Config) -> list[Any] | None:
+    """Each tenant's state for the status, when spawn.toml has [tenants]."""
+    if config.tenants is None:
+        return None
+    from spawn_db.fleet.tenant_ops import tenant_states
+
+    return list(tenant_states(config))
 
 
 STATE_LABELS = {

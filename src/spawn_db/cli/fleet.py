@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from spawn_db.cli.output import SETTINGS, LiveBar, echo, emit_json, paint
+from spawn_db.cli.output import SETTINGS, LiveBar, echo, emit_json, paint, use_color
 
 if TYPE_CHECKING:
     from spawn_db.fleet.runner import FleetReport, UnitResult
@@ -64,7 +64,10 @@ class FleetBar:
             self.slowest = (result.seconds, result.name)
             self.bar.set_note(f"slowest {result.name} ({result.seconds:.1f} s)")
         if not SETTINGS.quiet and not self.bar.shown:
-            self.bar.write(f"[{done}/{total}] {unit_line(self.kind, result)}\n")
+            line = unit_line(self.kind, result)
+            if not use_color(stream_is_err=True):
+                line = click.unstyle(line)
+            self.bar.write(f"[{done}/{total}] {line}\n")
 
 
 def unit_line(kind: str, result: UnitResult) -> str:

@@ -269,6 +269,9 @@ def _register() -> None:
     from spawn_db.cli import schema as schema_cli
 
     cli.add_command(schema_cli.schema)
+    from spawn_db.cli import tenant as tenant_cli
+
+    cli.add_command(tenant_cli.tenant)
 
 
 _register()

@@ -66,15 +66,25 @@ def new(app: App, name: str, draft: bool) -> None:
 @click.option("--pinned", is_flag=True, help="Resolve components from the migration's pin.")
 @click.option("--down", is_flag=True,
               help="Render down.sql (what `spawn migration revert` runs) instead of up.sql.")
+@click.option("--tenant", metavar="NAME",
+              help="Render the tenant part (tenant.sql, or with --down tenant_down.sql) as "
+                   "tenant NAME gets it.")
 @variables_option
 @pass_app
-def build(app: App, migration_name: str, pinned: bool, down: bool,
+def build(app: App, migration_name: str, pinned: bool, down: bool, tenant: str | None,
           variables_path: str | None) -> None:
-    """Render MIGRATION's up.sql (or, with --down, its down.sql) to stdout."""
+    """Render MIGRATION's up.sql (or, with --down, its down.sql; with --tenant, its tenant
+    part) to stdout."""
     from spawn_db.migrate.migration import DOWN, UP, build_migration, build_working_tree
 
     config = app.config()
     variables = load_variables_option(config, variables_path)
+    if tenant is not None:
+        from spawn_db.fleet.tenants import build_tenant_part
+
+        stream_complete(build_tenant_part(config, migration_name, tenant, down=down,
+                                          pinned=pinned, variables=variables), trailer="\n")
+        return
     script = DOWN if down else UP
     if config.sources:  # audit:<name> renders against that source's components and pins
         from spawn_db.migrate.sources import locate

@@ -22,6 +22,7 @@ from spawn_db.cli.migration import (
     variables_option,
 )
 from spawn_db.cli.output import SETTINGS, emit_json, info, note, write_sql
+from spawn_db.cli.tenant import tenants_option
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
@@ -75,10 +76,11 @@ def _relabel(reporter: Any, name: str) -> None:
               show_default=True, help="Output format of the result (or, with --dry-run, the "
               "plan).")
 @no_hooks_option
+@tenants_option
 @pass_app
 def revert(app: App, migration_name: str | None, steps: int | None, to: str | None,
            dry_run: bool, yes: bool, retry: bool, no_pin: bool, variables_path: str | None,
-           lock_timeout: float, fmt: str, no_hooks: bool) -> None:
+           lock_timeout: float, fmt: str, no_hooks: bool, tenants: str | None) -> None:
     """Run the down.sql of the most recently applied migration (or of MIGRATION, the last
     N with --steps, or everything applied after --to), newest application first."""
     from spawn_db.migrate.revert import RevertRequest
@@ -91,11 +93,29 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
         _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt)
         return
     _run(config, request, pinned=not no_pin, variables=variables, yes=yes,
-         lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks)
+         lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks, tenants=tenants)
+
+
+def _tenant_downs(config: Config, given: str | None, *, pinned: bool, variables: Any,
+                  fmt: str) -> Any:
+    """revert's ``before_shared``: the tenant parts' down scripts, or None."""
+    from spawn_db.fleet.tenant_ops import default_choice, revert_phase
+    from spawn_db.fleet.tenant_run import FleetRequest
+    from spawn_db.migrate.apply import pins_optional
+
+    choice = default_choice(config, given)
+    if choice == "none":
+        return None
+    from spawn_db.cli.tenant import print_tenant_report
+
+    return revert_phase(config, choice, FleetRequest(), pinned=pinned,
+                        unpinned_from_tree=pins_optional(config, pinned), variables=variables,
+                        report=lambda report: print_tenant_report(report, fmt=fmt))
 
 
 def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any, yes: bool,
-         lock_timeout: float, fmt: str, no_hooks: bool = False) -> None:
+         lock_timeout: float, fmt: str, no_hooks: bool = False,
+         tenants: str | None = None) -> None:
     from spawn_db.migrate.hooks import Hooks
     from spawn_db.migrate.revert import revert as run_revert
 
@@ -107,7 +127,9 @@ def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any
         result = run_revert(config, request, pinned=pinned, variables=variables,
                             reporter=reporter, confirm=confirm, lock_timeout=lock_timeout,
                             hooks=Hooks(config, variables, enabled=not no_hooks,
-                                        output=reporter.output))
+                                        output=reporter.output),
+                            before_shared=_tenant_downs(config, tenants, pinned=pinned,
+                                                        variables=variables, fmt=fmt))
     finally:
         reporter.close_line()
     if fmt == "json":
@@ -131,11 +153,17 @@ def _summary(result: RevertResult, request: RevertRequest) -> str:
 
 
 def _result_json(result: RevertResult) -> dict[str, Any]:
-    return {
+    from spawn_db.cli.fleet import fleet_json
+    from spawn_db.fleet.runner import FleetReport
+
+    found: dict[str, Any] = {
         "reverted": [{"name": o.name, "seconds": round(o.seconds, 6)} for o in result.reverted],
         "cancelled": result.cancelled,
         "seconds": round(result.seconds, 6),
     }
+    if isinstance(result.before_shared, FleetReport) and result.before_shared.results:
+        found["tenants"] = fleet_json(result.before_shared)
+    return found
 
 
 def _dry_run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any,

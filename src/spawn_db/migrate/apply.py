@@ -75,6 +75,8 @@ class ApplyResult:
     seconds: float = 0.0
     repeatables: RepeatableResult | None = None
     adopted: tuple[str, ...] = ()  # recorded as ADOPT by a baseline (migrate/baseline.py)
+    # What ``apply``'s ``after_shared`` returned (the tenant phase's report, fleet/).
+    after_shared: object = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ def apply(
     allow_draft: bool = False,
     again: bool = False,
     hooks: Hooks | None = None,
+    after_shared: Callable[[Tracking, Engine, SessionSetup], object] | None = None,
 ) -> ApplyResult:
     """Apply ``migration``, or every pending migration in order (SPEC §6).
 
@@ -236,7 +239,9 @@ def apply(
     watch``). ``hooks`` (spawn.toml's by default) run under the lock: ``before_apply``
     when something is to run, ``after_apply`` when something ran (migrations or
     repeatables), ``after_apply_error`` when the run failed, and those around each
-    migration in ``MigrationRun``.
+    migration in ``MigrationRun``. ``after_shared`` runs last, still under the lock, unless
+    the plan is blocked (the tenant parts, ``fleet/tenant_run.py``); what it returns is
+    ``ApplyResult.after_shared``.
     """
     reporter = reporter or NullReporter()
     hooks = hooks or default_hooks(config, variables, reporter)
@@ -284,10 +289,13 @@ def apply(
             finally:
                 if early is not None:
                     early.stop(grace=5)
+            after = (after_shared(tracking, engine, setup)
+                     if after_shared is not None and plan.blocked is None else None)
     if plan.blocked is not None:
         raise _blocked(plan)
     return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started,
-                       repeatables=repeated, adopted=tuple(getattr(run, "adopted", ())))
+                       repeatables=repeated, adopted=tuple(getattr(run, "adopted", ())),
+                       after_shared=after)
 
 
 def _baseline_run(plan: ApplyPlan, to_run: list[str], tracking: Tracking, config: Config,

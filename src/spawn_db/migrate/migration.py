@@ -28,6 +28,9 @@ NEW_MIGRATION_TEXT = "BEGIN;\n\nCOMMIT;\n"
 # The templates a migration folder may hold: up.sql (required), down.sql (revert) and
 # verify.sql (checked after apply). All render the same way, pinned by the same lock.toml.
 UP, DOWN, VERIFY = "up.sql", "down.sql", "verify.sql"
+# A migration's per-tenant part (docs/fleets.md): rendered once per tenant schema, beside
+# or instead of up.sql, pinned by the same lock.toml; tenant_down.sql reverts it.
+TENANT, TENANT_DOWN = "tenant.sql", "tenant_down.sql"
 PIN_CACHE = Path(".spawn") / "pin-cache.json"
 DRAFT_SETTINGS = (
     "# Work in progress: apply skips it, pin refuses it. Remove this line when it is ready.\n"
@@ -84,6 +87,14 @@ def migration_source(config: Config, name: str, *, pinned: bool,
         components = WorkingTreeSource(config.components_dir)
     text = _template_text(folder, script)
     return MigrationSource(name, folder, pin, components, text, script)
+
+
+def tenant_migration_names(config: Config) -> list[str]:
+    """The migrations with a tenant part (``tenant.sql``), in name order: the order their
+    tenant parts run in every tenant schema."""
+    from spawn_db.project import folders_with
+
+    return folders_with(config.migrations_dir, TENANT)
 
 
 def _template_text(folder: Path, script: str) -> str:
@@ -213,7 +224,7 @@ def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
     before writing anything, since it cannot tell which ones those are.
     """
     project = Project(config)
-    names = project.migration_names()
+    names = sorted(set(project.migration_names()) | set(tenant_migration_names(config)))
     drafts = tuple(n for n in names if load_settings(config, n).draft)
     locks = {n: read_lock(project.migration_dir(n)) for n in names if n not in drafts}
     first = [n for n, pin in locks.items() if pin is None] if unpinned else []

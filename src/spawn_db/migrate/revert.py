@@ -49,7 +49,9 @@ from spawn_db.migrate.tracking import HistoryRow
 from spawn_db.migrate.verify import VERIFY_FAILED
 
 if TYPE_CHECKING:
+    from spawn_db.db.engine import Engine
     from spawn_db.migrate.hooks import Hooks
+    from spawn_db.migrate.tracking import Tracking
 
 # -- what the user asked for, and the plan ----------------------------------------------------
 
@@ -246,6 +248,8 @@ class RevertResult:
     reverted: list[MigrationOutcome] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
+    # What ``revert``'s ``before_shared`` returned (the tenant parts' report, fleet/).
+    before_shared: object = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +276,8 @@ def revert(
     confirm: Callable[[RevertPlan], bool] | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     hooks: Hooks | None = None,
+    before_shared: Callable[[Tracking, Engine, SessionSetup, tuple[str, ...]], object]
+    | None = None,
 ) -> RevertResult:
     """Run the down scripts the request selects, newest application first.
 
@@ -279,6 +285,8 @@ def revert(
     False cancels. Under the lock the plan is made again: if the history
     changed in between, nothing runs. ``before_revert`` and ``after_revert`` hooks
     (spawn.toml's by default) run under the lock around the down scripts.
+    ``before_shared`` runs under the lock before them, with the names to revert (the
+    tenant parts' down scripts, ``fleet/tenant_run.py``).
     """
     reporter = reporter or NullReporter()
     hooks = hooks or default_hooks(config, variables, reporter)
@@ -315,11 +323,14 @@ def revert(
                                     setup=setup, runner=early, activity="REVERT",
                                     unpinned_from_tree=optional)
                 hooks.run("before_revert")
+                tenants = (before_shared(tracking, engine, setup, plan.to_revert)
+                           if before_shared is not None else None)
                 outcomes = run.execute()
                 hooks.run("after_revert")
             finally:
                 early.stop(grace=5)
-    return RevertResult(plan, outcomes, seconds=time.monotonic() - started)
+    return RevertResult(plan, outcomes, seconds=time.monotonic() - started,
+                        before_shared=tenants)
 
 
 def _listed(names: Sequence[str]) -> str:

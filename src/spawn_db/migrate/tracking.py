@@ -300,6 +300,13 @@ class Tracking:
 
     def latest(self, namespace: str = USER_NAMESPACE) -> dict[str, HistoryRow]:
         """The latest history row of every migration of ``namespace`` that has one."""
+        rows = self.latest_rows(f"m.namespace = {escape_literal(namespace)}")
+        return {row.name: row for row in rows}
+
+    def latest_rows(self, condition: str) -> list[HistoryRow]:
+        """The latest history row of every migration whose ``migration`` row (``m``) meets
+        ``condition`` (SQL built by the caller with ``spawn_db.escape``), in one query:
+        the tenant phase reads every namespace it needs at once (``fleet/tenants.py``)."""
         s = self.s
         text = self.session.query(
             "SELECT coalesce(json_agg(r ORDER BY r.name), '[]') FROM ("
@@ -310,12 +317,11 @@ class Tracking:
             "extract(epoch FROM h.execution_time)::float8 AS execution_seconds "
             f"FROM {s}.migration_history h JOIN {s}.migration m "
             "ON m.migration_id = h.migration_id_migration "
-            f"WHERE m.namespace = {escape_literal(namespace)} "
+            f"WHERE {condition} "
             "ORDER BY h.migration_id_migration, h.migration_history_id DESC) r",
             what="reading the migration history",
         )
-        rows = [HistoryRow(**row) for row in json.loads(text or "[]")]
-        return {row.name: row for row in rows}
+        return [HistoryRow(**row) for row in json.loads(text or "[]")]
 
     def last_history_id(self) -> int:
         return int(self.session.query(
