@@ -10,6 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from spawn_db.cli.context import App, complete_migrations, pass_app
+from spawn_db.cli.fleet import fleet_options
 from spawn_db.cli.migration import (
     load_variables_option,
     no_hooks_option,
@@ -34,6 +35,7 @@ from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
+    from spawn_db.fleet.runner import Done, FleetReport
     from spawn_db.migrate.apply import (
         ApplyPlan,
         ApplyResult,
@@ -181,7 +183,8 @@ def confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "",
 @click.option("--sql", "show_sql", is_flag=True,
               help="With --dry-run: print each migration's rendered SQL.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="With --dry-run: output format of the plan.")
+              show_default=True, help="With --dry-run: output format of the plan; with several "
+              "targets: of the per-target report.")
 @click.option("--with-requires", is_flag=True,
               help="With MIGRATION: first apply what it requires (migration.toml) and is not "
               "applied yet.")
@@ -197,23 +200,24 @@ def confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "",
 @click.option("--repeatable", "repeatable_names", multiple=True, metavar="NAME",
               help="Run only this repeatable migration, even if unchanged (repeatable).")
 @no_hooks_option
+@fleet_options
 @pass_app
 def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: str | None,
           yes: bool, retry: bool, reuse_connection: bool, lock_timeout: float, dry_run: bool,
           show_sql: bool, fmt: str, with_requires: bool, allow_draft: bool,
           check_drift: bool, no_repeatable: bool, repeatable_names: tuple[str, ...],
-          no_hooks: bool) -> None:
+          no_hooks: bool, jobs: int, canary: int, continue_on_error: bool) -> None:
     """Apply MIGRATION, or every pending migration in order, tracked and locked; then the
     repeatable migrations whose rendered SQL changed."""
     from spawn_db.migrate.apply import apply as run_apply
     from spawn_db.migrate.hooks import Hooks
     from spawn_db.migrate.repeatable import RepeatableRequest
 
-    if not dry_run and (show_sql or fmt != "text"):
+    if not dry_run and (show_sql or (fmt != "text" and not app.config().several_targets)):
         from spawn_db.errors import UsageError
 
-        raise UsageError("--sql and --format only go with --dry-run; add --dry-run to see the "
-                         "plan, or drop them to apply")
+        raise UsageError("--sql and --format only go with --dry-run (or --format with several "
+                         "targets); add --dry-run to see the plan, or drop them to apply")
     if (with_requires or allow_draft) and not migration_name:
         from spawn_db.errors import UsageError
 
@@ -225,13 +229,26 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         raise UsageError("--no-repeatable and --repeatable contradict each other; pass one "
                          "of them")
     config = app.config()
-    variables = load_variables_option(config, variables_path)
     choice = PlanChoice(with_requires=with_requires, allow_draft=allow_draft,
                         repeatables=RepeatableRequest(no_repeatable, repeatable_names))
     if not no_repeatable:
         from spawn_db.cli.repeatable import say_warnings
 
         say_warnings(config)
+    if config.several_targets:
+        from spawn_db.cli.fanout import confirm_targets, fan_out, refuse_for_several
+
+        refuse_for_several(config, **{"--dry-run": dry_run})
+        if not confirm_targets(config.several_targets, "Apply", yes):
+            note("Cancelled; nothing was applied.")
+            return
+        work = TargetApply(migration_name, variables_path, pinned=not no_pin, retry=retry,
+                           lock_timeout=lock_timeout, choice=choice, check_drift=check_drift,
+                           hooks=not no_hooks)
+        fan_out(config, "applying", work, jobs=jobs, canary=canary,
+                continue_on_error=continue_on_error, fmt=fmt)
+        return
+    variables = load_variables_option(config, variables_path)
     if check_drift:
         from spawn_db.cli.drift import refuse_drift
 
@@ -272,6 +289,64 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     if result.repeatables is not None:
         note(_repeatable_summary(len(result.repeatables.applied),
                                  len(result.repeatables.unchanged)))
+
+
+@dataclass(frozen=True)
+class TargetApply:
+    """``apply`` on one target of several: the same library call with that target's own
+    config and variables; no questions (the fleet was confirmed once) and no progress
+    lines (the fleet's bar shows the targets)."""
+
+    migration_name: str | None
+    variables_path: str | None
+    pinned: bool
+    retry: bool
+    lock_timeout: float
+    choice: PlanChoice
+    check_drift: bool
+    hooks: bool
+
+    def __call__(self, config: Config) -> Done:
+        from spawn_db.cli.fanout import target_output
+        from spawn_db.fleet.runner import Done
+        from spawn_db.migrate.apply import apply as run_apply
+        from spawn_db.migrate.hooks import Hooks
+
+        variables = load_variables_option(config, self.variables_path)
+        if self.check_drift:
+            from spawn_db.cli.drift import drift_refusal
+
+            drift_refusal(config, pinned=self.pinned, variables=variables)
+        output = target_output(config.target().name)
+        result = run_apply(config, self.migration_name, pinned=self.pinned, retry=self.retry,
+                           variables=variables, lock_timeout=self.lock_timeout,
+                           with_requires=self.choice.with_requires,
+                           allow_draft=self.choice.allow_draft,
+                           repeatables=self.choice.repeatables,
+                           hooks=Hooks(config, variables, enabled=self.hooks, output=output))
+        return Done(_target_summary(result), _target_json(result))
+
+
+def _target_summary(result: ApplyResult) -> str:
+    if result.applied:
+        text = f"{len(result.applied)} applied"
+    else:
+        text = f"up to date ({len(result.plan.already_applied)} applied)"
+    if result.repeatables is not None and result.repeatables.applied:
+        text += f", {len(result.repeatables.applied)} repeatable re-applied"
+    return text
+
+
+def _target_json(result: ApplyResult) -> dict[str, Any]:
+    repeated = result.repeatables
+    return {
+        "applied": [{"name": o.name, "seconds": round(o.seconds, 6)} for o in result.applied],
+        "already_applied": list(result.plan.already_applied),
+        "repeatables": None if repeated is None else {
+            "applied": [o.name for o in repeated.applied],
+            "unchanged": list(repeated.unchanged)},
+        "seconds": round(result.seconds, 6),
+    }
 
 
 def _apply_summary(result: ApplyResult, migration_name: str | None) -> None:
@@ -458,13 +533,22 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
 @variables_option
+@fleet_options
 @pass_app
-def status(app: App, fmt: str, variables_path: str | None) -> None:
+def status(app: App, fmt: str, variables_path: str | None, jobs: int, canary: int,
+           continue_on_error: bool) -> None:
     """Show every migration: on disk, pinned, in the database, and its state; exit 1 if a
     lock.toml is broken or an applied migration was modified since."""
     from spawn_db.migrate.apply import status as run_status
 
     config = app.config()
+    if config.several_targets:
+        from spawn_db.cli.fanout import fan_out
+
+        fan_out(config, "reading", TargetStatus(variables_path, fmt), jobs=jobs,
+                canary=canary, continue_on_error=continue_on_error, fmt=fmt,
+                details=_status_tables)
+        return
     variables = load_variables_option(config, variables_path, none_when_unset=True)
     report = run_status(config, variables=variables)
     if fmt == "json":
@@ -496,6 +580,40 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
                 note(f"note: {m.problem}")
     if report.troubled:
         raise SystemExit(1)
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """``status`` on one target of several: its report (the table, or its JSON), or, when a
+    lock.toml is broken or an applied migration was modified, that target's failure."""
+
+    variables_path: str | None
+    fmt: str
+
+    def __call__(self, config: Config) -> Done:
+        from spawn_db.errors import MigrationError
+        from spawn_db.fleet.runner import Done
+        from spawn_db.migrate.apply import status as run_status
+
+        variables = load_variables_option(config, self.variables_path, none_when_unset=True)
+        report = run_status(config, variables=variables)
+        if report.troubled:
+            found = "; ".join(m.problem or f"{m.name}: {m.state}" for m in report.troubled)
+            raise MigrationError(
+                f"{len(report.troubled)} migration(s) broken or modified since applied "
+                f"({found}); `spawn --target {config.target().name} migration status` "
+                "shows the table")
+        data = _status_json(report) if self.fmt == "json" else format_status(report)
+        return Done(_status_summary(report), data)
+
+
+def _status_tables(report: FleetReport) -> None:
+    """Each target's status table, under its name, in the order the targets were named."""
+    from spawn_db.cli.fanout import headed
+
+    for result in report.results:
+        if result.state == "ok" and isinstance(result.data, str):
+            info(headed(result.name, result.data) + "\n")
 
 
 STATE_LABELS = {
