@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from spawn_db.config import toml_string
 from tests.conftest import DbProject, PgServer, TestDatabase, _ident
-from tests.helpers import Result
+from tests.helpers import Result, run_on_terminal
 
 _numbers = itertools.count(1)
 
@@ -67,9 +68,9 @@ def fleet_config(databases: list[TestDatabase], extra: str = "") -> str:
     return "\n".join(lines) + extra
 
 
-@pytest.fixture
-def make_fleet(pg_server: PgServer, tmp_path: Path) -> Iterator[MakeFleet]:
-    """``make_fleet(count, extra_toml)``: a Fleet; its extra databases are dropped after."""
+@contextmanager
+def fleets(pg_server: PgServer, tmp_path: Path) -> Iterator[MakeFleet]:
+    """``make(count, extra_toml)`` gives a Fleet; its databases are dropped afterwards."""
     created: list[str] = []
 
     def make(count: int, extra: str = "") -> Fleet:
@@ -89,9 +90,17 @@ def make_fleet(pg_server: PgServer, tmp_path: Path) -> Iterator[MakeFleet]:
                             spawn_dir=root / "spawn")
         return Fleet(project, databases)
 
-    yield make
-    for name in created:
-        pg_server.query(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)")
+    try:
+        yield make
+    finally:
+        for name in created:
+            pg_server.query(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)")
+
+
+@pytest.fixture
+def make_fleet(pg_server: PgServer, tmp_path: Path) -> Iterator[MakeFleet]:
+    with fleets(pg_server, tmp_path) as make:
+        yield make
 
 
 def three_migrations(fleet: Fleet) -> list[str]:
@@ -394,3 +403,16 @@ def test_each_target_uses_its_own_variables_and_environment(
     assert result.exit_code == 0, result.stderr
     assert fleet.db(1).query("SELECT region || ' ' || env FROM place") == "eu dev"
     assert fleet.db(2).query("SELECT region || ' ' || env FROM place") == "us qa"
+
+
+def test_on_a_terminal_the_fleet_is_confirmed_once(make_fleet: MakeFleet) -> None:
+    fleet = make_fleet(2)
+    three_migrations(fleet)
+    args = ["--target", "shard-*", "migration", "apply"]
+    said_no = run_on_terminal(fleet.root, args, answer="n\n")
+    assert said_no.endswith("2 targets: shard-1, shard-2\nApply on these 2 targets? [y/N]: "
+                            "Cancelled; nothing was applied.\n")  # the typed n echoes first
+    assert not fleet.has_tracking(1) and not fleet.has_tracking(2)
+    said_yes = run_on_terminal(fleet.root, args, answer="y\n")
+    assert said_yes.count("[y/N]") == 1
+    assert len(fleet.applied(1)) == len(fleet.applied(2)) == 3
