@@ -23,6 +23,7 @@ Run from the repository root:  .venv/bin/python bench/fleet_targets.py [--databa
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -34,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BenchError, child_env, describe_machine, fmt_s
-from apply import Sample, Server, make_project, timed
+from apply import Sample, Server, check_applied, make_project, timed
 
 from spawn_db.config import toml_string
 
@@ -73,15 +74,7 @@ def spawn_round(server: Server, root: Path, count: int, migrations: int, jobs: i
             "--yes", "--jobs", str(jobs)]
     first = timed(server, argv, cwd=root, env=env)
     for database in databases:
-        applied = server.query(
-            "SELECT count(*) FROM _spawn.migration_history h JOIN _spawn.migration m "
-            "ON m.migration_id = h.migration_id_migration "
-            "WHERE m.namespace = 'default' AND h.status_id_status = 'SUCCESS'", database)
-        tables = server.query(
-            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'item\\_%'", database)
-        if int(applied) != migrations or int(tables) != migrations:
-            raise BenchError(f"{database}: spawn recorded {applied} and created {tables} "
-                             f"of {migrations}")
+        check_applied(server, database, migrations)
     again = timed(server, argv, cwd=root, env=env)
     return first, again
 
@@ -102,6 +95,7 @@ def main() -> int:
     if removed:
         print(f"children run without: {', '.join(removed)}")
     base = Path(tempfile.mkdtemp(prefix="spawn-bench-fleet-", dir="/tmp"))
+    os.chmod(base, 0o755)
     server = Server(base, args.fast)
     try:
         root = base / "project"
