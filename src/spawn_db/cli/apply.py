@@ -216,8 +216,8 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     if not dry_run and (show_sql or (fmt != "text" and not app.config().several_targets)):
         from spawn_db.errors import UsageError
 
-        raise UsageError("--sql and --format only go with --dry-run (or --format with several "
-                         "targets); add --dry-run to see the plan, or drop them to apply")
+        raise UsageError("--sql and --format only go with --dry-run; add --dry-run to see the "
+                         "plan, or drop them to apply")
     if (with_requires or allow_draft) and not migration_name:
         from spawn_db.errors import UsageError
 
