@@ -206,6 +206,12 @@ def spawn_run(server: Server, root: Path, count: int, env: dict[str, str]) -> Sa
     database = server.fresh_database()
     point_at(root, server.argv(database))
     run = timed(server, [sys.executable, *SPAWN_APPLY], cwd=root, env=env)
+    check_applied(server, database, count)
+    return run
+
+
+def check_applied(server: Server, database: str, count: int) -> None:
+    """``database`` has the ``count`` tables and SUCCESS rows a full apply leaves."""
     applied = server.query(
         "SELECT count(*) FROM _spawn.migration_history h JOIN _spawn.migration m "
         "ON m.migration_id = h.migration_id_migration "
@@ -213,8 +219,8 @@ def spawn_run(server: Server, root: Path, count: int, env: dict[str, str]) -> Sa
     tables = server.query(
         "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'item\\_%'", database)
     if int(applied) != count or int(tables) != count:
-        raise BenchError(f"spawn recorded {applied} and created {tables} of {count}")
-    return run
+        raise BenchError(f"{database}: spawn recorded {applied} and created {tables} of "
+                         f"{count}")
 
 
 def measure(server: Server, count: int, repeat: int, env: dict[str, str]) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from spawn_db.errors import ConfigError
+from spawn_db.errors import ConfigError, UsageError
 
 CONFIG_FILE_NAME = "spawn.toml"
 DEFAULT_SCHEMA = "_spawn"
@@ -27,7 +27,8 @@ COMMAND_KINDS = ("direct", "provider", "embedded")
 
 TOP_LEVEL_KEYS = ("spawn_folder", "target", "environment", "project_id", "telemetry", "targets",
                   "variables", "templates", "migrations", "environments", "lint",
-                  "secrets", "tests", "hooks", "data", "sources", "tenants")
+                  "secrets", "tests", "hooks", "data", "sources", "tenants",
+                  "target_groups")
 TARGET_KEYS = (
     "engine",
     "spawn_database",
@@ -236,6 +237,13 @@ class Config:
     data_sources: Mapping[str, DataSource] = field(default_factory=dict)
     sources: tuple[SourceConfig, ...] = ()
     tenants: TenantsConfig | None = None
+    # ``[target_groups]``: a group name -> target names, group names and glob patterns.
+    target_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # --target / SPAWN_TARGET / ``target`` when it is not one target's name (a list, a group
+    # or a pattern): ``spawn_db.fleet.targets.resolve_selection`` turns it into one target
+    # (``target_override``) or several (``several_targets``) before a command runs.
+    target_selection: str | None = None
+    several_targets: tuple[str, ...] = ()
 
     @property
     def project_dir(self) -> Path:
@@ -259,10 +267,15 @@ class Config:
 
     @property
     def target_name(self) -> str | None:
+        if self.several_targets or self.target_selection is not None:
+            self.target()  # refuses: a command for one target, given several
         return self.target_override or self.default_target
 
     def target(self) -> TargetConfig:
-        """The selected target; an error that says what to add when there is none."""
+        """The selected target; an error that says what to add when there is none, or
+        that only the fan-out commands take several."""
+        if self.several_targets or self.target_selection is not None:
+            raise UsageError(_several_targets_message(self))
         name = self.target_name
         if name is None:
             raise ConfigError(
@@ -272,7 +285,8 @@ class Config:
         found = self.targets.get(name)
         if found is None:
             raise ConfigError(
-                f"{self.path}: target {name!r} is not defined{_suggest(name, self.targets)}; "
+                f"{self.path}: target {name!r} is not defined"
+                f"{_suggest(name, (*self.targets, *self.target_groups))}; "
                 f"add a [targets.{name}] table or pick one of: "
                 f"{', '.join(sorted(self.targets)) or '(none defined)'}"
             )
@@ -471,11 +485,14 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
     data_sources = _data_sources(raw, path, warnings)
     sources = _sources(raw, path, warnings)
     tenants = _tenants(raw, path, warnings)
+    target_groups = _target_groups(raw, path, targets)
+    default_target = _optional_name(raw, "target", path)
+    selection = _selection(overrides.target or default_target, targets, target_groups)
     config = Config(
         path=path,
         spawn_folder=spawn_folder,
         targets=targets,
-        default_target=_optional_name(raw, "target", path),
+        default_target=default_target,
         top_environment=_optional_name(raw, "environment", path),
         environment_override=_override_name(overrides.environment, "environment", path),
         target_override=overrides.target,
@@ -494,11 +511,67 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         data_sources=data_sources,
         sources=sources,
         tenants=tenants,
+        target_groups=target_groups,
+        target_selection=selection,
     )
     if overrides.target is not None:
         _override_name(overrides.target, "target", path)
-        config.target()
+        if selection is None:
+            config.target()
     return config
+
+
+TARGET_PATTERN_CHARS = frozenset("*?[")
+
+
+def _selection(chosen: str | None, targets: Mapping[str, TargetConfig],
+               groups: Mapping[str, tuple[str, ...]]) -> str | None:
+    """``chosen`` (--target, SPAWN_TARGET or ``target``) when it is not one target's name
+    but a comma-separated list, a group or a glob pattern; None otherwise."""
+    if chosen is None or chosen in targets:
+        return None
+    if chosen in groups or "," in chosen or TARGET_PATTERN_CHARS & set(chosen):
+        return chosen
+    return None
+
+
+def _several_targets_message(config: Config) -> str:
+    if config.several_targets:
+        chosen = ", ".join(config.several_targets)
+        return (f"the target selection names {len(config.several_targets)} targets "
+                f"({chosen}), and this command works on one target at a time; pass one "
+                "target name with --target (only `migration apply`, `status`, `revert` and "
+                "`drift` run on several targets)")
+    return (f"the target selection {config.target_selection!r} (a list, a group or a "
+            "pattern) has not been resolved to targets; pass one target name, or run the "
+            "command through the `spawn` command line, which resolves it")
+
+
+def _target_groups(raw: Mapping[str, Any], path: Path, targets: Mapping[str, TargetConfig]
+                   ) -> dict[str, tuple[str, ...]]:
+    """``[target_groups]``: each a list of target names, group names and glob patterns
+    (``spawn_db.fleet.targets`` expands them; here only their shape is checked)."""
+    table = raw.get("target_groups", {})
+    example = 'e.g. [target_groups] then `shards = ["shard-1", "shard-2"]`'
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: `target_groups` must be a table, {example}")
+    groups: dict[str, tuple[str, ...]] = {}
+    for name, members in table.items():
+        where = f"[target_groups] `{toml_key(name)}`"
+        if name in targets:
+            raise ConfigError(f"{path}: {where} has the name of a target; a group and a "
+                              "target cannot share a name, so rename the group")
+        if (not isinstance(members, list) or not members
+                or not all(isinstance(m, str) and not name_problem(m, pg_name=False)
+                           for m in members)):
+            raise ConfigError(f"{path}: {where} must be a non-empty list of target names, "
+                              f"group names or glob patterns, {example}")
+        problem = name_problem(name, pg_name=False)
+        if problem is not None or "," in name or TARGET_PATTERN_CHARS & set(name):
+            raise ConfigError(f"{path}: {where} cannot be used as a group name: "
+                              f"{problem or 'it contains `,`, `*`, `?` or `[`'}; rename it")
+        groups[name] = tuple(members)
+    return groups
 
 
 def _environment_variables(raw: Mapping[str, Any], path: Path) -> dict[str, str]:

@@ -36,6 +36,7 @@ from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
+    from spawn_db.fleet.runner import Done, FleetReport
     from spawn_db.migrate.apply import (
         ApplyPlan,
         ApplyResult,
@@ -183,7 +184,8 @@ def confirm_many(names: Sequence[str], verb: str, yes: bool, extra: str = "",
 @click.option("--sql", "show_sql", is_flag=True,
               help="With --dry-run: print each migration's rendered SQL.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="With --dry-run: output format of the plan.")
+              show_default=True, help="With --dry-run: output format of the plan; with several "
+              "targets: of the per-target report.")
 @click.option("--with-requires", is_flag=True,
               help="With MIGRATION: first apply what it requires (migration.toml) and is not "
               "applied yet.")
@@ -231,17 +233,31 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         raise UsageError("--no-repeatable and --repeatable contradict each other; pass one "
                          "of them")
     config = app.config()
-    variables = load_variables_option(config, variables_path)
     choice = PlanChoice(with_requires=with_requires, allow_draft=allow_draft,
                         repeatables=RepeatableRequest(no_repeatable, repeatable_names))
-    fleet = _tenant_phase(config, tenants, jobs=jobs, canary=canary,
-                          continue_on_error=continue_on_error, retry=retry, pinned=not no_pin,
-                          variables=variables, bar=fmt == "text",
-                          only=_resolved(config, migration_name))
     if not no_repeatable:
         from spawn_db.cli.repeatable import say_warnings
 
         say_warnings(config)
+    if config.several_targets:
+        from spawn_db.cli.fanout import confirm_targets, fan_out, refuse_for_several
+
+        refuse_for_several(config, **{"--dry-run": dry_run})
+        refuse_tenants_for_several(config, tenants)
+        if not confirm_targets(config.several_targets, "Apply", yes):
+            note("Cancelled; nothing was applied.")
+            return
+        work = TargetApply(migration_name, variables_path, pinned=not no_pin, retry=retry,
+                           lock_timeout=lock_timeout, choice=choice, check_drift=check_drift,
+                           hooks=not no_hooks)
+        fan_out(config, "applying", work, jobs=jobs, canary=canary,
+                continue_on_error=continue_on_error, fmt=fmt)
+        return
+    variables = load_variables_option(config, variables_path)
+    fleet = _tenant_phase(config, tenants, jobs=jobs, canary=canary,
+                          continue_on_error=continue_on_error, retry=retry, pinned=not no_pin,
+                          variables=variables, bar=fmt == "text",
+                          only=_resolved(config, migration_name))
     if check_drift:
         from spawn_db.cli.drift import refuse_drift
 
@@ -287,6 +303,17 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
             note(_repeatable_summary(len(result.repeatables.applied),
                                      len(result.repeatables.unchanged)))
     _tenant_outcome(result, fmt)
+
+
+def refuse_tenants_for_several(config: Config, tenants: str | None) -> None:
+    """Tenant parts are applied per target only one target at a time, for now: an apply
+    over several targets would otherwise leave every tenant schema behind, silently."""
+    if config.tenants is not None and tenants != "none":
+        from spawn_db.errors import UsageError
+
+        raise UsageError("tenant parts cannot run on several targets at once yet; run "
+                         "them one target at a time (--target NAME), or pass --tenants none "
+                         "to leave them out and run only the shared parts on every target")
 
 
 def _resolved(config: Config, migration_name: str | None) -> str | None:
@@ -339,6 +366,64 @@ def _tenant_outcome(result: ApplyResult, fmt: str) -> None:
     if isinstance(report, FleetReport):
         print_tenant_report(report, fmt=fmt)
         raise_if_failed(report)
+
+
+@dataclass(frozen=True)
+class TargetApply:
+    """``apply`` on one target of several: the same library call with that target's own
+    config and variables; no questions (the fleet was confirmed once) and no progress
+    lines (the fleet's bar shows the targets)."""
+
+    migration_name: str | None
+    variables_path: str | None
+    pinned: bool
+    retry: bool
+    lock_timeout: float
+    choice: PlanChoice
+    check_drift: bool
+    hooks: bool
+
+    def __call__(self, config: Config) -> Done:
+        from spawn_db.cli.fanout import target_output
+        from spawn_db.fleet.runner import Done
+        from spawn_db.migrate.apply import apply as run_apply
+        from spawn_db.migrate.hooks import Hooks
+
+        variables = load_variables_option(config, self.variables_path)
+        if self.check_drift:
+            from spawn_db.cli.drift import drift_refusal
+
+            drift_refusal(config, pinned=self.pinned, variables=variables)
+        output = target_output(config.target().name)
+        result = run_apply(config, self.migration_name, pinned=self.pinned, retry=self.retry,
+                           variables=variables, lock_timeout=self.lock_timeout,
+                           with_requires=self.choice.with_requires,
+                           allow_draft=self.choice.allow_draft,
+                           repeatables=self.choice.repeatables,
+                           hooks=Hooks(config, variables, enabled=self.hooks, output=output))
+        return Done(_target_summary(result), _target_json(result))
+
+
+def _target_summary(result: ApplyResult) -> str:
+    if result.applied:
+        text = f"{len(result.applied)} applied"
+    else:
+        text = f"up to date ({len(result.plan.already_applied)} applied)"
+    if result.repeatables is not None and result.repeatables.applied:
+        text += f", {len(result.repeatables.applied)} repeatable re-applied"
+    return text
+
+
+def _target_json(result: ApplyResult) -> dict[str, Any]:
+    repeated = result.repeatables
+    return {
+        "applied": [{"name": o.name, "seconds": round(o.seconds, 6)} for o in result.applied],
+        "already_applied": list(result.plan.already_applied),
+        "repeatables": None if repeated is None else {
+            "applied": [o.name for o in repeated.applied],
+            "unchanged": list(repeated.unchanged)},
+        "seconds": round(result.seconds, 6),
+    }
 
 
 def _apply_summary(result: ApplyResult, migration_name: str | None) -> None:
@@ -568,13 +653,22 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format.")
 @variables_option
+@fleet_options
 @pass_app
-def status(app: App, fmt: str, variables_path: str | None) -> None:
+def status(app: App, fmt: str, variables_path: str | None, jobs: int, canary: int,
+           continue_on_error: bool) -> None:
     """Show every migration: on disk, pinned, in the database, and its state; exit 1 if a
     lock.toml is broken or an applied migration was modified since."""
     from spawn_db.migrate.apply import status as run_status
 
     config = app.config()
+    if config.several_targets:
+        from spawn_db.cli.fanout import fan_out
+
+        fan_out(config, "reading", TargetStatus(variables_path, fmt), jobs=jobs,
+                canary=canary, continue_on_error=continue_on_error, fmt=fmt,
+                details=_status_tables)
+        return
     variables = load_variables_option(config, variables_path, none_when_unset=True)
     report = run_status(config, variables=variables)
     tenant_states = _tenant_states(config)
@@ -629,6 +723,40 @@ def _tenant_states(config: Config) -> list[Any] | None:
     from spawn_db.fleet.tenant_ops import tenant_states
 
     return list(tenant_states(config))
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """``status`` on one target of several: its report (the table, or its JSON), or, when a
+    lock.toml is broken or an applied migration was modified, that target's failure."""
+
+    variables_path: str | None
+    fmt: str
+
+    def __call__(self, config: Config) -> Done:
+        from spawn_db.errors import MigrationError
+        from spawn_db.fleet.runner import Done
+        from spawn_db.migrate.apply import status as run_status
+
+        variables = load_variables_option(config, self.variables_path, none_when_unset=True)
+        report = run_status(config, variables=variables)
+        if report.troubled:
+            found = "; ".join(m.problem or f"{m.name}: {m.state}" for m in report.troubled)
+            raise MigrationError(
+                f"{len(report.troubled)} migration(s) broken or modified since applied "
+                f"({found}); `spawn --target {config.target().name} migration status` "
+                "shows the table")
+        data = _status_json(report) if self.fmt == "json" else format_status(report)
+        return Done(_status_summary(report), data)
+
+
+def _status_tables(report: FleetReport) -> None:
+    """Each target's status table, under its name, in the order the targets were named."""
+    from spawn_db.cli.fanout import headed
+
+    for result in report.results:
+        if result.state == "ok" and isinstance(result.data, str):
+            info(headed(result.name, result.data) + "\n")
 
 
 STATE_LABELS = {

@@ -28,6 +28,10 @@ class App:
             config = load_config(self.overrides)
             for warning in config.warnings:
                 click.echo(warning, err=True)
+            if config.target_selection is not None:
+                from spawn_db.fleet.targets import resolve_selection
+
+                config = resolve_selection(config)
             if config.spawn_folder_url is not None:
                 from spawn_db.remote.mirror import Mirror
 

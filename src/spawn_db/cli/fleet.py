@@ -64,21 +64,22 @@ class FleetBar:
             self.slowest = (result.seconds, result.name)
             self.bar.set_note(f"slowest {result.name} ({result.seconds:.1f} s)")
         if not SETTINGS.quiet and not self.bar.shown:
-            line = unit_line(self.kind, result)
-            if not use_color(stream_is_err=True):
-                line = click.unstyle(line)
-            self.bar.write(f"[{done}/{total}] {line}\n")
+            self.bar.write(f"[{done}/{total}] {unit_line(self.kind, result, err=True)}\n")
 
 
-def unit_line(kind: str, result: UnitResult) -> str:
+def unit_line(kind: str, result: UnitResult, *, err: bool = False) -> str:
+    """One unit's line; its mark coloured only where that stream (stdout, or stderr with
+    ``err``) shows colour, so piped output stays plain text."""
     mark, style = MARKS[result.state]
+    if use_color(stream_is_err=err):
+        mark = paint(mark, style)
     if result.state == "ok":
         text = f"{result.summary} ({result.seconds:.1f} s)"
     elif result.state == "failed":
         text = result.error
     else:
         text = "skipped (an earlier failure stopped the run)"
-    return f"{paint(mark, style)} {kind} {result.name}: {text}"
+    return f"{mark} {kind} {result.name}: {text}"
 
 
 def print_fleet_report(kind: str, plural: str, report: FleetReport) -> None:

@@ -158,7 +158,10 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 )
 @click.option("--config-file", metavar="PATH", help="Config file (default: spawn.toml; "
               "env SPAWN_CONFIG_FILE).")
-@click.option("--target", metavar="NAME", help="Target from spawn.toml (env SPAWN_TARGET).")
+@click.option("--target", "targets", metavar="NAME", multiple=True,
+              help="Target from spawn.toml (env SPAWN_TARGET); a [target_groups] name or a "
+              "glob pattern such as 'shard-*', and several comma-separated or with --target "
+              "repeated, for the commands that run on several targets.")
 @click.option("--spawn-folder", metavar="PATH|URL",
               help="Use this spawn folder instead of spawn.toml's `spawn_folder`: a path, or a "
               "URL such as s3://bucket/prefix (env SPAWN_FOLDER).")
@@ -183,7 +186,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 def cli(
     ctx: click.Context,
     config_file: str | None,
-    target: str | None,
+    targets: tuple[str, ...],
     spawn_folder: str | None,
     environment: str | None,
     strict: bool | None,
@@ -212,7 +215,8 @@ def cli(
         show_commands()
     ctx.obj = App(
         overrides=Overrides.from_flags(
-            config_file=config_file, target=target, environment=environment, strict=strict,
+            config_file=config_file, target=",".join(targets) or None,
+            environment=environment, strict=strict,
             spawn_folder=spawn_folder,
         ),
         debug=debug,

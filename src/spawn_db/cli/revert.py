@@ -3,6 +3,7 @@ print."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -15,6 +16,7 @@ from spawn_db.cli.apply import (
     yes_option,
 )
 from spawn_db.cli.context import App, complete_migrations, pass_app
+from spawn_db.cli.fleet import fleet_options
 from spawn_db.cli.migration import (
     load_variables_option,
     no_hooks_option,
@@ -26,6 +28,7 @@ from spawn_db.cli.tenant import tenants_option
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
+    from spawn_db.fleet.runner import Done
     from spawn_db.migrate.revert import PlannedRevert, RevertPlan, RevertRequest, RevertResult
 
 
@@ -77,10 +80,12 @@ def _relabel(reporter: Any, name: str) -> None:
               "plan).")
 @no_hooks_option
 @tenants_option
+@fleet_options
 @pass_app
 def revert(app: App, migration_name: str | None, steps: int | None, to: str | None,
            dry_run: bool, yes: bool, retry: bool, no_pin: bool, variables_path: str | None,
-           lock_timeout: float, fmt: str, no_hooks: bool, tenants: str | None) -> None:
+           lock_timeout: float, fmt: str, no_hooks: bool, tenants: str | None, jobs: int,
+           canary: int, continue_on_error: bool) -> None:
     """Run the down.sql of the most recently applied migration (or of MIGRATION, the last
     N with --steps, or everything applied after --to), newest application first."""
     from spawn_db.migrate.revert import RevertRequest
@@ -88,6 +93,20 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
     request = RevertRequest(migration_name, steps, to, retry)
     request.check()
     config = app.config()
+    if config.several_targets:
+        from spawn_db.cli.apply import refuse_tenants_for_several
+        from spawn_db.cli.fanout import confirm_targets, fan_out, refuse_for_several
+
+        refuse_for_several(config, **{"--dry-run": dry_run})
+        refuse_tenants_for_several(config, tenants)
+        if not confirm_targets(config.several_targets, "Revert", yes):
+            note("Cancelled; nothing was reverted.")
+            return
+        work = TargetRevert(request, variables_path, pinned=not no_pin,
+                            lock_timeout=lock_timeout, hooks=not no_hooks)
+        fan_out(config, "reverting", work, jobs=jobs, canary=canary,
+                continue_on_error=continue_on_error, fmt=fmt)
+        return
     variables = load_variables_option(config, variables_path)
     if dry_run:
         _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt)
@@ -136,6 +155,33 @@ def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any
         emit_json(_result_json(result))
         return
     note(_summary(result, request))
+
+
+@dataclass(frozen=True)
+class TargetRevert:
+    """``revert`` on one target of several: the same request against that target's own
+    history, with its own config and variables; no questions, no progress lines."""
+
+    request: RevertRequest
+    variables_path: str | None
+    pinned: bool
+    lock_timeout: float
+    hooks: bool
+
+    def __call__(self, config: Config) -> Done:
+        from spawn_db.cli.fanout import target_output
+        from spawn_db.fleet.runner import Done
+        from spawn_db.migrate.hooks import Hooks
+        from spawn_db.migrate.revert import revert as run_revert
+
+        variables = load_variables_option(config, self.variables_path)
+        output = target_output(config.target().name)
+        result = run_revert(config, self.request, pinned=self.pinned, variables=variables,
+                            lock_timeout=self.lock_timeout,
+                            hooks=Hooks(config, variables, enabled=self.hooks, output=output))
+        count = len(result.reverted)
+        summary = f"{count} reverted" if count else "nothing to revert"
+        return Done(summary, _result_json(result))
 
 
 def _summary(result: RevertResult, request: RevertRequest) -> str:
