@@ -227,14 +227,24 @@ def _scratch_lock(control: ControlSession, scratch: str) -> Iterator[None]:
     """The advisory lock of ``scratch``'s build, held in ``control``'s session."""
     import xxhash
 
-    key = f"{SCRATCH_LOCK_CLASS}, {xxhash.xxh32_intdigest(scratch.encode()) & 0x7FFFFFFF}"
-    control.query(f"SELECT pg_advisory_lock({key})", what="wait for the scratch build lock")
+    key = (SCRATCH_LOCK_CLASS, xxhash.xxh32_intdigest(scratch.encode()) & 0x7FFFFFFF)
+    with advisory_lock(control, key, "scratch build"):
+        yield
+
+
+@contextmanager
+def advisory_lock(control: ControlSession, key: tuple[int, int], what: str) -> Iterator[None]:
+    """Hold the session-level advisory lock ``key`` in ``control``'s session while the block
+    runs (another process waits here); released unless the session died, which releases
+    it anyway. Also the fresh test templates' build lock."""
+    pair = f"{key[0]}, {key[1]}"
+    control.query(f"SELECT pg_advisory_lock({pair})", what=f"wait for the {what} lock")
     try:
         yield
     finally:
         if control.process.exit is None:
-            control.query(f"SELECT pg_advisory_unlock({key})",
-                          what="release the scratch build lock")
+            control.query(f"SELECT pg_advisory_unlock({pair})",
+                          what=f"release the {what} lock")
 
 
 def _read_both(engine: Engine, control: ControlSession, query: str,

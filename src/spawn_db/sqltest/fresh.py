@@ -218,14 +218,10 @@ def build_lock_key(name: str) -> tuple[int, int]:
 def _build_lock(control: ControlSession, name: str) -> Iterator[None]:
     """Hold the advisory lock of ``name``'s build in ``control``'s session: a second
     builder waits here, then finds the template made."""
-    key = ", ".join(map(str, build_lock_key(name)))
-    control.query(f"SELECT pg_advisory_lock({key})", what="wait for the template build lock")
-    try:
+    from spawn_db.migrate.schema_drift import advisory_lock
+
+    with advisory_lock(control, build_lock_key(name), "template build"):
         yield
-    finally:
-        if control.process.exit is None:
-            control.query(f"SELECT pg_advisory_unlock({key})",
-                          what="release the template build lock")
 
 
 def _build(config: Config, engine: Engine, control: ControlSession, name: str,
