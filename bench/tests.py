@@ -47,6 +47,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -234,6 +235,14 @@ def record_copies(out: str, argv: list[str]) -> int:
             sink.write(json.dumps([s * 1000 for s in self.copy_seconds]) + "\n")
 
     fresh.FreshDatabases.close = recording_close  # type: ignore[method-assign]
+    init = fresh.FreshDatabases.__init__
+    pool = {key: int(os.environ[f"BENCH_FRESH_{key.upper()}"]) for key in ("ahead", "makers")
+            if f"BENCH_FRESH_{key.upper()}" in os.environ}
+
+    def pool_init(self: fresh.FreshDatabases, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **{**kwargs, **pool})
+
+    fresh.FreshDatabases.__init__ = pool_init  # type: ignore[method-assign]
     sys.argv = ["spawn", *argv]
     try:
         spawn_main()
@@ -291,8 +300,10 @@ def fresh_round(work: Path, cluster: Cluster, project: Path, names: list[str],
     renames = [ms for kind, _name, ms in statements if kind == "rename"]
     waits: list[float] = json.loads(waits_file.read_text().splitlines()[-1])
     load = os.getloadavg()[0]
-    say(f"fresh mode, run {run_no + 1}: {len(names)} tests, `spawn test compare -j 2` from "
-        f"no template took {run.seconds:.2f}s (load average {load:.1f})")
+    pool = " ".join(f"{k}={v}" for k, v in os.environ.items() if k.startswith("BENCH_FRESH_"))
+    say(f"fresh mode, run {run_no + 1} ({pool or 'spawn defaults'}): {len(names)} tests, "
+        f"`spawn test compare -j 2` from no template took {run.seconds:.2f}s "
+        f"(load average {load:.1f})")
     say(f"  template builds (CREATE DATABASE spawn_tpl_…): {len(templates)} "
         f"({', '.join(f'{ms:.1f} ms' for ms in templates)})")
     say(f"  each test's wait for its copy, in spawn, in order: "
@@ -371,6 +382,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
     p.add_argument("--fresh", action="store_true",
                    help="only the fresh-mode benchmark (40 tests, -j 2, copies < 60 ms)")
+    p.add_argument("--ahead", type=int,
+                   help="fresh mode: copies made ahead (spawn's default 2; 0: none)")
+    p.add_argument("--makers", type=int,
+                   help="fresh mode: threads making copies ahead (spawn's default 1)")
     return p.parse_args()
 
 
@@ -378,6 +393,9 @@ def main() -> int:
     if sys.argv[1:2] == ["--record-copies"]:
         return record_copies(sys.argv[2], sys.argv[3:])
     args = parse_args()
+    for key in ("ahead", "makers"):
+        if getattr(args, key) is not None:
+            os.environ[f"BENCH_FRESH_{key.upper()}"] = str(getattr(args, key))
     work = Path(tempfile.mkdtemp(prefix="bench-sqltest-", dir=args.workdir))
     work.chmod(0o755)
     spawn = [sys.executable, "-m", "spawn_db"]

@@ -336,7 +336,8 @@ class FreshDatabases:
     """
 
     def __init__(self, config: Config, engine: Engine, variables: Any = None,
-                 on_build: Callable[[str], None] | None = None, ahead: int = 2) -> None:
+                 on_build: Callable[[str], None] | None = None, ahead: int = 2,
+                 makers: int = 2) -> None:
         import threading
 
         self.config = config
@@ -344,6 +345,7 @@ class FreshDatabases:
         self.variables = variables
         self.on_build = on_build
         self.ahead = ahead
+        self.makers = makers
         self.templates: dict[str | None, str] = {}
         self.copy_seconds: list[float] = []
         self._control: ControlSession | None = None
@@ -357,7 +359,7 @@ class FreshDatabases:
         self._drops: list[str] = []
         self._errors: list[SpawnError] = []
         self._closing = False
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
 
     def template(self, migrate_to: str | None = None) -> str:
         """The template for ``migrate_to`` (None: every migration), built at most once."""
@@ -418,10 +420,12 @@ class FreshDatabases:
         """Start the thread if there is work for it, and tell it (``_state`` held)."""
         import threading
 
-        if self._worker is None and (self._drops or self._fill_needed() is not None):
-            self._worker = threading.Thread(target=self._work, name="spawn-fresh-copies",
-                                            daemon=True)
-            self._worker.start()
+        if not self._workers and (self._drops or self._fill_needed() is not None):
+            for number in range(max(1, self.makers)):
+                worker = threading.Thread(target=self._work, daemon=True,
+                                          name=f"spawn-fresh-copies-{number}")
+                self._workers.append(worker)
+                worker.start()
         self._state.notify_all()
 
     def _fill_needed(self) -> str | None:
@@ -504,11 +508,11 @@ class FreshDatabases:
                 self._drops.extend(names)
             self._ready.clear()
             self._state.notify_all()
-            worker = self._worker
-        if worker is not None:
+            workers = list(self._workers)
+        for worker in workers:
             worker.join()
         with self._state:
-            self._worker = None
+            self._workers.clear()
             self._closing = False
             self._wanted.clear()
         with self._session_lock:
