@@ -277,6 +277,19 @@ def test_two_targets_on_one_server_keep_their_own_scratch_database(
         db_project.database.query(f"DROP DATABASE {other} WITH (FORCE)")
 
 
+def test_spawn_test_clean_drops_the_kept_scratch_database(db_project: DbProject) -> None:
+    applied(db_project)
+    assert db_project.run("migration", "drift").exit_code == 0
+    [kept] = kept_scratch(db_project)
+    result = db_project.run("test", "clean")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == f"Dropped drift scratch database {kept.split()[0]}\n"
+    assert scratch_databases(db_project) == "0"
+    # The next run builds it again.
+    assert db_project.run("migration", "drift").exit_code == 0
+    assert scratch_databases(db_project) == "1"
+
+
 # -- compare, over generated schemas ---------------------------------------------------------
 
 ATTRS = st.dictionaries(st.sampled_from(["type", "default", "definition"]),

@@ -532,18 +532,28 @@ class Cleaned:
 
     templates: tuple[str, ...]
     copies: tuple[str, ...]
+    # The scratch databases ``spawn migration drift`` keeps (``migrate.schema_drift``).
+    scratch: tuple[str, ...] = ()
 
 
 def spawn_databases(control: ControlSession) -> tuple[list[str], list[str]]:
     """The templates and test databases spawn made on this server, by name prefix."""
+    templates, copies, _scratch = _by_prefix(control, TEMPLATE_PREFIX, COPY_PREFIX)
+    return templates, copies
+
+
+def _by_prefix(control: ControlSession, *prefixes: str) -> list[list[str]]:
+    """The databases on the server whose names start with each of ``prefixes`` and the
+    drift scratch prefix (the last list), in name order."""
+    from spawn_db.migrate.schema_drift import SCRATCH_PREFIX
+
+    every = (*prefixes, SCRATCH_PREFIX)
+    wanted = " OR ".join(f"datname LIKE {escape_literal(_like_prefix(p))}" for p in every)
     rows = control.query(
-        "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE "
-        f"{escape_literal(_like_prefix(TEMPLATE_PREFIX))} OR datname LIKE "
-        f"{escape_literal(_like_prefix(COPY_PREFIX))} ORDER BY datname",
+        f"SELECT datname FROM pg_catalog.pg_database WHERE {wanted} ORDER BY datname",
         what="list spawn's test databases")
     names = [row for row in rows.splitlines() if row]
-    return ([n for n in names if n.startswith(TEMPLATE_PREFIX)],
-            [n for n in names if n.startswith(COPY_PREFIX)])
+    return [[n for n in names if n.startswith(prefix)] for prefix in every]
 
 
 def _like_prefix(prefix: str) -> str:
@@ -551,18 +561,19 @@ def _like_prefix(prefix: str) -> str:
 
 
 def clean(config: Config, *, engine: Engine | None = None) -> Cleaned:
-    """Drop every template and test database spawn made on the target's server."""
+    """Drop every template and test database spawn made on the target's server, and the
+    scratch databases ``spawn migration drift`` kept there."""
     from spawn_db.db.engine import engine_for
 
     engine = engine or engine_for(config)
     control = engine.control_session(None)
     try:
-        templates, copies = spawn_databases(control)
-        for name in copies + templates:
+        templates, copies, scratch = _by_prefix(control, TEMPLATE_PREFIX, COPY_PREFIX)
+        for name in copies + templates + scratch:
             drop_database(control, name)
     finally:
         control.close()
-    return Cleaned(tuple(templates), tuple(copies))
+    return Cleaned(tuple(templates), tuple(copies), tuple(scratch))
 
 
 # -- apply_migration() in tests ---------------------------------------------------------------
