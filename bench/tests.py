@@ -24,11 +24,13 @@ round, which holds up best on a machine shared with other work.
 Fresh mode (issue 16, ``--fresh``; also part of the default run): the same
 schema as a pinned migration, ``[tests] database = "fresh"`` and 40 tests
 that use the migrated tables directly. ``spawn test compare -j 2`` from a
-server with no template: the template must be built once, and each test's
-``CREATE DATABASE spawn_testdb_… TEMPLATE spawn_tpl_…`` must take under
-60 ms. The copies are timed by the server itself (``log_min_duration_statement
-= 0`` for the database spawn's control session uses), not by the client, and
-printed one by one.
+server with no template: the template must be built once, and each test must
+wait under 60 ms for its database. The wait is timed in spawn
+(``FreshDatabases.copy``, wrapped by ``--record-copies``: spawn makes copies
+ahead, so a test usually waits only for a rename); each ``CREATE DATABASE
+spawn_testdb_… TEMPLATE spawn_tpl_…`` and rename is also timed by the server
+itself (``log_min_duration_statement = 0`` for the database spawn's control
+sessions use). ``--ahead``/``--makers`` override the pool's settings.
 
 Run from the repository root:  .venv/bin/python bench/tests.py [--fresh]
 Exit status 1 if a target is missed or a comparison does not pass.
