@@ -322,13 +322,14 @@ class FreshDatabases:
     A copy takes a server-side ``CREATE DATABASE … TEMPLATE`` of tens of
     milliseconds, and a drop about as long. Neither needs to be on a test's
     path: once ``expect_copies`` says how many copies of a template the run
-    will ask for, a background thread (with a control session of its own)
-    keeps up to ``ahead`` of them made ahead, named ``spawn_testdb_…_ready``;
-    ``copy`` takes one and renames it after its test (a catalog update), and
-    ``drop`` hands the copy to the same thread, which drops it once no copy is
-    wanted sooner. The thread never makes more copies than were announced, so
-    a finished run leaves nothing; a killed one may leave a ready copy, which
-    ``spawn test clean`` finds by its prefix like any other test database.
+    will ask for, ``makers`` background threads (each with a control session
+    of its own; one could not keep up with ``-j 2`` of short tests) keep up to
+    ``ahead`` of them made ahead, named ``spawn_testdb_…_ready``; ``copy``
+    takes one and renames it after its test (a catalog update), and ``drop``
+    hands the copy to the same threads, which drop it once no copy is wanted
+    sooner. They never make more copies than were announced, so a finished
+    run leaves nothing; a killed one may leave ready copies, which ``spawn
+    test clean`` finds by their prefix like any other test database.
 
     ``copy_seconds`` records how long each ``copy`` kept its test waiting
     (bench/tests.py reports them). ``close`` waits for the drops and raises the
@@ -351,7 +352,7 @@ class FreshDatabases:
         self._control: ControlSession | None = None
         self._session_lock = threading.Lock()
         self._building = threading.Lock()
-        # Guards everything below; the background thread waits on it for work.
+        # Guards everything below; the background threads wait on it for work.
         self._state = threading.Condition()
         self._wanted: dict[str, int] = {}  # copies still to be asked for, per template
         self._ready: dict[str, list[str]] = {}
@@ -417,7 +418,7 @@ class FreshDatabases:
     # -- the background thread --
 
     def _wake(self) -> None:
-        """Start the thread if there is work for it, and tell it (``_state`` held)."""
+        """Start the threads if there is work for them, and tell them (``_state`` held)."""
         import threading
 
         if not self._workers and (self._drops or self._fill_needed() is not None):
@@ -519,8 +520,9 @@ class FreshDatabases:
             if self._control is not None:
                 self._control.close()
                 self._control = None
-        if self._errors:
-            raise self._errors[0]
+        errors, self._errors = self._errors, []
+        if errors:
+            raise errors[0]
 
 
 # -- spawn test clean -------------------------------------------------------------------------
