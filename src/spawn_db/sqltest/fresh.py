@@ -373,6 +373,8 @@ class FreshDatabases:
 
     def expect_copies(self, template: str, count: int) -> None:
         """The run will ask for ``count`` (more) copies of ``template``: start making them."""
+        with self._session_lock:
+            self._session()  # started on this thread, for the same reason as in _wake
         with self._state:
             self._wanted[template] = self._wanted.get(template, 0) + count
             self._wake()
@@ -422,8 +424,12 @@ class FreshDatabases:
         import threading
 
         if not self._workers and (self._drops or self._fill_needed() is not None):
-            for number in range(max(1, self.makers)):
-                worker = threading.Thread(target=self._work, daemon=True,
+            # The sessions (psql processes) are started here, not in the threads: a thread
+            # that forks while the main thread is in ThreadPoolExecutor.submit (``-j``)
+            # can break that executor's lock ("release unlocked lock", seen in CI runs).
+            sessions = [self.engine.control_session(None) for _ in range(max(1, self.makers))]
+            for number, session in enumerate(sessions):
+                worker = threading.Thread(target=self._work, args=(session,), daemon=True,
                                           name=f"spawn-fresh-copies-{number}")
                 self._workers.append(worker)
                 worker.start()
@@ -440,16 +446,9 @@ class FreshDatabases:
                 return template
         return None
 
-    def _work(self) -> None:
+    def _work(self, session: ControlSession) -> None:
         """Make copies ahead first (a test may be waiting for one), then drop; end when
         ``close`` says so and nothing is left to drop."""
-        sessions: list[ControlSession] = []
-
-        def session() -> ControlSession:
-            if not sessions:
-                sessions.append(self.engine.control_session(None))
-            return sessions[0]
-
         try:
             while (task := self._next_task()) is not None:
                 kind, name = task
@@ -458,8 +457,7 @@ class FreshDatabases:
                 else:
                     self._drop_now(session, name)
         finally:
-            for opened in sessions:
-                opened.close()
+            session.close()
 
     def _next_task(self) -> tuple[str, str] | None:
         """("make", template) or ("drop", database), waiting for one; None at the end."""
@@ -476,10 +474,10 @@ class FreshDatabases:
                 return "drop", self._drops.pop(0)
             return None
 
-    def _make_ahead(self, session: Callable[[], ControlSession], template: str) -> None:
+    def _make_ahead(self, session: ControlSession, template: str) -> None:
         made: str | None = None
         try:
-            made = copy_template(session(), template, POOL_LABEL)
+            made = copy_template(session, template, POOL_LABEL)
         except SpawnError:
             # ``copy`` then makes its own copy and reports what goes wrong with it.
             with self._state:
@@ -493,9 +491,9 @@ class FreshDatabases:
                      else self._ready.setdefault(template, [])).append(made)
                 self._state.notify_all()
 
-    def _drop_now(self, session: Callable[[], ControlSession], name: str) -> None:
+    def _drop_now(self, session: ControlSession, name: str) -> None:
         try:
-            drop_database(session(), name)
+            drop_database(session, name)
         except SpawnError as exc:
             with self._state:
                 self._errors.append(exc)
