@@ -41,8 +41,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "lsp": FOUNDATION | LOWER | {"__init__", "lint", "migrate"},
     "watch": FOUNDATION | LOWER | {"migrate", "sqltest"},
     "data": frozenset({"errors", "config", "fsutil"}),
+    "fleet": FOUNDATION | LOWER | {"migrate"},
     "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint", "lsp",
-                                 "watch", "remote", "data"},
+                                 "watch", "remote", "data", "fleet"},
 }
 
 

@@ -313,3 +313,11 @@ class DataSourceError(SpawnError):
     bytes do not have the declared sha256; nothing under components/data/ changed."""
 
     exit_code = FAILURE_EXIT
+
+
+class SchemaDumpFailed(SpawnError):
+    """``spawn schema flatten|export|import`` could not build, dump or import the schema (no
+    migrations, a migration failing on the scratch database, pg_dump or psql failing, a
+    variable the baseline cannot be written with); names the migration, file or variable."""
+
+    exit_code = FAILURE_EXIT

@@ -194,3 +194,17 @@ def test_secrets_reach_a_sql_step_and_a_sql_hook(db_project: DbProject) -> None:
     assert db_project.database.query("SELECT v FROM from_hook") == SECRET
     for output in (result.stdout, result.stderr, everything_spawn_wrote(db_project)):
         assert SECRET not in output
+
+
+def test_a_background_session_of_a_golden_test_gets_the_secret(db_project: DbProject) -> None:
+    env = env_secret(db_project)
+    test = db_project.add_test(
+        "bgpw", "{{ bg('s2', 'other.sql') }}\n{{ wait('s2') }}\nSELECT 'main' AS done;\n")
+    (test.parent / "other.sql").write_text("SELECT length({{ secret('pw') }}) AS n;\n",
+                                           encoding="utf-8")
+
+    result = db_project.run("test", "run", "bgpw", env=env)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert f" n  \n----\n {len(SECRET):>2}\n(1 row)\n" in result.stdout
+    assert "spawn_secret_pw" not in result.stdout and SECRET not in result.stdout

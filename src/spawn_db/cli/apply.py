@@ -275,6 +275,13 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
 
 
 def _apply_summary(result: ApplyResult, migration_name: str | None) -> None:
+    step = result.plan.baseline
+    if result.adopted and step is not None:
+        count = len(result.adopted)
+        note(f"Adopted {count} migration{'' if count == 1 else 's'} replaced by baseline "
+             f"{step.name}: {', '.join(result.adopted)}" if step.fresh else
+             f"Adopted baseline {', '.join(result.adopted)}: the migrations it replaces "
+             "built this database.")
     if migration_name and not result.applied and result.plan.already_applied:
         note(f"Migration {migration_name} is already applied; nothing to do "
              "(pass --retry to run it again).")
@@ -315,6 +322,10 @@ def _plan_notes(plan: ApplyPlan) -> None:
              f"{', '.join(plan.skipped_drafts)}")
     for name in plan.out_of_order:
         note(f"{name} is applied out of order (a newer migration is already applied)")
+    if plan.baseline is not None:
+        from spawn_db.migrate.baseline import baseline_note
+
+        note(baseline_note(plan.baseline))
 
 
 def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry: bool,
@@ -482,6 +493,10 @@ def status(app: App, fmt: str, variables_path: str | None) -> None:
 
             info("\n" + format_repeatables(report.repeatables))
             repeatable_problems(report.repeatables)
+        if report.baseline is not None:
+            from spawn_db.migrate.baseline import baseline_note
+
+            note(f"note: {baseline_note(report.baseline)}")
         rule = report.pin_rule
         if rule is not None and rule.source != "the default":
             note(f"note: {rule.describe()}")
@@ -641,6 +656,7 @@ def _migration_json(m: MigrationStatus) -> dict[str, Any]:
         "description": m.description,
         "requires": list(m.requires),
         "out_of_order": m.out_of_order,
+        "replaced_by": m.replaced_by,
         "latest": _row_json(row),
     }
 

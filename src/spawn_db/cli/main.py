@@ -266,6 +266,9 @@ def _register() -> None:
     from spawn_db.cli import data as data_cli
 
     cli.add_command(data_cli.data)
+    from spawn_db.cli import schema as schema_cli
+
+    cli.add_command(schema_cli.schema)
 
 
 _register()

@@ -260,6 +260,7 @@ class LiveBar:
         self.completed = 0
         self.running: list[str] = []
         self.phase = ""
+        self.note = ""
         self.started = time.monotonic()
         self.enabled = live_progress_allowed()
         self._progress: Any = None
@@ -344,12 +345,20 @@ class LiveBar:
                 if _ACTIVE is self:
                     _ACTIVE = None
 
+    def set_note(self, text: str) -> None:
+        """A remark drawn after what is running (a fleet's slowest unit so far)."""
+        with _LOCK:
+            self.note = text
+            self._update()
+
     def description(self) -> str:
         if not self.running:
-            return self.phase
-        shown = ", ".join(self.running[:3])
-        more = f" and {len(self.running) - 3} more" if len(self.running) > 3 else ""
-        return f"{self.verb} {shown}{more}"
+            doing = self.phase
+        else:
+            shown = ", ".join(self.running[:3])
+            more = f" and {len(self.running) - 3} more" if len(self.running) > 3 else ""
+            doing = f"{self.verb} {shown}{more}"
+        return f"{doing} · {self.note}" if self.note and doing else doing or self.note
 
     def eta(self) -> float | None:
         """Seconds left: the average time per finished item so far, times the items left."""

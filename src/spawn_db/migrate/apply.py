@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config, PinRule, TargetConfig
 from spawn_db.db.engine import engine_for
@@ -24,7 +24,7 @@ from spawn_db.errors import (
     UsageError,
 )
 from spawn_db.migrate.plan import ApplyPlan as ApplyPlan
-from spawn_db.migrate.plan import PlanRequest, applied_out_of_order
+from spawn_db.migrate.plan import BaselineStep, PlanRequest, applied_out_of_order, baseline_step
 from spawn_db.migrate.plan import State as State
 from spawn_db.migrate.plan import is_done as is_done
 from spawn_db.migrate.plan import plan as make_plan
@@ -72,6 +72,7 @@ class ApplyResult:
     cancelled: bool = False
     seconds: float = 0.0
     repeatables: RepeatableResult | None = None
+    adopted: tuple[str, ...] = ()  # recorded as ADOPT by a baseline (migrate/baseline.py)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class MigrationStatus:
     description: str = ""
     requires: tuple[str, ...] = ()
     out_of_order: bool = False
+    replaced_by: str | None = None  # the newest baseline, for a migration older than it
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class StatusReport:
     migrations: tuple[MigrationStatus, ...]
     pin_rule: PinRule | None = None
     repeatables: tuple[RepeatableStatus, ...] = ()
+    baseline: BaselineStep | None = None
 
     @property
     def troubled(self) -> list[MigrationStatus]:
@@ -253,10 +256,14 @@ def apply(
                 locked_plan = planner.plan(states)
                 to_run = [n for n in locked_plan.to_run if n in confirmed]
                 plan = dataclasses.replace(locked_plan, to_run=tuple(to_run))
-                run = MigrationRun(config, engine, tracking, reporter, to_run,
-                           pinned=pinned, variables=variables,
-                           first_history_id=tracking.last_history_id(), setup=setup,
-                           runner=early, unpinned_from_tree=optional, hooks=hooks)
+                def make_run(names: list[str], first: bool) -> MigrationRun:
+                    return MigrationRun(config, engine, tracking, reporter, names,
+                                        pinned=pinned, variables=variables,
+                                        first_history_id=tracking.last_history_id(),
+                                        setup=setup, runner=early if first else None,
+                                        unpinned_from_tree=optional, hooks=hooks)
+
+                run = _baseline_run(plan, to_run, tracking, config, make_run)
                 then = None
                 if selection is not None and selection.renderings and plan.blocked is None:
                     then = _Repeatables(config, tracking, engine, setup, reporter, variables,
@@ -268,7 +275,25 @@ def apply(
     if plan.blocked is not None:
         raise _blocked(plan)
     return ApplyResult(plan, outcomes, internal, seconds=time.monotonic() - started,
-                       repeatables=repeated)
+                       repeatables=repeated, adopted=tuple(getattr(run, "adopted", ())))
+
+
+class Executes(Protocol):
+    """A run of planned migrations: a ``MigrationRun``, or a ``BaselineRun`` of two."""
+
+    names: list[str]
+
+    def execute(self) -> list[MigrationOutcome]: ...
+
+
+def _baseline_run(plan: ApplyPlan, to_run: list[str], tracking: Tracking, config: Config,
+                  make_run: Callable[[list[str], bool], MigrationRun]) -> Executes:
+    """One run of ``to_run``; with a baseline to adopt, ``baseline.BaselineRun``'s two."""
+    if plan.baseline is None or not plan.baseline.adopt:
+        return make_run(to_run, True)
+    from spawn_db.migrate.baseline import BaselineRun
+
+    return BaselineRun(plan.baseline, to_run, tracking, Project(config), make_run)
 
 
 def select_repeatables(config: Config, request: RepeatableRequest | None, variables: Any,
@@ -312,7 +337,7 @@ class _Repeatables:
                                variables=self.variables, selection=self.selection)
 
 
-def _run_with_hooks(run: MigrationRun, hooks: Hooks, then: _Repeatables | None
+def _run_with_hooks(run: Executes, hooks: Hooks, then: _Repeatables | None
                     ) -> tuple[list[MigrationOutcome], RepeatableResult | None]:
     """``run.execute()`` and then the repeatables, between the apply hooks; a failed run
     (or ``before_apply``) runs ``after_apply_error`` and keeps its own error."""
@@ -578,15 +603,20 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
         repeated = tracking.latest(NAMESPACE) if exists else {}
         database = tracking.session.database
     cache = RenderCache(config.project_dir / RENDER_CACHE) if verify else None
-    late = applied_out_of_order(states)
+    step = baseline_step(on_disk, settings, states)
+    # A fresh baseline's ADOPT rows come after it, which is no out-of-order apply.
+    late = applied_out_of_order(states) - set(step.replaced if step else ())
     rows = [_with_settings(
                 _migration_status(config, name, name in on_disk, states.get(name), variables,
                                   cache), settings.get(name), name in late)
             for name in sorted(set(on_disk) | set(states))]
+    if step is not None:
+        rows = [dataclasses.replace(r, replaced_by=step.name) if r.name < step.name else r
+                for r in rows]
     if cache is not None:
         cache.save()
     return StatusReport(database, target.spawn_schema, exists, tuple(rows), config.pin_rule(),
-                        tuple(repeatable_status(config, repeated, variables=variables)))
+                        tuple(repeatable_status(config, repeated, variables=variables)), step)
 
 
 def _with_settings(found: MigrationStatus, settings: MigrationSettings | None,

@@ -9,6 +9,9 @@ Order: by name, except that a migration waits for everything it ``requires``
 (a topological order whose ties go by name). Drafts are left out unless named
 with ``allow_draft``. In ``strict`` order a pending migration older than the
 newest applied one is refused unless it says ``out_of_order = true``.
+
+A baseline (``baseline = true``, written by ``spawn schema flatten``) replaces every
+migration older than it (``baseline_step``).
 """
 
 from __future__ import annotations
@@ -63,6 +66,64 @@ class ApplyPlan:
     out_of_order: tuple[str, ...] = ()
     blocked_activity: str | None = None
     warnings: tuple[str, ...] = ()
+    baseline: BaselineStep | None = None
+
+
+@dataclass(frozen=True)
+class BaselineStep:
+    """What the newest baseline changes in a plan.
+
+    ``fresh``: the database has no history row older than the baseline, so the baseline
+    runs instead of the migrations it replaces, and ``adopt`` (those replaced on disk) are
+    recorded as ADOPT once it is applied. Otherwise the replaced migrations plan as usual
+    and ``adopt`` (the baseline, and any older baseline not applied) is recorded as ADOPT
+    once every replaced migration is applied: the schema is already there. Migrations
+    newer than the baseline run after the adoption, as usual.
+    """
+
+    name: str
+    fresh: bool
+    replaced: tuple[str, ...]
+    adopt: tuple[str, ...]
+    needed: tuple[str, ...] = ()  # applied, these make ``adopt`` true of the database
+
+    def ready(self, states: Mapping[str, HistoryRow]) -> bool:
+        """Whether ``adopt`` may be recorded now: ``needed`` are all applied."""
+        return all(is_done(state_of(states.get(n))) for n in self.needed)
+
+    def visible(self, names: Sequence[str]) -> list[str]:
+        """The migrations the walk considers: the adopted ones are not run."""
+        hidden = set(self.adopt)
+        return [n for n in names if n not in hidden]
+
+
+def baseline_step(names: Sequence[str], settings: Mapping[str, MigrationSettings],
+                  states: Mapping[str, HistoryRow]) -> BaselineStep | None:
+    """The newest baseline's part in the plan, or None without one.
+
+    Whether the database is "empty" is read from the history, not from the files: a row
+    of any migration older than the baseline (on disk or deleted since) means its schema
+    was built by the old migrations. The baseline's own row does not count, so a run
+    stopped between the baseline and its ADOPT rows still completes as a fresh one; once
+    the baseline is done, whether it ran or was adopted says which way it went.
+    """
+    baselines = [n for n in names if _settings(settings, n).baseline]
+    if not baselines:
+        return None
+    name = max(baselines)
+    replaced = tuple(n for n in names if n < name)
+    row = states.get(name)
+    if is_done(state_of(row)):
+        fresh = row is not None and row.activity == "APPLY"  # it ran: it built the schema
+    else:
+        fresh = not any(n < name for n in states)
+    if fresh:
+        adopt = tuple(n for n in replaced if not is_done(state_of(states.get(n))))
+        return BaselineStep(name, fresh, replaced, adopt, (name,))
+    adopt = tuple(n for n in baselines if not is_done(state_of(states.get(n))))
+    needed = tuple(n for n in replaced
+                   if n not in adopt and not _settings(settings, n).draft)
+    return BaselineStep(name, fresh, replaced, adopt, needed)
 
 
 @dataclass(frozen=True)
@@ -85,19 +146,23 @@ def plan(names: Sequence[str], settings: Mapping[str, MigrationSettings],
     ``names`` are the migrations on disk, ``settings`` their (checked)
     ``migration.toml``s, ``states`` the latest rows of namespace ``default``.
     """
-    wanted, drafts = _wanted(names, settings, states, request)
+    step = baseline_step(names, settings, states)
+    visible = names if step is None else step.visible(names)
+    wanted, drafts = _wanted(visible, settings, states, request)
+    if step is not None:
+        wanted = [n for n in wanted if n not in step.adopt or step.fresh]
     ordered = topological_order(wanted, settings)
     base = _walk(ordered, states, request)
     if request.again:
         base = _run_again(base, settings, request)
     plan_ = ApplyPlan(base.to_run, base.already_applied, base.blocked, base.blocked_state,
                       tuple(drafts), (), base.blocked_activity)
-    _check_requires(plan_, settings, states)
+    _check_requires(plan_, settings, states, step)
     _check_conflicts(plan_, settings, states)
     late = _out_of_order(plan_, settings, states, strict=request.strict_order)
     warnings = tuple(w for n in names for w in _settings(settings, n).warnings)
     return ApplyPlan(plan_.to_run, plan_.already_applied, plan_.blocked, plan_.blocked_state,
-                     plan_.skipped_drafts, late, plan_.blocked_activity, warnings)
+                     plan_.skipped_drafts, late, plan_.blocked_activity, warnings, step)
 
 
 def _wanted(names: Sequence[str], settings: Mapping[str, MigrationSettings],
@@ -214,8 +279,9 @@ def _walk(ordered: Sequence[str], states: Mapping[str, HistoryRow],
 
 
 def _check_requires(plan_: ApplyPlan, settings: Mapping[str, MigrationSettings],
-                    states: Mapping[str, HistoryRow]) -> None:
-    earlier: set[str] = set()
+                    states: Mapping[str, HistoryRow], step: BaselineStep | None = None) -> None:
+    # What a fresh baseline adopts counts as applied before anything newer runs.
+    earlier: set[str] = set(step.adopt) if step is not None and step.fresh else set()
     for name in plan_.to_run:
         for requirement in _settings(settings, name).requires:
             if requirement in earlier or is_done(state_of(states.get(requirement))):

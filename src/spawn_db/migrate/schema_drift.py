@@ -23,7 +23,7 @@ build that fails is dropped at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -33,7 +33,7 @@ from spawn_db.db.catalog import CatalogObject, catalog_query, parse_catalog
 from spawn_db.db.engine import Engine, engine_for
 from spawn_db.db.psql import ControlSession, marker_literal
 from spawn_db.db.target import PSQL_PREAMBLE, SESSION_PIN
-from spawn_db.errors import ControlError, DriftCheckFailed, NotPinned
+from spawn_db.errors import ControlError, DriftCheckFailed, NotPinned, SpawnError
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.migrate.plan import is_done, state_of
 from spawn_db.migrate.runner import Rendered, render_migration
@@ -49,6 +49,8 @@ SCRATCH_FORMAT = "1"
 SCRATCH_LOCK_CLASS = 0x73707744
 APPLICATION = "spawn drift"
 FAST_COMMITS = "SET synchronous_commit = off;\n"
+# Raises the error of a migration that failed on the scratch database, given what psql said.
+Failed = Callable[[Rendered, str], NoReturn]
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,9 @@ def schema_drift(config: Config, *, pinned: bool = True, variables: Any = None) 
     target = config.target()
     with tracking_session(config, target) as tracking:
         rows = tracking.latest() if tracking.exists() else {}
-    applied = sorted((row for row in rows.values() if is_done(state_of(row))),
-                     key=lambda row: row.history_id)
+    applied = from_baseline(config, sorted(
+        (row for row in rows.values() if is_done(state_of(row))),
+        key=lambda row: row.history_id))
     scripts: list[Rendered] = []
     engine = engine_for(config, target)
     query = catalog_query((target.spawn_schema,))
@@ -171,6 +174,23 @@ def scratch_comment(database: str) -> str:
     short has none) and says whose it is, so the next build can drop it."""
     return (f"spawn migration drift: the schema of the migrations applied to {database}; "
             "kept to be read by the next run, safe to drop")
+
+
+def from_baseline(config: Config, applied: list[HistoryRow]) -> list[HistoryRow]:
+    """``applied`` as apply builds it on an empty database: from the newest applied baseline
+    (``baseline = true``), which replaces every migration older than it, then the newer
+    ones. Whether the database ran the baseline or adopted it, the scratch database is built
+    from it, so drift also says whether a baseline still matches the migrations it replaced."""
+    from spawn_db.migrate.settings import load_settings
+
+    baselines = [row.name for row in applied
+                 if (config.migrations_dir / row.name).is_dir()
+                 and load_settings(config, row.name).baseline]
+    if not baselines:
+        return applied
+    newest = max(baselines)
+    first = [row for row in applied if row.name == newest]
+    return first + [row for row in applied if row.name > newest]
 
 
 def _render_checked(config: Config, row: HistoryRow, *, pinned: bool,
@@ -279,20 +299,14 @@ def _build(engine: Engine, control: ControlSession, scripts: list[Rendered], que
     from spawn_db.lint.database import _drop
 
     _drop(control, scratch)
-    try:
-        control.query(f"CREATE DATABASE {escape_identifier(scratch)}",
-                      what="create the scratch database")
-    except ControlError as exc:
-        raise DriftCheckFailed(
-            f"cannot create the scratch database {scratch} on the target's server, where the "
-            "applied migrations are rebuilt to compare with; the user spawn connects as "
-            f"(the target's command) needs CREATEDB. {exc.message}"
-        ) from None
+    create_scratch(control, SCRATCH_PREFIX, lambda name, exc: DriftCheckFailed(
+        f"cannot create the scratch database {name} on the target's server, where the "
+        "applied migrations are rebuilt to compare with; the user spawn connects as "
+        f"(the target's command) needs CREATEDB. {exc.message}"), name=scratch)
     with ThreadPoolExecutor(max_workers=1) as pool:
         live = pool.submit(control.query, query, what="read the target's schema")
         try:
-            for shared, batch in _batches(scripts):
-                (_run_shared if shared else _run_alone)(engine, scratch, batch)
+            build_scratch(engine, scratch, scripts)
             built = _read_scratch(engine, query, scratch)
             live_text = live.result()
         except BaseException:
@@ -320,6 +334,31 @@ def _drop_earlier(control: ControlSession, scratch: str) -> None:
             _drop(control, name)
 
 
+def create_scratch(control: ControlSession, prefix: str,
+                   refused: Callable[[str, ControlError], SpawnError],
+                   name: str | None = None) -> str:
+    """Create a database ``name``, by default ``prefix<random>``, through ``control`` and
+    return its name; ``refused`` makes the error when the server will not (no CREATEDB,
+    say)."""
+    import secrets
+
+    scratch = name or f"{prefix}{secrets.token_hex(6)}"
+    try:
+        control.query(f"CREATE DATABASE {escape_identifier(scratch)}",
+                      what="create the scratch database")
+    except ControlError as exc:
+        raise refused(scratch, exc) from None
+    return scratch
+
+
+def build_scratch(engine: Engine, scratch: str, scripts: list[Rendered],
+                  failed: Failed | None = None) -> None:
+    """Run ``scripts`` in order on the database ``scratch``; ``failed`` makes the error of
+    a migration that fails (by default drift's, which says no comparison was made)."""
+    for shared, batch in _batches(scripts):
+        (_run_shared if shared else _run_alone)(engine, scratch, batch, failed or _failed)
+
+
 def _batches(scripts: list[Rendered]) -> list[tuple[bool, list[Rendered]]]:
     """Runs of consecutive migrations that may share one psql (plain SQL ending cleanly, as
     apply's runner decides), and each other migration alone: a psql start and connection
@@ -340,7 +379,7 @@ def _opening(scratch: str) -> str:
     return f"\\connect {escape_identifier(scratch)}\n{SESSION_PIN}{FAST_COMMITS}"
 
 
-def _run_shared(engine: Engine, scratch: str, batch: list[Rendered]) -> None:
+def _run_shared(engine: Engine, scratch: str, batch: list[Rendered], failed: Failed) -> None:
     """Stream ``batch`` through one psql connected to ``scratch``; each migration is followed
     by a marker and ``DISCARD ALL`` (so the next starts as in a fresh session, and one that
     left a transaction open fails)."""
@@ -364,10 +403,10 @@ def _run_shared(engine: Engine, scratch: str, batch: list[Rendered]) -> None:
     if process.exit.code == 0 and done == len(batch):
         return
     said = _error_text(process.exit.stderr) or f"psql exited with code {process.exit.code}"
-    _failed(batch[min(done, len(batch) - 1)], said)
+    failed(batch[min(done, len(batch) - 1)], said)
 
 
-def _run_alone(engine: Engine, scratch: str, batch: list[Rendered]) -> None:
+def _run_alone(engine: Engine, scratch: str, batch: list[Rendered], failed: Failed) -> None:
     """Run one migration that cannot share a session (meta-commands, COPY from stdin, an
     unclean end) in a psql of its own, checked to its end as verify scripts are."""
     from spawn_db.migrate.verify import run_verify
@@ -375,7 +414,7 @@ def _run_alone(engine: Engine, scratch: str, batch: list[Rendered]) -> None:
     for script in batch:
         error = run_verify(engine, script, opening=_opening(scratch))
         if error is not None:
-            _failed(script, error)
+            failed(script, error)
 
 
 def _failed(script: Rendered, said: str) -> NoReturn:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from spawn_db.migrate.steps import Step
 
 SETTINGS_FILE = "migration.toml"
-KEYS = ("description", "requires", "conflicts", "draft", "out_of_order", "steps")
+KEYS = ("description", "requires", "conflicts", "draft", "out_of_order", "steps", "baseline")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class MigrationSettings:
     out_of_order: bool = False
     warnings: tuple[str, ...] = ()
     steps: tuple[Step, ...] = ()
+    # A baseline (``spawn schema flatten``) replaces every migration older than it (plan.py).
+    baseline: bool = False
 
 
 DEFAULT = MigrationSettings()
@@ -101,6 +103,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path | str) -> MigrationSetting
         out_of_order=_flag(raw, "out_of_order", path),
         warnings=warnings,
         steps=_steps(raw, path),
+        baseline=_flag(raw, "baseline", path),
     )
 
 

@@ -497,7 +497,8 @@ def _script(
     if used:
         from spawn_db.secret.values import fetch, set_commands
 
-        head.insert(1, set_commands(fetch(config, used, variables)).encode("utf-8"))
+        # Part of the opening: every background session starts with the opening too.
+        head[0] += set_commands(fetch(config, used, variables)).encode("utf-8")
     rest = (chunk.encode("utf-8") for chunk in chunks)
     return itertools.chain(head, _no_new_secrets(rest, context, len(used), name))
 
