@@ -3,13 +3,17 @@
 Issue 16's target: under 3 s, measured as a user sees it: the real ``spawn``
 entry point in a fresh process (interpreter start, history read, every applied
 migration rendered from its pin and checked against its checksum, a scratch
-database created, the migrations run there, one catalog query per side, the
-comparison, the scratch database dropped). The schema: TABLES tables spread
+database created and the migrations run there unless the one an earlier run kept
+for the same applied migrations is there, one catalog query per side, the
+comparison). The schema: TABLES tables spread
 over 50 pinned migrations, each table with a primary key, a NOT NULL column
 with a default, a foreign key to the previous table, an index, and a trigger
 function per migration, so every kind of object the comparison reads is
-there in numbers. Two cases are timed: a clean database (exit 0) and one with a
-column added by hand (exit 1, one ``+`` line).
+there in numbers. Three cases are timed: a clean database (exit 0) and one with a
+column added by hand (exit 1, one ``+`` line), both reading the scratch database
+the previous run kept, and *cold* runs, each after the kept scratch database was
+dropped (``DROP DATABASE``, outside the timing), so each builds it again: what
+the first run after a new migration costs.
 
 Run from the repository root:  .venv/bin/python bench/drift.py [TABLES] [--repeat R]
 Exit status 1 if the target is missed.
@@ -74,6 +78,14 @@ def make_project(root: Path, tables: int) -> None:
         pin_migration(config, folder.name)
 
 
+def drop_scratch(server: Server) -> None:
+    """Drop the scratch databases kept by earlier runs, so the next run builds one."""
+    names = server.query("SELECT string_agg(quote_ident(datname), ' ') FROM pg_database "
+                         "WHERE datname LIKE 'spawn\\_drift\\_%'")
+    for name in names.split():
+        server.query(f"DROP DATABASE {name}")
+
+
 def drift_once(root: Path, env: dict[str, str], expected: int) -> tuple[float, str]:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "spawn_db", "migration", "drift"], cwd=root,
@@ -111,6 +123,10 @@ def main() -> int:
             print(f"schema: {args.tables} tables in {MIGRATIONS} migrations, {objects} "
                   f"relations in public; {os.cpu_count()} CPUs; median of {args.repeat}")
             drift_once(root, env, 0)  # warm the page cache and the catalog caches
+            cold = []
+            for _ in range(args.repeat):
+                drop_scratch(server)
+                cold.append(drift_once(root, env, 0)[0])
             clean = [drift_once(root, env, 0)[0] for _ in range(args.repeat)]
             server.query("ALTER TABLE item_7 ADD COLUMN by_hand text", database)
             drifted = [drift_once(root, env, 1) for _ in range(args.repeat)]
@@ -119,15 +135,19 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
     clean_s = statistics.median(clean)
     drift_s = statistics.median(t for t, _ in drifted)
+    cold_s = statistics.median(cold)
+    print(f"  cold         {fmt_s(cold_s)}  runs: " + ", ".join(f"{t:.2f}" for t in cold)
+          + "  (scratch database built: none kept)")
     print(f"  no drift     {fmt_s(clean_s)}  runs: " + ", ".join(f"{t:.2f}" for t in clean))
     print(f"  one column   {fmt_s(drift_s)}  runs: "
           + ", ".join(f"{t:.2f}" for t, _ in drifted) + f"  ({drifted[0][1]})")
-    worst = max(clean_s, drift_s)
-    verdict = "met" if worst < TARGET_S else "MISSED"
-    print(f"target: drift on {args.tables} tables under {TARGET_S:.0f} s: {verdict} "
-          f"({worst:.2f} s)")
-    return 0 if worst < TARGET_S else 1
-
+    print(f"  load average {os.getloadavg()[0]:.1f}")
+    warm = max(clean_s, drift_s)
+    ok_warm, ok_cold = warm < TARGET_S, cold_s < TARGET_S
+    print(f"target: drift on {args.tables} tables under {TARGET_S:.0f} s, repeated runs: "
+          f"{'met' if ok_warm else 'MISSED'} ({warm:.2f} s); cold runs: "
+          f"{'met' if ok_cold else 'MISSED'} ({cold_s:.2f} s)")
+    return 0 if ok_warm and ok_cold else 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,10 @@ compared with the target's catalogs."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +28,32 @@ def scratch_databases(db_project: DbProject) -> str:
         "SELECT count(*) FROM pg_database WHERE datname LIKE 'spawn\\_drift\\_%'")
 
 
+def kept_scratch(db_project: DbProject) -> list[str]:
+    """``name oid comment`` of each scratch database on the server."""
+    rows = db_project.database.query(
+        "SELECT datname || ' ' || oid || ' ' || coalesce(shobj_description(oid, "
+        "'pg_database'), '-') FROM pg_database WHERE datname LIKE 'spawn\\_drift\\_%' "
+        "ORDER BY 1")
+    return rows.splitlines()
+
+
+def kept_comment(db_project: DbProject) -> str:
+    return (f"spawn migration drift: the schema of the migrations applied to "
+            f"{db_project.database.name}; kept to be read by the next run, safe to drop")
+
+
+@pytest.fixture(autouse=True)
+def _drop_scratch_databases(pg_server: Any) -> Iterator[None]:
+    """The scratch databases drift keeps live on the session's server: drop them after
+    each test."""
+    yield
+    names = pg_server.query(
+        "SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE datname LIKE "
+        "'spawn\\_drift\\_%'")
+    for name in names.split():
+        pg_server.query(f"DROP DATABASE {name} WITH (FORCE)")
+
+
 def applied(db_project: DbProject) -> str:
     name = db_project.add_migration("schema", SCHEMA)
     result = db_project.run("migration", "apply", "--yes")
@@ -40,7 +69,9 @@ def test_a_database_that_matches_its_migrations_has_no_drift(db_project: DbProje
     assert (result.exit_code, result.stdout) == (0, ""), result.stderr
     assert result.stderr == (f"No drift: database {db_project.database.name} matches the 1 "
                              "applied migration.\n")
-    assert scratch_databases(db_project) == "0"
+    [kept] = kept_scratch(db_project)
+    name, _oid, comment = kept.split(" ", 2)
+    assert len(name) == len("spawn_drift_") + 32 and comment == kept_comment(db_project)
 
 
 def test_a_column_added_by_hand_is_drift_and_dropping_it_again_is_clean(
@@ -59,7 +90,7 @@ def test_a_column_added_by_hand_is_drift_and_dropping_it_again_is_clean(
     db_project.database.query("ALTER TABLE customers DROP COLUMN email")
     again = db_project.run("migration", "drift")
     assert (again.exit_code, again.stdout) == (0, ""), again.stderr
-    assert scratch_databases(db_project) == "0"
+    assert scratch_databases(db_project) == "1"
 
 
 def test_db_diff_is_the_same_command_as_migration_drift(db_project: DbProject) -> None:
@@ -121,7 +152,7 @@ def test_json_output_is_exact(db_project: DbProject) -> None:
                 }}},
         ],
     }
-    assert scratch_databases(db_project) == "0"
+    assert scratch_databases(db_project) == "1"
 
 
 def test_the_tracking_schema_and_unapplied_migrations_are_not_drift(
@@ -189,6 +220,74 @@ def test_a_migration_that_fails_on_the_scratch_database_is_an_error_and_it_is_dr
     assert 'relation "outside" does not exist' in result.stderr
     assert "Traceback" not in result.stderr
     assert scratch_databases(db_project) == "0"
+
+
+def test_the_scratch_database_is_kept_and_read_again_until_the_migrations_change(
+    db_project: DbProject,
+) -> None:
+    applied(db_project)
+    assert db_project.run("migration", "drift").exit_code == 0
+    [first] = kept_scratch(db_project)
+    # Read again, not rebuilt (same oid), and the target is still read afresh.
+    db_project.database.query("ALTER TABLE customers ADD COLUMN email text")
+    result = db_project.run("migration", "drift")
+    assert (result.exit_code, result.stdout) == (1, "+ column public.customers.email\n")
+    assert kept_scratch(db_project) == [first]
+    db_project.database.query("ALTER TABLE customers DROP COLUMN email")
+    # Another applied migration: a new scratch database, and the earlier one is dropped.
+    db_project.add_migration("more", "CREATE TABLE more (id int);\n")
+    assert db_project.run("migration", "apply", "--yes").exit_code == 0
+    again = db_project.run("migration", "drift")
+    assert (again.exit_code, again.stdout) == (0, ""), again.stderr
+    [second] = kept_scratch(db_project)
+    assert second.split()[0] != first.split()[0]
+    assert second.split(" ", 2)[2] == kept_comment(db_project)
+
+
+def test_a_scratch_build_cut_short_is_built_again_not_read(db_project: DbProject) -> None:
+    """A database with the scratch name but without the mark of a finished build (a run
+    killed half way) is dropped and built again."""
+    applied(db_project)
+    assert db_project.run("migration", "drift").exit_code == 0
+    [kept] = kept_scratch(db_project)
+    name, oid, _comment = kept.split(" ", 2)
+    db_project.database.query(f"COMMENT ON DATABASE {name} IS NULL")
+    db_project.database.query("DROP TABLE customers", dbname=name)
+    result = db_project.run("migration", "drift")
+    assert (result.exit_code, result.stdout) == (0, ""), result.stderr
+    [rebuilt] = kept_scratch(db_project)
+    assert rebuilt.split()[0] == name and rebuilt.split()[1] != oid
+
+
+def test_two_targets_on_one_server_keep_their_own_scratch_database(
+    db_project: DbProject,
+) -> None:
+    applied(db_project)
+    other = f"{db_project.database.name}_b"[:63]
+    db_project.database.query(f"CREATE DATABASE {other}")
+    try:
+        config = db_project.config_path.read_text()
+        assert db_project.run("migration", "drift").exit_code == 0
+        db_project.config_path.write_text(config.replace(
+            f'"-d", "{db_project.database.name}"', f'"-d", "{other}"'))
+        assert db_project.run("migration", "apply", "--yes").exit_code == 0
+        assert db_project.run("migration", "drift").exit_code == 0
+        assert len(kept_scratch(db_project)) == 2
+    finally:
+        db_project.database.query(f"DROP DATABASE {other} WITH (FORCE)")
+
+
+def test_spawn_test_clean_drops_the_kept_scratch_database(db_project: DbProject) -> None:
+    applied(db_project)
+    assert db_project.run("migration", "drift").exit_code == 0
+    [kept] = kept_scratch(db_project)
+    result = db_project.run("test", "clean")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == f"Dropped drift scratch database {kept.split()[0]}\n"
+    assert scratch_databases(db_project) == "0"
+    # The next run builds it again.
+    assert db_project.run("migration", "drift").exit_code == 0
+    assert scratch_databases(db_project) == "1"
 
 
 # -- compare, over generated schemas ---------------------------------------------------------

@@ -368,8 +368,8 @@ def test_clean_drops_only_spawns_templates_and_test_databases(db_project: Any) -
             sorted(["spawn_testdbx", "spawn_tplx", project.database.name]))
         again = project.run("test", "clean")
         assert (again.exit_code, again.stdout, again.stderr) == (
-            0, "", "Nothing to drop: no spawn_tpl_* or spawn_testdb_* databases on the "
-            "server.\n")
+            0, "", "Nothing to drop: no spawn_tpl_*, spawn_testdb_* or spawn_drift_* databases "
+            "on the server.\n")
     finally:
         project.database.query("DROP DATABASE spawn_tplx")
         project.database.query("DROP DATABASE spawn_testdbx")

@@ -335,9 +335,9 @@ def compare(
 def clean(app: App) -> None:
     """Drop the template and test databases of fresh mode on the target's server.
 
-    Only databases spawn made, found by name: spawn_tpl_* (templates) and
+    Only databases spawn made, found by name: spawn_tpl_* (templates),
     spawn_testdb_* (test databases kept after a failure, or left by an
-    interrupted run).
+    interrupted run) and spawn_drift_* (what `spawn migration drift` keeps).
     """
     from spawn_db.sqltest.fresh import clean as drop_all
 
@@ -346,8 +346,11 @@ def clean(app: App) -> None:
         info(f"Dropped template {template}")
     for copy in cleaned.copies:
         info(f"Dropped test database {copy}")
-    if not cleaned.templates and not cleaned.copies:
-        note("Nothing to drop: no spawn_tpl_* or spawn_testdb_* databases on the server.")
+    for scratch in cleaned.scratch:
+        info(f"Dropped drift scratch database {scratch}")
+    if not cleaned.templates and not cleaned.copies and not cleaned.scratch:
+        note("Nothing to drop: no spawn_tpl_*, spawn_testdb_* or spawn_drift_* databases on "
+             "the server.")
 
 
 def _interrupted_line(names: list[str], outcomes: list[TestOutcome]) -> str:

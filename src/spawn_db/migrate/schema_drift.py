@@ -6,17 +6,25 @@ ran an ``ALTER TABLE`` by hand, a hotfix replaced a function, an index was
 dropped in an incident. The migrations the history says are applied (or
 adopted) are rendered from their pins, their checksums checked against the
 history (otherwise the files no longer say what was applied, and the
-comparison would be meaningless), and run in order, each in a psql of its own,
-on a scratch database created on the target's server and dropped afterwards,
-error or not. Then one catalog query per side (``db.catalog``) reads both
-schemas and they are compared object by object. It reports; it fixes nothing.
+comparison would be meaningless), and run in order on a scratch database
+created on the target's server. Then one catalog query per side
+(``db.catalog``) reads both schemas and they are compared object by object.
+It reports; it fixes nothing.
+
+The scratch database is named by a hash of what went into it (the target
+database's name, the environment, each applied migration's name, checksum and
+pin) and kept: the next run with the same applied migrations reads it instead
+of building it again, which is most of a run's time (and dropping a database
+of hundreds of tables costs a checkpoint and thousands of file deletions).
+One is kept per target database: building a new one drops the one before. A
+build that fails is dropped at once.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -26,13 +34,19 @@ from spawn_db.db.engine import Engine, engine_for
 from spawn_db.db.psql import ControlSession, marker_literal
 from spawn_db.db.target import PSQL_PREAMBLE, SESSION_PIN
 from spawn_db.errors import ControlError, DriftCheckFailed, NotPinned, SpawnError
-from spawn_db.escape import escape_identifier
+from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.migrate.plan import is_done, state_of
 from spawn_db.migrate.runner import Rendered, render_migration
 from spawn_db.migrate.tracking import HistoryRow
 from spawn_db.project import Project
 
 SCRATCH_PREFIX = "spawn_drift_"
+# Bumped when what a scratch database holds changes for the same inputs (how migrations
+# are run there), so one kept by an older spawn is not read.
+SCRATCH_FORMAT = "1"
+# The first half of the two-int advisory key of a scratch build ("spwD"); the fresh test
+# templates use "spwT", apply's lock the one-bigint form.
+SCRATCH_LOCK_CLASS = 0x73707744
 APPLICATION = "spawn drift"
 FAST_COMMITS = "SET synchronous_commit = off;\n"
 # Raises the error of a migration that failed on the scratch database, given what psql said.
@@ -130,9 +144,10 @@ def schema_drift(config: Config, *, pinned: bool = True, variables: Any = None) 
             scripts.append(_render_checked(config, row, pinned=pinned, variables=variables))
         control = engine.control_session(None)
         try:
-            live_text, built = _build_and_read(engine, control, scripts, query)
-            live = parse_catalog(live_text)
             database = control.database
+            scratch = scratch_name(database, config.environment, scripts)
+            live_text, built = _build_and_read(engine, control, scripts, query, scratch)
+            live = parse_catalog(live_text)
         finally:
             control.close()
     finally:
@@ -141,6 +156,24 @@ def schema_drift(config: Config, *, pinned: bool = True, variables: Any = None) 
     differences = tuple(compare(live, built))
     return DriftReport(database, tuple(row.name for row in applied), differences,
                        time.monotonic() - started)
+
+
+def scratch_name(database: str, environment: str, scripts: list[Rendered]) -> str:
+    """``spawn_drift_`` and 32 hex digits of the build's inputs: 44 bytes, below 63."""
+    import xxhash
+
+    digest = xxhash.xxh3_128()
+    digest.update(f"spawn drift {SCRATCH_FORMAT}\0{database}\0{environment}\0".encode())
+    for script in scripts:
+        digest.update(f"{script.name}\0{script.checksum.hex()}\0{script.pin or ''}\0".encode())
+    return f"{SCRATCH_PREFIX}{digest.hexdigest()}"
+
+
+def scratch_comment(database: str) -> str:
+    """The comment a complete scratch database carries: it marks it complete (a build cut
+    short has none) and says whose it is, so the next build can drop it."""
+    return (f"spawn migration drift: the schema of the migrations applied to {database}; "
+            "kept to be read by the next run, safe to drop")
 
 
 def from_baseline(config: Config, applied: list[HistoryRow]) -> list[HistoryRow]:
@@ -190,39 +223,126 @@ def _render_checked(config: Config, row: HistoryRow, *, pinned: bool,
 
 
 def _build_and_read(engine: Engine, control: ControlSession, scripts: list[Rendered],
-                    query: str) -> tuple[str, dict[str, CatalogObject]]:
-    """The target's catalog text, and the schema ``scripts`` build on a new scratch
-    database (dropped afterwards, whatever happened). The target is read on ``control``
-    while psql builds the scratch database: on a server with a core to spare the read
-    costs no time."""
+                    query: str, scratch: str) -> tuple[str, dict[str, CatalogObject]]:
+    """The target's catalog text, and the schema ``scripts`` build, read from ``scratch``:
+    kept from an earlier run with the same inputs, or built now (under an advisory lock,
+    so two runs build it once). The target is read on ``control`` meanwhile: on a server
+    with a core to spare the read costs no time."""
+    if not _complete(control, scratch):
+        with _scratch_lock(control, scratch):
+            if not _complete(control, scratch):
+                return _build(engine, control, scripts, query, scratch)
+    return _read_both(engine, control, query, scratch)
+
+
+def _complete(control: ControlSession, scratch: str) -> bool:
+    found = control.query(
+        "SELECT pg_catalog.shobj_description(oid, 'pg_database') FROM pg_catalog.pg_database "
+        f"WHERE datname = {escape_literal(scratch)}", what="look for the scratch database")
+    return found == scratch_comment(control.database)
+
+
+@contextmanager
+def _scratch_lock(control: ControlSession, scratch: str) -> Iterator[None]:
+    """The advisory lock of ``scratch``'s build, held in ``control``'s session."""
+    import xxhash
+
+    key = (SCRATCH_LOCK_CLASS, xxhash.xxh32_intdigest(scratch.encode()) & 0x7FFFFFFF)
+    with advisory_lock(control, key, "scratch build"):
+        yield
+
+
+@contextmanager
+def advisory_lock(control: ControlSession, key: tuple[int, int], what: str) -> Iterator[None]:
+    """Hold the session-level advisory lock ``key`` in ``control``'s session while the block
+    runs (another process waits here); released unless the session died, which releases
+    it anyway. Also the fresh test templates' build lock."""
+    pair = f"{key[0]}, {key[1]}"
+    control.query(f"SELECT pg_advisory_lock({pair})", what=f"wait for the {what} lock")
+    try:
+        yield
+    finally:
+        if control.process.exit is None:
+            control.query(f"SELECT pg_advisory_unlock({pair})",
+                          what=f"release the {what} lock")
+
+
+def _read_both(engine: Engine, control: ControlSession, query: str,
+               scratch: str) -> tuple[str, dict[str, CatalogObject]]:
+    """Both catalogs, the target's on ``control`` while the scratch one is read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        live = pool.submit(control.query, query, what="read the target's schema")
+        try:
+            built = _read_scratch(engine, query, scratch)
+        finally:
+            live.exception()  # waited for, whatever happened: the session is ours again
+        return live.result(), built
+
+
+def _read_scratch(engine: Engine, query: str, scratch: str) -> dict[str, CatalogObject]:
+    session = engine.control_session(scratch)
+    try:
+        return parse_catalog(session.query(query, what="read the scratch schema"))
+    finally:
+        session.close()
+
+
+def _build(engine: Engine, control: ControlSession, scripts: list[Rendered], query: str,
+           scratch: str) -> tuple[str, dict[str, CatalogObject]]:
+    """Create ``scratch`` (dropping a build cut short), run ``scripts`` there and read
+    both catalogs; then mark it complete and drop the target's earlier one. A failed
+    build is dropped."""
     from concurrent.futures import ThreadPoolExecutor
 
     from spawn_db.lint.database import _drop
 
-    scratch = create_scratch(control, SCRATCH_PREFIX, lambda scratch, exc: DriftCheckFailed(
-        f"cannot create the scratch database {scratch} on the target's server, where the "
+    _drop(control, scratch)
+    create_scratch(control, SCRATCH_PREFIX, lambda name, exc: DriftCheckFailed(
+        f"cannot create the scratch database {name} on the target's server, where the "
         "applied migrations are rebuilt to compare with; the user spawn connects as "
-        f"(the target's command) needs CREATEDB. {exc.message}"))
+        f"(the target's command) needs CREATEDB. {exc.message}"), name=scratch)
     with ThreadPoolExecutor(max_workers=1) as pool:
         live = pool.submit(control.query, query, what="read the target's schema")
         try:
             build_scratch(engine, scratch, scripts)
-            session = engine.control_session(scratch)
-            try:
-                built = parse_catalog(session.query(query, what="read the scratch schema"))
-            finally:
-                session.close()
-            return live.result(), built
-        finally:
+            built = _read_scratch(engine, query, scratch)
+            live_text = live.result()
+        except BaseException:
             live.exception()  # the control session is free again before the drop
             _drop(control, scratch)
+            raise
+    control.query(f"COMMENT ON DATABASE {escape_identifier(scratch)} IS "
+                  f"{escape_literal(scratch_comment(control.database))}",
+                  what="mark the scratch database complete")
+    _drop_earlier(control, scratch)
+    return live_text, built
+
+
+def _drop_earlier(control: ControlSession, scratch: str) -> None:
+    """Drop the scratch databases earlier runs kept for this target database."""
+    from spawn_db.lint.database import _drop
+
+    rows = control.query(
+        "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE 'spawn\\_drift\\_%' "
+        f"AND datname <> {escape_literal(scratch)} AND pg_catalog.shobj_description(oid, "
+        f"'pg_database') = {escape_literal(scratch_comment(control.database))}",
+        what="look for earlier scratch databases")
+    for name in rows.splitlines():
+        if name:
+            _drop(control, name)
 
 
 def create_scratch(control: ControlSession, prefix: str,
-                   refused: Callable[[str, ControlError], SpawnError]) -> str:
-    """Create a database ``prefix<random>`` through ``control`` and return its name;
-    ``refused`` makes the error when the server will not (no CREATEDB, say)."""
-    scratch = f"{prefix}{secrets.token_hex(6)}"
+                   refused: Callable[[str, ControlError], SpawnError],
+                   name: str | None = None) -> str:
+    """Create a database ``name``, by default ``prefix<random>``, through ``control`` and
+    return its name; ``refused`` makes the error when the server will not (no CREATEDB,
+    say)."""
+    import secrets
+
+    scratch = name or f"{prefix}{secrets.token_hex(6)}"
     try:
         control.query(f"CREATE DATABASE {escape_identifier(scratch)}",
                       what="create the scratch database")

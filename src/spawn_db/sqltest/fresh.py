@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from spawn_db.config import Config
-from spawn_db.errors import ControlError, NotFoundError, NotPinned, TemplateBuildFailed
+from spawn_db.errors import (
+    ControlError,
+    NotFoundError,
+    NotPinned,
+    SpawnError,
+    TemplateBuildFailed,
+)
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.project import Project
 from spawn_db.render.sqlvalue import SqlMarkup
@@ -212,14 +218,10 @@ def build_lock_key(name: str) -> tuple[int, int]:
 def _build_lock(control: ControlSession, name: str) -> Iterator[None]:
     """Hold the advisory lock of ``name``'s build in ``control``'s session: a second
     builder waits here, then finds the template made."""
-    key = ", ".join(map(str, build_lock_key(name)))
-    control.query(f"SELECT pg_advisory_lock({key})", what="wait for the template build lock")
-    try:
+    from spawn_db.migrate.schema_drift import advisory_lock
+
+    with advisory_lock(control, build_lock_key(name), "template build"):
         yield
-    finally:
-        if control.process.exit is None:
-            control.query(f"SELECT pg_advisory_unlock({key})",
-                          what="release the template build lock")
 
 
 def _build(config: Config, engine: Engine, control: ControlSession, name: str,
@@ -302,28 +304,63 @@ def drop_database(control: ControlSession, name: str) -> None:
             time.sleep(0.1)
 
 
+def rename_database(control: ControlSession, old: str, new: str) -> None:
+    """Rename ``old`` (nobody connected to it) to ``new``: a catalog update, far cheaper
+    than the copy it renames."""
+    control.query(f"ALTER DATABASE {escape_identifier(old)} RENAME TO "
+                  f"{escape_identifier(new)}", what=f"name the test database {new}")
+
+
+POOL_LABEL = "ready"
+# Drops wait while a copy is wanted sooner, but no more than this many.
+MAX_PENDING_DROPS = 8
+
+
 class FreshDatabases:
     """The templates and copies of one test run; safe to use from the threads of ``-j``.
 
-    One control session (on the database the target connects to) creates and
-    drops the copies; templates are ensured once per ``migrate_to`` and
-    remembered. ``copy_seconds`` records how long each ``CREATE DATABASE …
-    TEMPLATE`` took (bench/tests.py reports them).
+    A copy takes a server-side ``CREATE DATABASE … TEMPLATE`` of tens of
+    milliseconds, and a drop about as long. Neither needs to be on a test's
+    path: once ``expect_copies`` says how many copies of a template the run
+    will ask for, ``makers`` background threads (each with a control session
+    of its own; one could not keep up with ``-j 2`` of short tests) keep up to
+    ``ahead`` of them made ahead, named ``spawn_testdb_…_ready``; ``copy``
+    takes one and renames it after its test (a catalog update), and ``drop``
+    hands the copy to the same threads, which drop it once no copy is wanted
+    sooner. They never make more copies than were announced, so a finished
+    run leaves nothing; a killed one may leave ready copies, which ``spawn
+    test clean`` finds by their prefix like any other test database.
+
+    ``copy_seconds`` records how long each ``copy`` kept its test waiting
+    (bench/tests.py reports them). ``close`` waits for the drops and raises the
+    first that failed.
     """
 
     def __init__(self, config: Config, engine: Engine, variables: Any = None,
-                 on_build: Callable[[str], None] | None = None) -> None:
+                 on_build: Callable[[str], None] | None = None, ahead: int = 2,
+                 makers: int = 2) -> None:
         import threading
 
         self.config = config
         self.engine = engine
         self.variables = variables
         self.on_build = on_build
+        self.ahead = ahead
+        self.makers = makers
         self.templates: dict[str | None, str] = {}
         self.copy_seconds: list[float] = []
         self._control: ControlSession | None = None
-        self._lock = threading.Lock()
+        self._session_lock = threading.Lock()
         self._building = threading.Lock()
+        # Guards everything below; the background threads wait on it for work.
+        self._state = threading.Condition()
+        self._wanted: dict[str, int] = {}  # copies still to be asked for, per template
+        self._ready: dict[str, list[str]] = {}
+        self._making: dict[str, int] = {}
+        self._drops: list[str] = []
+        self._errors: list[SpawnError] = []
+        self._closing = False
+        self._workers: list[threading.Thread] = []
 
     def template(self, migrate_to: str | None = None) -> str:
         """The template for ``migrate_to`` (None: every migration), built at most once."""
@@ -334,27 +371,156 @@ class FreshDatabases:
                     engine=self.engine, on_build=self.on_build)
             return self.templates[migrate_to]
 
+    def expect_copies(self, template: str, count: int) -> None:
+        """The run will ask for ``count`` (more) copies of ``template``: start making them."""
+        with self._session_lock:
+            self._session()  # started on this thread, for the same reason as in _wake
+        with self._state:
+            self._wanted[template] = self._wanted.get(template, 0) + count
+            self._wake()
+
     def copy(self, template: str, label: str) -> str:
-        with self._lock:
-            started = time.monotonic()
-            name = copy_template(self._session(), template, label)
-            self.copy_seconds.append(time.monotonic() - started)
-            return name
+        """A new database copied from ``template``, named after ``label``: one made ahead
+        when there is one (or one being made), else made now."""
+        started = time.monotonic()
+        with self._state:
+            self._wanted[template] = max(0, self._wanted.get(template, 0) - 1)
+            while not self._ready.get(template) and self._making.get(template):
+                self._state.wait()
+            made = self._ready[template].pop(0) if self._ready.get(template) else None
+            self._wake()
+        with self._session_lock:
+            if made is None:
+                name = copy_template(self._session(), template, label)
+            else:
+                name = self._rename(made, label)
+        self.copy_seconds.append(time.monotonic() - started)
+        return name
+
+    def _rename(self, made: str, label: str) -> str:
+        name = copy_name(label)
+        try:
+            rename_database(self._session(), made, name)
+        except BaseException:
+            self.drop(made)
+            raise
+        return name
 
     def drop(self, name: str) -> None:
-        with self._lock:
-            drop_database(self._session(), name)
+        """Drop ``name`` soon, off the caller's path; ``close`` waits for it."""
+        with self._state:
+            self._drops.append(name)
+            self._wake()
 
     def _session(self) -> ControlSession:
         if self._control is None:
             self._control = self.engine.control_session(None)
         return self._control
 
+    # -- the background thread --
+
+    def _wake(self) -> None:
+        """Start the threads if there is work for them, and tell them (``_state`` held)."""
+        import threading
+
+        if not self._workers and (self._drops or self._fill_needed() is not None):
+            # The sessions (psql processes) are started here, not in the threads: a thread
+            # that forks while the main thread is in ThreadPoolExecutor.submit (``-j``)
+            # can break that executor's lock ("release unlocked lock", seen in CI runs).
+            sessions = [self.engine.control_session(None) for _ in range(max(1, self.makers))]
+            for number, session in enumerate(sessions):
+                worker = threading.Thread(target=self._work, args=(session,), daemon=True,
+                                          name=f"spawn-fresh-copies-{number}")
+                self._workers.append(worker)
+                worker.start()
+        self._state.notify_all()
+
+    def _fill_needed(self) -> str | None:
+        """A template with fewer copies made or being made than ``ahead`` and its
+        remaining demand allow (``_state`` held)."""
+        if self._closing:
+            return None
+        for template, wanted in self._wanted.items():
+            have = len(self._ready.get(template, ())) + self._making.get(template, 0)
+            if have < min(self.ahead, wanted):
+                return template
+        return None
+
+    def _work(self, session: ControlSession) -> None:
+        """Make copies ahead first (a test may be waiting for one), then drop; end when
+        ``close`` says so and nothing is left to drop."""
+        try:
+            while (task := self._next_task()) is not None:
+                kind, name = task
+                if kind == "make":
+                    self._make_ahead(session, name)
+                else:
+                    self._drop_now(session, name)
+        finally:
+            session.close()
+
+    def _next_task(self) -> tuple[str, str] | None:
+        """("make", template) or ("drop", database), waiting for one; None at the end."""
+        with self._state:
+            while not self._closing and not self._drops and self._fill_needed() is None:
+                self._state.wait()
+            template = self._fill_needed()
+            if len(self._drops) >= MAX_PENDING_DROPS:
+                template = None  # a slow pool must not pile up copies on the server's disk
+            if template is not None:
+                self._making[template] = self._making.get(template, 0) + 1
+                return "make", template
+            if self._drops:
+                return "drop", self._drops.pop(0)
+            return None
+
+    def _make_ahead(self, session: ControlSession, template: str) -> None:
+        made: str | None = None
+        try:
+            made = copy_template(session, template, POOL_LABEL)
+        except SpawnError:
+            # ``copy`` then makes its own copy and reports what goes wrong with it.
+            with self._state:
+                self._wanted[template] = 0
+        finally:
+            with self._state:
+                self._making[template] -= 1
+                if made is not None:
+                    # After ``close`` began, no test will take it.
+                    (self._drops if self._closing
+                     else self._ready.setdefault(template, [])).append(made)
+                self._state.notify_all()
+
+    def _drop_now(self, session: ControlSession, name: str) -> None:
+        try:
+            drop_database(session, name)
+        except SpawnError as exc:
+            with self._state:
+                self._errors.append(exc)
+
     def close(self) -> None:
-        with self._lock:
+        """Drop the copies made ahead that no test took, wait for every drop, end the
+        sessions; the first drop that failed is raised."""
+        with self._state:
+            self._closing = True
+            for names in self._ready.values():
+                self._drops.extend(names)
+            self._ready.clear()
+            self._state.notify_all()
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join()
+        with self._state:
+            self._workers.clear()
+            self._closing = False
+            self._wanted.clear()
+        with self._session_lock:
             if self._control is not None:
                 self._control.close()
                 self._control = None
+        errors, self._errors = self._errors, []
+        if errors:
+            raise errors[0]
 
 
 # -- spawn test clean -------------------------------------------------------------------------
@@ -366,18 +532,28 @@ class Cleaned:
 
     templates: tuple[str, ...]
     copies: tuple[str, ...]
+    # The scratch databases ``spawn migration drift`` keeps (``migrate.schema_drift``).
+    scratch: tuple[str, ...] = ()
 
 
 def spawn_databases(control: ControlSession) -> tuple[list[str], list[str]]:
     """The templates and test databases spawn made on this server, by name prefix."""
+    templates, copies, _scratch = _by_prefix(control, TEMPLATE_PREFIX, COPY_PREFIX)
+    return templates, copies
+
+
+def _by_prefix(control: ControlSession, *prefixes: str) -> list[list[str]]:
+    """The databases on the server whose names start with each of ``prefixes`` and the
+    drift scratch prefix (the last list), in name order."""
+    from spawn_db.migrate.schema_drift import SCRATCH_PREFIX
+
+    every = (*prefixes, SCRATCH_PREFIX)
+    wanted = " OR ".join(f"datname LIKE {escape_literal(_like_prefix(p))}" for p in every)
     rows = control.query(
-        "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE "
-        f"{escape_literal(_like_prefix(TEMPLATE_PREFIX))} OR datname LIKE "
-        f"{escape_literal(_like_prefix(COPY_PREFIX))} ORDER BY datname",
+        f"SELECT datname FROM pg_catalog.pg_database WHERE {wanted} ORDER BY datname",
         what="list spawn's test databases")
     names = [row for row in rows.splitlines() if row]
-    return ([n for n in names if n.startswith(TEMPLATE_PREFIX)],
-            [n for n in names if n.startswith(COPY_PREFIX)])
+    return [[n for n in names if n.startswith(prefix)] for prefix in every]
 
 
 def _like_prefix(prefix: str) -> str:
@@ -385,18 +561,19 @@ def _like_prefix(prefix: str) -> str:
 
 
 def clean(config: Config, *, engine: Engine | None = None) -> Cleaned:
-    """Drop every template and test database spawn made on the target's server."""
+    """Drop every template and test database spawn made on the target's server, and the
+    scratch databases ``spawn migration drift`` kept there."""
     from spawn_db.db.engine import engine_for
 
     engine = engine or engine_for(config)
     control = engine.control_session(None)
     try:
-        templates, copies = spawn_databases(control)
-        for name in copies + templates:
+        templates, copies, scratch = _by_prefix(control, TEMPLATE_PREFIX, COPY_PREFIX)
+        for name in copies + templates + scratch:
             drop_database(control, name)
     finally:
         control.close()
-    return Cleaned(tuple(templates), tuple(copies))
+    return Cleaned(tuple(templates), tuple(copies), tuple(scratch))
 
 
 # -- apply_migration() in tests ---------------------------------------------------------------

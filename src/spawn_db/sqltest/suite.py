@@ -245,11 +245,16 @@ class TestRunner:
 
     def prepare(self, names: list[str]) -> None:
         """Build the templates the fresh tests among ``names`` need, before any test
-        runs: a template that fails to build stops the run."""
+        runs: a template that fails to build stops the run. Then the copies they will
+        take start being made ahead."""
+        counts: dict[str, int] = {}
         for name in names:
             template = self._template_key(name)
             if template is not False:
-                self.fresh.template(template)
+                built = self.fresh.template(template)
+                counts[built] = counts.get(built, 0) + 1
+        for built, count in counts.items():
+            self.fresh.expect_copies(built, count)
 
     def _template_key(self, name: str) -> str | Literal[False] | None:
         """False when ``name`` runs on the target; else its ``migrate_to`` (resolved to a
