@@ -64,8 +64,14 @@ if TYPE_CHECKING:
 # -- results -------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class ApplyResult:
+    """What an apply did: the ``plan`` it ran (``plan.to_run``, ``plan.already_applied``,
+    ``plan.warnings``), one outcome per migration ``applied`` in order (name, seconds,
+    rendered size), the tracking schema's own migrations it applied first
+    (``internal_applied``), whether ``confirm`` said no (``cancelled``), the run's wall
+    clock ``seconds``, and the repeatables it ran (None when none were considered)."""
+
     plan: ApplyPlan
     applied: list[MigrationOutcome] = field(default_factory=list)
     internal_applied: list[str] = field(default_factory=list)
