@@ -47,6 +47,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     # The public facade may use everything but the CLI; the pytest plugin builds on it.
     "api": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint",
                                  "remote", "data"},
+    "pytest_plugin": FOUNDATION | LOWER | {"__init__", "api", "migrate", "sqltest"},
 }
 # The only parts that may import the facade: the package's re-export, the CLI built on it,
 # and the pytest plugin. Library code below must not depend on its public surface.
