@@ -88,8 +88,10 @@ def load_variables(config: Config, variables: VariablesArg = None, *,
 class Project:
     """A loaded spawn project: its config (target and environment chosen) and variables.
 
-    Make one with ``Project.load()``. ``warnings`` holds what spawn.toml's parser noticed
-    (unknown keys, ...), which the CLI prints on stderr.
+    Make one with ``Project.load()``. ``config`` is spawn.toml, read (internal: its
+    shape may change); ``variables_arg`` is the ``variables`` given to ``load``;
+    ``warnings`` holds what spawn.toml's parser noticed (unknown keys, ...), which the
+    CLI prints on stderr.
     """
 
     config: Config

@@ -401,9 +401,12 @@ class SpawnCheck(pytest.Item):
         return self.path, None, self.name
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    """With ``--spawn-checks``, spawn's migration checks become test items."""
+    """With ``--spawn-checks``, spawn's migration checks become test items: added before
+    ``-k`` and ``-m`` select (``tryfirst``), and reported as collected so that pytest's
+    counts include them."""
     if not config.getoption("spawn_checks"):
         return
     from spawn_db.sqltest.fresh import template_migrations
@@ -415,9 +418,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     checks += [(f"round-trip[{name}]", _round_trip(index)) for index, name in enumerate(names)
                if (project.config.migrations_dir / name / "down.sql").is_file()]
     checks += [("template-drift", _check_template), ("compare", _check_compare)]
-    items.extend(SpawnCheck.from_parent(session, name=name, nodeid=f"spawn-checks::{name}",
-                                        check=check)
-                 for name, check in checks)
+    made = [SpawnCheck.from_parent(session, name=name, nodeid=f"spawn-checks::{name}",
+                                   check=check)
+            for name, check in checks]
+    config.hook.pytest_collectreport(report=pytest.CollectReport(
+        "spawn-checks", "passed", None, list(made)))
+    items.extend(made)
 
 
 def _check_pinned(session: SpawnSession) -> None:
