@@ -53,6 +53,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # -- the session: project, server, template -------------------------------------------------
 
 
+class _Background:
+    """Copies made one test ahead, and drops, on a thread of their own with a control
+    session of their own: the next test's database is being copied while this test
+    runs, and a finished one is dropped while the next runs, so a test waits for a copy
+    only when tests follow each other faster than the server copies."""
+
+    LABEL = "pytest"
+
+    def __init__(self, fresh: FreshDatabases) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self.fresh = fresh
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawn-db")
+        self.ready: dict[str, Future[str]] = {}
+        self.drops: list[Future[None]] = []
+
+    def take(self, template: str, *, ahead: bool) -> str:
+        """A new copy of ``template``: the one made ahead, else one made now; with
+        ``ahead`` the next one is started."""
+        waiting = self.ready.pop(template, None)
+        name = (waiting or self.pool.submit(self.fresh.copy, template, self.LABEL)).result()
+        if ahead:
+            self.ready[template] = self.pool.submit(self.fresh.copy, template, self.LABEL)
+        return name
+
+    def drop(self, name: str) -> None:
+        self.drops.append(self.pool.submit(self.fresh.drop, name))
+
+    def close(self) -> None:
+        """Drop the copies made for tests that never came; wait for every drop. The
+        first error of a drop is raised (after the others ran)."""
+        for waiting in self.ready.values():
+            if waiting.exception() is None:
+                self.drop(waiting.result())
+        self.ready.clear()
+        self.pool.shutdown(wait=True)
+        self.fresh.close()
+        errors = [d.exception() for d in self.drops if d.exception() is not None]
+        self.drops.clear()
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+
+
 @dataclass
 class SpawnSession:
     """What the spawn fixtures share in one pytest process (an xdist worker has its own):
@@ -62,6 +105,7 @@ class SpawnSession:
     fresh: FreshDatabases
     engine: Engine
     argv: list[str]
+    background: _Background
     scratch: list[str] = field(default_factory=list)
     ladder: _Ladder | None = None
     _dsn_base: str | None = None
@@ -87,7 +131,10 @@ class SpawnSession:
             # The server may be gone already; `spawn test clean` finds what is left.
             with contextlib.suppress(SpawnError):
                 self.fresh.drop(name)
-        self.fresh.close()
+        try:
+            self.background.close()
+        finally:
+            self.fresh.close()
 
     def new_database(self, label: str) -> str:
         """An empty database (``CREATE DATABASE``, from ``template1``), dropped at the
@@ -191,8 +238,9 @@ def spawn_session(config: pytest.Config) -> SpawnSession:
     project = load_project(config)
     argv = psql_argv(project.config)
     engine = PsqlEngine(argv)
-    made = SpawnSession(project, FreshDatabases(project.config, engine, project.variables()),
-                        engine, argv)
+    variables = project.variables()
+    made = SpawnSession(project, FreshDatabases(project.config, engine, variables), engine,
+                        argv, _Background(FreshDatabases(project.config, engine, variables)))
     config.stash[SESSION_KEY] = made
     return made
 
@@ -293,8 +341,8 @@ class _Databases:
         self.made: list[str] = []
         request.node.stash[KEEP_KEY] = self.made
 
-    def copy(self, template: str) -> SpawnDatabase:
-        name = self.session.fresh.copy(template, _label(self.request.node))
+    def copy(self, template: str, *, ahead: bool = True) -> SpawnDatabase:
+        name = self.session.background.take(template, ahead=ahead)
         self.made.append(name)
         return SpawnDatabase(name, self.session.dsn(name), self.session)
 
@@ -304,7 +352,7 @@ class _Databases:
         if keep:
             return
         for name in self.made:
-            self.session.fresh.drop(name)
+            self.session.background.drop(name)
 
 
 @pytest.fixture
@@ -331,7 +379,8 @@ def spawn_db_at(_spawn_session: SpawnSession, request: pytest.FixtureRequest
     files = Files(_spawn_session.project.config)
 
     def at(migration: str) -> SpawnDatabase:
-        return made.copy(_spawn_session.fresh.template(files.resolve_migration(migration)))
+        template = _spawn_session.fresh.template(files.resolve_migration(migration))
+        return made.copy(template, ahead=False)
 
     try:
         yield at
@@ -356,9 +405,28 @@ def _mark_kept(item: pytest.Item, report: pytest.TestReport) -> None:
         return
     item.stash[FAILED_KEY] = True
     session = spawn_session(item.config)
+    made[:] = [_renamed(session, name, _label(item)) for name in made]
     lines = "".join(f"kept database {name}: psql {_shell_word(session.dsn(name))} "
                     "(`spawn test clean` drops it)\n" for name in made)
     report.sections.append((KEPT_SECTION, lines))
+
+
+def _renamed(session: SpawnSession, name: str, label: str) -> str:
+    """A kept database renamed after its test (copies are made ahead, before their test
+    is known); its old name while the test still holds a connection to it."""
+    from spawn_db.errors import SpawnError
+    from spawn_db.escape import escape_identifier
+    from spawn_db.sqltest.fresh import copy_name
+
+    if not name.endswith(f"_{_Background.LABEL}"):
+        return name
+    wanted = copy_name(label)
+    try:
+        session.fresh.query(f"ALTER DATABASE {escape_identifier(name)} RENAME TO "
+                            f"{escape_identifier(wanted)}", what=f"rename database {name}")
+    except SpawnError:
+        return name
+    return wanted
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
