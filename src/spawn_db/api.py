@@ -111,8 +111,12 @@ class Project:
 
         A remote ``spawn_folder`` (``s3://...``) is pulled into its local mirror first."""
         from spawn_db.config import Overrides, load_config
+        from spawn_db.errors import ConfigError
 
         where = Path(path)
+        if not where.exists():
+            raise ConfigError(f"{where} does not exist; pass the folder of a spawn project "
+                              "(or one below it), or its spawn.toml")
         config_file = str(where) if where.is_file() else None
         overrides = Overrides.from_flags(config_file=config_file, target=target,
                                          environment=environment)

@@ -26,6 +26,7 @@ import pytest
 
 if TYPE_CHECKING:
     from spawn_db.api import Project
+    from spawn_db.config import Config
     from spawn_db.db.engine import Engine
     from spawn_db.sqltest.fresh import FreshDatabases
 
@@ -203,7 +204,7 @@ def load_project(config: pytest.Config) -> Project:
     return dataclasses.replace(project, config=_embedded(project.config))
 
 
-def _embedded(config: Any) -> Any:
+def _embedded(config: Config) -> Config:
     """``config`` on the project's embedded server: the selected target when it is
     embedded, else a copy of it (environment, variables, pin rule kept) whose command is
     ``{ kind = "embedded" }``, so tests never reach a shared database by default."""
@@ -246,9 +247,19 @@ def spawn_session(config: pytest.Config) -> SpawnSession:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the session; a database that cannot be dropped now (the server went away)
+    is said on stderr, not raised: the run's result is the tests'."""
+    from spawn_db.errors import SpawnError
+
     found = config.stash.get(SESSION_KEY, None)
-    if found is not None:
+    if found is None:
+        return
+    try:
         found.close()
+    except SpawnError as exc:
+        import sys
+
+        sys.stderr.write(f"spawn: {exc.message}; `spawn test clean` drops what is left\n")
 
 
 @pytest.fixture(scope="session")

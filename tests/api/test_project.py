@@ -76,6 +76,14 @@ def test_load_without_a_project_raises_the_cli_message(tmp_path: Path) -> None:
     assert caught.value.message.startswith(f"no spawn.toml in {tmp_path} ")
 
 
+def test_load_of_a_missing_folder_does_not_search_above_it(db_project: DbProject) -> None:
+    missing = db_project.root / "typo"
+    with pytest.raises(ConfigError) as caught:
+        Project.load(missing)
+    assert caught.value.message == (f"{missing} does not exist; pass the folder of a spawn "
+                                    "project (or one below it), or its spawn.toml")
+
+
 def test_load_takes_target_and_environment(db_project: DbProject) -> None:
     with pytest.raises(ConfigError, match="target 'nowhere' is not defined"):
         Project.load(db_project.root, target="nowhere").status()
