@@ -35,12 +35,9 @@ def load_variables_option(config: Config, path: str | None, *,
     ``status`` and ``check`` pass ``none_when_unset``: for them "no variables known"
     (None) is not the same as "empty variables" (see ``drift.WatchedVariables``).
     """
-    from spawn_db.render.variables import load_variables
+    from spawn_db.api import load_variables
 
-    found = config.variables_file(path)
-    if found is None:
-        return None if none_when_unset else {}
-    return load_variables(found)
+    return load_variables(config, path, none_when_unset=none_when_unset)
 
 
 @click.group()
