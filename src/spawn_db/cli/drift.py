@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from spawn_db.cli.context import App, pass_app
-from spawn_db.cli.migration import load_variables_option, no_pin_option, variables_option
+from spawn_db.cli.migration import no_pin_option, variables_option
 from spawn_db.cli.output import emit_json, info, note
 
 if TYPE_CHECKING:
@@ -25,16 +25,11 @@ def drift(app: App, no_pin: bool, variables_path: str | None, fmt: str) -> None:
     """Compare the target's schema with what its applied migrations build on a scratch
     database: `+` only in the database, `-` only in the migrations, `~` different; exit 1
     on drift."""
-    from spawn_db.errors import DatabaseError, DriftCheckFailed
-    from spawn_db.migrate.schema_drift import schema_drift
+    from spawn_db.api import Project
 
-    config = app.config()
-    variables = load_variables_option(config, variables_path)
-    try:
-        report = schema_drift(config, pinned=not no_pin, variables=variables)
-    except DatabaseError as exc:
-        # Exit 1 means drift here: a database that cannot be read is "no comparison made".
-        raise DriftCheckFailed(exc.message) from None
+    # A database that cannot be read is DriftCheckFailed (exit 2: no comparison made);
+    # exit 1 means drift.
+    report = Project(app.config(), variables_path).drift(pinned=not no_pin)
     if fmt == "json":
         emit_json(report_json(report))
     else:
