@@ -225,9 +225,9 @@ def blank_message(name: str) -> str:
 def list_command(app: App, fmt: str) -> None:
     """List the migrations on disk: pinned (and to what), down script, last modified.
     Reads only files: no database is needed or started."""
-    from spawn_db.migrate.migration import list_migrations
+    from spawn_db.api import Project
 
-    entries = list_migrations(app.config())
+    entries = Project(app.config()).migrations()
     if fmt == "json":
         emit_json({"migrations": [_entry_json(e) for e in entries]})
         return
