@@ -462,11 +462,10 @@ def adopt(app: App, migration_name: str | None, yes: bool, description: str,
 def status(app: App, fmt: str, variables_path: str | None) -> None:
     """Show every migration: on disk, pinned, in the database, and its state; exit 1 if a
     lock.toml is broken or an applied migration was modified since."""
-    from spawn_db.migrate.apply import status as run_status
+    from spawn_db.api import Project
 
     config = app.config()
-    variables = load_variables_option(config, variables_path, none_when_unset=True)
-    report = run_status(config, variables=variables)
+    report = Project(config, variables_path).status()
     if fmt == "json":
         emit_json(_status_json(report))
     else:
