@@ -21,7 +21,8 @@ FOUNDATION = frozenset({"errors", "config", "escape", "fsutil", "project", "secr
                         "plugins"})
 LOWER = frozenset({"render", "pin", "db"})
 ALLOWED: dict[str, frozenset[str]] = {
-    "__init__": frozenset(),
+    # The lazy re-export of the public API (``spawn_db.Project``, ``spawn_db.SpawnError``).
+    "__init__": frozenset({"api", "errors"}),
     "__main__": frozenset({"cli"}),
     "errors": frozenset(),
     "fsutil": frozenset(),
@@ -43,8 +44,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "data": frozenset({"errors", "config", "fsutil"}),
     "fleet": FOUNDATION | LOWER | {"migrate"},
     "cli": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint", "lsp",
-                                 "watch", "remote", "data", "fleet"},
+                                 "watch", "remote", "data", "fleet", "api"},
+    # The public facade may use everything but the CLI; the pytest plugin builds on it.
+    "api": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint",
+                                 "remote", "data"},
+    "pytest_plugin": FOUNDATION | LOWER | {"__init__", "api", "migrate", "sqltest"},
 }
+# The only parts that may import the facade: the package's re-export, the CLI built on it,
+# and the pytest plugin. Library code below must not depend on its public surface.
+API_USERS = frozenset({"__init__", "cli", "pytest_plugin"})
 
 
 def part_of(module: str) -> str:
@@ -128,6 +136,12 @@ def test_the_check_catches_a_wrong_way_import() -> None:
 def test_no_part_imports_the_cli() -> None:
     offenders = [f"{s}:{n}" for s, n, t in all_edges()
                  if part_of(t) == "cli" and part_of(s) not in ("cli", "__main__")]
+    assert offenders == []
+
+
+def test_only_the_cli_and_the_plugin_import_the_api() -> None:
+    offenders = [f"{s}:{n}" for s, n, t in all_edges()
+                 if part_of(t) == "api" and part_of(s) not in API_USERS | {"api"}]
     assert offenders == []
 
 

@@ -659,7 +659,7 @@ def status(app: App, fmt: str, variables_path: str | None, jobs: int, canary: in
            continue_on_error: bool) -> None:
     """Show every migration: on disk, pinned, in the database, and its state; exit 1 if a
     lock.toml is broken or an applied migration was modified since."""
-    from spawn_db.migrate.apply import status as run_status
+    from spawn_db.api import Project
 
     config = app.config()
     if config.several_targets:
@@ -669,8 +669,7 @@ def status(app: App, fmt: str, variables_path: str | None, jobs: int, canary: in
                 canary=canary, continue_on_error=continue_on_error, fmt=fmt,
                 details=_status_tables)
         return
-    variables = load_variables_option(config, variables_path, none_when_unset=True)
-    report = run_status(config, variables=variables)
+    report = Project(config, variables_path).status()
     tenant_states = _tenant_states(config)
     if fmt == "json":
         found = _status_json(report)

@@ -30,8 +30,7 @@ def drift(app: App, no_pin: bool, variables_path: str | None, fmt: str, jobs: in
     """Compare the target's schema with what its applied migrations build on a scratch
     database: `+` only in the database, `-` only in the migrations, `~` different; exit 1
     on drift."""
-    from spawn_db.errors import DatabaseError, DriftCheckFailed
-    from spawn_db.migrate.schema_drift import schema_drift
+    from spawn_db.api import Project
 
     config = app.config()
     if config.several_targets:
@@ -40,12 +39,9 @@ def drift(app: App, no_pin: bool, variables_path: str | None, fmt: str, jobs: in
         fan_out(config, "comparing", TargetDrift(variables_path, pinned=not no_pin),
                 jobs=jobs, canary=canary, continue_on_error=continue_on_error, fmt=fmt)
         return
-    variables = load_variables_option(config, variables_path)
-    try:
-        report = schema_drift(config, pinned=not no_pin, variables=variables)
-    except DatabaseError as exc:
-        # Exit 1 means drift here: a database that cannot be read is "no comparison made".
-        raise DriftCheckFailed(exc.message) from None
+    # A database that cannot be read is DriftCheckFailed (exit 2: no comparison made);
+    # exit 1 means drift.
+    report = Project(app.config(), variables_path).drift(pinned=not no_pin)
     if fmt == "json":
         emit_json(report_json(report))
     else:

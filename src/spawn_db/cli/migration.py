@@ -35,12 +35,9 @@ def load_variables_option(config: Config, path: str | None, *,
     ``status`` and ``check`` pass ``none_when_unset``: for them "no variables known"
     (None) is not the same as "empty variables" (see ``drift.WatchedVariables``).
     """
-    from spawn_db.render.variables import load_variables
+    from spawn_db.api import load_variables
 
-    found = config.variables_file(path)
-    if found is None:
-        return None if none_when_unset else {}
-    return load_variables(found)
+    return load_variables(config, path, none_when_unset=none_when_unset)
 
 
 @click.group()
@@ -250,9 +247,9 @@ def blank_message(name: str) -> str:
 def list_command(app: App, fmt: str) -> None:
     """List the migrations on disk: pinned (and to what), down script, last modified.
     Reads only files: no database is needed or started."""
-    from spawn_db.migrate.migration import list_migrations
+    from spawn_db.api import Project
 
-    entries = list_migrations(app.config())
+    entries = Project(app.config()).migrations()
     if fmt == "json":
         emit_json({"migrations": [_entry_json(e) for e in entries]})
         return

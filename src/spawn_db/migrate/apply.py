@@ -66,8 +66,14 @@ if TYPE_CHECKING:
 # -- results -------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class ApplyResult:
+    """What an apply did: the ``plan`` it ran (``plan.to_run``, ``plan.already_applied``,
+    ``plan.warnings``), one outcome per migration ``applied`` in order (name, seconds,
+    rendered size), the tracking schema's own migrations it applied first
+    (``internal_applied``), whether ``confirm`` said no (``cancelled``), the run's wall
+    clock ``seconds``, and the repeatables it ran (None when none were considered)."""
+
     plan: ApplyPlan
     applied: list[MigrationOutcome] = field(default_factory=list)
     internal_applied: list[str] = field(default_factory=list)
@@ -88,6 +94,12 @@ class AdoptResult:
 
 @dataclass(frozen=True)
 class MigrationStatus:
+    """One row of ``spawn migration status``: whether the migration is on the file
+    system, pinned and in the database; its ``state`` (applied, adopted, attempted,
+    failed, pending, reverted, draft, modified, broken); its latest history row; the
+    ``problem`` behind a modified or broken state; the checksum it renders to now; and
+    ``description``, ``requires`` and ``out_of_order`` from migration.toml and history."""
+
     name: str
     on_filesystem: bool
     pinned: bool
@@ -104,6 +116,10 @@ class MigrationStatus:
 
 @dataclass(frozen=True)
 class StatusReport:
+    """``spawn migration status``: the database and tracking schema read, whether that
+    schema exists yet, every migration on disk or in the history (name order), the pin
+    rule in force and the repeatable migrations' states."""
+
     database: str
     schema: str
     tracking_exists: bool
@@ -393,6 +409,11 @@ class PlannedMigration:
 
 @dataclass(frozen=True)
 class DryRun:
+    """``apply --dry-run``: the plan, each migration that would run (``migrations``, in
+    order, with pin and checksum), and the repeatables that would run after them
+    (``repeatables``) or not (``repeatables_unchanged``); ``repeatables_considered`` is
+    False when this apply would not look at repeatables at all."""
+
     plan: ApplyPlan
     migrations: tuple[PlannedMigration, ...]
     repeatables: tuple[PlannedRepeatable, ...] = ()

@@ -242,8 +242,12 @@ def _require_pins(sources: Sources, names: Sequence[str]) -> None:
 # -- results -------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class RevertResult:
+    """What a revert did: its ``plan``, one outcome per down script that ran
+    (``reverted``, in order), whether ``confirm`` said no (``cancelled``), and the wall
+    clock ``seconds`` of the run."""
+
     plan: RevertPlan
     reverted: list[MigrationOutcome] = field(default_factory=list)
     cancelled: bool = False

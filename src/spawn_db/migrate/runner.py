@@ -159,6 +159,9 @@ STATEMENT_FAILED_CHECK = (
 
 @dataclass(frozen=True)
 class MigrationOutcome:
+    """One migration (or down script) that ran: its ``name``, how long it took
+    (``seconds``) and the size of its rendered SQL (``rendered_bytes``)."""
+
     name: str
     seconds: float
     rendered_bytes: int = 0

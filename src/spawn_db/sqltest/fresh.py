@@ -16,9 +16,10 @@ less than applying the migrations per test. A test's psql reaches its copy
 with ``\\connect`` (``db.target.reconnect_input``), which keeps everything else
 the target's command connects with.
 
-This module is also the Python API a pytest plugin builds on:
-``ensure_template`` (project -> template name), ``copy_template`` (template ->
-a new database) and ``drop_database``.
+This module is also the Python API the pytest plugin (``spawn_db.pytest_plugin``) builds
+on: ``FreshDatabases`` (``ensure_template``: project -> template name, ``copy_template``:
+template -> a new database, ``drop_database``), and ``run_on`` (migrations, or their
+down scripts, run on a given database).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from spawn_db.config import Config
 from spawn_db.errors import (
     ControlError,
+    MigrationFailed,
     NotFoundError,
     NotPinned,
     SpawnError,
@@ -252,16 +254,60 @@ def _run_migration(engine: Engine, database: str, script: Rendered,
                    kind: str = "migration") -> None:
     """One migration in a psql of its own connected to ``database``, checked to its end
     (as apply checks a verify script); its error, as psql printed it, otherwise."""
-    from spawn_db.db.target import reconnect_input
-    from spawn_db.migrate.verify import run_verify
-
-    error = run_verify(engine, script, opening=reconnect_input(database))
+    error = script_error(engine, database, script)
     if error is not None:
         raise TemplateBuildFailed(
             f"{kind} {script.name} failed while building the template database "
             f"{database} for fresh test databases, so no test ran; fix the {kind} "
             f"(psql said:)\n{error}"
         )
+
+
+def script_error(engine: Engine, database: str, script: Rendered) -> str | None:
+    """Run ``script`` in a psql of its own connected to ``database``, checked to its end
+    (as apply checks a verify script); psql's error, or None when it ran cleanly."""
+    from spawn_db.db.target import reconnect_input
+    from spawn_db.migrate.verify import run_verify
+
+    return run_verify(engine, script, opening=reconnect_input(database))
+
+
+def run_on(config: Config, engine: Engine, database: str, names: list[str], *,
+           variables: Any = None, down: bool = False, repeatables: bool = False) -> None:
+    """Run migrations ``names`` (``down``: their ``down.sql``) on ``database``, rendered
+    and checked as a template build runs them, with no tracking rows: how the pytest
+    plugin takes a ``spawn_db_at`` database, or a check's scratch database, one migration
+    further (or back). ``repeatables`` runs every repeatable after ``names``, as a
+    template build does."""
+    if down:
+        from spawn_db.migrate.apply import pins_optional
+        from spawn_db.migrate.migration import DOWN
+        from spawn_db.migrate.runner import render_migration, uses_pin
+
+        optional = pins_optional(config, True)
+        for name in names:
+            rendered = render_migration(config, name, pinned=uses_pin(config, name, True,
+                                                                      optional),
+                                        variables=variables, script=DOWN)
+            try:
+                _run_step(engine, database, rendered, "the down.sql of migration")
+            finally:
+                rendered.close()
+        return
+    build = render_template(config, names, variables=variables, repeatables=repeatables)
+    try:
+        for script in build.scripts:
+            kind = "repeatable" if script.name in build.repeatables else "migration"
+            _run_step(engine, database, script, kind)
+    finally:
+        build.close()
+
+
+def _run_step(engine: Engine, database: str, script: Rendered, what: str) -> None:
+    error = script_error(engine, database, script)
+    if error is not None:
+        raise MigrationFailed(f"{what} {script.name} failed on database {database}; fix it "
+                              f"(psql said:)\n{error}")
 
 
 # -- copies -----------------------------------------------------------------------------------
@@ -411,6 +457,11 @@ class FreshDatabases:
         with self._state:
             self._drops.append(name)
             self._wake()
+
+    def query(self, sql: str, *, what: str = "query") -> str:
+        """``sql`` in the control session (on the database the target connects to)."""
+        with self._session_lock:
+            return self._session().query(sql, what=what)
 
     def _session(self) -> ControlSession:
         if self._control is None:

@@ -1,0 +1,147 @@
+"""Benchmark: what the pytest plugin's ``spawn_db`` fixture adds to one test.
+
+Copies the example application (tests/e2e/example_app: three pinned migrations, a
+function, a golden test) into a temporary folder and generates a test file there with
+N tests that take ``spawn_db`` (and only read its name: a query would time psql) and N
+bare tests, interleaved. A
+``conftest.py`` times each test's whole protocol (setup, call, teardown) with
+``time.perf_counter`` and writes the figures to a JSON file.
+
+The first run builds the template database on the project's embedded server (the
+plugin's default target) and is not measured; the measured runs reuse it, as every run
+after a change of the migrations does. The per-test cost of ``spawn_db`` is the
+median (and max) of the fixture tests minus the median of the bare tests in the same
+run. The plugin copies the next test's database while a test runs and drops a finished
+one while the next runs, so the scenarios differ: tests that do nothing (``--work-ms
+0``) wait for one ``CREATE DATABASE ... TEMPLATE`` and one ``DROP DATABASE`` each (the
+server's throughput), tests that spend time in their body (``--work-ms 200``) hide both.
+
+Target (issue 20): under 60 ms on top of a test (median). The embedded server is
+stopped at the end.
+
+Run from the repository root:  .venv/bin/python bench/pytest_fixture.py [--tests N]
+[--rounds N] [--work-ms MS [MS ...]]
+Exit status 1 if the target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import describe_machine
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "tests" / "e2e" / "example_app"
+TARGET_MS = 60.0
+
+CONFTEST = '''\
+import json
+import os
+import time
+
+import pytest
+
+TIMES = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    started = time.perf_counter()
+    yield
+    TIMES[item.name] = time.perf_counter() - started
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["BENCH_TIMES"], "w") as out:
+        json.dump(TIMES, out)
+'''
+
+
+def test_file(count: int, work_ms: int) -> str:
+    """``count`` tests taking ``spawn_db`` and ``count`` bare ones, interleaved; each
+    spends ``work_ms`` in its body (``time.sleep``: the application's own work, during
+    which the plugin copies the next test's database)."""
+    body = f"    time.sleep({work_ms / 1000})\n" if work_ms else "    pass\n"
+    lines = ["import time\n"]
+    for n in range(count):
+        lines.append(f"def test_db_{n}(spawn_db):\n    assert spawn_db.name\n{body}")
+        lines.append(f"def test_bare_{n}():\n{body}")
+    return "\n\n".join(lines)
+
+
+def run(root: Path, times: Path) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SPAWN_"))
+           or k == "SPAWN_POSTGRES_BIN"}
+    env["BENCH_TIMES"] = str(times)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "check_bench.py"], cwd=root, env=env, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the benchmark's pytest run failed:\n{done.stdout}{done.stderr}")
+    found: dict[str, float] = json.loads(times.read_text())
+    return found
+
+
+def measure(root: Path, rounds: int) -> tuple[list[float], list[float]]:
+    """Per-test seconds of the fixture tests and of the bare ones, over ``rounds`` runs."""
+    with_db: list[float] = []
+    bare: list[float] = []
+    for number in range(rounds):
+        times = run(root, root / f"times-{number}.json")
+        with_db += [s for name, s in times.items() if name.startswith("test_db_")]
+        bare += [s for name, s in times.items() if name.startswith("test_bare_")]
+    return with_db, bare
+
+
+def report(work_ms: int, with_db: list[float], bare: list[float]) -> float:
+    """Print the figures of one scenario; the median cost of ``spawn_db`` in ms."""
+    floor = statistics.median(bare)
+    costs = sorted((seconds - floor) * 1000 for seconds in with_db)
+    median_ms = statistics.median(costs)
+    print(f"tests of {work_ms} ms ({len(with_db)} with spawn_db, {len(bare)} bare; bare "
+          f"median {floor * 1000:.1f} ms): spawn_db adds median {median_ms:.1f} ms, p90 "
+          f"{costs[int(len(costs) * 0.9)]:.1f} ms, max {costs[-1]:.1f} ms")
+    return median_ms
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tests", type=int, default=30, help="fixture tests per run")
+    parser.add_argument("--rounds", type=int, default=1, help="measured pytest runs")
+    parser.add_argument("--work-ms", type=int, nargs="+", default=[0, 200],
+                        help="what each test spends in its body, one scenario each")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="spawn-bench-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    root = base / "app"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".spawn", "__pycache__"))
+    (root / "conftest.py").write_text(CONFTEST)
+    results: dict[int, tuple[list[float], list[float]]] = {}
+    try:
+        (root / "check_bench.py").write_text(test_file(2, 0))
+        run(root, root / "warm.json")  # starts the server, builds the template
+        for work_ms in args.work_ms:
+            (root / "check_bench.py").write_text(test_file(args.tests, work_ms))
+            results[work_ms] = measure(root, args.rounds)
+    finally:
+        subprocess.run([sys.executable, "-m", "spawn_db", "db", "stop"], cwd=root,
+                       capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+    print(describe_machine())
+    medians = [report(work_ms, *results[work_ms]) for work_ms in args.work_ms]
+    print(f"target: under {TARGET_MS:.0f} ms on top of a test (median)")
+    return 0 if min(medians) < TARGET_MS else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,4 @@
+CREATE TABLE customers (
+    id serial PRIMARY KEY,
+    full_name text NOT NULL
+);

@@ -1,0 +1,2 @@
+DROP FUNCTION customer_total(integer);
+DROP TABLE orders;
