@@ -138,6 +138,23 @@ class Server:
         embedded.stop(self.cluster)
 
 
+def server_options(parser: argparse.ArgumentParser) -> None:
+    """``--fast`` and ``--inherit-env``: every benchmark on a throwaway server takes them."""
+    parser.add_argument("--fast", action="store_true",
+                        help="fsync, synchronous_commit and full_page_writes off")
+    parser.add_argument("--inherit-env", action="store_true",
+                        help="keep PYTHONUNBUFFERED/PYTHONDONTWRITEBYTECODE for the children")
+
+
+def temp_server(fast: bool, *, prefix: str = "spawn-bench-pg-",
+                profile: bool = False) -> tuple[Path, Server]:
+    """A throwaway server in a new folder under /tmp that the server user can enter (the
+    folder is also where a benchmark puts its project)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(base, 0o755)
+    return base, Server(base, fast, profile)
+
+
 def make_project(root: Path, count: int) -> Path:
     """A project with ``count`` pinned migrations; returns the file with their rendered SQL."""
     init = init_project(root)
@@ -327,17 +344,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("counts", nargs="*", type=int, default=[200, 1000])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--fast", action="store_true",
-                        help="fsync, synchronous_commit and full_page_writes off")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one run of the largest N (client and server)")
-    parser.add_argument("--inherit-env", action="store_true",
-                        help="keep PYTHONUNBUFFERED/PYTHONDONTWRITEBYTECODE for the children")
+    server_options(parser)
     args = parser.parse_args()
     env, removed = child_env(args.inherit_env)
-    base = Path(tempfile.mkdtemp(prefix="spawn-bench-pg-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    server = Server(base, args.fast, args.profile)
+    base, server = temp_server(args.fast, profile=args.profile)
     try:
         settings = "fsync etc. off (--fast)" if args.fast else "PostgreSQL defaults (fsync on)"
         print(f"server: {server.running.bins.bin_dir} ({settings}); psql: "

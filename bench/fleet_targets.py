@@ -23,19 +23,17 @@ Run from the repository root:  .venv/bin/python bench/fleet_targets.py [--databa
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BenchError, child_env, describe_machine, fmt_s
-from apply import Sample, Server, check_applied, make_project, timed
+from apply import Sample, Server, check_applied, make_project, server_options, temp_server, timed
 
 from spawn_db.config import toml_string
 
@@ -85,18 +83,13 @@ def main() -> int:
     parser.add_argument("--migrations", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--fast", action="store_true",
-                        help="fsync, synchronous_commit and full_page_writes off")
-    parser.add_argument("--inherit-env", action="store_true",
-                        help="keep PYTHONUNBUFFERED/PYTHONDONTWRITEBYTECODE for the children")
+    server_options(parser)
     args = parser.parse_args()
     env, removed = child_env(args.inherit_env)
     print(describe_machine())
     if removed:
         print(f"children run without: {', '.join(removed)}")
-    base = Path(tempfile.mkdtemp(prefix="spawn-bench-fleet-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    server = Server(base, args.fast)
+    base, server = temp_server(args.fast, prefix="spawn-bench-fleet-")
     try:
         root = base / "project"
         rendered = make_project(root, args.migrations)

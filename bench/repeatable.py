@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BenchError, child_env, fmt_s
-from apply import Sample, Server, make_project, point_at, timed
+from apply import Sample, Server, make_project, point_at, server_options, temp_server, timed
 
 TARGET_MS = 50.0
 MIGRATIONS = 10
@@ -70,15 +70,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--count", type=int, default=50, help="repeatables (default 50)")
-    parser.add_argument("--fast", action="store_true",
-                        help="fsync, synchronous_commit and full_page_writes off")
-    parser.add_argument("--inherit-env", action="store_true",
-                        help="keep PYTHONUNBUFFERED/PYTHONDONTWRITEBYTECODE for the children")
+    server_options(parser)
     args = parser.parse_args()
     env, removed = child_env(args.inherit_env)
-    base = Path(tempfile.mkdtemp(prefix="spawn-bench-pg-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    server = Server(base, args.fast)
+    base, server = temp_server(args.fast)
     try:
         print(f"server: {server.running.bins.bin_dir}; {os.cpu_count()} CPUs; "
               f"median of {args.repeat}")

@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BenchError, child_env, fmt_s
-from apply import Sample, Server, make_project, point_at, timed
+from apply import Sample, Server, make_project, point_at, server_options, temp_server, timed
 
 from spawn_db.config import Overrides, load_config
 from spawn_db.db.target import PSQL_PREAMBLE
@@ -140,15 +140,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("counts", nargs="*", type=int, default=[200, 1000])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--fast", action="store_true",
-                        help="fsync, synchronous_commit and full_page_writes off")
-    parser.add_argument("--inherit-env", action="store_true",
-                        help="keep PYTHONUNBUFFERED/PYTHONDONTWRITEBYTECODE for the children")
+    server_options(parser)
     args = parser.parse_args()
     env, removed = child_env(args.inherit_env)
-    base = Path(tempfile.mkdtemp(prefix="spawn-bench-pg-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    server = Server(base, args.fast)
+    base, server = temp_server(args.fast)
     try:
         settings = "fsync etc. off (--fast)" if args.fast else "PostgreSQL defaults (fsync on)"
         print(f"server: {server.running.bins.bin_dir} ({settings}); psql: "
