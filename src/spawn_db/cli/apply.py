@@ -240,11 +240,10 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
 
         say_warnings(config)
     if config.several_targets:
-        from spawn_db.cli.fanout import confirm_targets, fan_out, refuse_for_several
+        from spawn_db.cli.fanout import fan_out, ready_for_several
 
-        refuse_for_several(config, **{"--dry-run": dry_run})
-        refuse_tenants_for_several(config, tenants)
-        if not confirm_targets(config.several_targets, "Apply", yes):
+        if not ready_for_several(config, "Apply", yes=yes, tenants=tenants,
+                                 **{"--dry-run": dry_run}):
             note("Cancelled; nothing was applied.")
             return
         work = TargetApply(migration_name, variables_path, pinned=not no_pin, retry=retry,
@@ -303,17 +302,6 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
             note(_repeatable_summary(len(result.repeatables.applied),
                                      len(result.repeatables.unchanged)))
     _tenant_outcome(result, fmt)
-
-
-def refuse_tenants_for_several(config: Config, tenants: str | None) -> None:
-    """Tenant parts are applied per target only one target at a time, for now: an apply
-    over several targets would otherwise leave every tenant schema behind, silently."""
-    if config.tenants is not None and tenants != "none":
-        from spawn_db.errors import UsageError
-
-        raise UsageError("tenant parts cannot run on several targets at once yet; run "
-                         "them one target at a time (--target NAME), or pass --tenants none "
-                         "to leave them out and run only the shared parts on every target")
 
 
 def _resolved(config: Config, migration_name: str | None) -> str | None:

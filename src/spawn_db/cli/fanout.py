@@ -42,6 +42,15 @@ def fan_out(config: Config, verb: str, work: Callable[[Config], Done], *, jobs: 
         raise SystemExit(1)
 
 
+def ready_for_several(config: Config, verb: str, *, yes: bool, tenants: str | None,
+                      **flags: bool) -> bool:
+    """The checks before apply or revert change several targets: no single-target option
+    (``flags``), no tenant parts, and one confirmation for the fleet; False if declined."""
+    refuse_for_several(config, **flags)
+    refuse_tenants_for_several(config, tenants)
+    return confirm_targets(config.several_targets, verb, yes)
+
+
 def confirm_targets(names: Sequence[str], verb: str, yes: bool) -> bool:
     """Ask once for the whole fleet (``Apply on these 3 targets?``), or, where nobody can
     answer, require ``--yes``: several targets at once are never changed unasked."""
@@ -85,3 +94,14 @@ def target_output(name: str) -> Callable[[str], None]:
 def headed(name: str, text: str) -> str:
     """One target's part of a text report: ``== target NAME ==`` then its text."""
     return f"== target {name} ==\n{text}"
+
+
+def refuse_tenants_for_several(config: Config, tenants: str | None) -> None:
+    """Tenant parts are applied per target only one target at a time, for now: an apply
+    over several targets would otherwise leave every tenant schema behind, silently."""
+    if config.tenants is not None and tenants != "none":
+        from spawn_db.errors import UsageError
+
+        raise UsageError("tenant parts cannot run on several targets at once yet; run "
+                         "them one target at a time (--target NAME), or pass --tenants none "
+                         "to leave them out and run only the shared parts on every target")

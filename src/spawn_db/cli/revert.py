@@ -94,12 +94,10 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
     request.check()
     config = app.config()
     if config.several_targets:
-        from spawn_db.cli.apply import refuse_tenants_for_several
-        from spawn_db.cli.fanout import confirm_targets, fan_out, refuse_for_several
+        from spawn_db.cli.fanout import fan_out, ready_for_several
 
-        refuse_for_several(config, **{"--dry-run": dry_run})
-        refuse_tenants_for_several(config, tenants)
-        if not confirm_targets(config.several_targets, "Revert", yes):
+        if not ready_for_several(config, "Revert", yes=yes, tenants=tenants,
+                                 **{"--dry-run": dry_run}):
             note("Cancelled; nothing was reverted.")
             return
         work = TargetRevert(request, variables_path, pinned=not no_pin,
