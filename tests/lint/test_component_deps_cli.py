@@ -1,10 +1,10 @@
 """``spawn component deps`` through the real entry point: the graph of what each component
-defines and who uses it, in text, JSON and Graphviz, forwards and ``--reverse``."""
+defines and who uses it, in text, JSON and Graphviz, forwards and ``--reverse``. Beside the
+lint tests, whose project on disk (``lint_project``) it uses: it reads no database either."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,16 +14,6 @@ from tests.lint.conftest import LintProject
 
 def run(project: LintProject, *args: str) -> Result:
     return run_spawn(*args, cwd=project.root)
-
-
-@pytest.fixture
-def lint_project(tmp_path: Path) -> LintProject:
-    """A project on disk (``spawn component deps`` reads no database)."""
-    project = LintProject(tmp_path / "proj")
-    for folder in ("components", "migrations", "tests", "pinned"):
-        (project.spawn / folder).mkdir(parents=True)
-    project.config()
-    return project
 
 
 @pytest.fixture
