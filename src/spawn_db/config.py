@@ -595,11 +595,7 @@ def _environment_variables(raw: Mapping[str, Any], path: Path) -> dict[str, str]
 def _undefined_mode(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> UndefinedMode:
     """``[templates] undefined``: "lenient" (default) renders an undefined value as
     nothing, "strict" makes it an error."""
-    table = raw.get("templates", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f'{path}: `templates` must be a table: [templates] then '
-                          '`undefined = "strict"`')
-    _warn_unknown(table, TEMPLATES_KEYS, f"{path} [templates]", warnings)
+    table = _section(raw, "templates", TEMPLATES_KEYS, path, warnings, 'undefined = "strict"')
     mode = table.get("undefined", "lenient")
     if mode == "strict":
         return "strict"
@@ -718,10 +714,7 @@ def _hook_path(value: Any, path: Path, where: str) -> None:
 def _lint_disable(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> tuple[str, ...]:
     """``[lint] disable``: the rule IDs ``spawn lint`` skips for every migration (the IDs
     themselves are checked by ``lint``, which knows the rules)."""
-    table = raw.get("lint", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f'{path}: `lint` must be a table: [lint] then `disable = ["SP003"]`')
-    _warn_unknown(table, LINT_KEYS, f"{path} [lint]", warnings)
+    table = _section(raw, "lint", LINT_KEYS, path, warnings, 'disable = ["SP003"]')
     disable = table.get("disable", [])
     if not isinstance(disable, list) or not all(isinstance(i, str) for i in disable):
         raise ConfigError(f'{path}: [lint] `disable` must be a list of rule IDs, e.g. '
@@ -732,11 +725,7 @@ def _lint_disable(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> tu
 def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> MigrationOrder:
     """``[migrations] order``: "loose" (default; the Rust tool's behaviour) applies an older
     pending migration after newer ones, "strict" refuses unless it says out_of_order."""
-    table = raw.get("migrations", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f'{path}: `migrations` must be a table: [migrations] then '
-                          '`order = "strict"`')
-    _warn_unknown(table, MIGRATIONS_KEYS, f"{path} [migrations]", warnings)
+    table = _section(raw, "migrations", MIGRATIONS_KEYS, path, warnings, 'order = "strict"')
     order = table.get("order", "loose")
     if order not in ("loose", "strict"):
         raise ConfigError(
@@ -750,13 +739,9 @@ def _migration_order(raw: Mapping[str, Any], path: Path, warnings: list[str]) ->
 def _tenants(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> TenantsConfig | None:
     """``[tenants]``: exactly one source (``list``, ``query`` or ``command``) and the
     optional ``schema`` template; absent means the project has no tenants."""
-    table = raw.get("tenants")
-    if table is None:
+    if raw.get("tenants") is None:
         return None
-    if not isinstance(table, dict):
-        raise ConfigError(f'{path}: `tenants` must be a table: [tenants] then '
-                          '`list = ["acme", "globex"]`')
-    _warn_unknown(table, TENANTS_KEYS, f"{path} [tenants]", warnings)
+    table = _section(raw, "tenants", TENANTS_KEYS, path, warnings, 'list = ["acme", "globex"]')
     given = [key for key in TENANT_SOURCES if key in table]
     if len(given) != 1:
         found = f" (found {', '.join(given)})" if given else ""
@@ -799,11 +784,7 @@ def _tests_database(raw: Mapping[str, Any], path: Path, warnings: list[str]) -> 
     """``[tests] database``: "target" (default; the Rust tool's behaviour) runs each test
     where the target connects, "fresh" in its own copy of a template database built from
     the migrations (``sqltest.fresh``)."""
-    table = raw.get("tests", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f'{path}: `tests` must be a table: [tests] then '
-                          '`database = "fresh"`')
-    _warn_unknown(table, TESTS_KEYS, f"{path} [tests]", warnings)
+    table = _section(raw, "tests", TESTS_KEYS, path, warnings, 'database = "fresh"')
     database = table.get("database", "target")
     if database not in TEST_DATABASES:
         raise ConfigError(
@@ -1108,6 +1089,17 @@ def _optional_str(
         place = f" {where}" if where else ""
         raise ConfigError(f"{path}:{place} `{key}` must be a string, not {value!r}")
     return value
+
+
+def _section(raw: Mapping[str, Any], key: str, known: tuple[str, ...], path: Path,
+             warnings: list[str], example: str) -> dict[str, Any]:
+    """``[key]``'s table (empty when absent): anything but a table is an error showing
+    ``example``; an unknown key in it is a warning naming the closest known one."""
+    table = raw.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: `{key}` must be a table: [{key}] then `{example}`")
+    _warn_unknown(table, known, f"{path} [{key}]", warnings)
+    return table
 
 
 def _warn_unknown(
