@@ -349,6 +349,9 @@ def test_tests_table_in_spawn_toml_is_validated(db_project: Any) -> None:
 
 def test_clean_drops_only_spawns_templates_and_test_databases(db_project: Any) -> None:
     project = fresh_project(db_project)
+    # The server is this worker's, shared by its tests one after another: what earlier
+    # tests kept (drift's scratch databases) goes first, so the output below is ours.
+    assert project.run("test", "clean").exit_code == 0
     project.add_test("bad", "SELECT 1 AS one;\n")
     (project.spawn_dir / "tests" / "bad" / "expected").write_text("other\n")
     assert project.run("test", "compare").exit_code == 1
