@@ -44,9 +44,15 @@ def kept_comment(db_project: DbProject) -> str:
 
 @pytest.fixture(autouse=True)
 def _drop_scratch_databases(pg_server: Any) -> Iterator[None]:
-    """The scratch databases drift keeps live on the session's server: drop them after
-    each test."""
+    """The scratch databases drift keeps live on the worker's server, which its tests share
+    one after another: drop them before each test (tests in other files keep theirs too,
+    and these count them) and after it."""
+    _drop_all_scratch(pg_server)
     yield
+    _drop_all_scratch(pg_server)
+
+
+def _drop_all_scratch(pg_server: Any) -> None:
     names = pg_server.query(
         "SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE datname LIKE "
         "'spawn\\_drift\\_%'")
@@ -278,9 +284,6 @@ def test_two_targets_on_one_server_keep_their_own_scratch_database(
 
 
 def test_spawn_test_clean_drops_the_kept_scratch_database(db_project: DbProject) -> None:
-    # The server is this worker's, shared by its tests one after another: what earlier
-    # tests kept goes first, so the output below is this test's.
-    assert db_project.run("test", "clean").exit_code == 0
     applied(db_project)
     assert db_project.run("migration", "drift").exit_code == 0
     [kept] = kept_scratch(db_project)
