@@ -99,6 +99,25 @@ def test_a_column_added_by_hand_is_drift_and_dropping_it_again_is_clean(
     assert scratch_databases(db_project) == "1"
 
 
+def test_the_helper_schema_a_frozen_test_leaves_in_the_target_is_not_drift(
+    db_project: DbProject,
+) -> None:
+    """A test with ``freeze_time`` run on the target (``database = "target"``) creates
+    spawn's helper schema ``spawn_frozen`` there; it is spawn's own, like the tracking
+    schema, so drift leaves it out."""
+    applied(db_project)
+    folder = db_project.add_test("frozen", "SELECT now();\n").parent
+    (folder / "test.toml").write_text('freeze_time = "2026-01-01T00:00:00Z"\n')
+    ran = db_project.run("test", "run", "frozen")
+    assert ran.exit_code == 0, ran.stderr
+    assert db_project.database.query(
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'spawn_frozen'") == "1"
+
+    result = db_project.run("migration", "drift")
+
+    assert (result.exit_code, result.stdout) == (0, ""), result.stderr
+
+
 def test_db_diff_is_the_same_command_as_migration_drift(db_project: DbProject) -> None:
     applied(db_project)
     db_project.database.query("ALTER TABLE customers ADD COLUMN email text")

@@ -12,8 +12,8 @@ for a function), ``parent`` the ``"kind name"`` of the table an object belongs
 to (so a dropped table is not also reported column by column), and ``attrs``
 the compared attributes as the server itself prints them (``format_type``,
 ``pg_get_expr``, ``pg_get_*def``), so the same definition reads the same on
-both sides. System schemas, the tracking schema and objects that belong to an
-extension are left out (the extension itself is compared).
+both sides. System schemas, spawn's own schemas (tracking, ``spawn_frozen``) and
+objects that belong to an extension are left out (the extension itself is compared).
 """
 
 from __future__ import annotations
@@ -139,6 +139,9 @@ FROM objects
 """
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
+# The helper schema a deterministic test (``freeze_time``, sqltest/determinism.py) leaves in
+# the database it ran on: spawn's own, not the migrations', so never drift.
+FROZEN_SCHEMA = "spawn_frozen"
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,8 @@ class CatalogObject:
 
 def catalog_query(excluded_schemas: tuple[str, ...] = ()) -> str:
     """The one query that reads a database's schema; ``excluded_schemas`` (spawn's tracking
-    schema) are left out with the system ones."""
-    names = (*SYSTEM_SCHEMAS, *excluded_schemas)
+    schema) are left out with the system ones and spawn's helper schema."""
+    names = (*SYSTEM_SCHEMAS, FROZEN_SCHEMA, *excluded_schemas)
     return _QUERY.format(excluded=", ".join(escape_literal(name) for name in names)).strip()
 
 

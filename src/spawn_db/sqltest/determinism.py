@@ -32,11 +32,12 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+from spawn_db.db.catalog import FROZEN_SCHEMA
 from spawn_db.db.psqlscan import _TOKEN
 from spawn_db.escape import escape_literal
 from spawn_db.sqltest.settings import MAX_SEED, TestSettings
 
-SCHEMA = "spawn_frozen"
+SCHEMA = FROZEN_SCHEMA
 VERSION_MARKER = "spawn_frozen_version_1"
 # pg_advisory_xact_lock key: hashtext('spawn_frozen'), fixed so every spawn agrees.
 LOCK_KEY = 1_926_314_497
