@@ -56,13 +56,13 @@ def atomic_write_chunks(path: str | os.PathLike[str], chunks: Iterable[bytes], *
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        _discard(tmp)
+        discard(tmp)
         raise
     os.close(fd)
     try:
         os.replace(tmp, target)
     except BaseException:
-        _discard(tmp)
+        discard(tmp)
         raise
 
 
@@ -137,7 +137,8 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _discard(path: str) -> None:
+def discard(path: str) -> None:
+    """Remove ``path`` if it is there (a temporary file a failed write leaves)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 

@@ -24,6 +24,9 @@ from spawn_db.pin.store import PinStore, TreeEntry, hash_bytes, tree_text
 
 PARALLEL_MIN_FILES = 256
 MAX_WORKERS = 4
+# Files this large are copied into the store chunk by chunk (PinStore.put_file) instead of
+# being read whole: a data file under components/ must not cost its size in memory.
+STREAM_MIN_SIZE = 8 << 20
 RACY_NS = 2_000_000_000
 
 
@@ -287,8 +290,11 @@ def _store_files(store: PinStore, files: list[_File], cache: StatCache, workers:
 
 
 def _store_file(store: PinStore, file: _File, cache: StatCache) -> None:
-    data = _read(file.path, file.info.st_size)
-    file.digest = store.put(data, hash_bytes(data))
+    if file.info.st_size >= STREAM_MIN_SIZE:
+        file.digest = store.put_file(file.path)
+    else:
+        data = _read(file.path, file.info.st_size)
+        file.digest = store.put(data, hash_bytes(data))
     cache.record(file.rel, file.info, file.digest)
 
 

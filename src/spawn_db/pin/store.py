@@ -13,6 +13,7 @@ import errno
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,17 @@ import xxhash
 
 from spawn_db.config import toml_string
 from spawn_db.errors import PinStoreError
-from spawn_db.fsutil import atomic_write, in_process_table, write_new
+from spawn_db.fsutil import (
+    PRIVATE_FILE_MODE,
+    atomic_write,
+    discard,
+    in_process_table,
+    write_all,
+    write_new,
+)
 
 LOCK_FILE = "lock.toml"
+STREAM_CHUNK = 1 << 20
 STAGING_PREFIX = ".staging-"
 EntryKind = Literal["Blob", "Tree"]
 
@@ -124,6 +133,48 @@ class PinStore:
             ) from None
         known.add(digest)
         return digest
+
+    def put_file(self, path: str) -> str:
+        """Store the file at ``path`` without holding it in memory; return its hash.
+
+        It is copied into a temporary file while it is hashed, then renamed to its
+        hash, so a large CSV under components/ costs one chunk of memory, not its
+        size, and what is stored is exactly what was hashed even if the file changes
+        meanwhile.
+        """
+        tmp = self._incoming_name()
+        try:
+            digest = _copy_hashing(path, tmp)
+            if digest not in self.known_objects():
+                self._place(tmp, digest)
+        except OSError as exc:
+            raise PinStoreError(
+                f"cannot write a pin object for {path} into {self.root}: {exc.strerror}; make "
+                "the folder writable (and check free space), then pin again"
+            ) from None
+        finally:
+            discard(tmp)
+        self.known_objects().add(digest)
+        return digest
+
+    def _incoming_name(self) -> str:
+        folder = self._staging or str(self.root)
+        os.makedirs(folder, exist_ok=True)
+        return f"{folder}/.incoming-{os.getpid()}-{threading.get_ident()}.tmp"
+
+    def _place(self, tmp: str, digest: str) -> None:
+        """Rename a finished temporary object to its name (staged, as ``_write`` would)."""
+        prefix = digest[:2]
+        if self._staging is not None and prefix not in self._prefixes:
+            folder = f"{self._staging}/{prefix}"
+            if prefix not in self._staged:
+                os.makedirs(folder, exist_ok=True)
+                self._staged.add(prefix)
+        else:
+            folder = f"{self.root}/{prefix}"
+            os.makedirs(folder, exist_ok=True)
+            self._prefixes.add(prefix)
+        os.replace(tmp, f"{folder}/{digest[2:]}")
 
     def _write(self, digest: str, data: bytes) -> None:
         prefix = digest[:2]
@@ -232,6 +283,35 @@ _CANONICAL_ENTRY = re.compile(
     r'\[\[entries\]\]\nkind = "(Blob|Tree)"\nhash = "([0-9a-f]{32})"\n'
     r'name = "([^"\\\x00-\x1f\x7f]*)"\n'
 )
+
+
+def _copy_hashing(path: str, tmp: str) -> str:
+    """Copy ``path`` to the new private file ``tmp`` chunk by chunk; the xxh3-128 of
+    what was copied."""
+    try:
+        source = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise PinStoreError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        target = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        try:
+            os.fchmod(target, PRIVATE_FILE_MODE)
+            hasher = xxhash.xxh3_128()
+            while chunk := _read_chunk(source, path):
+                hasher.update(chunk)
+                write_all(target, chunk)
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
+    return str(hasher.hexdigest())
+
+
+def _read_chunk(fd: int, path: str) -> bytes:
+    try:
+        return os.read(fd, STREAM_CHUNK)
+    except OSError as exc:
+        raise PinStoreError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def parse_tree(data: bytes, digest: str) -> list[TreeEntry]:
