@@ -14,6 +14,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import IO
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
+# The name atomic_write gives its temporary files: .<name>.<pid>-<thread>.tmp
+_WRITER = re.compile(r"\.(\d+)-\d+\.tmp\Z")
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
@@ -40,13 +43,18 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
 
 
 def atomic_write_chunks(path: str | os.PathLike[str], chunks: Iterable[bytes], *,
-                        durable: bool = True) -> None:
+                        durable: bool = True, temp_folder: str | None = None) -> None:
     """``atomic_write`` of the bytes ``chunks`` yields, for content too large to hold (a
     download): if the iterator raises, the temporary file is removed and ``path`` is
-    untouched, so a check run after the last chunk can still refuse the content."""
+    untouched, so a check run after the last chunk can still refuse the content.
+
+    ``temp_folder`` (on the same file system) holds the temporary file instead of
+    ``path``'s folder, where one left by a killed writer would be mistaken for content.
+    """
     target = os.fspath(path)
     folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{_thread.get_ident()}.tmp")
+    tmp = os.path.join(temp_folder or folder,
+                       f".{name}.{os.getpid()}-{_thread.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
     try:
         for data in chunks:
@@ -135,6 +143,19 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def remove_dead_writers_files(folder: str) -> None:
+    """Remove the temporary files in ``folder`` whose writer (the pid in the name
+    ``atomic_write_chunks`` gives them) is gone: a killed write leaves them behind."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        found = _WRITER.search(name)
+        if found is not None and not in_process_table(int(found.group(1))):
+            discard(os.path.join(folder, name))
 
 
 def discard(path: str) -> None:

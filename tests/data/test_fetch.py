@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
+import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from spawn_db.project import init_project
-from tests.helpers import Result, run_spawn
+from tests.helpers import Result, run_spawn, start_spawn
 
 COUNTRIES = b"code,name\r\nfr,France\r\nde,\"Germany, Federal Republic\"\r\n"
 NO_PROXY = {"no_proxy": "*", "NO_PROXY": "*", "http_proxy": "", "https_proxy": "",
@@ -309,3 +312,36 @@ def test_default_file_names_and_unknown_keys(project: Project) -> None:
         "components/data/geo.geojson", "components/data/plain.csv"]
     assert status.stderr == (f"warning: unknown key `sha265` in {project.config} [data.plain] "
                              "(ignored; the closest known key is `sha256`)\n")
+
+
+def test_a_fetch_killed_midway_leaves_nothing_under_components(project: Project) -> None:
+    """SIGKILL cannot clean up: the half-written file must not be where `spawn migration pin`
+    looks (the pin store records dot-files too), so the output goes to `.spawn/tmp/`, and
+    the next fetch removes what a dead one left there."""
+    gate = project.root / "command.pid"
+    project.declare('[data.people]\ncommand = ["sh", "-c", '
+                    f'"echo id,name; echo 1,ann; echo $$ > {gate}; exec sleep 60"]\n')
+    project.data.mkdir(parents=True)
+    (project.data / "people.csv").write_bytes(b"old\n")
+    fetching = start_spawn("data", "fetch", "people", cwd=project.root, env=NO_PROXY)
+    deadline = time.monotonic() + 30
+    while not gate.exists() or not gate.read_text().strip():
+        assert time.monotonic() < deadline and fetching.poll() is None, "the command never ran"
+        time.sleep(0.02)
+    temporary = project.root / ".spawn" / "tmp"
+    while not any(path.stat().st_size for path in [*temporary.glob(".*"),
+                                                     *project.data.glob(".*")]):
+        assert time.monotonic() < deadline, "spawn wrote nothing of the command's output"
+        time.sleep(0.02)
+    fetching.kill()
+    os.kill(int(gate.read_text()), signal.SIGKILL)  # holds spawn's stderr pipe open
+    fetching.communicate(timeout=30)
+
+    assert project.leftovers() == ["people.csv"]
+    assert (project.data / "people.csv").read_bytes() == b"old\n"
+    project.declare('[data.people]\ncommand = ["echo", "id"]\n')
+    again = project.run("data", "fetch", "people")
+    assert again.exit_code == 0, again.stderr
+    assert (project.data / "people.csv").read_bytes() == b"id\n"
+    assert project.leftovers() == ["people.csv"]
+    assert list(temporary.iterdir()) == []

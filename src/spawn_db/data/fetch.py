@@ -24,7 +24,12 @@ from typing import IO, Literal
 
 from spawn_db.config import Config, DataSource
 from spawn_db.errors import DataSourceError, UsageError
-from spawn_db.fsutil import atomic_write_chunks, is_inside
+from spawn_db.fsutil import (
+    atomic_write_chunks,
+    is_inside,
+    make_private_dir,
+    remove_dead_writers_files,
+)
 
 BLOCK = 1 << 20
 DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a download is abandoned
@@ -133,11 +138,21 @@ def fetch(config: Config, source: DataSource) -> Fetched:
         return Fetched(source, False, path.stat().st_size, source.sha256 or "")
     path.parent.mkdir(parents=True, exist_ok=True)
     check = _Check(source)
-    if source.url is not None:
-        atomic_write_chunks(path, check.chunks(_download(source)))
-    else:
-        atomic_write_chunks(path, check.chunks(_run(config, source)))
+    chunks = check.chunks(_download(source) if source.url is not None else _run(config, source))
+    atomic_write_chunks(path, chunks, temp_folder=_temp_folder(config, path))
     return Fetched(source, True, check.size, check.hasher.hexdigest())
+
+
+def _temp_folder(config: Config, path: Path) -> str | None:
+    """``.spawn/tmp/``: a file a killed fetch leaves there is not under components/, where
+    the next pin would take it for data. None (beside ``path``) across file systems, where
+    the final rename could not work."""
+    folder = config.project_dir / ".spawn" / "tmp"
+    make_private_dir(folder)
+    remove_dead_writers_files(str(folder))
+    if os.stat(folder).st_dev != os.stat(path.parent).st_dev:
+        return None
+    return str(folder)
 
 
 class _Check:
@@ -209,7 +224,7 @@ def _run(config: Config, source: DataSource) -> Iterator[bytes]:
     stdout: IO[bytes] | None = process.stdout
     assert stdout is not None
     try:
-        yield from iter(lambda: stdout.read(BLOCK), b"")
+        yield from iter(lambda: os.read(stdout.fileno(), BLOCK), b"")
     finally:
         stdout.close()
         status = process.wait()
