@@ -240,17 +240,18 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
 
         say_warnings(config)
     if config.several_targets:
-        from spawn_db.cli.fanout import fan_out, ready_for_several
+        from spawn_db.cli.fanout import fan_out, ready_for_several, tenant_details, tenant_jobs
 
-        if not ready_for_several(config, "Apply", yes=yes, tenants=tenants,
-                                 **{"--dry-run": dry_run}):
+        if not ready_for_several(config, "Apply", yes=yes, **{"--dry-run": dry_run}):
             note("Cancelled; nothing was applied.")
             return
         work = TargetApply(migration_name, variables_path, pinned=not no_pin, retry=retry,
                            lock_timeout=lock_timeout, choice=choice, check_drift=check_drift,
-                           hooks=not no_hooks)
+                           hooks=not no_hooks, tenants=tenants,
+                           tenant_jobs=tenant_jobs(config, jobs),
+                           continue_on_error=continue_on_error)
         fan_out(config, "applying", work, jobs=jobs, canary=canary,
-                continue_on_error=continue_on_error, fmt=fmt)
+                continue_on_error=continue_on_error, fmt=fmt, details=tenant_details)
         return
     variables = load_variables_option(config, variables_path)
     fleet = _tenant_phase(config, tenants, jobs=jobs, canary=canary,
@@ -370,10 +371,12 @@ class TargetApply:
     choice: PlanChoice
     check_drift: bool
     hooks: bool
+    tenants: str | None = None
+    tenant_jobs: int = 1
+    continue_on_error: bool = False
 
     def __call__(self, config: Config) -> Done:
-        from spawn_db.cli.fanout import target_output
-        from spawn_db.fleet.runner import Done
+        from spawn_db.cli.fanout import target_output, with_tenants
         from spawn_db.migrate.apply import apply as run_apply
         from spawn_db.migrate.hooks import Hooks
 
@@ -383,13 +386,19 @@ class TargetApply:
 
             drift_refusal(config, pinned=self.pinned, variables=variables)
         output = target_output(config.target().name)
+        fleet = _tenant_phase(config, self.tenants, jobs=self.tenant_jobs, canary=0,
+                              continue_on_error=self.continue_on_error, retry=self.retry,
+                              pinned=self.pinned, variables=variables, bar=False,
+                              only=_resolved(config, self.migration_name))
         result = run_apply(config, self.migration_name, pinned=self.pinned, retry=self.retry,
                            variables=variables, lock_timeout=self.lock_timeout,
                            with_requires=self.choice.with_requires,
                            allow_draft=self.choice.allow_draft,
                            repeatables=self.choice.repeatables,
-                           hooks=Hooks(config, variables, enabled=self.hooks, output=output))
-        return Done(_target_summary(result), _target_json(result))
+                           hooks=Hooks(config, variables, enabled=self.hooks, output=output),
+                           after_shared=fleet)
+        return with_tenants(config, _target_summary(result), _target_json(result),
+                            result.after_shared, "apply")
 
 
 def _target_summary(result: ApplyResult) -> str:
@@ -733,8 +742,10 @@ class TargetStatus:
                 f"{len(report.troubled)} migration(s) broken or modified since applied "
                 f"({found}); `spawn --target {config.target().name} migration status` "
                 "shows the table")
+        from spawn_db.cli.fanout import status_with_tenants
+
         data = _status_json(report) if self.fmt == "json" else format_status(report)
-        return Done(_status_summary(report), data)
+        return Done(_status_summary(report), status_with_tenants(config, data))
 
 
 def _status_tables(report: FleetReport) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -42,12 +42,10 @@ def fan_out(config: Config, verb: str, work: Callable[[Config], Done], *, jobs: 
         raise SystemExit(1)
 
 
-def ready_for_several(config: Config, verb: str, *, yes: bool, tenants: str | None,
-                      **flags: bool) -> bool:
+def ready_for_several(config: Config, verb: str, *, yes: bool, **flags: bool) -> bool:
     """The checks before apply or revert change several targets: no single-target option
-    (``flags``), no tenant parts, and one confirmation for the fleet; False if declined."""
+    (``flags``), and one confirmation for the fleet; False if declined."""
     refuse_for_several(config, **flags)
-    refuse_tenants_for_several(config, tenants)
     return confirm_targets(config.several_targets, verb, yes)
 
 
@@ -96,12 +94,78 @@ def headed(name: str, text: str) -> str:
     return f"== target {name} ==\n{text}"
 
 
-def refuse_tenants_for_several(config: Config, tenants: str | None) -> None:
-    """Tenant parts are applied per target only one target at a time, for now: an apply
-    over several targets would otherwise leave every tenant schema behind, silently."""
-    if config.tenants is not None and tenants != "none":
-        from spawn_db.errors import UsageError
+def tenant_jobs(config: Config, jobs: int) -> int:
+    """The tenant workers each target gets when several targets run: ``--jobs`` bounds the
+    whole run, so the ``min(jobs, targets)`` targets running at once share it (one each at
+    least). At most ``jobs`` tenant workers run at a time, whatever the fleet."""
+    return max(1, jobs // max(1, min(jobs, len(config.several_targets))))
 
-        raise UsageError("tenant parts cannot run on several targets at once yet; run "
-                         "them one target at a time (--target NAME), or pass --tenants none "
-                         "to leave them out and run only the shared parts on every target")
+
+def with_tenants(config: Config, summary: str, data: dict[str, Any], report: object,
+                 verb: str) -> Done:
+    """One target's outcome with its tenant report (``report``, the tenant phase's
+    ``FleetReport``, or None): the per-tenant results go into ``data["tenants"]``; a failed
+    or skipped tenant makes the target a failure that keeps them."""
+    from spawn_db.cli.fleet import fleet_json
+    from spawn_db.fleet.runner import Done, FleetReport, UnitFailed
+
+    if not isinstance(report, FleetReport) or not report.results:
+        return Done(summary, data)
+    data["tenants"] = fleet_json(report)
+    if report.ok:
+        return Done(f"{summary}; {tenant_counts(report, verb)}", data)
+    names = ",".join(r.name for r in (*report.failed, *report.skipped))
+    name = config.target().name
+    failed = (f"{len(report.failed)} of {len(report.results)} tenants failed"
+              + (f" and {len(report.skipped)} {'was' if len(report.skipped) == 1 else 'were'}"
+                 " skipped" if report.skipped else ""))
+    if verb == "revert":
+        raise UnitFailed(
+            f"{failed} to revert their tenant parts ({names}), so the shared down scripts "
+            "did not run; its tenant report lists each failure; fix them, then run the "
+            f"revert again with --target {name}", data)
+    raise UnitFailed(
+        f"{failed} ({names}) after the shared parts ({summary}); its tenant report lists "
+        f"each failure; fix them, then run `spawn --target {name} migration apply "
+        f"--tenants {names} --retry`", data)
+
+
+PAST = {"apply": "applied", "revert": "reverted"}
+IDLE = ("up to date", "nothing to revert")  # ``fleet.tenant_run``'s tenants with no work
+
+
+def tenant_counts(report: FleetReport, verb: str) -> str:
+    """``tenant parts applied in 2 of 3 tenants``."""
+    busy = sum(1 for r in report.results if r.summary not in IDLE)
+    return f"tenant parts {PAST[verb]} in {busy} of {len(report.results)} tenants"
+
+
+def tenant_details(report: FleetReport) -> None:
+    """Each target's tenant report under its name (the failures, the counts), for the
+    targets that ran tenant parts."""
+    from spawn_db.cli.output import info
+    from spawn_db.cli.tenant import print_tenant_report
+    from spawn_db.fleet.runner import FleetReport, UnitResult
+
+    for result in report.results:
+        found = result.data.get("tenants") if isinstance(result.data, dict) else None
+        if not found:
+            continue
+        info(f"== target {result.name} ==")
+        print_tenant_report(FleetReport(tuple(
+            UnitResult(r["name"], r["state"], r["seconds"], r["summary"], r["error"] or "")
+            for r in found["results"])))
+
+
+def status_with_tenants(config: Config, data: str | dict[str, Any]) -> str | dict[str, Any]:
+    """One target's status (its table, or its JSON document) with its tenants: the summary
+    line single-target ``status`` prints, or ``tenants`` as in its JSON."""
+    if config.tenants is None:
+        return data
+    from spawn_db.cli.tenant import state_json, tenant_summary
+    from spawn_db.fleet.tenant_ops import tenant_states
+
+    states = tenant_states(config)
+    if isinstance(data, dict):
+        return {**data, "tenants": [state_json(s) for s in states]}
+    return f"{data}\n{tenant_summary(states)}"

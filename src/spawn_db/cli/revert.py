@@ -27,8 +27,11 @@ from spawn_db.cli.output import SETTINGS, emit_json, info, note, write_sql
 from spawn_db.cli.tenant import tenants_option
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from spawn_db.config import Config
-    from spawn_db.fleet.runner import Done
+    from spawn_db.fleet.runner import Done, FleetReport
+    from spawn_db.fleet.tenant_run import FleetRequest
     from spawn_db.migrate.revert import PlannedRevert, RevertPlan, RevertRequest, RevertResult
 
 
@@ -94,45 +97,49 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
     request.check()
     config = app.config()
     if config.several_targets:
-        from spawn_db.cli.fanout import fan_out, ready_for_several
+        from spawn_db.cli.fanout import fan_out, ready_for_several, tenant_details, tenant_jobs
 
-        if not ready_for_several(config, "Revert", yes=yes, tenants=tenants,
-                                 **{"--dry-run": dry_run}):
+        if not ready_for_several(config, "Revert", yes=yes, **{"--dry-run": dry_run}):
             note("Cancelled; nothing was reverted.")
             return
         work = TargetRevert(request, variables_path, pinned=not no_pin,
-                            lock_timeout=lock_timeout, hooks=not no_hooks)
+                            lock_timeout=lock_timeout, hooks=not no_hooks, tenants=tenants,
+                            tenant_jobs=tenant_jobs(config, jobs),
+                            continue_on_error=continue_on_error)
         fan_out(config, "reverting", work, jobs=jobs, canary=canary,
-                continue_on_error=continue_on_error, fmt=fmt)
+                continue_on_error=continue_on_error, fmt=fmt, details=tenant_details)
         return
     variables = load_variables_option(config, variables_path)
     if dry_run:
         _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt)
         return
+    from spawn_db.fleet.tenant_run import FleetRequest
+
+    fleet = FleetRequest(jobs, canary, continue_on_error)
     _run(config, request, pinned=not no_pin, variables=variables, yes=yes,
-         lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks, tenants=tenants)
+         lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks, tenants=tenants, fleet=fleet)
 
 
 def _tenant_downs(config: Config, given: str | None, *, pinned: bool, variables: Any,
-                  fmt: str) -> Any:
-    """revert's ``before_shared``: the tenant parts' down scripts, or None."""
+                  fleet: FleetRequest, report: Callable[[FleetReport], None]) -> Any:
+    """revert's ``before_shared``: the tenant parts' down scripts (on ``fleet.jobs``
+    sessions), or None."""
     from spawn_db.fleet.tenant_ops import default_choice, revert_phase
-    from spawn_db.fleet.tenant_run import FleetRequest
     from spawn_db.migrate.apply import pins_optional
 
     choice = default_choice(config, given)
     if choice == "none":
         return None
-    from spawn_db.cli.tenant import print_tenant_report
-
-    return revert_phase(config, choice, FleetRequest(), pinned=pinned,
+    return revert_phase(config, choice, fleet, pinned=pinned,
                         unpinned_from_tree=pins_optional(config, pinned), variables=variables,
-                        report=lambda report: print_tenant_report(report, fmt=fmt))
+                        report=report)
 
 
 def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any, yes: bool,
          lock_timeout: float, fmt: str, no_hooks: bool = False,
-         tenants: str | None = None) -> None:
+         tenants: str | None = None, fleet: FleetRequest | None = None) -> None:
+    from spawn_db.cli.tenant import print_tenant_report
+    from spawn_db.fleet.tenant_run import FleetRequest
     from spawn_db.migrate.hooks import Hooks
     from spawn_db.migrate.revert import revert as run_revert
 
@@ -145,8 +152,10 @@ def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any
                             reporter=reporter, confirm=confirm, lock_timeout=lock_timeout,
                             hooks=Hooks(config, variables, enabled=not no_hooks,
                                         output=reporter.output),
-                            before_shared=_tenant_downs(config, tenants, pinned=pinned,
-                                                        variables=variables, fmt=fmt))
+                            before_shared=_tenant_downs(
+                                config, tenants, pinned=pinned, variables=variables,
+                                fleet=fleet or FleetRequest(),
+                                report=lambda report: print_tenant_report(report, fmt=fmt)))
     finally:
         reporter.close_line()
     if fmt == "json":
@@ -165,21 +174,37 @@ class TargetRevert:
     pinned: bool
     lock_timeout: float
     hooks: bool
+    tenants: str | None = None
+    tenant_jobs: int = 1
+    continue_on_error: bool = False
 
     def __call__(self, config: Config) -> Done:
-        from spawn_db.cli.fanout import target_output
-        from spawn_db.fleet.runner import Done
+        from spawn_db.cli.fanout import target_output, with_tenants
+        from spawn_db.errors import MigrationFailed
+        from spawn_db.fleet.tenant_run import FleetRequest
         from spawn_db.migrate.hooks import Hooks
         from spawn_db.migrate.revert import revert as run_revert
 
         variables = load_variables_option(config, self.variables_path)
         output = target_output(config.target().name)
-        result = run_revert(config, self.request, pinned=self.pinned, variables=variables,
-                            lock_timeout=self.lock_timeout,
-                            hooks=Hooks(config, variables, enabled=self.hooks, output=output))
+        tenants: list[FleetReport] = []
+        downs = _tenant_downs(config, self.tenants, pinned=self.pinned, variables=variables,
+                              fleet=FleetRequest(self.tenant_jobs, 0, self.continue_on_error),
+                              report=tenants.append)
+        try:
+            result = run_revert(config, self.request, pinned=self.pinned, variables=variables,
+                                lock_timeout=self.lock_timeout, before_shared=downs,
+                                hooks=Hooks(config, variables, enabled=self.hooks,
+                                            output=output))
+        except MigrationFailed:
+            if not tenants or tenants[0].ok:
+                raise
+            with_tenants(config, "", {"reverted": []}, tenants[0], "revert")
+            raise
         count = len(result.reverted)
         summary = f"{count} reverted" if count else "nothing to revert"
-        return Done(summary, _result_json(result))
+        return with_tenants(config, summary, _result_json(result), result.before_shared,
+                            "revert")
 
 
 def _summary(result: RevertResult, request: RevertRequest) -> str:
