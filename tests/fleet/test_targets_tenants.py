@@ -168,3 +168,168 @@ def test_a_failing_tenant_on_one_target_fails_that_target(make_fleet: MakeFleet,
     assert shard1["state"] == "failed"
     assert {t["name"]: t["state"] for t in shard1["data"]["tenants"]["results"]}["b2"] == \
         "failed"
+
+
+def history_everywhere(fleet: Fleet) -> list[str]:
+    """Every history row of both targets, all namespaces (empty without a tracking
+    schema)."""
+    return [fleet.db(n).query(
+        "SELECT string_agg(concat_ws('|', m.namespace, m.name, h.activity_id_activity, "
+        "h.status_id_status), E'\\n' ORDER BY h.migration_history_id) FROM "
+        "_spawn.migration_history h JOIN _spawn.migration m ON m.migration_id = "
+        "h.migration_id_migration") if fleet.has_tracking(n) else "" for n in (1, 2)]
+
+
+def test_dry_run_over_two_targets_prints_each_plan_and_touches_nothing(
+        make_fleet: MakeFleet) -> None:
+    fleet, first, second = tenant_fleet(make_fleet, ["acme", "globex"])
+    assert fleet.run("--target", "shard-1", "migration", "apply", "--yes",
+                     "--tenants", "acme").exit_code == 0
+    before = history_everywhere(fleet)
+    pin = next(line.split("pin ")[1].split()[0] for line in fleet.run(
+        "--target", "shard-2", "migration", "apply", "--dry-run").stdout.splitlines()
+        if line.startswith(first))
+    checksum = next(line.split("checksum ")[1] for line in fleet.run(
+        "--target", "shard-2", "migration", "apply", "--dry-run").stdout.splitlines()
+        if line.startswith(first))
+
+    result = fleet.run("--target", "shard-*", "migration", "apply", "--dry-run")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "== target shard-1 ==\n"
+        f"tenant globex (tenant_globex): {first}, {second}\n"
+        "== target shard-2 ==\n"
+        f"{first}  pin {pin}  checksum {checksum}\n"
+        f"tenant acme (tenant_acme): {first}, {second}\n"
+        f"tenant globex (tenant_globex): {first}, {second}\n")
+    assert result.stderr == (
+        "Dry run: would apply 0 migrations (1 already applied); nothing was written.\n"
+        "Then 2 tenant parts in 1 of 2 tenants.\n"
+        "Dry run: would apply 1 migration (0 already applied); nothing was written.\n"
+        "Then 4 tenant parts in 2 of 2 tenants.\n")
+    assert history_everywhere(fleet) == before
+    assert not fleet.has_tracking(2)
+
+    as_json = fleet.run("--target", "shard-*", "migration", "apply", "--dry-run", "--sql",
+                        "--format", "json")
+    assert as_json.exit_code == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert [(r["name"], r["state"]) for r in report["results"]] == [
+        ("shard-1", "ok"), ("shard-2", "ok")]
+    plans = [r["data"] for r in report["results"]]
+    assert [[m["name"] for m in p["to_apply"]] for p in plans] == [[], [first]]
+    assert plans[1]["to_apply"][0]["sql"] == "CREATE TABLE public.plans (id int);"
+    assert [[(t["name"], t["to_run"]) for t in p["tenants"]] for p in plans] == [
+        [("acme", []), ("globex", [first, second])],
+        [("acme", [first, second]), ("globex", [first, second])]]
+
+    reverts = fleet.run("--target", "shard-*", "migration", "revert", "--dry-run",
+                        "--steps", "1")
+    assert reverts.exit_code == 1
+    assert [line.split(": pin")[0] for line in reverts.stdout.splitlines()] == [
+        "== target shard-1 ==",
+        f"-- spawn migration {first} (revert tenant acme, schema tenant_acme)",
+        "DROP TABLE users;", f"-- spawn migration {first} (revert)",
+        "DROP TABLE public.plans;", "== target shard-2 =="]
+    assert reverts.stderr.splitlines() == [
+        "Tenant parts first: 1 tenant part (tenant_down.sql) in 1 tenant.",
+        "Dry run: would revert 1 migration (1 applied); nothing was written.",
+        "error: target shard-2: --steps 1 asks to revert 1 migrations, but none is applied; "
+        "nothing can be reverted",
+        "error: the dry run failed on 1 of 2 targets (shard-2); each target's error is "
+        "above; run `spawn --target NAME migration ... --dry-run` for one of them alone"]
+    assert history_everywhere(fleet) == before
+
+
+def test_revert_dry_run_lists_each_tenants_down_scripts_first(make_fleet: MakeFleet) -> None:
+    fleet, first, second = tenant_fleet(make_fleet, ["acme", "globex"])
+    project = fleet.project
+    assert project.run("migration", "apply", "--yes").exit_code == 0
+    assert project.run("migration", "revert", second, "--yes", "--tenants",
+                       "globex").exit_code == 0
+    before = history_everywhere(fleet)
+
+    result = project.run("migration", "revert", first, "--dry-run")
+
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert [line.split(": pin")[0] for line in out if line.startswith("--")] == [
+        f"-- spawn migration {first} (revert tenant acme, schema tenant_acme)",
+        f"-- spawn migration {first} (revert tenant globex, schema tenant_globex)",
+        f"-- spawn migration {first} (revert)"]
+    assert [line for line in out if not line.startswith("--")] == [
+        "DROP TABLE users;", "DROP TABLE users;", "DROP TABLE public.plans;"]
+    assert result.stderr == (
+        "Tenant parts first: 2 tenant parts (tenant_down.sql) in 2 tenants.\n"
+        "Dry run: would revert 1 migration (1 applied); nothing was written.\n")
+
+    only = project.run("migration", "revert", second, "--dry-run", "--format", "json")
+    assert only.exit_code == 0, only.stderr
+    found = json.loads(only.stdout)
+    assert (found["to_revert"], found["applied"]) == ([], None)
+    assert [(p["tenant"], p["schema"], p["name"], p["sql"]) for p in found["tenant_parts"]] \
+        == [("acme", "tenant_acme", second, "DROP TABLE orders;")]
+    assert history_everywhere(fleet) == before
+
+
+def test_a_tenant_only_migration_is_reverted_in_the_tenants(make_fleet: MakeFleet) -> None:
+    fleet, first, second = tenant_fleet(make_fleet, ["acme", "globex", "initech"])
+    project = fleet.project
+    db = fleet.db(1)
+    assert project.run("migration", "apply", "--yes").exit_code == 0
+    shared = history(db)
+
+    result = project.run("migration", "revert", second, "--tenants", "acme,initech")
+
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stdout) == ["2 tenants: 2 ok, 0 failed, 0 skipped; slowest " +
+                                    result.stdout.split("slowest ")[1].split(" ")[0]]
+    assert result.stderr == f"Reverted the tenant part of {second} in 2 of 2 tenants.\n"
+    for name in ("acme", "initech"):
+        assert tables(db, f"tenant_{name}") == ["users"]
+        assert history(db, f"tenant:{name}")[-2:] == [(second, "REVERT", "ATTEMPTED"),
+                                                     (second, "REVERT", "SUCCESS")]
+    assert tables(db, "tenant_globex") == ["orders", "users"]
+    assert history(db, "tenant:globex")[-1] == (second, "APPLY", "SUCCESS")
+    assert history(db) == shared  # nothing in default
+
+    rest = project.run("migration", "revert", second, "--format", "json")
+    assert rest.exit_code == 0, rest.stderr
+    assert {r["name"]: r["summary"] for r in json.loads(rest.stdout)["tenants"]["results"]} \
+        == {"acme": "nothing to revert", "globex": "1 tenant part reverted",
+            "initech": "nothing to revert"}
+    assert tables(db, "tenant_globex") == ["users"]
+
+    none = project.run("migration", "revert", second, "--tenants", "none")
+    assert none.exit_code == 2
+    assert "has only a tenant part (tenant.sql), and --tenants none" in none.stderr
+
+    fleet_wide = fleet.run("--target", "shard-*", "migration", "apply", "--yes")
+    assert fleet_wide.exit_code == 0, fleet_wide.stderr
+    back = fleet.run("--target", "shard-*", "migration", "revert", second, "--yes",
+                     "--format", "json")
+    assert back.exit_code == 0, back.stderr
+    assert [(r["name"], r["summary"]) for r in json.loads(back.stdout)["results"]] == [
+        (f"shard-{n}", "only tenant parts; tenant parts reverted in 3 of 3 tenants")
+        for n in (1, 2)]
+    assert tables(fleet.db(2), "tenant_acme") == ["users"]
+
+
+def test_revert_runs_tenant_parts_on_jobs_sessions(make_fleet: MakeFleet) -> None:
+    fleet = make_fleet(1)
+    project = fleet.project
+    set_tenants(project, tenant_list(["t1", "t2", "t3", "t4"]))
+    db = fleet.db(1)
+    db.query("CREATE TABLE public.pids (tenant text, pid int)")
+    part = add(project, "x", tenant="CREATE TABLE x (id int);\n",
+               tenant_down="DROP TABLE x;\nINSERT INTO public.pids VALUES ({{ tenant }}, "
+                           "pg_backend_pid());\n")
+    assert project.run("migration", "apply", "--yes").exit_code == 0
+
+    result = project.run("migration", "revert", part, "--jobs", "2")
+
+    assert result.exit_code == 0, result.stderr
+    assert db.query("SELECT count(*) || ' ' || count(DISTINCT pid) FROM public.pids") == "4 2"
+    for name in ("t1", "t2", "t3", "t4"):
+        assert history(db, f"tenant:{name}")[-1] == (part, "REVERT", "SUCCESS")

@@ -239,10 +239,25 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         from spawn_db.cli.repeatable import say_warnings
 
         say_warnings(config)
+    if config.several_targets and dry_run:
+        from spawn_db.cli.fanout import dry_run_targets
+
+        def dry_run_one(target: Config, emit: Any) -> None:
+            variables = load_variables_option(target, variables_path)
+            if check_drift:
+                from spawn_db.cli.drift import refuse_drift
+
+                refuse_drift(target, pinned=not no_pin, variables=variables)
+            _dry_run(target, migration_name, pinned=not no_pin, retry=retry,
+                     variables=variables, show_sql=show_sql, fmt=fmt, choice=choice,
+                     tenants=tenants, emit=emit)
+
+        dry_run_targets(config, dry_run_one, fmt)
+        return
     if config.several_targets:
         from spawn_db.cli.fanout import fan_out, ready_for_several, tenant_details, tenant_jobs
 
-        if not ready_for_several(config, "Apply", yes=yes, **{"--dry-run": dry_run}):
+        if not ready_for_several(config, "Apply", yes=yes):
             note("Cancelled; nothing was applied.")
             return
         work = TargetApply(migration_name, variables_path, pinned=not no_pin, retry=retry,
@@ -479,7 +494,7 @@ def _plan_notes(plan: ApplyPlan) -> None:
 
 def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry: bool,
              variables: Any, show_sql: bool, fmt: str, choice: PlanChoice,
-             tenants: str | None = None) -> None:
+             tenants: str | None = None, emit: Any = emit_json) -> None:
     """Print the plan to stdout (and with ``show_sql`` each migration's SQL as rendered),
     the summary to stderr; end with apply's own error when it would stop at a failure."""
     from spawn_db.migrate.apply import plan_apply
@@ -531,7 +546,7 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
             found["tenants"] = [{"name": p.tenant.name, "schema": p.tenant.schema,
                                  "to_run": list(p.to_run), "blocked": p.blocked}
                                 for p in plans]
-        emit_json(found)
+        emit(found)
     else:
         for plan in plans:
             if not plan.up_to_date:

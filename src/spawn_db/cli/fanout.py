@@ -42,10 +42,9 @@ def fan_out(config: Config, verb: str, work: Callable[[Config], Done], *, jobs: 
         raise SystemExit(1)
 
 
-def ready_for_several(config: Config, verb: str, *, yes: bool, **flags: bool) -> bool:
-    """The checks before apply or revert change several targets: no single-target option
-    (``flags``), and one confirmation for the fleet; False if declined."""
-    refuse_for_several(config, **flags)
+def ready_for_several(config: Config, verb: str, *, yes: bool) -> bool:
+    """Before apply or revert change several targets: one confirmation for the fleet;
+    False if declined."""
     return confirm_targets(config.several_targets, verb, yes)
 
 
@@ -63,19 +62,6 @@ def confirm_targets(names: Sequence[str], verb: str, yes: bool) -> bool:
             "ask because standard input is not a terminal; pass --yes to go ahead")
     click.echo(f"{len(names)} targets: {listing}", err=True)
     return click.confirm(f"{verb} on these {len(names)} targets?", default=False, err=True)
-
-
-def refuse_for_several(config: Config, **flags: bool) -> None:
-    """A usage error (exit 2) for each option given that works on one target only."""
-    given = [name for name, on in flags.items() if on]
-    if config.several_targets and given:
-        from spawn_db.errors import UsageError
-
-        options = " and ".join(given)
-        raise UsageError(
-            f"{options} works on one target at a time, and the target selection names "
-            f"{len(config.several_targets)} ({', '.join(config.several_targets)}); pass one "
-            "target with --target NAME")
 
 
 def target_output(name: str) -> Callable[[str], None]:
@@ -169,3 +155,45 @@ def status_with_tenants(config: Config, data: str | dict[str, Any]) -> str | dic
     if isinstance(data, dict):
         return {**data, "tenants": [state_json(s) for s in states]}
     return f"{data}\n{tenant_summary(states)}"
+
+
+def dry_run_targets(config: Config, run: Callable[[Config, Callable[[Any], None]], None],
+                    fmt: str) -> None:
+    """``--dry-run`` over several targets: ``run`` (the single-target dry run) for each
+    target in turn, under ``== target NAME ==`` (text), or as one fleet document whose
+    ``data`` is each target's plan (``run`` hands it to the ``emit`` it is given).
+    Read-only like the dry run itself; a target whose dry run fails is reported and the
+    others still run; exit 1 if any failed."""
+    import time
+
+    from spawn_db.cli.fleet import emit_fleet_json
+    from spawn_db.cli.output import finding, info
+    from spawn_db.errors import MigrationError, SpawnError
+    from spawn_db.fleet.runner import FAILED, OK, FleetReport, UnitResult
+    from spawn_db.fleet.targets import for_target
+
+    results: list[UnitResult] = []
+    for name in config.several_targets:
+        documents: list[Any] = []
+        if fmt != "json":
+            info(f"== target {name} ==")
+        started = time.monotonic()
+        try:
+            run(for_target(config, name), documents.append)
+        except SpawnError as exc:
+            if fmt != "json":
+                finding(f"target {name}: {exc}")
+            results.append(UnitResult(name, FAILED, time.monotonic() - started,
+                                      error=str(exc)))
+            continue
+        results.append(UnitResult(name, OK, time.monotonic() - started, "dry run",
+                                  data=documents[0] if documents else None))
+    report = FleetReport(tuple(results))
+    if fmt == "json":
+        emit_fleet_json(report)
+    if not report.ok:
+        names = ", ".join(r.name for r in report.failed)
+        raise MigrationError(
+            f"the dry run failed on {len(report.failed)} of {len(results)} targets ({names}); "
+            "each target's error is above; run `spawn --target NAME migration ... --dry-run` "
+            "for one of them alone")

@@ -3,6 +3,7 @@ print."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -27,8 +28,6 @@ from spawn_db.cli.output import SETTINGS, emit_json, info, note, write_sql
 from spawn_db.cli.tenant import tenants_option
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from spawn_db.config import Config
     from spawn_db.fleet.runner import Done, FleetReport
     from spawn_db.fleet.tenant_run import FleetRequest
@@ -96,10 +95,17 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
     request = RevertRequest(migration_name, steps, to, retry)
     request.check()
     config = app.config()
+    if config.several_targets and dry_run:
+        from spawn_db.cli.fanout import dry_run_targets
+
+        dry_run_targets(config, lambda target, emit: _dry_run(
+            target, request, pinned=not no_pin, fmt=fmt, tenants=tenants, emit=emit,
+            variables=load_variables_option(target, variables_path)), fmt)
+        return
     if config.several_targets:
         from spawn_db.cli.fanout import fan_out, ready_for_several, tenant_details, tenant_jobs
 
-        if not ready_for_several(config, "Revert", yes=yes, **{"--dry-run": dry_run}):
+        if not ready_for_several(config, "Revert", yes=yes):
             note("Cancelled; nothing was reverted.")
             return
         work = TargetRevert(request, variables_path, pinned=not no_pin,
@@ -111,11 +117,20 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
         return
     variables = load_variables_option(config, variables_path)
     if dry_run:
-        _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt)
+        _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt,
+                 tenants=tenants)
         return
+    from spawn_db.fleet.tenant_ops import tenant_only
     from spawn_db.fleet.tenant_run import FleetRequest
 
     fleet = FleetRequest(jobs, canary, continue_on_error)
+    only = tenant_only(config, migration_name)
+    if only is not None:
+        from spawn_db.cli.tenant import revert_tenant_part
+
+        revert_tenant_part(config, only, tenants, fleet=fleet, lock_timeout=lock_timeout,
+                           pinned=not no_pin, variables=variables, fmt=fmt)
+        return
     _run(config, request, pinned=not no_pin, variables=variables, yes=yes,
          lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks, tenants=tenants, fleet=fleet)
 
@@ -181,16 +196,23 @@ class TargetRevert:
     def __call__(self, config: Config) -> Done:
         from spawn_db.cli.fanout import target_output, with_tenants
         from spawn_db.errors import MigrationFailed
+        from spawn_db.fleet.tenant_ops import revert_tenant_only, tenant_only
         from spawn_db.fleet.tenant_run import FleetRequest
         from spawn_db.migrate.hooks import Hooks
         from spawn_db.migrate.revert import revert as run_revert
 
         variables = load_variables_option(config, self.variables_path)
         output = target_output(config.target().name)
+        fleet = FleetRequest(self.tenant_jobs, 0, self.continue_on_error)
+        only = tenant_only(config, self.request.migration)
+        if only is not None:
+            report = revert_tenant_only(config, only, self.tenants, fleet, pinned=self.pinned,
+                                        lock_timeout=self.lock_timeout, variables=variables)
+            return with_tenants(config, "only tenant parts", {"reverted": []}, report,
+                                "revert")
         tenants: list[FleetReport] = []
         downs = _tenant_downs(config, self.tenants, pinned=self.pinned, variables=variables,
-                              fleet=FleetRequest(self.tenant_jobs, 0, self.continue_on_error),
-                              report=tenants.append)
+                              fleet=fleet, report=tenants.append)
         try:
             result = run_revert(config, self.request, pinned=self.pinned, variables=variables,
                                 lock_timeout=self.lock_timeout, before_shared=downs,
@@ -236,28 +258,46 @@ def _result_json(result: RevertResult) -> dict[str, Any]:
 
 
 def _dry_run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any,
-             fmt: str) -> None:
+             fmt: str, tenants: str | None = None,
+             emit: Callable[[dict[str, Any]], None] = emit_json) -> None:
     """Print each down script that would run (a header line, then its rendered SQL) to
-    stdout and the summary to stderr; as JSON, the plan with the SQL."""
+    stdout, the tenant parts' first (they run first), and the summary to stderr; as
+    JSON, the plan with the SQL (to ``emit``)."""
+    from spawn_db.cli.tenant import dry_run_tenant_downs
+    from spawn_db.fleet.tenant_ops import tenant_only
     from spawn_db.migrate.revert import plan_revert
 
     texts: dict[str, str] = {}
+    shared: list[tuple[str, bytes]] = []
 
     def each(item: PlannedRevert, sql: IO[bytes]) -> None:
         if fmt == "json":
             texts[item.name] = sql.read().decode("utf-8")
             return
-        info(f"-- spawn migration {item.name} (revert): pin {item.pin or '-'}, "
-             f"checksum {item.checksum}")
-        write_sql(sql.read())
+        shared.append((f"-- spawn migration {item.name} (revert): pin {item.pin or '-'}, "
+                       f"checksum {item.checksum}", sql.read()))
 
-    plan, planned = plan_revert(config, request, pinned=pinned, variables=variables, each=each)
+    only = tenant_only(config, request.migration)
+    plan, planned = (None, ()) if only is not None else plan_revert(
+        config, request, pinned=pinned, variables=variables, each=each)
+    names = (only,) if only is not None else plan.to_revert if plan is not None else ()
+    tenant_rows = dry_run_tenant_downs(config, tenants, names, pinned=pinned,
+                                       variables=variables, fmt=fmt)
+    for header, sql in shared:
+        info(header)
+        write_sql(sql)
     if fmt == "json":
-        emit_json({
+        found: dict[str, Any] = {
             "to_revert": [{"name": p.name, "pin": p.pin, "checksum": p.checksum,
                            "size": p.size, "sql": texts[p.name]} for p in planned],
-            "applied": plan.applied,
-        })
+            "applied": None if plan is None else plan.applied,
+        }
+        if config.tenants is not None:
+            found["tenant_parts"] = tenant_rows
+        emit(found)
+        return
+    if plan is None:
+        note(f"Dry run: would revert only the tenant part of {only}; nothing was written.")
         return
     count = len(planned)
     noun = "migration" if count == 1 else "migrations"
