@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_fanout_cli import Fleet, MakeFleet, fleets
-from tests.conftest import DbProject, PgServer
+from tests.conftest import PgServer
 from tests.fleet.test_tenants import add, set_tenants, tables, tenant_list
 from tests.migrate.history import history
 
@@ -158,8 +158,8 @@ def test_a_failing_tenant_on_one_target_fails_that_target(make_fleet: MakeFleet,
         # Nothing new starts after the failure: not c3, not the second target.
         assert history(db1, "tenant:c3") == []
         assert "3 tenants: 1 ok, 1 failed, 1 skipped" in result.stdout
-        assert out[-2:] == ["- target shard-2: skipped (an earlier failure stopped the run)", "2 targets: 0 ok, 1 failed, "
-                            "1 skipped; slowest shard-1"]
+        assert out[-2:] == ["- target shard-2: skipped (an earlier failure stopped the run)",
+                            "2 targets: 0 ok, 1 failed, 1 skipped; slowest shard-1"]
         assert not fleet.has_tracking(2)
 
     report = json.loads(fleet.run("--target", "shard-*", "migration", "apply", "--yes",
@@ -274,7 +274,7 @@ def test_revert_dry_run_lists_each_tenants_down_scripts_first(make_fleet: MakeFl
 
 
 def test_a_tenant_only_migration_is_reverted_in_the_tenants(make_fleet: MakeFleet) -> None:
-    fleet, first, second = tenant_fleet(make_fleet, ["acme", "globex", "initech"])
+    fleet, _, second = tenant_fleet(make_fleet, ["acme", "globex", "initech"])
     project = fleet.project
     db = fleet.db(1)
     assert project.run("migration", "apply", "--yes").exit_code == 0
