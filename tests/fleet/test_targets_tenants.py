@@ -243,11 +243,10 @@ def test_dry_run_over_two_targets_prints_each_plan_and_touches_nothing(
 
 
 def test_revert_dry_run_lists_each_tenants_down_scripts_first(make_fleet: MakeFleet) -> None:
-    fleet, first, second = tenant_fleet(make_fleet, ["acme", "globex"])
+    fleet, first, second = tenant_fleet(make_fleet, ["acme", "globex", "initech"])
     project = fleet.project
     assert project.run("migration", "apply", "--yes").exit_code == 0
-    assert project.run("migration", "revert", second, "--yes", "--tenants",
-                       "globex").exit_code == 0
+    assert project.run("tenant", "drop", "initech", "--yes").exit_code == 0
     before = history_everywhere(fleet)
 
     result = project.run("migration", "revert", first, "--dry-run")
@@ -269,7 +268,8 @@ def test_revert_dry_run_lists_each_tenants_down_scripts_first(make_fleet: MakeFl
     found = json.loads(only.stdout)
     assert (found["to_revert"], found["applied"]) == ([], None)
     assert [(p["tenant"], p["schema"], p["name"], p["sql"]) for p in found["tenant_parts"]] \
-        == [("acme", "tenant_acme", second, "DROP TABLE orders;")]
+        == [("acme", "tenant_acme", second, "DROP TABLE orders;"),
+            ("globex", "tenant_globex", second, "DROP TABLE orders;")]
     assert history_everywhere(fleet) == before
 
 
@@ -322,12 +322,13 @@ def test_revert_runs_tenant_parts_on_jobs_sessions(make_fleet: MakeFleet) -> Non
     set_tenants(project, tenant_list(["t1", "t2", "t3", "t4"]))
     db = fleet.db(1)
     db.query("CREATE TABLE public.pids (tenant text, pid int)")
-    part = add(project, "x", tenant="CREATE TABLE x (id int);\n",
+    part = add(project, "x", up="CREATE TABLE public.shared (id int);\n",
+               down="DROP TABLE public.shared;\n", tenant="CREATE TABLE x (id int);\n",
                tenant_down="DROP TABLE x;\nINSERT INTO public.pids VALUES ({{ tenant }}, "
                            "pg_backend_pid());\n")
     assert project.run("migration", "apply", "--yes").exit_code == 0
 
-    result = project.run("migration", "revert", part, "--jobs", "2")
+    result = project.run("migration", "revert", part, "--jobs", "2", "--tenants", "all")
 
     assert result.exit_code == 0, result.stderr
     assert db.query("SELECT count(*) || ' ' || count(DISTINCT pid) FROM public.pids") == "4 2"
