@@ -36,6 +36,7 @@ from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
+    from spawn_db.fleet.quick import QuickCheck
     from spawn_db.fleet.runner import Done, FleetReport
     from spawn_db.migrate.apply import (
         ApplyPlan,
@@ -260,11 +261,16 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         if not ready_for_several(config, "Apply", yes=yes):
             note("Cancelled; nothing was applied.")
             return
+        from spawn_db.fleet.quick import quick_check
+
+        quick = quick_check(config, migration_name, retry=retry, with_requires=with_requires,
+                            allow_draft=allow_draft, repeatables=choice.repeatables,
+                            check_drift=check_drift, tenants=tenants)
         work = TargetApply(migration_name, variables_path, pinned=not no_pin, retry=retry,
                            lock_timeout=lock_timeout, choice=choice, check_drift=check_drift,
                            hooks=not no_hooks, tenants=tenants,
                            tenant_jobs=tenant_jobs(config, jobs),
-                           continue_on_error=continue_on_error)
+                           continue_on_error=continue_on_error, quick=quick)
         fan_out(config, "applying", work, jobs=jobs, canary=canary,
                 continue_on_error=continue_on_error, fmt=fmt, details=tenant_details)
         return
@@ -389,13 +395,17 @@ class TargetApply:
     tenants: str | None = None
     tenant_jobs: int = 1
     continue_on_error: bool = False
+    quick: QuickCheck | None = None  # the no-op check (fleet/quick.py)
 
     def __call__(self, config: Config) -> Done:
-        from spawn_db.cli.fanout import target_output, with_tenants
+        from spawn_db.cli.fanout import target_output, up_to_date, with_tenants
         from spawn_db.migrate.apply import apply as run_apply
         from spawn_db.migrate.hooks import Hooks
 
         variables = load_variables_option(config, self.variables_path)
+        found = self.quick.up_to_date(config) if self.quick is not None else None
+        if found is not None:
+            return up_to_date(config, found)
         if self.check_drift:
             from spawn_db.cli.drift import drift_refusal
 

@@ -18,6 +18,7 @@ from spawn_db.cli.output import SETTINGS
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
+    from spawn_db.fleet.quick import UpToDate
     from spawn_db.fleet.runner import Done, FleetReport
 
 
@@ -197,3 +198,11 @@ def dry_run_targets(config: Config, run: Callable[[Config, Callable[[Any], None]
             f"the dry run failed on {len(report.failed)} of {len(results)} targets ({names}); "
             "each target's error is above; run `spawn --target NAME migration ... --dry-run` "
             "for one of them alone")
+
+
+def up_to_date(config: Config, found: UpToDate) -> Done:
+    """A target the no-op check found up to date, reported as a full apply reports it."""
+    data: dict[str, Any] = {"applied": [], "already_applied": list(found.already_applied),
+                            "repeatables": None, "seconds": round(found.seconds, 6)}
+    return with_tenants(config, f"up to date ({len(found.already_applied)} applied)", data,
+                        found.tenants, "apply")
