@@ -334,3 +334,40 @@ def test_revert_runs_tenant_parts_on_jobs_sessions(make_fleet: MakeFleet) -> Non
     assert db.query("SELECT count(*) || ' ' || count(DISTINCT pid) FROM public.pids") == "4 2"
     for name in ("t1", "t2", "t3", "t4"):
         assert history(db, f"tenant:{name}")[-1] == (part, "REVERT", "SUCCESS")
+
+
+def test_a_target_with_nothing_to_do_is_read_without_its_lock(make_fleet: MakeFleet) -> None:
+    """The no-op check (fleet/quick.py): an up-to-date target costs one history read and
+    never waits for the migration lock, which another deployment may hold; a target with
+    work still takes it (and here fails to get it)."""
+    import subprocess
+
+    from spawn_db.migrate.tracking import lock_key
+
+    fleet, first, _ = tenant_fleet(make_fleet, ["acme"])
+    assert fleet.run("--target", "shard-1", "migration", "apply", "--yes").exit_code == 0
+    holder = subprocess.Popen([*fleet.db(1).psql_argv(), "-X", "-q"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.write(f"SELECT pg_advisory_lock({lock_key()});\n\\echo held\n")
+        holder.stdin.flush()
+        while holder.stdout.readline().strip() != "held":
+            pass
+
+        result = fleet.run("--target", "shard-*", "migration", "apply", "--yes",
+                           "--lock-timeout", "0", "--continue-on-error", "--format", "json")
+    finally:
+        holder.communicate("\\q\n", timeout=30)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert [(r["name"], r["summary"]) for r in report["results"]] == [
+        ("shard-1", "up to date (1 applied); tenant parts applied in 0 of 1 tenants"),
+        ("shard-2", "1 applied; tenant parts applied in 1 of 1 tenants")]
+    assert report["results"][0]["data"] == {
+        "applied": [], "already_applied": [first], "repeatables": None,
+        "seconds": report["results"][0]["data"]["seconds"],
+        "tenants": {"ok": True, "results": [
+            {"name": "acme", "state": "ok", "seconds": 0.0, "summary": "up to date",
+             "error": None, "data": {}}]}}
