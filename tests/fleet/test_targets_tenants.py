@@ -84,7 +84,7 @@ def test_two_targets_with_two_tenants_each_get_shared_and_tenant_parts(
     assert again.exit_code == 0, again.stderr
     report = json.loads(again.stdout)
     assert [(r["name"], r["state"], r["summary"]) for r in report["results"]] == [
-        (f"shard-{n}", "ok", "up to date (1 applied); tenant parts applied in 0 of 2 tenants")
+        (f"shard-{n}", "ok", "up to date (1 applied); 2 tenants up to date")
         for n in (1, 2)]
     assert [[(t["name"], t["summary"]) for t in r["data"]["tenants"]["results"]]
             for r in report["results"]] == [[("acme", "up to date"),
@@ -140,9 +140,9 @@ def test_a_failing_tenant_on_one_target_fails_that_target(make_fleet: MakeFleet,
     target_failure = (
         "\u2717 target shard-1: 1 of 3 tenants failed" + ("" if keep_going else
                                                            " and 1 was skipped")
-        + " (b2" + ("" if keep_going else ",c3") + ") after the shared parts (1 applied); "
-        "its tenant report lists each failure; fix them, then run `spawn --target shard-1 "
-        "migration apply --tenants b2" + ("" if keep_going else ",c3") + " --retry`")
+        + " (b2" + ("" if keep_going else ",c3") + "); shared parts: 1 applied; its tenant "
+        "report lists each failure; fix them, then run `spawn --target shard-1 migration "
+        "apply --tenants b2" + ("" if keep_going else ",c3") + " --retry`")
     out = lines(result.stdout)
     assert out[0] == "== target shard-1 =="
     assert failure in result.stdout
@@ -363,7 +363,7 @@ def test_a_target_with_nothing_to_do_is_read_without_its_lock(make_fleet: MakeFl
     assert result.exit_code == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert [(r["name"], r["summary"]) for r in report["results"]] == [
-        ("shard-1", "up to date (1 applied); tenant parts applied in 0 of 1 tenants"),
+        ("shard-1", "up to date (1 applied); 1 tenant up to date"),
         ("shard-2", "1 applied; tenant parts applied in 1 of 1 tenants")]
     assert report["results"][0]["data"] == {
         "applied": [], "already_applied": [first], "repeatables": None,

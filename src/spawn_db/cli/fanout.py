@@ -112,9 +112,9 @@ def with_tenants(config: Config, summary: str, data: dict[str, Any], report: obj
             "did not run; its tenant report lists each failure; fix them, then run the "
             f"revert again with --target {name}", data)
     raise UnitFailed(
-        f"{failed} ({names}) after the shared parts ({summary}); its tenant report lists "
-        f"each failure; fix them, then run `spawn --target {name} migration apply "
-        f"--tenants {names} --retry`", data)
+        f"{failed} ({names}); shared parts: {summary}; its tenant report lists each "
+        f"failure; fix them, then run `spawn --target {name} migration apply --tenants "
+        f"{names} --retry`", data)
 
 
 PAST = {"apply": "applied", "revert": "reverted"}
@@ -122,9 +122,14 @@ IDLE = ("up to date", "nothing to revert")  # ``fleet.tenant_run``'s tenants wit
 
 
 def tenant_counts(report: FleetReport, verb: str) -> str:
-    """``tenant parts applied in 2 of 3 tenants``."""
+    """``tenant parts applied in 2 of 3 tenants``, or ``3 tenants up to date``."""
     busy = sum(1 for r in report.results if r.summary not in IDLE)
-    return f"tenant parts {PAST[verb]} in {busy} of {len(report.results)} tenants"
+    total = len(report.results)
+    if not busy:
+        noun = "tenant" if total == 1 else "tenants"
+        return (f"{total} {noun} up to date" if verb == "apply"
+                else f"nothing to revert in {total} {noun}")
+    return f"tenant parts {PAST[verb]} in {busy} of {total} tenants"
 
 
 def tenant_details(report: FleetReport) -> None:
@@ -132,12 +137,13 @@ def tenant_details(report: FleetReport) -> None:
     targets that ran tenant parts."""
     from spawn_db.cli.output import info
     from spawn_db.cli.tenant import print_tenant_report
-    from spawn_db.fleet.runner import FleetReport, UnitResult
+    from spawn_db.fleet.runner import OK, FleetReport, UnitResult
 
     for result in report.results:
         found = result.data.get("tenants") if isinstance(result.data, dict) else None
-        if not found:
-            continue
+        if not found or all(r["state"] == OK and r["summary"] in IDLE
+                            for r in found["results"]):
+            continue  # its summary line said so
         info(f"== target {result.name} ==")
         print_tenant_report(FleetReport(tuple(
             UnitResult(r["name"], r["state"], r["seconds"], r["summary"], r["error"] or "")
