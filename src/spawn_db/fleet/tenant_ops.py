@@ -4,7 +4,7 @@ library functions the CLI calls."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -200,15 +200,12 @@ def plan_tenant_downs(config: Config, choice: str, names: Sequence[str], *, pinn
             rendered = renderer.render(name, TENANT_DOWN, tenant, position=position,
                                        pinned=uses_pin(config, name, pinned, optional),
                                        fetch_secrets=False)
-            try:
-                item = PlannedTenantDown(tenant, name, rendered.pin, rendered.checksum.hex(),
-                                         rendered.size)
-                planned.append(item)
+            with closing(rendered):
+                planned.append(PlannedTenantDown(tenant, name, rendered.pin,
+                                                 rendered.checksum.hex(), rendered.size))
                 if each is not None:
                     rendered.spool.seek(0)
-                    each(item, rendered.spool)
-            finally:
-                rendered.close()
+                    each(planned[-1], rendered.spool)
     return planned
 
 
