@@ -228,10 +228,6 @@ def test_single_target_commands_refuse_several_and_accept_a_selection_of_one(
     assert pattern.stdout == fleet.run("--target", "shard-1", "migration", "status").stdout
     assert pattern.stdout.startswith("Migration ")
     assert not fleet.has_tracking(2)
-    dry = fleet.run("--target", "shard-*", "migration", "apply", "--dry-run")
-    assert (dry.exit_code, dry.stderr) == (
-        2, "error: --dry-run works on one target at a time, and the target selection names "
-           "2 (shard-1, shard-2); pass one target with --target NAME\n")
 
 
 def test_changing_several_targets_needs_yes_without_a_terminal(
@@ -416,23 +412,3 @@ def test_on_a_terminal_the_fleet_is_confirmed_once(make_fleet: MakeFleet) -> Non
     said_yes = run_on_terminal(fleet.root, args, answer="y\n")
     assert said_yes.count("[y/N]") == 1
     assert len(fleet.applied(1)) == len(fleet.applied(2)) == 3
-
-
-def test_tenants_and_several_targets_are_refused_until_tenants_none(
-        make_fleet: MakeFleet) -> None:
-    """An apply over several targets does not run tenant parts: rather than leave every
-    tenant schema behind without a word, it is refused unless --tenants none says so."""
-    fleet = make_fleet(2, '[tenants]\nlist = ["acme"]\n')
-    names = three_migrations(fleet)
-    for command in (["migration", "apply", "--yes"], ["migration", "revert", "--yes"]):
-        refused = fleet.run("--target", "shard-*", *command)
-        assert refused.exit_code == 2, refused.stderr
-        assert refused.stderr == (
-            "error: tenant parts cannot run on several targets at once yet; run them one "
-            "target at a time (--target NAME), or pass --tenants none to leave them out and "
-            "run only the shared parts on every target\n")
-    assert not fleet.has_tracking(1) and not fleet.has_tracking(2)
-    shared = fleet.run("--target", "shard-*", "migration", "apply", "--yes", "--tenants",
-                       "none")
-    assert shared.exit_code == 0, shared.stderr
-    assert fleet.applied(1) == sorted(names) == fleet.applied(2)

@@ -36,6 +36,7 @@ from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
+    from spawn_db.fleet.quick import QuickCheck
     from spawn_db.fleet.runner import Done, FleetReport
     from spawn_db.migrate.apply import (
         ApplyPlan,
@@ -239,18 +240,39 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         from spawn_db.cli.repeatable import say_warnings
 
         say_warnings(config)
-    if config.several_targets:
-        from spawn_db.cli.fanout import fan_out, ready_for_several
+    if config.several_targets and dry_run:
+        from spawn_db.cli.fanout import dry_run_targets
 
-        if not ready_for_several(config, "Apply", yes=yes, tenants=tenants,
-                                 **{"--dry-run": dry_run}):
+        def dry_run_one(target: Config, emit: Any) -> None:
+            variables = load_variables_option(target, variables_path)
+            if check_drift:
+                from spawn_db.cli.drift import refuse_drift
+
+                refuse_drift(target, pinned=not no_pin, variables=variables)
+            _dry_run(target, migration_name, pinned=not no_pin, retry=retry,
+                     variables=variables, show_sql=show_sql, fmt=fmt, choice=choice,
+                     tenants=tenants, emit=emit)
+
+        dry_run_targets(config, dry_run_one, fmt)
+        return
+    if config.several_targets:
+        from spawn_db.cli.fanout import fan_out, ready_for_several, tenant_details, tenant_jobs
+
+        if not ready_for_several(config, "Apply", yes=yes):
             note("Cancelled; nothing was applied.")
             return
+        from spawn_db.fleet.quick import quick_check
+
+        quick = quick_check(config, migration_name, retry=retry, with_requires=with_requires,
+                            allow_draft=allow_draft, repeatables=choice.repeatables,
+                            check_drift=check_drift, tenants=tenants)
         work = TargetApply(migration_name, variables_path, pinned=not no_pin, retry=retry,
                            lock_timeout=lock_timeout, choice=choice, check_drift=check_drift,
-                           hooks=not no_hooks)
+                           hooks=not no_hooks, tenants=tenants,
+                           tenant_jobs=tenant_jobs(config, jobs),
+                           continue_on_error=continue_on_error, quick=quick)
         fan_out(config, "applying", work, jobs=jobs, canary=canary,
-                continue_on_error=continue_on_error, fmt=fmt)
+                continue_on_error=continue_on_error, fmt=fmt, details=tenant_details)
         return
     variables = load_variables_option(config, variables_path)
     fleet = _tenant_phase(config, tenants, jobs=jobs, canary=canary,
@@ -370,26 +392,38 @@ class TargetApply:
     choice: PlanChoice
     check_drift: bool
     hooks: bool
+    tenants: str | None = None
+    tenant_jobs: int = 1
+    continue_on_error: bool = False
+    quick: QuickCheck | None = None  # the no-op check (fleet/quick.py)
 
     def __call__(self, config: Config) -> Done:
-        from spawn_db.cli.fanout import target_output
-        from spawn_db.fleet.runner import Done
+        from spawn_db.cli.fanout import target_output, up_to_date, with_tenants
         from spawn_db.migrate.apply import apply as run_apply
         from spawn_db.migrate.hooks import Hooks
 
         variables = load_variables_option(config, self.variables_path)
+        found = self.quick.up_to_date(config) if self.quick is not None else None
+        if found is not None:
+            return up_to_date(config, found)
         if self.check_drift:
             from spawn_db.cli.drift import drift_refusal
 
             drift_refusal(config, pinned=self.pinned, variables=variables)
         output = target_output(config.target().name)
+        fleet = _tenant_phase(config, self.tenants, jobs=self.tenant_jobs, canary=0,
+                              continue_on_error=self.continue_on_error, retry=self.retry,
+                              pinned=self.pinned, variables=variables, bar=False,
+                              only=_resolved(config, self.migration_name))
         result = run_apply(config, self.migration_name, pinned=self.pinned, retry=self.retry,
                            variables=variables, lock_timeout=self.lock_timeout,
                            with_requires=self.choice.with_requires,
                            allow_draft=self.choice.allow_draft,
                            repeatables=self.choice.repeatables,
-                           hooks=Hooks(config, variables, enabled=self.hooks, output=output))
-        return Done(_target_summary(result), _target_json(result))
+                           hooks=Hooks(config, variables, enabled=self.hooks, output=output),
+                           after_shared=fleet)
+        return with_tenants(config, _target_summary(result), _target_json(result),
+                            result.after_shared, "apply")
 
 
 def _target_summary(result: ApplyResult) -> str:
@@ -470,7 +504,7 @@ def _plan_notes(plan: ApplyPlan) -> None:
 
 def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry: bool,
              variables: Any, show_sql: bool, fmt: str, choice: PlanChoice,
-             tenants: str | None = None) -> None:
+             tenants: str | None = None, emit: Any = emit_json) -> None:
     """Print the plan to stdout (and with ``show_sql`` each migration's SQL as rendered),
     the summary to stderr; end with apply's own error when it would stop at a failure."""
     from spawn_db.migrate.apply import plan_apply
@@ -522,7 +556,7 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
             found["tenants"] = [{"name": p.tenant.name, "schema": p.tenant.schema,
                                  "to_run": list(p.to_run), "blocked": p.blocked}
                                 for p in plans]
-        emit_json(found)
+        emit(found)
     else:
         for plan in plans:
             if not plan.up_to_date:
@@ -733,8 +767,10 @@ class TargetStatus:
                 f"{len(report.troubled)} migration(s) broken or modified since applied "
                 f"({found}); `spawn --target {config.target().name} migration status` "
                 "shows the table")
+        from spawn_db.cli.fanout import status_with_tenants
+
         data = _status_json(report) if self.fmt == "json" else format_status(report)
-        return Done(_status_summary(report), data)
+        return Done(_status_summary(report), status_with_tenants(config, data))
 
 
 def _status_tables(report: FleetReport) -> None:

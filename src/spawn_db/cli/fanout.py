@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,7 @@ from spawn_db.cli.output import SETTINGS
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
+    from spawn_db.fleet.quick import UpToDate
     from spawn_db.fleet.runner import Done, FleetReport
 
 
@@ -42,12 +43,9 @@ def fan_out(config: Config, verb: str, work: Callable[[Config], Done], *, jobs: 
         raise SystemExit(1)
 
 
-def ready_for_several(config: Config, verb: str, *, yes: bool, tenants: str | None,
-                      **flags: bool) -> bool:
-    """The checks before apply or revert change several targets: no single-target option
-    (``flags``), no tenant parts, and one confirmation for the fleet; False if declined."""
-    refuse_for_several(config, **flags)
-    refuse_tenants_for_several(config, tenants)
+def ready_for_several(config: Config, verb: str, *, yes: bool) -> bool:
+    """Before apply or revert change several targets: one confirmation for the fleet;
+    False if declined."""
     return confirm_targets(config.several_targets, verb, yes)
 
 
@@ -67,19 +65,6 @@ def confirm_targets(names: Sequence[str], verb: str, yes: bool) -> bool:
     return click.confirm(f"{verb} on these {len(names)} targets?", default=False, err=True)
 
 
-def refuse_for_several(config: Config, **flags: bool) -> None:
-    """A usage error (exit 2) for each option given that works on one target only."""
-    given = [name for name, on in flags.items() if on]
-    if config.several_targets and given:
-        from spawn_db.errors import UsageError
-
-        options = " and ".join(given)
-        raise UsageError(
-            f"{options} works on one target at a time, and the target selection names "
-            f"{len(config.several_targets)} ({', '.join(config.several_targets)}); pass one "
-            "target with --target NAME")
-
-
 def target_output(name: str) -> Callable[[str], None]:
     """Where a target's hook output goes: stderr, each line after the target's name."""
     def say(text: str) -> None:
@@ -96,12 +81,134 @@ def headed(name: str, text: str) -> str:
     return f"== target {name} ==\n{text}"
 
 
-def refuse_tenants_for_several(config: Config, tenants: str | None) -> None:
-    """Tenant parts are applied per target only one target at a time, for now: an apply
-    over several targets would otherwise leave every tenant schema behind, silently."""
-    if config.tenants is not None and tenants != "none":
-        from spawn_db.errors import UsageError
+def tenant_jobs(config: Config, jobs: int) -> int:
+    """The tenant workers each target gets when several targets run: ``--jobs`` bounds the
+    whole run, so the ``min(jobs, targets)`` targets running at once share it (one each at
+    least). At most ``jobs`` tenant workers run at a time, whatever the fleet."""
+    return max(1, jobs // max(1, min(jobs, len(config.several_targets))))
 
-        raise UsageError("tenant parts cannot run on several targets at once yet; run "
-                         "them one target at a time (--target NAME), or pass --tenants none "
-                         "to leave them out and run only the shared parts on every target")
+
+def with_tenants(config: Config, summary: str, data: dict[str, Any], report: object,
+                 verb: str) -> Done:
+    """One target's outcome with its tenant report (``report``, the tenant phase's
+    ``FleetReport``, or None): the per-tenant results go into ``data["tenants"]``; a failed
+    or skipped tenant makes the target a failure that keeps them."""
+    from spawn_db.cli.fleet import fleet_json
+    from spawn_db.fleet.runner import Done, FleetReport, UnitFailed
+
+    if not isinstance(report, FleetReport) or not report.results:
+        return Done(summary, data)
+    data["tenants"] = fleet_json(report)
+    if report.ok:
+        return Done(f"{summary}; {tenant_counts(report, verb)}", data)
+    names = ",".join(r.name for r in (*report.failed, *report.skipped))
+    name = config.target().name
+    failed = (f"{len(report.failed)} of {len(report.results)} tenants failed"
+              + (f" and {len(report.skipped)} {'was' if len(report.skipped) == 1 else 'were'}"
+                 " skipped" if report.skipped else ""))
+    if verb == "revert":
+        raise UnitFailed(
+            f"{failed} to revert their tenant parts ({names}), so the shared down scripts "
+            "did not run; its tenant report lists each failure; fix them, then run the "
+            f"revert again with --target {name}", data)
+    raise UnitFailed(
+        f"{failed} ({names}); shared parts: {summary}; its tenant report lists each "
+        f"failure; fix them, then run `spawn --target {name} migration apply --tenants "
+        f"{names} --retry`", data)
+
+
+PAST = {"apply": "applied", "revert": "reverted"}
+IDLE = ("up to date", "nothing to revert")  # ``fleet.tenant_run``'s tenants with no work
+
+
+def tenant_counts(report: FleetReport, verb: str) -> str:
+    """``tenant parts applied in 2 of 3 tenants``, or ``3 tenants up to date``."""
+    busy = sum(1 for r in report.results if r.summary not in IDLE)
+    total = len(report.results)
+    if not busy:
+        noun = "tenant" if total == 1 else "tenants"
+        return (f"{total} {noun} up to date" if verb == "apply"
+                else f"nothing to revert in {total} {noun}")
+    return f"tenant parts {PAST[verb]} in {busy} of {total} tenants"
+
+
+def tenant_details(report: FleetReport) -> None:
+    """Each target's tenant report under its name (the failures, the counts), for the
+    targets that ran tenant parts."""
+    from spawn_db.cli.output import info
+    from spawn_db.cli.tenant import print_tenant_report
+    from spawn_db.fleet.runner import OK, FleetReport, UnitResult
+
+    for result in report.results:
+        found = result.data.get("tenants") if isinstance(result.data, dict) else None
+        if not found or all(r["state"] == OK and r["summary"] in IDLE
+                            for r in found["results"]):
+            continue  # its summary line said so
+        info(f"== target {result.name} ==")
+        print_tenant_report(FleetReport(tuple(
+            UnitResult(r["name"], r["state"], r["seconds"], r["summary"], r["error"] or "")
+            for r in found["results"])))
+
+
+def status_with_tenants(config: Config, data: str | dict[str, Any]) -> str | dict[str, Any]:
+    """One target's status (its table, or its JSON document) with its tenants: the summary
+    line single-target ``status`` prints, or ``tenants`` as in its JSON."""
+    if config.tenants is None:
+        return data
+    from spawn_db.cli.tenant import state_json, tenant_summary
+    from spawn_db.fleet.tenant_ops import tenant_states
+
+    states = tenant_states(config)
+    if isinstance(data, dict):
+        return {**data, "tenants": [state_json(s) for s in states]}
+    return f"{data}\n{tenant_summary(states)}"
+
+
+def dry_run_targets(config: Config, run: Callable[[Config, Callable[[Any], None]], None],
+                    fmt: str) -> None:
+    """``--dry-run`` over several targets: ``run`` (the single-target dry run) for each
+    target in turn, under ``== target NAME ==`` (text), or as one fleet document whose
+    ``data`` is each target's plan (``run`` hands it to the ``emit`` it is given).
+    Read-only like the dry run itself; a target whose dry run fails is reported and the
+    others still run; exit 1 if any failed."""
+    import time
+
+    from spawn_db.cli.fleet import emit_fleet_json
+    from spawn_db.cli.output import finding, info
+    from spawn_db.errors import MigrationError, SpawnError
+    from spawn_db.fleet.runner import FAILED, OK, FleetReport, UnitResult
+    from spawn_db.fleet.targets import for_target
+
+    results: list[UnitResult] = []
+    for name in config.several_targets:
+        documents: list[Any] = []
+        if fmt != "json":
+            info(f"== target {name} ==")
+        started = time.monotonic()
+        try:
+            run(for_target(config, name), documents.append)
+        except SpawnError as exc:
+            if fmt != "json":
+                finding(f"target {name}: {exc}")
+            results.append(UnitResult(name, FAILED, time.monotonic() - started,
+                                      error=str(exc)))
+            continue
+        results.append(UnitResult(name, OK, time.monotonic() - started, "dry run",
+                                  data=documents[0] if documents else None))
+    report = FleetReport(tuple(results))
+    if fmt == "json":
+        emit_fleet_json(report)
+    if not report.ok:
+        names = ", ".join(r.name for r in report.failed)
+        raise MigrationError(
+            f"the dry run failed on {len(report.failed)} of {len(results)} targets ({names}); "
+            "each target's error is above; run `spawn --target NAME migration ... --dry-run` "
+            "for one of them alone")
+
+
+def up_to_date(config: Config, found: UpToDate) -> Done:
+    """A target the no-op check found up to date, reported as a full apply reports it."""
+    data: dict[str, Any] = {"applied": [], "already_applied": list(found.already_applied),
+                            "repeatables": None, "seconds": round(found.seconds, 6)}
+    return with_tenants(config, f"up to date ({len(found.already_applied)} applied)", data,
+                        found.tenants, "apply")

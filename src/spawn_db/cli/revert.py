@@ -3,6 +3,7 @@ print."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -28,7 +29,8 @@ from spawn_db.cli.tenant import tenants_option
 
 if TYPE_CHECKING:
     from spawn_db.config import Config
-    from spawn_db.fleet.runner import Done
+    from spawn_db.fleet.runner import Done, FleetReport
+    from spawn_db.fleet.tenant_run import FleetRequest
     from spawn_db.migrate.revert import PlannedRevert, RevertPlan, RevertRequest, RevertResult
 
 
@@ -93,46 +95,66 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
     request = RevertRequest(migration_name, steps, to, retry)
     request.check()
     config = app.config()
-    if config.several_targets:
-        from spawn_db.cli.fanout import fan_out, ready_for_several
+    if config.several_targets and dry_run:
+        from spawn_db.cli.fanout import dry_run_targets
 
-        if not ready_for_several(config, "Revert", yes=yes, tenants=tenants,
-                                 **{"--dry-run": dry_run}):
+        dry_run_targets(config, lambda target, emit: _dry_run(
+            target, request, pinned=not no_pin, fmt=fmt, tenants=tenants, emit=emit,
+            variables=load_variables_option(target, variables_path)), fmt)
+        return
+    if config.several_targets:
+        from spawn_db.cli.fanout import fan_out, ready_for_several, tenant_details, tenant_jobs
+
+        if not ready_for_several(config, "Revert", yes=yes):
             note("Cancelled; nothing was reverted.")
             return
         work = TargetRevert(request, variables_path, pinned=not no_pin,
-                            lock_timeout=lock_timeout, hooks=not no_hooks)
+                            lock_timeout=lock_timeout, hooks=not no_hooks, tenants=tenants,
+                            tenant_jobs=tenant_jobs(config, jobs),
+                            continue_on_error=continue_on_error)
         fan_out(config, "reverting", work, jobs=jobs, canary=canary,
-                continue_on_error=continue_on_error, fmt=fmt)
+                continue_on_error=continue_on_error, fmt=fmt, details=tenant_details)
         return
     variables = load_variables_option(config, variables_path)
     if dry_run:
-        _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt)
+        _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt,
+                 tenants=tenants)
+        return
+    from spawn_db.fleet.tenant_ops import tenant_only
+    from spawn_db.fleet.tenant_run import FleetRequest
+
+    fleet = FleetRequest(jobs, canary, continue_on_error)
+    only = tenant_only(config, migration_name)
+    if only is not None:
+        from spawn_db.cli.tenant import revert_tenant_part
+
+        revert_tenant_part(config, only, tenants, fleet=fleet, lock_timeout=lock_timeout,
+                           pinned=not no_pin, variables=variables, fmt=fmt)
         return
     _run(config, request, pinned=not no_pin, variables=variables, yes=yes,
-         lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks, tenants=tenants)
+         lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks, tenants=tenants, fleet=fleet)
 
 
 def _tenant_downs(config: Config, given: str | None, *, pinned: bool, variables: Any,
-                  fmt: str) -> Any:
-    """revert's ``before_shared``: the tenant parts' down scripts, or None."""
+                  fleet: FleetRequest, report: Callable[[FleetReport], None]) -> Any:
+    """revert's ``before_shared``: the tenant parts' down scripts (on ``fleet.jobs``
+    sessions), or None."""
     from spawn_db.fleet.tenant_ops import default_choice, revert_phase
-    from spawn_db.fleet.tenant_run import FleetRequest
     from spawn_db.migrate.apply import pins_optional
 
     choice = default_choice(config, given)
     if choice == "none":
         return None
-    from spawn_db.cli.tenant import print_tenant_report
-
-    return revert_phase(config, choice, FleetRequest(), pinned=pinned,
+    return revert_phase(config, choice, fleet, pinned=pinned,
                         unpinned_from_tree=pins_optional(config, pinned), variables=variables,
-                        report=lambda report: print_tenant_report(report, fmt=fmt))
+                        report=report)
 
 
 def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any, yes: bool,
          lock_timeout: float, fmt: str, no_hooks: bool = False,
-         tenants: str | None = None) -> None:
+         tenants: str | None = None, fleet: FleetRequest | None = None) -> None:
+    from spawn_db.cli.tenant import print_tenant_report
+    from spawn_db.fleet.tenant_run import FleetRequest
     from spawn_db.migrate.hooks import Hooks
     from spawn_db.migrate.revert import revert as run_revert
 
@@ -145,8 +167,10 @@ def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any
                             reporter=reporter, confirm=confirm, lock_timeout=lock_timeout,
                             hooks=Hooks(config, variables, enabled=not no_hooks,
                                         output=reporter.output),
-                            before_shared=_tenant_downs(config, tenants, pinned=pinned,
-                                                        variables=variables, fmt=fmt))
+                            before_shared=_tenant_downs(
+                                config, tenants, pinned=pinned, variables=variables,
+                                fleet=fleet or FleetRequest(),
+                                report=lambda report: print_tenant_report(report, fmt=fmt)))
     finally:
         reporter.close_line()
     if fmt == "json":
@@ -165,21 +189,44 @@ class TargetRevert:
     pinned: bool
     lock_timeout: float
     hooks: bool
+    tenants: str | None = None
+    tenant_jobs: int = 1
+    continue_on_error: bool = False
 
     def __call__(self, config: Config) -> Done:
-        from spawn_db.cli.fanout import target_output
-        from spawn_db.fleet.runner import Done
+        from spawn_db.cli.fanout import target_output, with_tenants
+        from spawn_db.errors import MigrationFailed
+        from spawn_db.fleet.tenant_ops import revert_tenant_only, tenant_only
+        from spawn_db.fleet.tenant_run import FleetRequest
         from spawn_db.migrate.hooks import Hooks
         from spawn_db.migrate.revert import revert as run_revert
 
         variables = load_variables_option(config, self.variables_path)
         output = target_output(config.target().name)
-        result = run_revert(config, self.request, pinned=self.pinned, variables=variables,
-                            lock_timeout=self.lock_timeout,
-                            hooks=Hooks(config, variables, enabled=self.hooks, output=output))
+        fleet = FleetRequest(self.tenant_jobs, 0, self.continue_on_error)
+        only = tenant_only(config, self.request.migration)
+        if only is not None:
+            report = revert_tenant_only(config, only, self.tenants, fleet, pinned=self.pinned,
+                                        lock_timeout=self.lock_timeout, variables=variables)
+            return with_tenants(config, "only tenant parts", {"reverted": []}, report,
+                                "revert")
+        tenants: list[FleetReport] = []
+        downs = _tenant_downs(config, self.tenants, pinned=self.pinned, variables=variables,
+                              fleet=fleet, report=tenants.append)
+        try:
+            result = run_revert(config, self.request, pinned=self.pinned, variables=variables,
+                                lock_timeout=self.lock_timeout, before_shared=downs,
+                                hooks=Hooks(config, variables, enabled=self.hooks,
+                                            output=output))
+        except MigrationFailed:
+            if not tenants or tenants[0].ok:
+                raise
+            with_tenants(config, "", {"reverted": []}, tenants[0], "revert")
+            raise
         count = len(result.reverted)
         summary = f"{count} reverted" if count else "nothing to revert"
-        return Done(summary, _result_json(result))
+        return with_tenants(config, summary, _result_json(result), result.before_shared,
+                            "revert")
 
 
 def _summary(result: RevertResult, request: RevertRequest) -> str:
@@ -211,28 +258,46 @@ def _result_json(result: RevertResult) -> dict[str, Any]:
 
 
 def _dry_run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any,
-             fmt: str) -> None:
+             fmt: str, tenants: str | None = None,
+             emit: Callable[[dict[str, Any]], None] = emit_json) -> None:
     """Print each down script that would run (a header line, then its rendered SQL) to
-    stdout and the summary to stderr; as JSON, the plan with the SQL."""
+    stdout, the tenant parts' first (they run first), and the summary to stderr; as
+    JSON, the plan with the SQL (to ``emit``)."""
+    from spawn_db.cli.tenant import dry_run_tenant_downs
+    from spawn_db.fleet.tenant_ops import tenant_only
     from spawn_db.migrate.revert import plan_revert
 
     texts: dict[str, str] = {}
+    shared: list[tuple[str, bytes]] = []
 
     def each(item: PlannedRevert, sql: IO[bytes]) -> None:
         if fmt == "json":
             texts[item.name] = sql.read().decode("utf-8")
             return
-        info(f"-- spawn migration {item.name} (revert): pin {item.pin or '-'}, "
-             f"checksum {item.checksum}")
-        write_sql(sql.read())
+        shared.append((f"-- spawn migration {item.name} (revert): pin {item.pin or '-'}, "
+                       f"checksum {item.checksum}", sql.read()))
 
-    plan, planned = plan_revert(config, request, pinned=pinned, variables=variables, each=each)
+    only = tenant_only(config, request.migration)
+    plan, planned = (None, ()) if only is not None else plan_revert(
+        config, request, pinned=pinned, variables=variables, each=each)
+    names = (only,) if only is not None else plan.to_revert if plan is not None else ()
+    tenant_rows = dry_run_tenant_downs(config, tenants, names, pinned=pinned,
+                                       variables=variables, fmt=fmt)
+    for header, sql in shared:
+        info(header)
+        write_sql(sql)
     if fmt == "json":
-        emit_json({
+        found: dict[str, Any] = {
             "to_revert": [{"name": p.name, "pin": p.pin, "checksum": p.checksum,
                            "size": p.size, "sql": texts[p.name]} for p in planned],
-            "applied": plan.applied,
-        })
+            "applied": None if plan is None else plan.applied,
+        }
+        if config.tenants is not None:
+            found["tenant_parts"] = tenant_rows
+        emit(found)
+        return
+    if plan is None:
+        note(f"Dry run: would revert only the tenant part of {only}; nothing was written.")
         return
     count = len(planned)
     noun = "migration" if count == 1 else "migrations"

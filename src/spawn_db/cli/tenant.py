@@ -137,3 +137,63 @@ def drop(app: App, name: str, yes: bool) -> None:
                          "pass --yes to do it")
     rows = drop_tenant(config, name)
     info(f"Dropped tenant {name}: schema {schema} and {rows} history rows.")
+
+
+# -- revert's tenant side ---------------------------------------------------------------------
+
+
+def revert_tenant_part(config: Any, name: str, given: str | None, *, fleet: Any,
+                       lock_timeout: float, pinned: bool, variables: Any, fmt: str) -> None:
+    """``spawn migration revert NAME`` for a tenant-only migration: its ``tenant_down.sql``
+    in every selected tenant that has it applied; the report, and exit 1 on a failure."""
+    from spawn_db.errors import MigrationFailed
+    from spawn_db.fleet.tenant_ops import revert_tenant_only
+
+    report = revert_tenant_only(config, name, given, fleet, lock_timeout=lock_timeout,
+                                pinned=pinned, variables=variables)
+    busy = [r for r in report.results if r.state == "ok" and r.summary != IDLE_REVERT]
+    if fmt == "json":
+        from spawn_db.cli.fleet import fleet_json
+
+        emit_json({"reverted": [], "cancelled": False, "tenants": fleet_json(report)})
+    else:
+        print_tenant_report(report)
+        note(f"Reverted the tenant part of {name} in {len(busy)} of {len(report.results)} "
+             "tenants.")
+    if not report.ok:
+        raise MigrationFailed(
+            f"{len(report.failed)} of {len(report.results)} tenants failed to revert the "
+            f"tenant part of {name}; fix the failures listed above, then revert it again")
+
+
+IDLE_REVERT = "nothing to revert"  # a tenant without the part (``fleet.tenant_run``)
+
+
+def dry_run_tenant_downs(config: Any, given: str | None, names: tuple[str, ...], *,
+                         pinned: bool, variables: Any, fmt: str) -> list[dict[str, Any]]:
+    """revert ``--dry-run``'s tenant parts: per tenant, each ``tenant_down.sql`` that would
+    run (a header line, then its SQL; with ``fmt`` json, rows with the SQL, returned)."""
+    from spawn_db.cli.output import write_sql
+    from spawn_db.fleet.tenant_ops import default_choice, plan_tenant_downs
+
+    rows: list[dict[str, Any]] = []
+
+    def each(item: Any, sql: Any) -> None:
+        if fmt == "json":
+            rows.append({"tenant": item.tenant.name, "schema": item.tenant.schema,
+                         "name": item.name, "pin": item.pin, "checksum": item.checksum,
+                         "size": item.size, "sql": sql.read().decode("utf-8")})
+            return
+        info(f"-- spawn migration {item.name} (revert tenant {item.tenant.name}, schema "
+             f"{item.tenant.schema}): pin {item.pin or '-'}, checksum {item.checksum}")
+        write_sql(sql.read())
+
+    choice = default_choice(config, given)
+    planned = plan_tenant_downs(config, choice, names, pinned=pinned, variables=variables,
+                                each=each)
+    if fmt != "json" and planned:
+        tenants = len({p.tenant.name for p in planned})
+        noun = "part" if len(planned) == 1 else "parts"
+        note(f"Tenant parts first: {len(planned)} tenant {noun} (tenant_down.sql) in "
+             f"{tenants} tenant{'' if tenants == 1 else 's'}.")
+    return rows

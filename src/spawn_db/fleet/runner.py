@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from spawn_db.errors import SpawnError
+from spawn_db.errors import MigrationFailed, SpawnError
 
 OK = "ok"
 FAILED = "failed"
@@ -76,6 +76,15 @@ class Done:
     data: object = None
 
 
+class UnitFailed(MigrationFailed):
+    """A unit that failed with a report of its own still to give: a target whose tenants
+    failed keeps its per-tenant results (``data``) in the fleet's report."""
+
+    def __init__(self, message: str, data: object) -> None:
+        super().__init__(message)
+        self.data = data
+
+
 class FleetProgress(Protocol):
     """Told about each unit as it starts and ends (from worker threads)."""
 
@@ -106,7 +115,8 @@ class _Run:
         try:
             done = self.work(name)
         except SpawnError as exc:
-            result = UnitResult(name, FAILED, time.monotonic() - started, error=str(exc))
+            result = UnitResult(name, FAILED, time.monotonic() - started, error=str(exc),
+                                data=exc.data if isinstance(exc, UnitFailed) else None)
         else:
             result = UnitResult(name, OK, time.monotonic() - started, done.summary,
                                 data=done.data)

@@ -3,10 +3,10 @@ library functions the CLI calls."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config
 from spawn_db.errors import MigrationFailed, UsageError
@@ -15,6 +15,8 @@ from spawn_db.fleet.runner import FleetReport
 from spawn_db.fleet.tenant_run import (
     FleetRequest,
     Phase,
+    TenantRenderer,
+    applied_parts,
     apply_tenants,
     revert_tenants,
 )
@@ -119,6 +121,92 @@ def _require_tenant_down(config: Config, names: list[str]) -> None:
             f"migration {missing[0]} has a tenant.sql but no {TENANT_DOWN}, so its tenant "
             f"parts cannot be reverted; add {config.migrations_dir / missing[0] / TENANT_DOWN}"
             " (and re-pin the migration) first")
+
+
+# -- reverting tenant parts on their own ---------------------------------------------------
+
+
+def tenant_only(config: Config, typed: str | None) -> str | None:
+    """``typed`` when it names a tenant-only migration (a ``tenant.sql``, no ``up.sql``):
+    it is not in the ``default`` history, so revert runs only its ``tenant_down.sql``, in
+    the tenants that have it applied."""
+    if typed is None:
+        return None
+    parts = TenantParts.load(config)
+    name = typed.rstrip("/")
+    return name if name in parts.names and name not in parts.shared else None
+
+
+def revert_tenant_only(config: Config, name: str, given: str | None, request: FleetRequest,
+                       *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT, pinned: bool = True,
+                       variables: Any = None) -> FleetReport:
+    """Run tenant-only migration ``name``'s ``tenant_down.sql`` in each tenant ``--tenants``
+    (``given``) selects that has it applied (recorded ``REVERT`` in the tenant's
+    namespace), under the migration lock, on ``request.jobs`` sessions; nothing shared
+    runs."""
+    from spawn_db.migrate.apply import pins_optional
+
+    choice = default_choice(config, given)
+    if choice == "none":
+        raise UsageError(f"migration {name} has only a tenant part (tenant.sql), and "
+                         "--tenants none leaves every tenant out; name the tenants with "
+                         "--tenants, or leave the option out to revert it in all of them")
+    _require_tenant_down(config, [name])
+    require_pins(config, [name], pinned=pinned,
+                 unpinned_from_tree=pins_optional(config, pinned))
+    with locked_phase(config, lock_timeout=lock_timeout, pinned=pinned,
+                      variables=variables) as phase:
+        tenants = selected_tenants(config, phase.tracking, choice)
+        return revert_tenants(phase, tenants, [name], request)
+
+
+@dataclass(frozen=True)
+class PlannedTenantDown:
+    """One tenant's ``tenant_down.sql`` a revert would run: its pin and the checksum of its
+    rendered SQL (as the tenant's REVERT rows will record it)."""
+
+    tenant: Tenant
+    name: str
+    pin: str | None
+    checksum: str
+    size: int
+
+
+def plan_tenant_downs(config: Config, choice: str, names: Sequence[str], *, pinned: bool,
+                      variables: Any,
+                      each: Callable[[PlannedTenantDown, IO[bytes]], None] | None = None,
+                      ) -> list[PlannedTenantDown]:
+    """What revert's tenant phase would run for ``names`` (newest first): per selected
+    tenant, the ``tenant_down.sql`` of each it has applied, rendered as revert renders it
+    (``each`` gets the SQL); read-only, no lock, no secret fetched."""
+    from spawn_db.migrate.apply import pins_optional, tracking_session
+    from spawn_db.migrate.migration import TENANT_DOWN
+    from spawn_db.migrate.runner import uses_pin
+
+    parts = TenantParts.load(config)
+    with_parts = [n for n in names if n in parts.names]
+    if not with_parts or choice == "none":
+        return []
+    _require_tenant_down(config, with_parts)
+    with tracking_session(config) as tracking:
+        tenants = selected_tenants(config, tracking, choice)
+        _, history = fleet_history(tracking)
+    optional = pins_optional(config, pinned)
+    renderer = TenantRenderer(config, variables)
+    planned: list[PlannedTenantDown] = []
+    for tenant in tenants:
+        undo = applied_parts(history.get(tenant.name, {}), with_parts)
+        for position, name in enumerate(undo, 1):
+            rendered = renderer.render(name, TENANT_DOWN, tenant, position=position,
+                                       pinned=uses_pin(config, name, pinned, optional),
+                                       fetch_secrets=False)
+            with closing(rendered):
+                planned.append(PlannedTenantDown(tenant, name, rendered.pin,
+                                                 rendered.checksum.hex(), rendered.size))
+                if each is not None:
+                    rendered.spool.seek(0)
+                    each(planned[-1], rendered.spool)
+    return planned
 
 
 # -- the tenant commands ---------------------------------------------------------------------

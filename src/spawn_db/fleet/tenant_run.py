@@ -101,8 +101,9 @@ class TenantRenderer:
     template is compiled once per worker (a compiled template is not shared between
     threads), whatever the number of tenants."""
 
-    def __init__(self, phase: Phase) -> None:
-        self.phase = phase
+    def __init__(self, config: Config, variables: Any) -> None:
+        self.config = config
+        self.variables = variables
         self.compiled: dict[tuple[str, str, bool], _Compiled] = {}
 
     def compile(self, name: str, script: str, pinned: bool) -> _Compiled:
@@ -111,10 +112,9 @@ class TenantRenderer:
             from spawn_db.migrate.migration import compile_migration, migration_source
             from spawn_db.render.plaintext import plain_output
 
-            source = migration_source(self.phase.config, name, pinned=pinned, script=script)
+            source = migration_source(self.config, name, pinned=pinned, script=script)
             plain = plain_output(source.template_text)
-            renderer = None if plain is not None else compile_migration(self.phase.config,
-                                                                        source)
+            renderer = None if plain is not None else compile_migration(self.config, source)
             self.compiled[key] = _Compiled(source.pin if pinned else None, plain, renderer)
         return self.compiled[key]
 
@@ -124,12 +124,12 @@ class TenantRenderer:
         if compiled.renderer is None:
             assert compiled.plain is not None
             return spool_rendered(name, [compiled.plain], position=position, pin=compiled.pin)
-        context = tenant_context(self.phase.config, self.phase.variables, tenant)
+        context = tenant_context(self.config, self.variables, tenant)
         used = context.secrets.used if context.secrets is not None else []
         rendered = spool_rendered(name, compiled.renderer.generate(context), position=position,
                                   pin=compiled.pin, secrets=used)
         if used:
-            with_secrets(rendered, self.phase.config, self.phase.variables,
+            with_secrets(rendered, self.config, self.variables,
                          f"migration {name} {script} for tenant {tenant.name}",
                          fetch=fetch_secrets)
         return rendered
@@ -220,7 +220,7 @@ class Worker:
         session = phase.engine.control_session(target.spawn_database)
         self.tracking = Tracking(session, phase.tracking.schema)
         self.first_history_id = first_history_id
-        self.renderer = TenantRenderer(phase)
+        self.renderer = TenantRenderer(phase.config, phase.variables)
         self.runner: _Runner | None = None
 
     def runner_for(self, run: TenantRun) -> _Runner:
@@ -336,9 +336,8 @@ def revert_tenants(phase: Phase, tenants: Sequence[Tenant], names: Sequence[str]
     _, history = fleet_history(phase.tracking, exists=True)
     plans: dict[str, TenantPlan] = {}
     for tenant in tenants:
-        rows = history.get(tenant.name, {})
-        undo = tuple(n for n in names if n in rows and _applied(rows[n]))
-        plans[tenant.name] = TenantPlan(tenant, undo)
+        plans[tenant.name] = TenantPlan(tenant, applied_parts(history.get(tenant.name, {}),
+                                                             names))
 
     def work(worker: Worker, plan: TenantPlan) -> Done:
         with worker.tenant_lock(plan.tenant):
@@ -350,10 +349,12 @@ def revert_tenants(phase: Phase, tenants: Sequence[Tenant], names: Sequence[str]
     return _run(phase, plans, request, work, idle="nothing to revert")
 
 
-def _applied(row: HistoryRow) -> bool:
+def applied_parts(rows: Mapping[str, HistoryRow], names: Sequence[str]) -> tuple[str, ...]:
+    """Those of ``names`` whose tenant part a tenant (its latest ``rows``) has applied: what
+    a revert of ``names`` runs ``tenant_down.sql`` for, in that order."""
     from spawn_db.migrate.plan import is_done, state_of
 
-    return is_done(state_of(row))
+    return tuple(n for n in names if n in rows and is_done(state_of(rows[n])))
 
 
 def blocked(plan: TenantPlan) -> PreviousAttemptFailed:

@@ -221,15 +221,20 @@ def fleet_history(tracking: Tracking, *, exists: bool = False
     first, unless the caller knows it does: ``exists``)."""
     if not exists and not tracking.exists():
         return {}, {}
-    rows = tracking.latest_rows(
+    return split_history(tracking.latest_rows(
         f"(m.namespace = {escape_literal(USER_NAMESPACE)} "
-        f"OR m.namespace LIKE {escape_literal(NAMESPACE_PREFIX + '%')})")
+        f"OR m.namespace LIKE {escape_literal(NAMESPACE_PREFIX + '%')})"))
+
+
+def split_history(rows: Sequence[HistoryRow]) -> tuple[Latest, dict[str, Latest]]:
+    """Latest rows by namespace: the shared migrations' (``default``), and each tenant's
+    (``tenant:*``, by tenant name); rows of other namespaces are left out."""
     shared: dict[str, HistoryRow] = {}
     tenants: dict[str, dict[str, HistoryRow]] = {}
     for row in rows:
         if row.namespace == USER_NAMESPACE:
             shared[row.name] = row
-        else:
+        elif row.namespace.startswith(NAMESPACE_PREFIX):
             tenants.setdefault(row.namespace[len(NAMESPACE_PREFIX):], {})[row.name] = row
     return shared, tenants
 
