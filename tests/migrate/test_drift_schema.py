@@ -303,6 +303,9 @@ def test_two_targets_on_one_server_keep_their_own_scratch_database(
 
 
 def test_spawn_test_clean_drops_the_kept_scratch_database(db_project: DbProject) -> None:
+    # The server is this worker's, shared by its tests one after another: the templates and
+    # test databases earlier tests kept go first, so the output below is this test's.
+    assert db_project.run("test", "clean").exit_code == 0
     applied(db_project)
     assert db_project.run("migration", "drift").exit_code == 0
     [kept] = kept_scratch(db_project)
