@@ -27,6 +27,7 @@ from spawn_db.cli.output import SETTINGS, emit_json, info, note, write_sql
 from spawn_db.cli.tenant import tenants_option
 
 if TYPE_CHECKING:
+    from spawn_db.api import Project
     from spawn_db.config import Config
     from spawn_db.fleet.runner import Done
     from spawn_db.migrate.revert import PlannedRevert, RevertPlan, RevertRequest, RevertResult
@@ -88,6 +89,7 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
            canary: int, continue_on_error: bool) -> None:
     """Run the down.sql of the most recently applied migration (or of MIGRATION, the last
     N with --steps, or everything applied after --to), newest application first."""
+    from spawn_db.api import Project
     from spawn_db.migrate.revert import RevertRequest
 
     request = RevertRequest(migration_name, steps, to, retry)
@@ -105,48 +107,32 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
         fan_out(config, "reverting", work, jobs=jobs, canary=canary,
                 continue_on_error=continue_on_error, fmt=fmt)
         return
-    variables = load_variables_option(config, variables_path)
+    project = Project(config, variables_path)
+    project.variables()  # a bad --variables file stops the command before anything else
     if dry_run:
-        _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt)
+        _dry_run(project, request, pinned=not no_pin, fmt=fmt)
         return
-    _run(config, request, pinned=not no_pin, variables=variables, yes=yes,
-         lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks, tenants=tenants)
+    _run(project, request, pinned=not no_pin, yes=yes, lock_timeout=lock_timeout, fmt=fmt,
+         no_hooks=no_hooks, tenants=tenants)
 
 
-def _tenant_downs(config: Config, given: str | None, *, pinned: bool, variables: Any,
-                  fmt: str) -> Any:
-    """revert's ``before_shared``: the tenant parts' down scripts, or None."""
-    from spawn_db.fleet.tenant_ops import default_choice, revert_phase
-    from spawn_db.fleet.tenant_run import FleetRequest
-    from spawn_db.migrate.apply import pins_optional
-
-    choice = default_choice(config, given)
-    if choice == "none":
-        return None
-    from spawn_db.cli.tenant import print_tenant_report
-
-    return revert_phase(config, choice, FleetRequest(), pinned=pinned,
-                        unpinned_from_tree=pins_optional(config, pinned), variables=variables,
-                        report=lambda report: print_tenant_report(report, fmt=fmt))
-
-
-def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any, yes: bool,
+def _run(project: Project, request: RevertRequest, *, pinned: bool, yes: bool,
          lock_timeout: float, fmt: str, no_hooks: bool = False,
          tenants: str | None = None) -> None:
-    from spawn_db.migrate.hooks import Hooks
-    from spawn_db.migrate.revert import revert as run_revert
+    from spawn_db.api import TenantOptions
+    from spawn_db.cli.tenant import print_tenant_report
 
     def confirm(plan: RevertPlan) -> bool:
         return confirm_many(plan.to_revert, "reverted", yes, order=", in this order")
 
     reporter = RevertReporter()
     try:
-        result = run_revert(config, request, pinned=pinned, variables=variables,
-                            reporter=reporter, confirm=confirm, lock_timeout=lock_timeout,
-                            hooks=Hooks(config, variables, enabled=not no_hooks,
-                                        output=reporter.output),
-                            before_shared=_tenant_downs(config, tenants, pinned=pinned,
-                                                        variables=variables, fmt=fmt))
+        result = project.revert(
+            request.migration, steps=request.steps, to=request.to, retry=request.retry,
+            pinned=pinned, lock_timeout=lock_timeout, hooks=not no_hooks, tenants=tenants,
+            tenant_options=TenantOptions(
+                report=lambda report: print_tenant_report(report, fmt=fmt)),
+            reporter=reporter, confirm=confirm)
     finally:
         reporter.close_line()
     if fmt == "json":
@@ -210,12 +196,9 @@ def _result_json(result: RevertResult) -> dict[str, Any]:
     return found
 
 
-def _dry_run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any,
-             fmt: str) -> None:
+def _dry_run(project: Project, request: RevertRequest, *, pinned: bool, fmt: str) -> None:
     """Print each down script that would run (a header line, then its rendered SQL) to
     stdout and the summary to stderr; as JSON, the plan with the SQL."""
-    from spawn_db.migrate.revert import plan_revert
-
     texts: dict[str, str] = {}
 
     def each(item: PlannedRevert, sql: IO[bytes]) -> None:
@@ -226,7 +209,9 @@ def _dry_run(config: Config, request: RevertRequest, *, pinned: bool, variables:
              f"checksum {item.checksum}")
         write_sql(sql.read())
 
-    plan, planned = plan_revert(config, request, pinned=pinned, variables=variables, each=each)
+    dry = project.revert(request.migration, steps=request.steps, to=request.to,
+                         retry=request.retry, pinned=pinned, dry_run=True, each=each)
+    plan, planned = dry.plan, dry.reverts
     if fmt == "json":
         emit_json({
             "to_revert": [{"name": p.name, "pin": p.pin, "checksum": p.checksum,
