@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from spawn_db.migrate.schema_drift import DriftReport
     from spawn_db.sqltest.suite import ExpectResult, TestOutcome, TestRun, TestRunner
 
-__all__ = ["ExpectReport", "Project", "RevertDryRun", "TenantOptions", "TestReport",
-           "TestReporter", "load_variables"]
+__all__ = ["ExpectReport", "NullTestReporter", "Project", "RevertDryRun", "TenantOptions",
+           "TestReport", "TestReporter", "load_variables"]
 
 VariablesArg = str | Path | Mapping[str, Any] | None
 _T = TypeVar("_T")

@@ -52,8 +52,9 @@ def test_examples_run_as_shown(db_project: DbProject, monkeypatch: pytest.Monkey
 
 
 def _public_types() -> list[type]:
-    from spawn_db.api import RevertDryRun, TestReport
+    from spawn_db.api import ExpectReport, RevertDryRun, TenantOptions, TestReport
     from spawn_db.migrate.apply import (
+        AdoptResult,
         ApplyResult,
         DryRun,
         MigrationStatus,
@@ -66,12 +67,12 @@ def _public_types() -> list[type]:
     from spawn_db.migrate.runner import MigrationOutcome
     from spawn_db.migrate.schema_drift import Difference, DriftReport
     from spawn_db.migrate.tracking import HistoryRow
-    from spawn_db.sqltest.suite import TestOutcome, TestRun
+    from spawn_db.sqltest.suite import ExpectResult, TestOutcome, TestRun
 
     return [MigrationEntry, PinBatch, StatusReport, MigrationStatus, HistoryRow, ApplyResult,
-            ApplyPlan, MigrationOutcome, DryRun, PlannedMigration, RevertResult, RevertPlan,
-            RevertDryRun, PlannedRevert, DriftReport, Difference, TestRun, TestReport,
-            TestOutcome]
+            ApplyPlan, MigrationOutcome, DryRun, PlannedMigration, TenantOptions, AdoptResult,
+            RevertResult, RevertPlan, RevertDryRun, PlannedRevert, DriftReport, Difference,
+            TestRun, TestReport, TestOutcome, ExpectReport, ExpectResult]
 
 
 def _doc(obj: Any) -> str:
