@@ -39,7 +39,7 @@ def test_examples_run_as_shown(db_project: DbProject, monkeypatch: pytest.Monkey
         " count \n-------\n     0\n(1 row)\n\n")
     monkeypatch.chdir(db_project.spawn_dir / "migrations")  # found from a sub-folder
     examples = EXAMPLE.findall(PAGE.read_text(encoding="utf-8"))
-    assert len(examples) == 4
+    assert len(examples) == 5
     namespace: dict[str, Any] = {}
     for code, shown in examples:
         printed = io.StringIO()
