@@ -44,7 +44,7 @@ __all__ = ["ExpectReport", "NullTestReporter", "Project", "RevertDryRun", "Tenan
            "TestReport", "TestReporter", "load_variables"]
 
 VariablesArg = str | Path | Mapping[str, Any] | None
-_T = TypeVar("_T")
+_T = TypeVar("_T", bound="TestRun | TestOutcome | ExpectResult")
 
 
 @dataclass(frozen=True)
@@ -543,24 +543,11 @@ class Project:
         """Run the tests (one name, several, or all) and diff each output against its
         ``expected`` file (``spawn test compare``); ``report.passed`` where the CLI exits
         0. ``jobs`` tests run at a time; ``reporter`` hears each start, end and outcome."""
-        from spawn_db.sqltest.suite import run_ordered
-
         started = time.monotonic()
         selected = self._select(names)
         reporter = reporter or NullTestReporter()
         runner = self._test_runner(timeout, hooks, reporter)
-        outcomes: list[TestOutcome] = []
-        try:
-            self._prepare(runner, selected, reporter)
-            try:
-                for outcome in run_ordered(selected, _tracked(reporter, runner.compare),
-                                           jobs=jobs):
-                    outcomes.append(outcome)
-                    reporter.result(outcome)
-            finally:
-                reporter.stopped()
-        finally:
-            runner.close()
+        outcomes = self._run_all(runner, selected, reporter, runner.compare, jobs)
         report = TestReport(tuple(outcomes), time.monotonic() - started)
         reporter.finished(report)
         self._hooks(hooks, runner.variables, reporter).run("after_tests")
@@ -575,8 +562,6 @@ class Project:
         file was not written (a timeout, an interrupted run, a render error), where the CLI
         exits 1. ``confirm`` is asked with the names before anything runs (False cancels:
         ``report.cancelled``); without it every file is rewritten, as with ``--yes``."""
-        from spawn_db.sqltest.suite import run_ordered
-
         started = time.monotonic()
         selected = self._select(names)
         if not selected:
@@ -584,20 +569,8 @@ class Project:
         reporter = reporter or NullTestReporter()
         runner = self._test_runner(timeout, hooks, reporter)
         if confirm is not None and not confirm(selected):
-            runner.close()
             return ExpectReport((), time.monotonic() - started, cancelled=True)
-        results: list[ExpectResult] = []
-        try:
-            self._prepare(runner, selected, reporter)
-            try:
-                for result in run_ordered(selected, _tracked(reporter, runner.expect),
-                                          jobs=jobs):
-                    results.append(result)
-                    reporter.result(result)
-            finally:
-                reporter.stopped()
-        finally:
-            runner.close()
+        results = self._run_all(runner, selected, reporter, runner.expect, jobs)
         self._hooks(hooks, runner.variables, reporter).run("after_tests")
         return ExpectReport(tuple(results), time.monotonic() - started)
 
@@ -697,6 +670,27 @@ class Project:
         return TestRunner(self.config, variables=variables, timeout=timeout or None,
                           on_build=reporter.building,
                           before=lambda test: runner_hooks.run("before_test", test=test))
+
+    @classmethod
+    def _run_all(cls, runner: TestRunner, names: list[str], reporter: TestReporter,
+                 work: Callable[..., _T], jobs: int) -> list[_T]:
+        """``work`` (``runner.compare`` or ``runner.expect``) over ``names``, ``jobs`` at a
+        time, after ``_prepare``; each result reported in name order as it is known. The
+        runner is closed however the run ends."""
+        from spawn_db.sqltest.suite import run_ordered
+
+        found: list[_T] = []
+        try:
+            cls._prepare(runner, names, reporter)
+            try:
+                for result in run_ordered(names, _tracked(reporter, work), jobs=jobs):
+                    found.append(result)
+                    reporter.result(result)
+            finally:
+                reporter.stopped()
+        finally:
+            runner.close()
+        return found
 
     @staticmethod
     def _prepare(runner: TestRunner, names: list[str], reporter: TestReporter) -> None:
