@@ -317,3 +317,55 @@ def test_hook_output_reaches_the_reporter(db_project: DbProject) -> None:
     recorder = Recorder()
     Project.load(db_project.root).apply(reporter=recorder)
     assert [text for text in recorder.printed if "applied it" in text] != []
+
+
+# -- tenants ----------------------------------------------------------------------------------
+
+
+def test_tenants_go_through_apply_and_revert_as_with_the_cli(db_project: DbProject) -> None:
+    from spawn_db import TenantOptions
+    from tests.fleet.test_tenants import add as add_tenanted
+    from tests.fleet.test_tenants import schemas, set_tenants, tenant_list
+
+    set_tenants(db_project, tenant_list(["acme", "globex"]))
+    add_tenanted(db_project, "t", up="CREATE TABLE public.shared (id int);\n",
+                 tenant="CREATE TABLE t (id int);\n", down="DROP TABLE public.shared;\n",
+                 tenant_down="DROP TABLE t;\n")
+    project = Project.load(db_project.root)
+    sizes: list[int] = []
+
+    result = project.apply(tenants="acme", tenant_options=TenantOptions(
+        progress=lambda total: _Counting(sizes, total)))
+
+    report: Any = result.after_shared
+    assert [(r.name, r.state) for r in report.results] == [("acme", "ok")]
+    assert sizes == [1]
+    assert schemas(db_project.database) == ["tenant_acme"]
+    shown = cli(db_project, "migration", "apply", "--yes")  # the default: every tenant
+    assert schemas(db_project.database) == ["tenant_acme", "tenant_globex"]
+    assert "globex" in shown.stdout + shown.stderr and "acme" not in shown.stdout
+    heard: list[Any] = []
+    done = project.revert(tenant_options=TenantOptions(report=heard.append))
+    assert [o.name for o in done.reverted] == [result.plan.to_run[0]]
+    assert [sorted(r.name for r in found.results) for found in heard] == [["acme", "globex"]]
+    assert db_project.database.query(
+        "SELECT count(*) FROM pg_tables WHERE tablename IN ('t', 'shared')") == "0"
+
+
+class _Counting:
+    """A tenant progress bar that notes how many tenants it was made for."""
+
+    def __init__(self, sizes: list[int], total: int) -> None:
+        sizes.append(total)
+
+    def __enter__(self) -> _Counting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def unit_started(self, name: str) -> None:
+        pass
+
+    def unit_finished(self, result: object, done: int, total: int) -> None:
+        pass
