@@ -204,12 +204,15 @@ class Project:
     Make one with ``Project.load()``. ``config`` is spawn.toml, read (internal: its
     shape may change); ``variables_arg`` is the ``variables`` given to ``load``;
     ``warnings`` holds what spawn.toml's parser noticed (unknown keys, ...), which the
-    CLI prints on stderr.
+    CLI prints on stderr. ``pushes`` is True when ``load`` pulled a remote
+    ``spawn_folder`` into its mirror: ``pin`` then pushes what it wrote back (the CLI,
+    which pulls and pushes around the whole command, makes its ``Project`` without it).
     """
 
     config: Config
     variables_arg: VariablesArg = None
     warnings: tuple[str, ...] = field(default=())
+    pushes: bool = False
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -238,7 +241,8 @@ class Project:
             from spawn_db.remote.mirror import Mirror
 
             Mirror(config.spawn_folder_url, config.spawn_folder).pull()
-        return cls(config, variables, tuple(config.warnings))
+        return cls(config, variables, tuple(config.warnings),
+                   pushes=config.spawn_folder_url is not None)
 
     @property
     def root(self) -> Path:
@@ -702,7 +706,7 @@ class Project:
         reporter.running(names)
 
     def _push_remote(self) -> None:
-        if self.config.spawn_folder_url is not None:
+        if self.pushes and self.config.spawn_folder_url is not None:
             from spawn_db.remote.mirror import Mirror
 
             Mirror(self.config.spawn_folder_url, self.config.spawn_folder).push()
