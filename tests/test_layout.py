@@ -47,7 +47,7 @@ ALLOWED: dict[str, frozenset[str]] = {
                                  "watch", "remote", "data", "fleet", "api"},
     # The public facade may use everything but the CLI; the pytest plugin builds on it.
     "api": FOUNDATION | LOWER | {"__init__", "migrate", "sqltest", "example", "lint",
-                                 "remote", "data"},
+                                 "remote", "data", "fleet"},
     "pytest_plugin": FOUNDATION | LOWER | {"__init__", "api", "migrate", "sqltest"},
 }
 # The only parts that may import the facade: the package's re-export, the CLI built on it,

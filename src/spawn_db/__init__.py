@@ -16,13 +16,23 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from spawn_db.api import Project, RevertDryRun, TestReport
+    from spawn_db.api import (
+        ExpectReport,
+        Project,
+        RevertDryRun,
+        TenantOptions,
+        TestReport,
+        TestReporter,
+    )
     from spawn_db.errors import SpawnError
 
-__all__ = ["Project", "RevertDryRun", "SpawnError", "TestReport", "__version__"]
+__all__ = ["ExpectReport", "Project", "RevertDryRun", "SpawnError", "TenantOptions",
+           "TestReport", "TestReporter", "__version__"]
 
-_LAZY = {"Project": "spawn_db.api", "RevertDryRun": "spawn_db.api",
-         "TestReport": "spawn_db.api", "SpawnError": "spawn_db.errors"}
+_LAZY = {"ExpectReport": "spawn_db.api", "Project": "spawn_db.api",
+         "RevertDryRun": "spawn_db.api", "TenantOptions": "spawn_db.api",
+         "TestReport": "spawn_db.api", "TestReporter": "spawn_db.api",
+         "SpawnError": "spawn_db.errors"}
 
 
 def __getattr__(name: str) -> Any:

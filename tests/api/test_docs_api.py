@@ -39,7 +39,7 @@ def test_examples_run_as_shown(db_project: DbProject, monkeypatch: pytest.Monkey
         " count \n-------\n     0\n(1 row)\n\n")
     monkeypatch.chdir(db_project.spawn_dir / "migrations")  # found from a sub-folder
     examples = EXAMPLE.findall(PAGE.read_text(encoding="utf-8"))
-    assert len(examples) == 4
+    assert len(examples) == 5
     namespace: dict[str, Any] = {}
     for code, shown in examples:
         printed = io.StringIO()
@@ -52,8 +52,9 @@ def test_examples_run_as_shown(db_project: DbProject, monkeypatch: pytest.Monkey
 
 
 def _public_types() -> list[type]:
-    from spawn_db.api import RevertDryRun, TestReport
+    from spawn_db.api import ExpectReport, RevertDryRun, TenantOptions, TestReport
     from spawn_db.migrate.apply import (
+        AdoptResult,
         ApplyResult,
         DryRun,
         MigrationStatus,
@@ -66,12 +67,12 @@ def _public_types() -> list[type]:
     from spawn_db.migrate.runner import MigrationOutcome
     from spawn_db.migrate.schema_drift import Difference, DriftReport
     from spawn_db.migrate.tracking import HistoryRow
-    from spawn_db.sqltest.suite import TestOutcome, TestRun
+    from spawn_db.sqltest.suite import ExpectResult, TestOutcome, TestRun
 
     return [MigrationEntry, PinBatch, StatusReport, MigrationStatus, HistoryRow, ApplyResult,
-            ApplyPlan, MigrationOutcome, DryRun, PlannedMigration, RevertResult, RevertPlan,
-            RevertDryRun, PlannedRevert, DriftReport, Difference, TestRun, TestReport,
-            TestOutcome]
+            ApplyPlan, MigrationOutcome, DryRun, PlannedMigration, TenantOptions, AdoptResult,
+            RevertResult, RevertPlan, RevertDryRun, PlannedRevert, DriftReport, Difference,
+            TestRun, TestReport, TestOutcome, ExpectReport, ExpectResult]
 
 
 def _doc(obj: Any) -> str:

@@ -92,8 +92,8 @@ def test_load_takes_target_and_environment(db_project: DbProject) -> None:
 
 
 def test_public_surface_is_all_and_importing_spawn_db_loads_nothing_else() -> None:
-    assert spawn_db.__all__ == ["Project", "RevertDryRun", "SpawnError", "TestReport",
-                                "__version__"]
+    assert spawn_db.__all__ == ["ExpectReport", "Project", "RevertDryRun", "SpawnError",
+                                "TenantOptions", "TestReport", "TestReporter", "__version__"]
     for name in spawn_db.__all__:
         assert getattr(spawn_db, name) is not None
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):

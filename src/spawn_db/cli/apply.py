@@ -35,6 +35,7 @@ from spawn_db.cli.tenant import tenants_option
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
+    from spawn_db.api import Project
     from spawn_db.config import Config
     from spawn_db.fleet.quick import QuickCheck
     from spawn_db.fleet.runner import Done, FleetReport
@@ -214,8 +215,8 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
     """Apply MIGRATION, or every pending migration in order, tracked and locked; then the
     repeatable migrations whose rendered SQL changed; then the tenant parts (tenant.sql)
     in every tenant schema (--tenants)."""
-    from spawn_db.migrate.apply import apply as run_apply
-    from spawn_db.migrate.hooks import Hooks
+    from spawn_db.api import Project, TenantOptions
+    from spawn_db.cli.tenant import tenant_bar
     from spawn_db.migrate.repeatable import RepeatableRequest
 
     if not dry_run and show_sql:
@@ -249,7 +250,8 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
                 from spawn_db.cli.drift import refuse_drift
 
                 refuse_drift(target, pinned=not no_pin, variables=variables)
-            _dry_run(target, migration_name, pinned=not no_pin, retry=retry,
+            _dry_run(Project(target, variables_path), migration_name, pinned=not no_pin,
+                     retry=retry,
                      variables=variables, show_sql=show_sql, fmt=fmt, choice=choice,
                      tenants=tenants, emit=emit)
 
@@ -274,17 +276,14 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
         fan_out(config, "applying", work, jobs=jobs, canary=canary,
                 continue_on_error=continue_on_error, fmt=fmt, details=tenant_details)
         return
-    variables = load_variables_option(config, variables_path)
-    fleet = _tenant_phase(config, tenants, jobs=jobs, canary=canary,
-                          continue_on_error=continue_on_error, retry=retry, pinned=not no_pin,
-                          variables=variables, bar=fmt == "text",
-                          only=_resolved(config, migration_name))
+    project = Project(config, variables_path)
+    variables = project.variables()
     if check_drift:
         from spawn_db.cli.drift import refuse_drift
 
         refuse_drift(config, pinned=not no_pin, variables=variables)
     if dry_run:
-        _dry_run(config, migration_name, pinned=not no_pin, retry=retry, variables=variables,
+        _dry_run(project, migration_name, pinned=not no_pin, retry=retry, variables=variables,
                  show_sql=show_sql, fmt=fmt, choice=choice, tenants=tenants)
         return
 
@@ -302,13 +301,17 @@ def apply(app: App, migration_name: str | None, no_pin: bool, variables_path: st
 
     told: list[bool] = []
     reporter = CliReporter()
+    bar = fmt == "text"
     try:
-        result = run_apply(config, migration_name, pinned=not no_pin, retry=retry,
-                           variables=variables, reporter=reporter, confirm=confirm,
-                           lock_timeout=lock_timeout, with_requires=with_requires,
-                           allow_draft=allow_draft, repeatables=choice.repeatables,
-                           hooks=Hooks(config, variables, enabled=not no_hooks,
-                                       output=reporter.output), after_shared=fleet)
+        result = project.apply(
+            migration_name, pinned=not no_pin, retry=retry, with_requires=with_requires,
+            allow_draft=allow_draft, repeatables=not no_repeatable,
+            only_repeatables=repeatable_names, lock_timeout=lock_timeout,
+            hooks=not no_hooks, tenants=tenants,
+            tenant_options=TenantOptions(
+                jobs, canary, continue_on_error,
+                (lambda total: tenant_bar(total, "applying")) if bar else None),
+            reporter=reporter, confirm=confirm)
     finally:
         reporter.close_line()
     if not told:
@@ -334,27 +337,6 @@ def _resolved(config: Config, migration_name: str | None) -> str | None:
     from spawn_db.migrate.sources import Sources
 
     return Sources(config).resolve(migration_name)
-
-
-def _tenant_phase(config: Config, given: str | None, *, jobs: int, canary: int,
-                  continue_on_error: bool, retry: bool, pinned: bool, variables: Any,
-                  bar: bool, only: str | None = None) -> Any:
-    """apply's ``after_shared`` for the tenant parts, or None (``--tenants none``, or no
-    [tenants] in spawn.toml)."""
-    from spawn_db.fleet.tenant_ops import default_choice, tenant_phase
-    from spawn_db.fleet.tenant_run import FleetRequest
-    from spawn_db.migrate.apply import pins_optional
-
-    choice = default_choice(config, given)
-    if choice == "none":
-        return None
-    from spawn_db.cli.tenant import tenant_bar
-
-    request = FleetRequest(jobs, canary, continue_on_error, retry,
-                           (lambda total: tenant_bar(total, "applying")) if bar else None,
-                           only=only)
-    return tenant_phase(config, choice, request, pinned=pinned,
-                        unpinned_from_tree=pins_optional(config, pinned), variables=variables)
 
 
 def _apply_json(result: ApplyResult) -> None:
@@ -399,7 +381,10 @@ class TargetApply:
 
     def __call__(self, config: Config) -> Done:
         from spawn_db.cli.fanout import target_output, up_to_date, with_tenants
+        from spawn_db.fleet.tenant_ops import default_choice, tenant_phase
+        from spawn_db.fleet.tenant_run import FleetRequest
         from spawn_db.migrate.apply import apply as run_apply
+        from spawn_db.migrate.apply import pins_optional
         from spawn_db.migrate.hooks import Hooks
 
         variables = load_variables_option(config, self.variables_path)
@@ -411,10 +396,12 @@ class TargetApply:
 
             drift_refusal(config, pinned=self.pinned, variables=variables)
         output = target_output(config.target().name)
-        fleet = _tenant_phase(config, self.tenants, jobs=self.tenant_jobs, canary=0,
-                              continue_on_error=self.continue_on_error, retry=self.retry,
-                              pinned=self.pinned, variables=variables, bar=False,
-                              only=_resolved(config, self.migration_name))
+        choice = default_choice(config, self.tenants)
+        fleet = None if choice == "none" else tenant_phase(
+            config, choice, FleetRequest(self.tenant_jobs, 0, self.continue_on_error,
+                                         self.retry, only=_resolved(config, self.migration_name)),
+            pinned=self.pinned, unpinned_from_tree=pins_optional(config, self.pinned),
+            variables=variables)
         result = run_apply(config, self.migration_name, pinned=self.pinned, retry=self.retry,
                            variables=variables, lock_timeout=self.lock_timeout,
                            with_requires=self.choice.with_requires,
@@ -502,13 +489,12 @@ def _plan_notes(plan: ApplyPlan) -> None:
         note(baseline_note(plan.baseline))
 
 
-def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry: bool,
+def _dry_run(project: Project, migration_name: str | None, *, pinned: bool, retry: bool,
              variables: Any, show_sql: bool, fmt: str, choice: PlanChoice,
              tenants: str | None = None, emit: Any = emit_json) -> None:
     """Print the plan to stdout (and with ``show_sql`` each migration's SQL as rendered),
     the summary to stderr; end with apply's own error when it would stop at a failure."""
-    from spawn_db.migrate.apply import plan_apply
-
+    config = project.config
     texts: dict[str, str] = {}
 
     def each(item: PlannedMigration, sql: IO[bytes]) -> None:
@@ -537,10 +523,12 @@ def _dry_run(config: Config, migration_name: str | None, *, pinned: bool, retry:
         info(f"-- spawn {key} ({item.state}): checksum {item.checksum}")
         write_sql(sql.read())
 
-    dry = plan_apply(config, migration_name, pinned=pinned, retry=retry, variables=variables,
-                     each=each, with_requires=choice.with_requires,
-                     allow_draft=choice.allow_draft, repeatables=choice.repeatables,
-                     each_repeatable=each_repeatable)
+    repeatables = choice.repeatables
+    dry = project.plan(migration_name, pinned=pinned, retry=retry, each=each,
+                       with_requires=choice.with_requires, allow_draft=choice.allow_draft,
+                       repeatables=repeatables is None or not repeatables.skip,
+                       only_repeatables=() if repeatables is None else repeatables.named,
+                       tenants=tenants, each_repeatable=each_repeatable)
     _plan_notes(dry.plan)
     if pinned:
         _warn_stale(config, dry.plan.to_run, variables)
@@ -649,12 +637,12 @@ def _warn_stale(config: Config, names: Sequence[str], variables: Any) -> None:
 def adopt(app: App, migration_name: str | None, yes: bool, description: str,
           lock_timeout: float) -> None:
     """Record MIGRATION (or every migration not applied) as applied, without running it."""
-    from spawn_db.migrate.apply import adopt as run_adopt
+    from spawn_db.api import Project
 
     reporter = CliReporter()
     try:
-        result = run_adopt(
-            app.config(), migration_name, description=description, reporter=reporter,
+        result = Project(app.config()).adopt(
+            migration_name, description=description, reporter=reporter,
             confirm=lambda names: confirm_many(names, "adopted", yes),
             lock_timeout=lock_timeout,
         )

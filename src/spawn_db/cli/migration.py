@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -72,60 +72,12 @@ def build(app: App, migration_name: str, pinned: bool, down: bool, tenant: str |
           variables_path: str | None) -> None:
     """Render MIGRATION's up.sql (or, with --down, its down.sql; with --tenant, its tenant
     part) to stdout."""
-    from spawn_db.migrate.migration import DOWN, UP, build_migration, build_working_tree
+    from spawn_db.api import Project
 
-    config = app.config()
-    variables = load_variables_option(config, variables_path)
-    if tenant is not None:
-        from spawn_db.fleet.tenants import build_tenant_part
-
-        stream_complete(build_tenant_part(config, migration_name, tenant, down=down,
-                                          pinned=pinned, variables=variables), trailer="\n")
-        return
-    script = DOWN if down else UP
-    if config.sources:  # audit:<name> renders against that source's components and pins
-        from spawn_db.migrate.sources import locate
-
-        source, migration_name = locate(config, migration_name)
-        config = source.config
-    if pinned:
-        stream_complete(build_migration(config, migration_name, pinned=True,
-                                        variables=variables, script=script), trailer="\n")
-        return
-    if down:
-        stream_complete(_down_working_tree(config, migration_name, variables), trailer="\n")
-        return
-    chunks, difference = build_working_tree(config, migration_name, variables)
-    stream_complete(_warn_when_done(migration_name, chunks, difference), trailer="\n")
-
-
-def _down_working_tree(config: Config, name: str, variables: Any) -> Iterator[str]:
-    """down.sql from the working tree, then (before stdout is written) a warning when the
-    migration is pinned and revert, which renders from the pin, would send other text."""
-    from spawn_db.migrate.migration import DOWN, build_migration, is_pinned
-
-    chunks = build_migration(config, name, pinned=False, variables=variables, script=DOWN)
-    text: list[str] = []
-    for chunk in chunks:
-        text.append(chunk)
-        yield chunk
-    if is_pinned(config, name):
-        pinned = build_migration(config, name, pinned=True, variables=variables, script=DOWN)
-        if "".join(pinned) != "".join(text):
-            warn(f"{name} is pinned: `spawn migration revert` renders its down.sql from the "
-                 "pin, not from the working tree shown here; add --pinned to see what a "
-                 "revert will run")
-
-
-def _warn_when_done(name: str, chunks: Iterator[str],
-                    difference: Callable[[], str | None]) -> Iterator[str]:
-    """The chunks, then (still before stdout is written) the warning if apply differs."""
-    yield from chunks
-    if difference() is not None:
-        warn(
-            f"{name} is pinned: `spawn migration apply` renders it from the pin, "
-            "not from the working tree shown here; add --pinned to see what will be applied"
-        )
+    project = Project(app.config(), variables_path)
+    project.variables()  # a bad --variables file stops the command before anything else
+    stream_complete(project.render(migration_name, pinned=pinned, down=down, tenant=tenant,
+                                   warn=warn), trailer="\n")
 
 
 @migration.command("pin")
@@ -143,26 +95,20 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         force: bool) -> None:
     """Snapshot components/ into pinned/ and write MIGRATION's lock.toml (or, with --all
     and/or --changed, the lock.toml of every migration that needs one)."""
-    from spawn_db.migrate.migration import pin_many, pin_migration
-    from spawn_db.project import Project
+    from spawn_db.api import Project
 
     config = app.config()
+    project = Project(config)
     if not _pin_many_requested(migration_name, pin_all, changed, force):
         assert migration_name is not None
-        if config.sources:  # audit:<name> pins into that source's own pinned/
-            from spawn_db.migrate.sources import locate
-
-            source, name = locate(config, migration_name)
-            info(pin_migration(source.config, name, force=force, namespace=source.name))
-            warn_blank(source.config, [name], pinned=True)
-            return
-        name = Project(config).resolve_migration(migration_name)
-        info(pin_migration(config, name, force=force))
-        warn_blank(config, [name], pinned=True)
+        batch = project.pin(migration_name, force=force)
+        assert batch.root is not None  # one migration pinned: always a root
+        info(batch.root)
+        _warn_blank_written(config, batch.written)
         return
     with LiveBar(None, "pinning") as bar:  # one snapshot: no count to show, only time
         bar.set_phase("snapshotting components/")
-        batch = pin_many(config, unpinned=pin_all, changed=changed)
+        batch = project.pin(unpinned=pin_all, changed=changed)
     for name in batch.written:
         info(f"Pinned {name} to {batch.root}")
     for name in batch.skipped_applied:
@@ -171,8 +117,17 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
     if batch.skipped_drafts:
         note(f"Skipped {_count(len(batch.skipped_drafts), 'draft')}: "
              f"{', '.join(batch.skipped_drafts)} (remove draft = true to pin)")
-    warn_blank(config, list(batch.written), pinned=True)
+    _warn_blank_written(config, batch.written)
     note(_pin_summary(batch, pin_all, changed))
+
+
+def _warn_blank_written(config: Config, names: Sequence[str]) -> None:
+    """``warn_blank`` for the migrations just pinned, each in its own folder (a
+    ``[[sources]]`` migration's qualified name is looked up in that source)."""
+    from spawn_db.cli.apply import _per_source
+
+    for folder_config, bare in _per_source(config, names):
+        warn_blank(folder_config, bare, pinned=True)
 
 
 def _pin_many_requested(name: str | None, pin_all: bool, changed: bool, force: bool) -> bool:

@@ -28,9 +28,9 @@ from spawn_db.cli.output import SETTINGS, emit_json, info, note, write_sql
 from spawn_db.cli.tenant import tenants_option
 
 if TYPE_CHECKING:
+    from spawn_db.api import Project
     from spawn_db.config import Config
     from spawn_db.fleet.runner import Done, FleetReport
-    from spawn_db.fleet.tenant_run import FleetRequest
     from spawn_db.migrate.revert import PlannedRevert, RevertPlan, RevertRequest, RevertResult
 
 
@@ -90,6 +90,7 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
            canary: int, continue_on_error: bool) -> None:
     """Run the down.sql of the most recently applied migration (or of MIGRATION, the last
     N with --steps, or everything applied after --to), newest application first."""
+    from spawn_db.api import Project
     from spawn_db.migrate.revert import RevertRequest
 
     request = RevertRequest(migration_name, steps, to, retry)
@@ -99,8 +100,8 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
         from spawn_db.cli.fanout import dry_run_targets
 
         dry_run_targets(config, lambda target, emit: _dry_run(
-            target, request, pinned=not no_pin, fmt=fmt, tenants=tenants, emit=emit,
-            variables=load_variables_option(target, variables_path)), fmt)
+            Project(target, variables_path), request, pinned=not no_pin, fmt=fmt,
+            tenants=tenants, emit=emit), fmt)
         return
     if config.several_targets:
         from spawn_db.cli.fanout import fan_out, ready_for_several, tenant_details, tenant_jobs
@@ -115,62 +116,47 @@ def revert(app: App, migration_name: str | None, steps: int | None, to: str | No
         fan_out(config, "reverting", work, jobs=jobs, canary=canary,
                 continue_on_error=continue_on_error, fmt=fmt, details=tenant_details)
         return
-    variables = load_variables_option(config, variables_path)
+    project = Project(config, variables_path)
+    project.variables()  # a bad --variables file stops the command before anything else
     if dry_run:
-        _dry_run(config, request, pinned=not no_pin, variables=variables, fmt=fmt,
-                 tenants=tenants)
+        _dry_run(project, request, pinned=not no_pin, fmt=fmt, tenants=tenants)
         return
     from spawn_db.fleet.tenant_ops import tenant_only
-    from spawn_db.fleet.tenant_run import FleetRequest
 
-    fleet = FleetRequest(jobs, canary, continue_on_error)
     only = tenant_only(config, migration_name)
     if only is not None:
         from spawn_db.cli.tenant import revert_tenant_part
+        from spawn_db.fleet.tenant_run import FleetRequest
 
-        revert_tenant_part(config, only, tenants, fleet=fleet, lock_timeout=lock_timeout,
-                           pinned=not no_pin, variables=variables, fmt=fmt)
+        revert_tenant_part(config, only, tenants,
+                           fleet=FleetRequest(jobs, canary, continue_on_error),
+                           lock_timeout=lock_timeout, pinned=not no_pin,
+                           variables=project.variables(), fmt=fmt)
         return
-    _run(config, request, pinned=not no_pin, variables=variables, yes=yes,
-         lock_timeout=lock_timeout, fmt=fmt, no_hooks=no_hooks, tenants=tenants, fleet=fleet)
+    _run(project, request, pinned=not no_pin, yes=yes, lock_timeout=lock_timeout, fmt=fmt,
+         no_hooks=no_hooks, tenants=tenants,
+         fleet=(jobs, canary, continue_on_error))
 
 
-def _tenant_downs(config: Config, given: str | None, *, pinned: bool, variables: Any,
-                  fleet: FleetRequest, report: Callable[[FleetReport], None]) -> Any:
-    """revert's ``before_shared``: the tenant parts' down scripts (on ``fleet.jobs``
-    sessions), or None."""
-    from spawn_db.fleet.tenant_ops import default_choice, revert_phase
-    from spawn_db.migrate.apply import pins_optional
-
-    choice = default_choice(config, given)
-    if choice == "none":
-        return None
-    return revert_phase(config, choice, fleet, pinned=pinned,
-                        unpinned_from_tree=pins_optional(config, pinned), variables=variables,
-                        report=report)
-
-
-def _run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any, yes: bool,
+def _run(project: Project, request: RevertRequest, *, pinned: bool, yes: bool,
          lock_timeout: float, fmt: str, no_hooks: bool = False,
-         tenants: str | None = None, fleet: FleetRequest | None = None) -> None:
+         tenants: str | None = None, fleet: tuple[int, int, bool] = (1, 0, False)) -> None:
+    from spawn_db.api import TenantOptions
     from spawn_db.cli.tenant import print_tenant_report
-    from spawn_db.fleet.tenant_run import FleetRequest
-    from spawn_db.migrate.hooks import Hooks
-    from spawn_db.migrate.revert import revert as run_revert
 
     def confirm(plan: RevertPlan) -> bool:
         return confirm_many(plan.to_revert, "reverted", yes, order=", in this order")
 
     reporter = RevertReporter()
     try:
-        result = run_revert(config, request, pinned=pinned, variables=variables,
-                            reporter=reporter, confirm=confirm, lock_timeout=lock_timeout,
-                            hooks=Hooks(config, variables, enabled=not no_hooks,
-                                        output=reporter.output),
-                            before_shared=_tenant_downs(
-                                config, tenants, pinned=pinned, variables=variables,
-                                fleet=fleet or FleetRequest(),
-                                report=lambda report: print_tenant_report(report, fmt=fmt)))
+        jobs, canary, continue_on_error = fleet
+        result = project.revert(
+            request.migration, steps=request.steps, to=request.to, retry=request.retry,
+            pinned=pinned, lock_timeout=lock_timeout, hooks=not no_hooks, tenants=tenants,
+            tenant_options=TenantOptions(
+                jobs, canary, continue_on_error,
+                report=lambda report: print_tenant_report(report, fmt=fmt)),
+            reporter=reporter, confirm=confirm)
     finally:
         reporter.close_line()
     if fmt == "json":
@@ -196,8 +182,14 @@ class TargetRevert:
     def __call__(self, config: Config) -> Done:
         from spawn_db.cli.fanout import target_output, with_tenants
         from spawn_db.errors import MigrationFailed
-        from spawn_db.fleet.tenant_ops import revert_tenant_only, tenant_only
+        from spawn_db.fleet.tenant_ops import (
+            default_choice,
+            revert_phase,
+            revert_tenant_only,
+            tenant_only,
+        )
         from spawn_db.fleet.tenant_run import FleetRequest
+        from spawn_db.migrate.apply import pins_optional
         from spawn_db.migrate.hooks import Hooks
         from spawn_db.migrate.revert import revert as run_revert
 
@@ -211,8 +203,11 @@ class TargetRevert:
             return with_tenants(config, "only tenant parts", {"reverted": []}, report,
                                 "revert")
         tenants: list[FleetReport] = []
-        downs = _tenant_downs(config, self.tenants, pinned=self.pinned, variables=variables,
-                              fleet=fleet, report=tenants.append)
+        choice = default_choice(config, self.tenants)
+        downs = None if choice == "none" else revert_phase(
+            config, choice, fleet, pinned=self.pinned,
+            unpinned_from_tree=pins_optional(config, self.pinned), variables=variables,
+            report=tenants.append)
         try:
             result = run_revert(config, self.request, pinned=self.pinned, variables=variables,
                                 lock_timeout=self.lock_timeout, before_shared=downs,
@@ -257,16 +252,16 @@ def _result_json(result: RevertResult) -> dict[str, Any]:
     return found
 
 
-def _dry_run(config: Config, request: RevertRequest, *, pinned: bool, variables: Any,
-             fmt: str, tenants: str | None = None,
+def _dry_run(project: Project, request: RevertRequest, *, pinned: bool, fmt: str,
+             tenants: str | None = None,
              emit: Callable[[dict[str, Any]], None] = emit_json) -> None:
     """Print each down script that would run (a header line, then its rendered SQL) to
     stdout, the tenant parts' first (they run first), and the summary to stderr; as
     JSON, the plan with the SQL (to ``emit``)."""
     from spawn_db.cli.tenant import dry_run_tenant_downs
     from spawn_db.fleet.tenant_ops import tenant_only
-    from spawn_db.migrate.revert import plan_revert
 
+    config = project.config
     texts: dict[str, str] = {}
     shared: list[tuple[str, bytes]] = []
 
@@ -278,11 +273,15 @@ def _dry_run(config: Config, request: RevertRequest, *, pinned: bool, variables:
                        f"checksum {item.checksum}", sql.read()))
 
     only = tenant_only(config, request.migration)
-    plan, planned = (None, ()) if only is not None else plan_revert(
-        config, request, pinned=pinned, variables=variables, each=each)
+    plan: RevertPlan | None = None
+    planned: tuple[PlannedRevert, ...] = ()
+    if only is None:
+        dry = project.revert(request.migration, steps=request.steps, to=request.to,
+                             retry=request.retry, pinned=pinned, dry_run=True, each=each)
+        plan, planned = dry.plan, dry.reverts
     names = (only,) if only is not None else plan.to_revert if plan is not None else ()
     tenant_rows = dry_run_tenant_downs(config, tenants, names, pinned=pinned,
-                                       variables=variables, fmt=fmt)
+                                       variables=project.variables(), fmt=fmt)
     for header, sql in shared:
         info(header)
         write_sql(sql)

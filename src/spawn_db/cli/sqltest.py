@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,14 +23,13 @@ from spawn_db.cli.output import (
     warn,
 )
 from spawn_db.config import DEFAULT_TEST_TIMEOUT
-from spawn_db.errors import FileAccessError, TestTimedOut, UsageError
+from spawn_db.errors import FileAccessError, UsageError
 
 if TYPE_CHECKING:
+    from spawn_db.api import Project, TestReport
     from spawn_db.config import Config
-    from spawn_db.migrate.hooks import Hooks
-    from spawn_db.sqltest.suite import ExpectResult, TestOutcome, TestRunner
-
-T = TypeVar("T")
+    from spawn_db.project import Project as Files
+    from spawn_db.sqltest.suite import ExpectResult, TestOutcome
 
 
 @click.group()
@@ -75,48 +73,74 @@ timeout_option = click.option(
 )
 
 
-def _runner(app: App, variables_path: str | None, timeout: float,
-            no_hooks: bool = False) -> TestRunner:
-    from spawn_db.sqltest.suite import TestRunner
+class CliTestReporter:
+    """The test commands' progress (``api.TestReporter``): the notes about templates
+    being built, test.toml warnings, the live bar while the tests run, hooks' output on
+    stderr (so the tests' own output on stdout stays what psql printed); ``show`` prints
+    each result as it comes, ``done`` the report of ``compare``."""
 
-    config = app.config()
-    variables = load_variables_option(config, variables_path)
-    hooks = _hooks(config, variables, no_hooks)
-    return TestRunner(
-        config,
-        variables=variables,
-        timeout=timeout or None,
-        on_build=_building,
-        before=lambda test_name: hooks.run("before_test", test=test_name),
-    )
+    def __init__(self, verb: str, names: Sequence[str] = (),
+                 show: Callable[[Any], None] | None = None,
+                 done: Callable[[TestReport], None] | None = None) -> None:
+        self.verb = verb
+        self.names = list(names)
+        self.results: list[Any] = []
+        self.bar: LiveBar | None = None
+        self.sink: Callable[[bytes | None], None] | None = None
+        self._show = show
+        self._done = done
+
+    def building(self, template: str) -> None:
+        note(f"Building template database {template} from the migrations (fresh test "
+             "databases)")
+
+    def warning(self, text: str) -> None:
+        warn(text)
+
+    def running(self, names: Sequence[str]) -> None:
+        self.bar = LiveBar(len(names), self.verb)
+        self.sink = _output_sink(self.bar)
+
+    def started(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.begin(name)
+
+    def ended(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.end(name)
+
+    def result(self, result: Any) -> None:
+        self.results.append(result)
+        if self._show is not None:
+            self._show(result)
+
+    def stopped(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def finished(self, report: TestReport) -> None:
+        if self._done is not None:
+            self._done(report)
+
+    def output(self, text: str) -> None:
+        echo(text.rstrip("\n"), err=True)
+
+    def stream(self, data: bytes | None) -> None:
+        """``test run``'s sink: psql's output as it comes (``_output_sink``)."""
+        assert self.sink is not None  # made when the test starts running
+        self.sink(data)
 
 
-def _building(template: str) -> None:
-    note(f"Building template database {template} from the migrations (fresh test databases)")
+def _project(app: App, variables_path: str | None) -> Project:
+    """The project the test commands run through (``--variables`` read when a runner is
+    made, after the tests named were found, as before)."""
+    from spawn_db.api import Project
 
-
-def _prepare(runner: TestRunner, names: list[str]) -> None:
-    """test.toml warnings, then the fresh databases' templates, before any test runs."""
-    for warning in runner.check_settings(names):
-        warn(warning)
-    runner.prepare(names)
+    return Project(app.config(), variables_path)
 
 
 def _kept_line(database: str) -> str:
     return (f"note: database {database} was kept to inspect; `spawn test clean` drops it")
-
-
-def _hooks(config: Config, variables: object, no_hooks: bool) -> Hooks:
-    """spawn.toml's hooks for a test command; what they print goes to stderr, so the
-    tests' own output on stdout stays what psql printed."""
-    from spawn_db.migrate.hooks import Hooks
-
-    return Hooks(config, variables, enabled=not no_hooks,
-                 output=lambda text: echo(text.rstrip("\n"), err=True))
-
-
-def _after_tests(runner: TestRunner, no_hooks: bool) -> None:
-    _hooks(runner.config, runner.variables, no_hooks).run("after_tests")
 
 
 def _jobs(jobs: int | None) -> int:
@@ -134,28 +158,15 @@ def _jobs(jobs: int | None) -> int:
 def run(app: App, name: str, timeout: float, variables_path: str | None,
         no_hooks: bool) -> None:
     """Run tests/NAME/test.sql and print its output (stdout and stderr merged)."""
-    from spawn_db.sqltest.suite import select_tests
+    from spawn_db.sqltest.suite import TestRun
 
-    select_tests(app.config(), name)
-    runner = _runner(app, variables_path, timeout, no_hooks)
-    try:
-        _prepare(runner, [name])
-        with LiveBar(1, "running") as bar:
-            sink = _output_sink(bar)
-            bar.begin(name)
-            try:
-                done = runner.run(name, sink=sink)
-            finally:
-                sink(None)
-            bar.end(name)
-        kept = runner.settle(done, keep=done.timed_out)
-    finally:
-        runner.close()
-    if kept:
-        note(_kept_line(kept))
-    _after_tests(runner, no_hooks)
-    if done.timed_out:
-        raise TestTimedOut(runner.timeout_message(name))
+    def kept(done: TestRun) -> None:
+        if done.timed_out and done.database is not None:
+            note(_kept_line(done.database))
+
+    reporter = CliTestReporter("running", show=kept)
+    _project(app, variables_path).run_test(name, timeout=timeout, hooks=not no_hooks,
+                                           reporter=reporter, sink=reporter.stream)
 
 
 def _output_sink(bar: LiveBar) -> Callable[[bytes | None], None]:
@@ -198,78 +209,56 @@ def expect(
     variables_path: str | None, no_hooks: bool,
 ) -> None:
     """Run NAME (or every test) and write its output to tests/NAME/expected."""
-    from spawn_db.sqltest.suite import run_ordered, select_tests
+    from spawn_db.project import Project as Files
 
-    config = app.config()
-    names = select_tests(config, name)
-    if not names:
+    project = _project(app, variables_path)
+    config = project.config
+    if name is None and not project.tests():
         note(f"No tests in {config.tests_dir}.")
         return
-    runner = _runner(app, variables_path, timeout, no_hooks)
-    if name is None:
-        _confirm_rewrite(names, yes)
-    failed = 0
-    try:
-        _prepare(runner, names)
-        with LiveBar(len(names), "running") as bar:
-            for result in run_ordered(names, _tracked(bar, runner.expect), jobs=_jobs(jobs)):
-                _report_expected(runner, result)
-                failed += not result.written
-    finally:
-        runner.close()
-    _after_tests(runner, no_hooks)
-    if failed:
+    files = Files(config)
+    report = project.expect(
+        name, jobs=_jobs(jobs), timeout=timeout, hooks=not no_hooks,
+        reporter=CliTestReporter("running", show=lambda r: _report_expected(files, r)),
+        confirm=None if name is not None else lambda names: _confirm_rewrite(names, yes))
+    if report.cancelled or report.failed:
         raise SystemExit(1)
 
 
-def _report_expected(runner: TestRunner, result: ExpectResult) -> None:
-    _report_written(runner, result)
+def _report_expected(files: Files, result: ExpectResult) -> None:
+    _report_written(files, result)
     if result.kept_database:
         note(_kept_line(result.kept_database))
 
 
-def _report_written(runner: TestRunner, result: ExpectResult) -> None:
+def _report_written(files: Files, result: ExpectResult) -> None:
     if result.written:
         assert result.run is not None
         lines = result.run.output.count(b"\n")
-        info(f"Wrote {runner.project.display(result.path)} ({_plural(lines, 'line')})")
+        info(f"Wrote {files.display(result.path)} ({_plural(lines, 'line')})")
         if result.run.exit_code not in (0, 3):
             warn(f"psql exited with code {result.run.exit_code} for {result.name} (the "
                  "connection failed or was lost); check the recorded output")
         return
     echo(f"error: {result.name}: {result.error}; "
-         f"{runner.project.display(result.path)} was not written", err=True)
+         f"{files.display(result.path)} was not written", err=True)
 
 
-def _tracked(bar: LiveBar, work: Callable[..., T]) -> Callable[[str, threading.Event], T]:
-    """``work`` (``runner.compare`` or ``runner.expect``) telling ``bar`` when each test
-    starts and ends; with ``-j`` these calls come from several threads at once."""
-
-    def tracked(name: str, cancel: threading.Event) -> T:
-        bar.begin(name)
-        try:
-            return work(name, cancel=cancel)
-        finally:
-            bar.end(name)
-
-    return tracked
-
-
-def _confirm_rewrite(names: list[str], yes: bool) -> None:
+def _confirm_rewrite(names: Sequence[str], yes: bool) -> bool:
+    """Ask before rewriting every test's ``expected``; False: the user said no."""
     import sys
 
     note(f"This rewrites the expected output of {_plural(len(names), 'test')}:")
     for test_name in names:
         note(f"  {test_name}")
     if yes:
-        return
+        return True
     if not sys.stdin.isatty():
         raise UsageError(
             "not rewriting expected files without confirmation: stdin is not a terminal; "
             "pass --yes to rewrite them all"
         )
-    if not click.confirm("Rewrite them?", default=False, err=True):
-        raise click.exceptions.Exit(1)
+    return click.confirm("Rewrite them?", default=False, err=True)
 
 
 @test.command("compare")
@@ -292,41 +281,36 @@ def compare(
     Prints [PASS] or [FAIL] per test, then a line-numbered diff (expected vs
     actual) for each failure; exits 1 if any test failed.
     """
-    import time
-
-    from spawn_db.sqltest.suite import run_ordered, select_tests
-
-    start = time.monotonic()
     if junit_path:
         _check_writable_folder(junit_path)
-    names = select_tests(app.config(), name)
-    runner = _runner(app, variables_path, timeout, no_hooks)
+    project = _project(app, variables_path)
     color = fmt == "text" and use_color()
-    outcomes: list[TestOutcome] = []
-    try:
-        _prepare(runner, names)
-        with LiveBar(len(names), "comparing") as bar:
-            for outcome in run_ordered(names, _tracked(bar, runner.compare), jobs=_jobs(jobs)):
-                outcomes.append(outcome)
-                if fmt == "text":
-                    info(_status_line(outcome, color))
-    except KeyboardInterrupt:
-        click.echo(_interrupted_line(names, outcomes), err=True)
-        raise
-    finally:
-        runner.close()
-    duration = time.monotonic() - start
-    if junit_path:
-        _write_junit(junit_path, outcomes, duration)
-    if fmt == "json":
-        from spawn_db.sqltest.report import report_dict
 
-        emit_json(report_dict(outcomes, duration))
-    else:
-        _print_failures(runner, outcomes, color)
-        info(_summary_line(outcomes, duration))
-    _after_tests(runner, no_hooks)
-    if any(not o.passed for o in outcomes):
+    def show(outcome: TestOutcome) -> None:
+        if fmt == "text":
+            info(_status_line(outcome, color))
+
+    def done(report: TestReport) -> None:
+        outcomes = list(report.outcomes)
+        if junit_path:
+            _write_junit(junit_path, outcomes, report.seconds)
+        if fmt == "json":
+            from spawn_db.sqltest.report import report_dict
+
+            emit_json(report_dict(outcomes, report.seconds))
+        else:
+            _print_failures(project.config, outcomes, color)
+            info(_summary_line(outcomes, report.seconds))
+
+    names = [name] if name is not None else list(project.tests())
+    reporter = CliTestReporter("comparing", names, show=show, done=done)
+    try:
+        report = project.compare(name, jobs=_jobs(jobs), timeout=timeout, hooks=not no_hooks,
+                                 reporter=reporter)
+    except KeyboardInterrupt:
+        click.echo(_interrupted_line(names, reporter.results), err=True)
+        raise
+    if not report.passed:
         raise SystemExit(1)
 
 
@@ -368,7 +352,10 @@ def _status_line(outcome: TestOutcome, color: bool) -> str:
     return f"{_style('[FAIL]', color, 'bold red')} {outcome.name}"
 
 
-def _print_failures(runner: TestRunner, outcomes: list[TestOutcome], color: bool) -> None:
+def _print_failures(config: Config, outcomes: list[TestOutcome], color: bool) -> None:
+    from spawn_db.project import Project as Files
+
+    files = Files(config)
     for outcome in outcomes:
         if outcome.passed:
             continue
@@ -378,7 +365,7 @@ def _print_failures(runner: TestRunner, outcomes: list[TestOutcome], color: bool
             if outcome.kept_database:
                 info(_kept_line(outcome.kept_database))
             continue
-        expected = runner.project.display(runner.config.tests_dir / outcome.name / "expected")
+        expected = files.display(files.config.tests_dir / outcome.name / "expected")
         info(_style(f"--- {expected}", color, "bold"))
         info(_style(f"+++ actual output of {outcome.name}", color, "bold"))
         for line, text in zip(outcome.diff.lines, outcome.diff.render(), strict=True):

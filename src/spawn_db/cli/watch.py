@@ -30,11 +30,10 @@ class CliWatchReporter:
 
     def tested(self, outcomes: Sequence[TestOutcome]) -> None:
         from spawn_db.cli.sqltest import _print_failures, _status_line, _summary_line
-        from spawn_db.sqltest.suite import TestRunner
 
         for outcome in outcomes:
             info(_status_line(outcome, self.color))
-        _print_failures(TestRunner(self.config), list(outcomes), self.color)
+        _print_failures(self.config, list(outcomes), self.color)
         info(_summary_line(list(outcomes), sum(o.duration for o in outcomes)))
 
 

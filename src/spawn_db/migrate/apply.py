@@ -87,6 +87,10 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class AdoptResult:
+    """What an adopt recorded: the migrations ``adopted`` (ADOPT rows, in order), those
+    left alone because they were ``already_applied``, and whether ``confirm`` said no
+    (``cancelled``)."""
+
     adopted: tuple[str, ...]
     already_applied: tuple[str, ...]
     cancelled: bool = False
