@@ -63,3 +63,24 @@ def test_adopt_of_a_qualified_name_records_it_in_the_sources_namespace_only(
     assert [(m["name"], m["status"]) for m in status["sources"][0]["migrations"]] == [
         (LOG, "adopted")]
     assert [m["status"] for m in status["migrations"]] == ["pending", "pending"]
+
+
+# -- list ----------------------------------------------------------------------------------
+
+
+def test_list_shows_every_sources_migrations_qualified_in_apply_order(
+        sourced: DbProject) -> None:
+    two_and_one(sourced)
+    assert sourced.run("migration", "pin", "audit:create-log").exit_code == 0
+    pin = (audit_dir(sourced) / "migrations" / LOG / "lock.toml").read_text().split('"')[1]
+
+    text = sourced.run("migration", "list")
+    as_json = sourced.run("migration", "list", "--format", "json")
+
+    assert (text.exit_code, as_json.exit_code) == (0, 0)
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["Migration", "Pinned", "Last", "modified"]
+    assert [line.split()[:2] for line in lines[2:]] == [
+        [CUSTOMERS, "no"], [f"audit:{LOG}", pin[:12]], [ORDERS, "no"]]
+    assert [(m["name"], m["pin"]) for m in json.loads(as_json.stdout)["migrations"]] == [
+        (CUSTOMERS, None), (f"audit:{LOG}", pin), (ORDERS, None)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from spawn_db.pin.store import PinnedTree, PinStore, read_lock, write_lock
 from spawn_db.project import Project, validate_name
 
 if TYPE_CHECKING:
+    from spawn_db.migrate.sources import Sources
     from spawn_db.render.template import ComponentSource, Renderer
 
 NEW_MIGRATION_TEXT = "BEGIN;\n\nCOMMIT;\n"
@@ -343,10 +344,24 @@ class MigrationEntry:
 
 
 def list_migrations(config: Config) -> list[MigrationEntry]:
-    """Every migration on disk, in apply order, with its pin and files (offline)."""
+    """Every migration on disk, in apply order, with its pin and files (offline); with
+    ``[[sources]]``, every source's too, named ``<source>:<folder>`` and interleaved as
+    apply runs them."""
+    if config.sources:
+        from spawn_db.migrate.sources import Sources
+
+        sources = Sources(config)
+        return [_source_entry(sources, qualified) for qualified in sources.names]
     project = Project(config)
     return [_entry(project.migration_dir(name), load_settings(config, name).draft)
             for name in project.migration_names()]
+
+
+def _source_entry(sources: Sources, qualified: str) -> MigrationEntry:
+    """The entry of one migration of any source, named by its qualified name."""
+    source, bare = sources.split(qualified)
+    found = _entry(source.config.migrations_dir / bare, load_settings(source.config, bare).draft)
+    return replace(found, name=qualified)
 
 
 def _entry(folder: Path, draft: bool) -> MigrationEntry:
