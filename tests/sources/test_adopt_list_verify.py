@@ -7,7 +7,7 @@ import json
 
 from tests.conftest import DbProject
 from tests.migrate.history import history
-from tests.migrate.test_sources import audit_dir, migration, sourced
+from tests.migrate.test_sources import audit_dir, migration, sourced, write
 
 __all__ = ["sourced"]
 
@@ -84,3 +84,48 @@ def test_list_shows_every_sources_migrations_qualified_in_apply_order(
         [CUSTOMERS, "no"], [f"audit:{LOG}", pin[:12]], [ORDERS, "no"]]
     assert [(m["name"], m["pin"]) for m in json.loads(as_json.stdout)["migrations"]] == [
         (CUSTOMERS, None), (f"audit:{LOG}", pin), (ORDERS, None)]
+
+
+# -- verify --------------------------------------------------------------------------------
+
+
+def test_verify_runs_the_verify_scripts_of_applied_source_migrations_too(
+        sourced: DbProject) -> None:
+    two_and_one(sourced)
+    write(sourced.spawn_dir, f"migrations/{CUSTOMERS}/verify.sql",
+          "DO $$ BEGIN PERFORM 1/count(*) FROM pg_tables WHERE tablename = 'customers'; "
+          "END $$;\n")
+    write(audit_dir(sourced), f"migrations/{LOG}/verify.sql",
+          "DO $$ BEGIN PERFORM 1/count(*) FROM pg_tables WHERE tablename = 'audit_log'; "
+          "END $$;\n")
+    assert sourced.run("migration", "apply", "--yes", "--no-pin").exit_code == 0
+
+    every = sourced.run("migration", "verify", "--no-pin")
+    sourced.database.query("DROP TABLE audit_log")
+    one = sourced.run("migration", "verify", "audit:create-log", "--no-pin")
+    as_json = json.loads(sourced.run("migration", "verify", "--no-pin", "--format",
+                                     "json").stdout)
+
+    assert every.exit_code == 0, every.stderr
+    assert every.stdout == f"ok      {CUSTOMERS}\nok      audit:{LOG}\n"
+    assert every.stderr == "Verified 2 migrations: 2 passed, 0 failed.\n"
+    assert one.exit_code == 1
+    assert one.stdout.splitlines()[0] == f"FAILED  audit:{LOG}"
+    assert "division by zero" in one.stdout
+    assert [(m["name"], m["ok"]) for m in as_json["migrations"]] == [
+        (CUSTOMERS, True), (f"audit:{LOG}", False)]
+    assert as_json["applied"] == 3
+
+
+def test_verify_of_a_source_migration_without_a_verify_script_names_its_file(
+        sourced: DbProject) -> None:
+    two_and_one(sourced)
+    assert sourced.run("migration", "apply", "--yes", "--no-pin").exit_code == 0
+
+    done = sourced.run("migration", "verify", "audit:create-log", "--no-pin")
+
+    assert done.exit_code == 2
+    assert done.stderr == (
+        f"error: migration audit:{LOG} has no verify script; create "
+        f"{audit_dir(sourced) / 'migrations' / LOG / 'verify.sql'} beside its up.sql to "
+        "check what it did\n")
