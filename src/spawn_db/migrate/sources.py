@@ -309,9 +309,12 @@ class SourceRun(MigrationRun):
     def counted(self) -> tuple[int, int]:
         return self.before + len(self.outcomes), self.whole
 
+    def shown(self, name: str) -> str:
+        return self.source.qualify(name)
+
     def failure(self, rendered: Rendered, note: str, said: str = "psql said"
                 ) -> MigrationFailed:
-        named = dataclasses.replace(rendered, name=self.source.qualify(rendered.name))
+        named = dataclasses.replace(rendered, name=self.shown(rendered.name))
         return super().failure(named, note, said)
 
 

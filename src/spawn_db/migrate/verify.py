@@ -219,31 +219,32 @@ class ApplyVerifier:
             self.record_failure(rendered, error, seconds)
         if stderr:
             run.reporter.output("".join(stderr))
-        run.reporter.output(f"  {rendered.name}: verify.sql passed "
+        run.reporter.output(f"  {run.shown(rendered.name)}: verify.sql passed "
                             f"({seconds * 1000:.0f} ms)")
 
     def record_failure(self, rendered: Rendered, error: str, seconds: float) -> None:
         run = self.run
+        name = run.shown(rendered.name)
         note = f"{VERIFY_FAILED}{error}"
         record = rendered.record("FAILURE", status_note=note, execution_seconds=seconds)
         try:
             run.tracking.write([*run.take_pending(), record], durable=True)
         except (ControlError, DatabaseError) as exc:
             raise NotRecorded(
-                f"migration {rendered.name} ran, but its verify.sql failed, and spawn could not "
+                f"migration {name} ran, but its verify.sql failed, and spawn could not "
                 f"record the failure ({exc}); its history shows it applied. psql said:\n{error}"
             ) from None
         why = "was interrupted" if run.interrupted else "failed"
-        before = len(run.outcomes) - 1
+        done, total = run.counted()
         path = Project(run.config).display(run.config.migrations_dir / rendered.name / VERIFY)
         raise MigrationFailed(
-            f"migration {rendered.name} ran, but its verify script {path} {why} ({before} of "
-            f"{run.total} applied before it); recorded as FAILURE in "
+            f"migration {name} ran, but its verify script {path} {why} ({done - 1} of "
+            f"{total} applied before it); recorded as FAILURE in "
             f"{run.tracking.schema}.migration_history, and the run stopped. psql said:\n"
             f"{error}\nThe migration's changes are committed: fix what verify.sql found "
-            f"(or verify.sql itself), then run `spawn migration apply {rendered.name} --retry` "
+            f"(or verify.sql itself), then run `spawn migration apply {name} --retry` "
             f"(which runs up.sql again), or, if the database is right as it is, "
-            f"`spawn migration adopt {rendered.name}`"
+            f"`spawn migration adopt {name}`"
         )
 
     def close(self) -> None:
