@@ -143,7 +143,7 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         force: bool) -> None:
     """Snapshot components/ into pinned/ and write MIGRATION's lock.toml (or, with --all
     and/or --changed, the lock.toml of every migration that needs one)."""
-    from spawn_db.migrate.migration import pin_many, pin_migration
+    from spawn_db.migrate.migration import pin_every_source, pin_migration
     from spawn_db.project import Project
 
     config = app.config()
@@ -160,9 +160,19 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         info(pin_migration(config, name, force=force))
         warn_blank(config, [name], pinned=True)
         return
-    with LiveBar(None, "pinning") as bar:  # one snapshot: no count to show, only time
+    with LiveBar(None, "pinning") as bar:  # one snapshot per source: only time to show
         bar.set_phase("snapshotting components/")
-        batch = pin_many(config, unpinned=pin_all, changed=changed)
+        batches = pin_every_source(config, unpinned=pin_all, changed=changed)
+    for batch in batches:
+        _pinned_lines(config, batch)
+    busy = [b for b in batches if b.written or b.skipped_applied] or batches[:1]
+    for batch in busy:
+        summary = _pin_summary(batch, pin_all, changed)
+        note(f"Source {batch.source}: {summary}" if batch.source else summary)
+
+
+def _pinned_lines(config: Config, batch: PinBatch) -> None:
+    """What one folder's pin --all/--changed wrote and skipped, and its blank migrations."""
     for name in batch.written:
         info(f"Pinned {name} to {batch.root}")
     for name in batch.skipped_applied:
@@ -171,8 +181,14 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
     if batch.skipped_drafts:
         note(f"Skipped {_count(len(batch.skipped_drafts), 'draft')}: "
              f"{', '.join(batch.skipped_drafts)} (remove draft = true to pin)")
-    warn_blank(config, list(batch.written), pinned=True)
-    note(_pin_summary(batch, pin_all, changed))
+    if not batch.source:
+        warn_blank(config, list(batch.written), pinned=True)
+    elif batch.written:
+        from spawn_db.migrate.sources import Sources
+
+        sources = Sources(config)
+        warn_blank(sources.source(batch.source).config,
+                   [sources.split(name)[1] for name in batch.written], pinned=True)
 
 
 def _pin_many_requested(name: str | None, pin_all: bool, changed: bool, force: bool) -> bool:

@@ -209,6 +209,9 @@ class PinBatch:
     repinned: tuple[str, ...] = ()
     skipped_applied: tuple[str, ...] = ()
     skipped_drafts: tuple[str, ...] = ()
+    # The ``[[sources]]`` folder pinned (its own components/ and pinned/; names are then
+    # ``<source>:<folder>``); "" for the main folder.
+    source: str = ""
 
     @property
     def written(self) -> tuple[str, ...]:
@@ -216,7 +219,32 @@ class PinBatch:
         return tuple(sorted(self.pinned + self.repinned))
 
 
-def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
+def pin_every_source(config: Config, *, unpinned: bool, changed: bool) -> list[PinBatch]:
+    """``pin_many`` for the main folder, then for each ``[[sources]]`` folder: each from a
+    snapshot of its own components/ into its own pinned/, ``changed`` reading its own
+    namespace; a source's batch names its migrations ``<source>:<folder>``."""
+    if not config.sources:
+        return [pin_many(config, unpinned=unpinned, changed=changed)]
+    from spawn_db.migrate.sources import Sources
+
+    batches = []
+    for source in Sources(config).items:
+        batch = pin_many(source.config, unpinned=unpinned, changed=changed,
+                         namespace=source.name)
+        batches.append(batch if source.is_main else _qualified(batch, source.name))
+    return batches
+
+
+def _qualified(batch: PinBatch, source: str) -> PinBatch:
+    def names(found: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(f"{source}:{n}" for n in found)
+
+    return PinBatch(batch.root, names(batch.pinned), names(batch.repinned),
+                    names(batch.skipped_applied), names(batch.skipped_drafts), source)
+
+
+def pin_many(config: Config, *, unpinned: bool, changed: bool,
+             namespace: str = "default") -> PinBatch:
     """Pin every unpinned migration (``unpinned``) and/or re-pin every pinned one whose pin
     is not the current components tree (``changed``), from one snapshot.
 
@@ -235,7 +263,7 @@ def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
     with pin_lock(config):
         root = snapshot_components(config)
         differing = [n for n, pin in pinned.items() if pin != root]
-        done = _applied_among(config, differing) if differing else set()
+        done = _applied_among(config, differing, namespace) if differing else set()
         repin = [n for n in differing if n not in done]
         for name in first + repin:
             write_lock(project.migration_dir(name), root)
@@ -243,8 +271,9 @@ def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
                     tuple(n for n in differing if n in done), drafts)
 
 
-def _applied_among(config: Config, names: list[str]) -> set[str]:
-    """Those of ``names`` the history records as applied or adopted (read only)."""
+def _applied_among(config: Config, names: list[str], namespace: str) -> set[str]:
+    """Those of ``names`` the history of ``namespace`` records as applied or adopted (read
+    only)."""
     from spawn_db.errors import DatabaseError
     from spawn_db.migrate.apply import is_done, state_of, tracking_session
 
@@ -252,7 +281,7 @@ def _applied_among(config: Config, names: list[str]) -> set[str]:
         return set()
     try:
         with tracking_session(config) as tracking:
-            rows = tracking.latest() if tracking.exists() else {}
+            rows = tracking.latest(namespace) if tracking.exists() else {}
     except DatabaseError as exc:
         raise DatabaseError(
             f"cannot tell which of the {len(names)} migrations pinned to older components "
