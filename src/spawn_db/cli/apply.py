@@ -690,7 +690,7 @@ def status(app: App, fmt: str, variables_path: str | None, jobs: int, canary: in
         rule = report.pin_rule
         if rule is not None and rule.source != "the default":
             note(f"note: {rule.describe()}")
-        for name, m in _every_row(report):
+        for name, m in report.named():
             if m.out_of_order:
                 note(f"note: {name} was applied out of order (after a newer migration)")
             if m.problem is None:
@@ -701,12 +701,6 @@ def status(app: App, fmt: str, variables_path: str | None, jobs: int, canary: in
                 note(f"note: {m.problem}")
     if report.troubled:
         raise SystemExit(1)
-
-
-def _every_row(report: StatusReport) -> list[tuple[str, MigrationStatus]]:
-    """Every status row with the name people type: ``audit:<m>`` for a source's."""
-    return [*((m.name, m) for m in report.migrations),
-            *((f"{s.name}:{m.name}", m) for s in report.sources for m in s.migrations)]
 
 
 def _tenant_states(config: Config) -> list[Any] | None:

@@ -131,6 +131,11 @@ class StatusReport:
     # ``migrations`` are the main folder's.
     sources: tuple[SourceStatus, ...] = ()
 
+    def named(self) -> list[tuple[str, MigrationStatus]]:
+        """Every row with the name people type: ``audit:<m>`` for a source's."""
+        return [*((m.name, m) for m in self.migrations),
+                *((f"{s.name}:{m.name}", m) for s in self.sources for m in s.migrations)]
+
     @property
     def troubled(self) -> list[MigrationStatus]:
         """Migrations whose files are broken or changed since they were applied."""

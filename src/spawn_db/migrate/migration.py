@@ -448,44 +448,57 @@ def check(config: Config, *, database: bool = False, variables: Any = None,
     (kind ``lint``; only error-severity ones fail); without it, the recreate rule's
     warnings (SP020) are still added.
     """
-    from spawn_db.errors import PinStoreError
-    from spawn_db.migrate.settings import load_all
+    from spawn_db.migrate.sources import Sources
 
-    project = Project(config)
-    store = PinStore(config.pinned_dir)
-    names = project.migration_names()
-    settings = load_all(config, names)
-    warnings = []
-    roots: dict[str, str] = {}
+    sources = Sources(config)
+    names = sources.names
+    settings = sources.settings(names)
+    warnings: list[CheckWarning] = []
+    roots: dict[str, dict[str, str]] = {s.name: {} for s in sources.items}
     for name in names:
-        if require_verify and not (project.migration_dir(name) / VERIFY).is_file():
-            warnings.append(CheckWarning(
-                name, f"migration {name} has no {VERIFY}; write one (checks that run after "
-                "it is applied), or drop --require-verify", "no-verify"))
-        if settings[name].draft:
-            warnings.append(CheckWarning(
-                name, f"migration {name} is a draft (draft = true in its {SETTINGS_FILE}); "
-                "apply skips it", "draft", blocking=no_drafts))
-            continue
-        try:
-            pin = read_lock(project.migration_dir(name))
-        except PinStoreError as exc:
-            warnings.append(CheckWarning(name, exc.message, "broken"))
-            continue
-        if pin is None:
-            message = f"migration {name} is not pinned; run `spawn migration pin {name}`"
-            warnings.append(CheckWarning(name, message))
-        elif not store.object_path(pin).is_file():
-            message = (f"migration {name} is pinned to {pin}, which is missing from "
-                       f"{config.pinned_dir}; restore pinned/ from version control")
-            warnings.append(CheckWarning(name, message, "broken"))
-        else:
-            roots[name] = pin
-    warnings += _damaged_pins(store, roots)
+        source, bare = sources.split(name)
+        found, pin = _file_warnings(source.config, bare, name, settings[name].draft,
+                                    no_drafts=no_drafts, require_verify=require_verify)
+        warnings += found
+        if pin is not None:
+            roots[source.name][name] = pin
+    for source in sources.items:
+        warnings += _damaged_pins(PinStore(source.config.pinned_dir), roots[source.name])
     if database:
         warnings += _database_warnings(config, {w.migration for w in warnings}, variables)
     warnings += _lint_warnings(config, lint_variables, everything=lint)
     return warnings
+
+
+def _file_warnings(config: Config, bare: str, name: str, draft: bool, *, no_drafts: bool,
+                   require_verify: bool) -> tuple[list[CheckWarning], str | None]:
+    """What ``check`` finds in one migration's folder (``bare`` in ``config``'s folder,
+    ``name`` as people type it: ``audit:<m>`` for a source's), and its usable pin."""
+    from spawn_db.errors import PinStoreError
+
+    folder = config.migrations_dir / bare
+    warnings = []
+    if require_verify and not (folder / VERIFY).is_file():
+        warnings.append(CheckWarning(
+            name, f"migration {name} has no {VERIFY}; write one (checks that run after "
+            "it is applied), or drop --require-verify", "no-verify"))
+    if draft:
+        warnings.append(CheckWarning(
+            name, f"migration {name} is a draft (draft = true in its {SETTINGS_FILE}); "
+            "apply skips it", "draft", blocking=no_drafts))
+        return warnings, None
+    try:
+        pin = read_lock(folder)
+    except PinStoreError as exc:
+        return [*warnings, CheckWarning(name, exc.message, "broken")], None
+    if pin is None:
+        message = f"migration {name} is not pinned; run `spawn migration pin {name}`"
+        return [*warnings, CheckWarning(name, message)], None
+    if not PinStore(config.pinned_dir).object_path(pin).is_file():
+        message = (f"migration {name} is pinned to {pin}, which is missing from "
+                   f"{config.pinned_dir}; restore pinned/ from version control")
+        return [*warnings, CheckWarning(name, message, "broken")], None
+    return warnings, pin
 
 
 def _lint_warnings(config: Config, variables: Any, *, everything: bool) -> list[CheckWarning]:
@@ -495,7 +508,12 @@ def _lint_warnings(config: Config, variables: Any, *, everything: bool) -> list[
     from spawn_db.lint.lint import lint_migrations
 
     only = None if everything else frozenset({RECREATE_RULE})
-    report = lint_migrations(config, variables=variables, only=only)
+    folders = None
+    if config.sources:
+        from spawn_db.migrate.sources import Sources
+
+        folders = Sources(config).folders()
+    report = lint_migrations(config, variables=variables, only=only, folders=folders)
     return [CheckWarning(f.migration, f"{f.location}: {f.rule}: {f.message}", "lint",
                          blocking=f.severity == "error") for f in report.findings]
 
@@ -516,16 +534,21 @@ def _damaged_pins(store: PinStore, roots: dict[str, str]) -> list[CheckWarning]:
 
 
 def _database_warnings(config: Config, known: set[str], variables: Any) -> list[CheckWarning]:
+    """The applied migrations of every source modified since, and the pending ones pinned
+    to older components than their source's working tree."""
     from spawn_db.migrate.apply import is_done, state_of, status
     from spawn_db.migrate.drift import stale_components
+    from spawn_db.migrate.sources import Sources
 
     report = status(config, variables=variables)
-    found = [CheckWarning(m.name, m.problem or m.name, m.state) for m in report.troubled
-             if m.name not in known and m.on_filesystem]
-    pending = [m.name for m in report.migrations
-               if m.on_filesystem and m.pinned and m.state != "broken"
+    rows = report.named()
+    found = [CheckWarning(n, m.problem or n, m.state) for n, m in rows
+             if m.state in ("modified", "broken") and n not in known and m.on_filesystem]
+    pending = [n for n, m in rows if m.on_filesystem and m.pinned and m.state != "broken"
                and not is_done(state_of(m.latest))]
-    found += [CheckWarning(s.migration, s.message(), "stale")
-              for s in stale_components(config, pending, variables)]
-    order = {m.name: i for i, m in enumerate(report.migrations)}
+    for source, bare in Sources(config).stretches(pending):
+        for stale in stale_components(source.config, bare, variables):
+            stale = replace(stale, migration=source.qualify(stale.migration))
+            found.append(CheckWarning(stale.migration, stale.message(), "stale"))
+    order = {n: i for i, (n, _) in enumerate(rows)}
     return sorted(found, key=lambda w: order.get(w.migration, 0))

@@ -174,6 +174,12 @@ class Sources:
             names.extend(source.qualify(n) for n in found)
         return sorted(names, key=self.key) if self.several else names
 
+    def folders(self) -> dict[str, tuple[Config, str]]:
+        """Every migration by qualified name, in apply order: its folder's config and its
+        folder name (``lint.lint.Folders``, for ``spawn lint`` and ``check``)."""
+        return {name: (source.config, bare) for name in self.names
+                for source, bare in [self.split(name)]}
+
     def key(self, qualified: str) -> tuple[str, int, str]:
         """Timestamp first, then the main folder before the sources (by name), then name."""
         source, bare = self.split(qualified)
