@@ -67,3 +67,27 @@ def test_status_notes_a_source_migration_applied_out_of_order_by_its_qualified_n
     assert status.exit_code == 0, status.stderr
     assert (f"note: audit:{LOG} was applied out of order (after a newer migration)\n"
             in status.stderr)
+
+
+def test_a_modified_source_migration_is_named_qualified_by_status_and_check(
+        sourced: DbProject) -> None:
+    migration(audit_dir(sourced), LOG, "CREATE TABLE audit_log (id int);\n")
+    assert sourced.run("migration", "pin", f"audit:{LOG}").exit_code == 0
+    assert sourced.run("migration", "apply", "--yes").exit_code == 0
+    applied = sourced.database.query(
+        "SELECT encode(h.checksum, 'hex') FROM _spawn.migration_history h JOIN "
+        "_spawn.migration m ON m.migration_id = h.migration_id_migration WHERE "
+        "m.namespace = 'audit' AND h.status_id_status = 'SUCCESS'")
+    write(audit_dir(sourced), f"migrations/{LOG}/up.sql", "CREATE TABLE audit_log (n int);\n")
+
+    status = sourced.run("migration", "status")
+    check = sourced.run("check", "--database")
+
+    assert status.exit_code == 1
+    problem = status.stderr.splitlines()[-1]
+    assert problem.startswith(f"warning: audit:{LOG} now renders (from its pin) to "
+                              "checksum ")
+    assert problem.endswith(f", but {applied} was applied: its up.sql or components changed "
+                            "since; restore them, or put the change in a new migration")
+    assert check.exit_code == 1
+    assert problem in check.stderr.splitlines()

@@ -673,6 +673,8 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
                               variables, cache), settings.get(name), name in late)
         if step is not None and source is sources.main and name < step.name:
             found = dataclasses.replace(found, replaced_by=step.name)
+        if found.problem is not None and name != bare:
+            found = dataclasses.replace(found, problem=_named(found.problem, bare, name))
         rows[source.name].append(found)
     if cache is not None:
         cache.save()
@@ -682,6 +684,15 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
                         config.pin_rule(),
                         tuple(repeatable_status(config, repeated, variables=variables)),
                         baseline=step, sources=grouped)
+
+
+def _named(problem: str, bare: str, name: str) -> str:
+    """A source migration's problem, which starts with its folder name (``migration <m>``
+    or ``<m>``), naming it ``audit:<m>`` as people type it."""
+    for start in (f"migration {bare}", bare):
+        if problem.startswith(start):
+            return start.replace(bare, name) + problem[len(start):]
+    return problem
 
 
 def _with_settings(found: MigrationStatus, settings: MigrationSettings | None,
