@@ -304,7 +304,8 @@ class Project:
         every migration that has no ``lock.toml`` yet (``unpinned``, ``--all``) and with
         ``changed`` every pinned one whose pin is not the current ``components/``, applied
         ones excepted (``--changed``). The batch says which were pinned for the first time
-        and which re-pinned (a source's migrations by their qualified names)."""
+        and which re-pinned (a source's migrations by their qualified names); the main
+        folder's only: ``pin_every`` pins every ``[[sources]]`` folder too."""
         from spawn_db.migrate.migration import PinBatch, pin_many, pin_migration
 
         if name is None:
@@ -322,6 +323,18 @@ class Project:
                      else PinBatch(root, pinned=(qualified,)))
         self._push_remote()
         return batch
+
+    def pin_every(self, *, unpinned: bool = True, changed: bool = False,
+                  ) -> tuple[PinBatch, ...]:
+        """``pin()`` with no name for the main folder and then each ``[[sources]]`` folder
+        (``spawn migration pin --all/--changed``): a batch per folder, each from a snapshot
+        of its own ``components/`` into its own ``pinned/`` (``batch.source`` names it;
+        empty for the main folder), a source's migrations by their qualified names."""
+        from spawn_db.migrate.migration import pin_every_source
+
+        batches = tuple(pin_every_source(self.config, unpinned=unpinned, changed=changed))
+        self._push_remote()
+        return batches
 
     def tests(self) -> tuple[str, ...]:
         """The names of the golden-file tests, sorted (folders of ``tests/`` with a

@@ -279,11 +279,11 @@ class SpawnDatabase:
         """Run ``migration`` (a name or unique suffix; from its pin, as apply would) on this
         database: a ``spawn_db_at`` database taken one migration further, to test a data
         migration on seeded rows."""
-        from spawn_db.project import Project as Files
+        from spawn_db.migrate.sources import Sources
         from spawn_db.sqltest.fresh import run_on
 
         config = self.session.project.config
-        name = Files(config).resolve_migration(migration)
+        name = Sources(config).resolve(migration)  # audit:<m>: a [[sources]] folder's
         run_on(config, self.session.engine, self.name, [name],
                variables=self.session.project.variables())
 
@@ -343,13 +343,13 @@ def spawn_db_at(_spawn_session: SpawnSession, request: pytest.FixtureRequest
     """``spawn_db_at("<migration>")``: a new database migrated only up to that migration
     (included; no repeatables), from a template of its own, reused like ``spawn_template``.
     Seed it, ``db.apply("<next migration>")``, then assert."""
-    from spawn_db.project import Project as Files
+    from spawn_db.migrate.sources import Sources
 
     made = _Databases(_spawn_session, request)
-    files = Files(_spawn_session.project.config)
+    sources = Sources(_spawn_session.project.config)
 
     def at(migration: str) -> SpawnDatabase:
-        template = _spawn_session.fresh.template(files.resolve_migration(migration))
+        template = _spawn_session.fresh.template(sources.resolve(migration))
         return made.copy(template, ahead=False)
 
     try:

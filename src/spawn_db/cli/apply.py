@@ -712,9 +712,9 @@ def status(app: App, fmt: str, variables_path: str | None, jobs: int, canary: in
         rule = report.pin_rule
         if rule is not None and rule.source != "the default":
             note(f"note: {rule.describe()}")
-        for m in [*report.migrations, *(m for s in report.sources for m in s.migrations)]:
+        for name, m in report.named():
             if m.out_of_order:
-                note(f"note: {m.name} was applied out of order (after a newer migration)")
+                note(f"note: {name} was applied out of order (after a newer migration)")
             if m.problem is None:
                 continue
             if m.state in ("modified", "broken"):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from spawn_db.cli.context import App, pass_app
 from spawn_db.cli.output import info, note
+
+if TYPE_CHECKING:
+    from spawn_db.config import Config
 
 
 @click.command()
@@ -38,7 +43,9 @@ def lint(app: App, migrations: tuple[str, ...], all_: bool, fmt: str,
         raise UsageError("name migrations or pass --all, not both")
     config = app.config()
     variables = load_variables_option(config, variables_path)
-    report = lint_migrations(config, list(migrations), variables=variables, database=database)
+    names, folders = _with_sources(config, list(migrations))
+    report = lint_migrations(config, names, variables=variables, database=database,
+                             folders=folders)
     if fmt == "json":
         info(as_json(report))
     else:
@@ -48,3 +55,15 @@ def lint(app: App, migrations: tuple[str, ...], all_: bool, fmt: str,
         note(summary(report))
     if not report.ok:
         raise SystemExit(1)
+
+
+def _with_sources(config: Config, migrations: list[str]
+                  ) -> tuple[list[str], dict[str, tuple[Config, str]] | None]:
+    """With ``[[sources]]``: the names typed (``audit:<m>``) resolved, and every source's
+    migrations to lint too; else the names as typed and None (the project's own)."""
+    if not config.sources:
+        return migrations, None
+    from spawn_db.migrate.sources import Sources
+
+    sources = Sources(config)
+    return [sources.resolve(m) for m in migrations], sources.folders()

@@ -106,9 +106,19 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         info(batch.root)
         _warn_blank_written(config, batch.written)
         return
-    with LiveBar(None, "pinning") as bar:  # one snapshot: no count to show, only time
+    with LiveBar(None, "pinning") as bar:  # one snapshot per source: only time to show
         bar.set_phase("snapshotting components/")
-        batch = project.pin(unpinned=pin_all, changed=changed)
+        batches = project.pin_every(unpinned=pin_all, changed=changed)
+    for batch in batches:
+        _pinned_lines(config, batch)
+    busy = [b for b in batches if b.written or b.skipped_applied] or batches[:1]
+    for batch in busy:
+        summary = _pin_summary(batch, pin_all, changed)
+        note(f"Source {batch.source}: {summary}" if batch.source else summary)
+
+
+def _pinned_lines(config: Config, batch: PinBatch) -> None:
+    """What one folder's pin --all/--changed wrote and skipped, and its blank migrations."""
     for name in batch.written:
         info(f"Pinned {name} to {batch.root}")
     for name in batch.skipped_applied:
@@ -118,7 +128,6 @@ def pin(app: App, migration_name: str | None, pin_all: bool, changed: bool,
         note(f"Skipped {_count(len(batch.skipped_drafts), 'draft')}: "
              f"{', '.join(batch.skipped_drafts)} (remove draft = true to pin)")
     _warn_blank_written(config, batch.written)
-    note(_pin_summary(batch, pin_all, changed))
 
 
 def _warn_blank_written(config: Config, names: Sequence[str]) -> None:

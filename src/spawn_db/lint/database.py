@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spawn_db.config import Config
 from spawn_db.errors import ControlError
@@ -24,18 +24,24 @@ from spawn_db.lint.report import Finding
 from spawn_db.lint.rules import DATABASE_RULE, ERROR
 from spawn_db.lint.source_map import Location, SourceMap
 
+if TYPE_CHECKING:
+    from spawn_db.lint.lint import Folders
+
 Before = Callable[[str, SourceMap, Any], None]
 _PSQL_PREFIX = re.compile(r"^(?:psql:[^:]*:\d+: )?", re.M)
 _LINE = re.compile(r"^LINE (\d+): (.*)$", re.M)
 
 
 def check_on_database(config: Config, names: list[str], *, variables: Any = None,
-                      before: Before | None = None) -> Finding | None:
+                      before: Before | None = None,
+                      folders: Folders | None = None) -> Finding | None:
     """Apply ``names`` in order to a scratch database; the first failure, or None.
     ``before`` is called with each migration's name, source map and the session just
-    before the migration runs (the recreate rule asks ``pg_depend`` then)."""
+    before the migration runs (the recreate rule asks ``pg_depend`` then). ``folders``
+    says where each name's files are (``[[sources]]``; default: the project's own)."""
     from spawn_db.db.engine import engine_for
     from spawn_db.escape import escape_identifier
+    from spawn_db.lint.lint import own_folders
 
     engine = engine_for(config)
     control = engine.control_session(None)
@@ -46,7 +52,8 @@ def check_on_database(config: Config, names: list[str], *, variables: Any = None
         try:
             session = engine.control_session(scratch)
             try:
-                return _first_failure(config, names, variables, session, before)
+                return _first_failure(folders or own_folders(config), names, variables,
+                                      session, before)
             finally:
                 session.close()
         finally:
@@ -76,12 +83,13 @@ def _drop(control: Any, scratch: str) -> None:
             time.sleep(0.1)
 
 
-def _first_failure(config: Config, names: list[str], variables: Any,
+def _first_failure(folders: Folders, names: list[str], variables: Any,
                    session: Any, before: Before | None) -> Finding | None:
     from spawn_db.lint.lint import render_for_lint, shown
 
     for name in names:
-        _text, mapped = render_for_lint(config, name, variables)
+        config, bare = folders[name]
+        _text, mapped = render_for_lint(config, bare, variables)
         if before is not None:
             before(name, mapped, session)
         for chunk in chunks(mapped.text):

@@ -10,6 +10,7 @@ its component source are the same as ``migrate.migration.migration_source``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +30,32 @@ from spawn_db.lint.source_map import Location, SourceMap
 from spawn_db.project import Project, is_scripted
 
 _DISABLE_COMMENT = re.compile(r"--\s*spawn-lint:\s*disable=([A-Za-z0-9_, ]+)")
+# Every migration by the name people type (``audit:<m>`` for a ``[[sources]]`` folder's),
+# in apply order: the config of its folder and its folder name. ``migrate`` builds it
+# (``sources.Sources.folders``); lint cannot import ``migrate``.
+Folders = Mapping[str, tuple[Config, str]]
 
 
 def lint_migrations(config: Config, names: list[str] | None = None, *,
                     variables: Any = None, database: bool = False,
-                    only: frozenset[str] | None = None) -> LintReport:
+                    only: frozenset[str] | None = None,
+                    folders: Folders | None = None) -> LintReport:
     """Lint ``names`` (every migration when None or empty), in apply order; with
     ``database``, then apply them to a scratch database (``database.check_on_database``),
     unless a migration does not parse or render: the server would only repeat that.
-    ``only`` keeps the findings of those rules alone (``spawn check`` asks for SP020)."""
+    ``only`` keeps the findings of those rules alone (``spawn check`` asks for SP020).
+    ``folders``: the migrations of every ``[[sources]]`` folder too (names as keys)."""
     project = Project(config)
     disabled = _checked_ids(config.lint_disable, f"{config.path} [lint] disable")
+    folders = folders if folders is not None else own_folders(config)
+    # A scripted migration (``[[steps]]``, no up.sql) has no one script to lint.
+    lintable = [n for n, (c, bare) in folders.items()
+                if not is_scripted(c.migrations_dir / bare)]
     if names:
-        chosen = [project.find_migration(name).name for name in names]
+        chosen = [n if n in folders else project.find_migration(n).name for n in names]
     else:
-        # A scripted migration (``[[steps]]``, no up.sql) has no one script to lint.
-        chosen = [n for n in project.migration_names()
-                  if not is_scripted(project.migration_dir(n))]
-    lintable = [n for n in project.migration_names()
-                if not is_scripted(project.migration_dir(n))]
-    by_name, changed = _lint_in_order(config, lintable, set(chosen), variables, disabled)
+        chosen = lintable
+    by_name, changed = _lint_in_order(folders, lintable, set(chosen), variables, disabled)
     findings = [f for name in chosen for f in by_name.get(name, [])
                 if only is None or f.rule in only]
     if not database:
@@ -57,8 +64,9 @@ def lint_migrations(config: Config, names: list[str] | None = None, *,
         return LintReport(tuple(chosen), tuple(findings), "skipped")
     from spawn_db.lint.database import check_on_database
 
-    confirm = _Confirm(config, changed)
-    failure = check_on_database(config, chosen, variables=variables, before=confirm)
+    confirm = _Confirm(folders, changed)
+    failure = check_on_database(config, chosen, variables=variables, before=confirm,
+                                folders=folders)
     findings = confirm.replace(chosen, findings)
     if failure is None:
         return LintReport(tuple(chosen), tuple(findings), "ok")
@@ -70,10 +78,10 @@ class _Confirm:
     scratch database, ``pg_depend`` says what depends on each changed object; those
     findings replace the static ones of every migration the database reached."""
 
-    def __init__(self, config: Config,
+    def __init__(self, folders: Folders,
                  changed: dict[str, tuple[tuple[Change, ...], frozenset[tuple[str, str]]]]
                  ) -> None:
-        self.config, self.changed = config, changed
+        self.folders, self.changed = folders, changed
         self.reached: set[str] = set()
         self.found: dict[str, list[Finding]] = {}
 
@@ -88,7 +96,7 @@ class _Confirm:
             listed = [row for row in rows.splitlines()
                       if row.strip() and described_key(row) not in created]
             if listed:
-                where = shown(self.config, mapped.locate(change.offset))
+                where = shown(self.folders[name][0], mapped.locate(change.offset))
                 self.found.setdefault(name, []).append(Finding(
                     RECREATE_RULE, RULES[RECREATE_RULE].severity,
                     confirmed_message(change, listed), name, where))
@@ -102,7 +110,12 @@ class _Confirm:
         return result
 
 
-def _lint_in_order(config: Config, order: list[str], chosen: set[str], variables: Any,
+def own_folders(config: Config) -> dict[str, tuple[Config, str]]:
+    """The project's own migrations as ``Folders`` (no ``[[sources]]``)."""
+    return {name: (config, name) for name in Project(config).migration_names()}
+
+
+def _lint_in_order(folders: Folders, order: list[str], chosen: set[str], variables: Any,
                    disabled: frozenset[str]
                    ) -> tuple[dict[str, list[Finding]],
                               dict[str, tuple[tuple[Change, ...], frozenset[tuple[str, str]]]]]:
@@ -115,14 +128,15 @@ def _lint_in_order(config: Config, order: list[str], chosen: set[str], variables
     for name in order:
         if not chosen - set(found):
             break
+        config, bare = folders[name]
         if name in chosen:
             tracker.last_changes = ()
-            found[name] = lint_migration(config, name, variables=variables, disabled=disabled,
-                                         tracker=tracker)
+            found[name] = lint_migration(config, bare, variables=variables, disabled=disabled,
+                                         tracker=tracker, label=name)
             if tracker.last_changes:
                 changed[name] = (tracker.last_changes, tracker.created())
         else:
-            _observe(config, name, variables, tracker)
+            _observe(config, bare, variables, tracker)
     return found, changed
 
 
@@ -137,17 +151,20 @@ def _observe(config: Config, name: str, variables: Any, tracker: RecreateTracker
 
 def lint_migration(config: Config, name: str, *, variables: Any = None,
                    disabled: frozenset[str] = frozenset(),
-                   tracker: RecreateTracker | None = None) -> list[Finding]:
+                   tracker: RecreateTracker | None = None,
+                   label: str | None = None) -> list[Finding]:
     """The findings of one migration's ``up.sql``, sorted by place in the rendered text;
-    with ``tracker`` (the migrations before it fed in order), also the recreate rule's."""
+    with ``tracker`` (the migrations before it fed in order), also the recreate rule's.
+    ``label`` names the migration in the findings (``audit:<m>``; default ``name``)."""
     display = _display(config, name)
+    label = label or name
     try:
         template_text, mapped = render_for_lint(config, name, variables)
     except TemplateError as exc:
         where = Location(exc.template or display, exc.line or 1, 1)
-        return [Finding(RENDER_RULE, "error", exc.message, name, shown(config, where))]
+        return [Finding(RENDER_RULE, "error", exc.message, label, shown(config, where))]
     except SpawnError as exc:
-        return [Finding(RENDER_RULE, "error", exc.message, name, Location(display, 1, 1))]
+        return [Finding(RENDER_RULE, "error", exc.message, label, Location(display, 1, 1))]
     off = disabled | _comment_disables(template_text, display)
     parsed = parse_script(mapped.text)
     found = [(p.offset, SYNTAX_RULE, f"syntax error: {p.message}") for p in parsed.problems]
@@ -160,7 +177,7 @@ def lint_migration(config: Config, name: str, *, variables: Any = None,
         else:
             found += [(h.change.offset, RECREATE_RULE, h.message) for h in hits]
     found.sort(key=lambda item: (item[0], item[1]))
-    return [Finding(rule, RULES[rule].severity, message, name,
+    return [Finding(rule, RULES[rule].severity, message, label,
                     shown(config, mapped.locate(offset)))
             for offset, rule, message in found]
 

@@ -135,6 +135,11 @@ class StatusReport:
     # ``migrations`` are the main folder's.
     sources: tuple[SourceStatus, ...] = ()
 
+    def named(self) -> list[tuple[str, MigrationStatus]]:
+        """Every row with the name people type: ``audit:<m>`` for a source's."""
+        return [*((m.name, m) for m in self.migrations),
+                *((f"{s.name}:{m.name}", m) for s in self.sources for m in s.migrations)]
+
     @property
     def troubled(self) -> list[MigrationStatus]:
         """Migrations whose files are broken or changed since they were applied."""
@@ -606,31 +611,35 @@ def adopt(
     """Record migrations as applied without running them (activity ADOPT, empty checksum).
 
     Allowed over a failure or an attempt; over a success it records nothing.
-    Without a name, every migration that is not applied is adopted.
+    Without a name, every migration that is not applied is adopted, of every source
+    (``[[sources]]``: each recorded in its source's namespace, named ``<source>:<m>``).
     """
-    from spawn_db.pin.store import read_lock
-
     reporter = reporter or NullReporter()
-    project = Project(config)
-    names = [project.find_migration(migration).name] if migration else project.migration_names()
-    _check_names(names)
+    sources = Sources(config)
+    names = [sources.resolve(migration)] if migration else sources.names
+    _check_names([sources.split(n)[1] for n in names])
     with tracking_session(config) as tracking:
-        states = tracking.latest() if tracking.exists() else {}
+        states = sources.latest(tracking)
         wanted = [n for n in names if not is_done(state_of(states.get(n)))]
         if confirm is not None and wanted and not confirm(wanted):
             return AdoptResult((), (), cancelled=True)
         with _locked(tracking, lock_timeout, reporter):
             tracking.ensure()
-            states = tracking.latest()
+            states = sources.latest(tracking, check=False)
             todo = [n for n in wanted if not is_done(state_of(states.get(n)))]
             done = tuple(n for n in names if n not in todo)
-            records = [
-                Record(n, "ADOPT", "SUCCESS", pin_hash=read_lock(project.migration_dir(n)),
-                       description=description)
-                for n in todo
-            ]
-            tracking.write(records, durable=True)
+            tracking.write([_adopt_record(sources, n, description) for n in todo],
+                           durable=True)
     return AdoptResult(tuple(todo), done)
+
+
+def _adopt_record(sources: Sources, qualified: str, description: str) -> Record:
+    """The ADOPT row of one migration, in its source's namespace, with its pin if any."""
+    from spawn_db.pin.store import read_lock
+
+    source, bare = sources.split(qualified)
+    return Record(bare, "ADOPT", "SUCCESS", pin_hash=read_lock(source.config.migrations_dir / bare),
+                  description=description, namespace=source.name)
 
 
 def status(config: Config, *, variables: Any = None, verify: bool = True) -> StatusReport:
@@ -668,6 +677,8 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
                               variables, cache), settings.get(name), name in late)
         if step is not None and source is sources.main and name < step.name:
             found = dataclasses.replace(found, replaced_by=step.name)
+        if found.problem is not None and name != bare:
+            found = dataclasses.replace(found, problem=_named(found.problem, bare, name))
         rows[source.name].append(found)
     if cache is not None:
         cache.save()
@@ -677,6 +688,15 @@ def status(config: Config, *, variables: Any = None, verify: bool = True) -> Sta
                         config.pin_rule(),
                         tuple(repeatable_status(config, repeated, variables=variables)),
                         baseline=step, sources=grouped)
+
+
+def _named(problem: str, bare: str, name: str) -> str:
+    """A source migration's problem, which starts with its folder name (``migration <m>``
+    or ``<m>``), naming it ``audit:<m>`` as people type it."""
+    for start in (f"migration {bare}", bare):
+        if problem.startswith(start):
+            return start.replace(bare, name) + problem[len(start):]
+    return problem
 
 
 def _with_settings(found: MigrationStatus, settings: MigrationSettings | None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from spawn_db.pin.store import PinnedTree, PinStore, read_lock, write_lock
 from spawn_db.project import Project, validate_name
 
 if TYPE_CHECKING:
+    from spawn_db.migrate.sources import Sources
     from spawn_db.render.template import ComponentSource, Renderer
 
 NEW_MIGRATION_TEXT = "BEGIN;\n\nCOMMIT;\n"
@@ -208,6 +209,9 @@ class PinBatch:
     repinned: tuple[str, ...] = ()
     skipped_applied: tuple[str, ...] = ()
     skipped_drafts: tuple[str, ...] = ()
+    # The ``[[sources]]`` folder pinned (its own components/ and pinned/; names are then
+    # ``<source>:<folder>``); "" for the main folder.
+    source: str = ""
 
     @property
     def written(self) -> tuple[str, ...]:
@@ -215,7 +219,32 @@ class PinBatch:
         return tuple(sorted(self.pinned + self.repinned))
 
 
-def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
+def pin_every_source(config: Config, *, unpinned: bool, changed: bool) -> list[PinBatch]:
+    """``pin_many`` for the main folder, then for each ``[[sources]]`` folder: each from a
+    snapshot of its own components/ into its own pinned/, ``changed`` reading its own
+    namespace; a source's batch names its migrations ``<source>:<folder>``."""
+    if not config.sources:
+        return [pin_many(config, unpinned=unpinned, changed=changed)]
+    from spawn_db.migrate.sources import Sources
+
+    batches = []
+    for source in Sources(config).items:
+        batch = pin_many(source.config, unpinned=unpinned, changed=changed,
+                         namespace=source.name)
+        batches.append(batch if source.is_main else _qualified(batch, source.name))
+    return batches
+
+
+def _qualified(batch: PinBatch, source: str) -> PinBatch:
+    def names(found: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(f"{source}:{n}" for n in found)
+
+    return PinBatch(batch.root, names(batch.pinned), names(batch.repinned),
+                    names(batch.skipped_applied), names(batch.skipped_drafts), source)
+
+
+def pin_many(config: Config, *, unpinned: bool, changed: bool,
+             namespace: str = "default") -> PinBatch:
     """Pin every unpinned migration (``unpinned``) and/or re-pin every pinned one whose pin
     is not the current components tree (``changed``), from one snapshot.
 
@@ -234,7 +263,7 @@ def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
     with pin_lock(config):
         root = snapshot_components(config)
         differing = [n for n, pin in pinned.items() if pin != root]
-        done = _applied_among(config, differing) if differing else set()
+        done = _applied_among(config, differing, namespace) if differing else set()
         repin = [n for n in differing if n not in done]
         for name in first + repin:
             write_lock(project.migration_dir(name), root)
@@ -242,8 +271,9 @@ def pin_many(config: Config, *, unpinned: bool, changed: bool) -> PinBatch:
                     tuple(n for n in differing if n in done), drafts)
 
 
-def _applied_among(config: Config, names: list[str]) -> set[str]:
-    """Those of ``names`` the history records as applied or adopted (read only)."""
+def _applied_among(config: Config, names: list[str], namespace: str) -> set[str]:
+    """Those of ``names`` the history of ``namespace`` records as applied or adopted (read
+    only)."""
     from spawn_db.errors import DatabaseError
     from spawn_db.migrate.apply import is_done, state_of, tracking_session
 
@@ -251,7 +281,7 @@ def _applied_among(config: Config, names: list[str]) -> set[str]:
         return set()
     try:
         with tracking_session(config) as tracking:
-            rows = tracking.latest() if tracking.exists() else {}
+            rows = tracking.latest(namespace) if tracking.exists() else {}
     except DatabaseError as exc:
         raise DatabaseError(
             f"cannot tell which of the {len(names)} migrations pinned to older components "
@@ -343,10 +373,24 @@ class MigrationEntry:
 
 
 def list_migrations(config: Config) -> list[MigrationEntry]:
-    """Every migration on disk, in apply order, with its pin and files (offline)."""
+    """Every migration on disk, in apply order, with its pin and files (offline); with
+    ``[[sources]]``, every source's too, named ``<source>:<folder>`` and interleaved as
+    apply runs them."""
+    if config.sources:
+        from spawn_db.migrate.sources import Sources
+
+        sources = Sources(config)
+        return [_source_entry(sources, qualified) for qualified in sources.names]
     project = Project(config)
     return [_entry(project.migration_dir(name), load_settings(config, name).draft)
             for name in project.migration_names()]
+
+
+def _source_entry(sources: Sources, qualified: str) -> MigrationEntry:
+    """The entry of one migration of any source, named by its qualified name."""
+    source, bare = sources.split(qualified)
+    found = _entry(source.config.migrations_dir / bare, load_settings(source.config, bare).draft)
+    return replace(found, name=qualified)
 
 
 def _entry(folder: Path, draft: bool) -> MigrationEntry:
@@ -404,44 +448,57 @@ def check(config: Config, *, database: bool = False, variables: Any = None,
     (kind ``lint``; only error-severity ones fail); without it, the recreate rule's
     warnings (SP020) are still added.
     """
-    from spawn_db.errors import PinStoreError
-    from spawn_db.migrate.settings import load_all
+    from spawn_db.migrate.sources import Sources
 
-    project = Project(config)
-    store = PinStore(config.pinned_dir)
-    names = project.migration_names()
-    settings = load_all(config, names)
-    warnings = []
-    roots: dict[str, str] = {}
+    sources = Sources(config)
+    names = sources.names
+    settings = sources.settings(names)
+    warnings: list[CheckWarning] = []
+    roots: dict[str, dict[str, str]] = {s.name: {} for s in sources.items}
     for name in names:
-        if require_verify and not (project.migration_dir(name) / VERIFY).is_file():
-            warnings.append(CheckWarning(
-                name, f"migration {name} has no {VERIFY}; write one (checks that run after "
-                "it is applied), or drop --require-verify", "no-verify"))
-        if settings[name].draft:
-            warnings.append(CheckWarning(
-                name, f"migration {name} is a draft (draft = true in its {SETTINGS_FILE}); "
-                "apply skips it", "draft", blocking=no_drafts))
-            continue
-        try:
-            pin = read_lock(project.migration_dir(name))
-        except PinStoreError as exc:
-            warnings.append(CheckWarning(name, exc.message, "broken"))
-            continue
-        if pin is None:
-            message = f"migration {name} is not pinned; run `spawn migration pin {name}`"
-            warnings.append(CheckWarning(name, message))
-        elif not store.object_path(pin).is_file():
-            message = (f"migration {name} is pinned to {pin}, which is missing from "
-                       f"{config.pinned_dir}; restore pinned/ from version control")
-            warnings.append(CheckWarning(name, message, "broken"))
-        else:
-            roots[name] = pin
-    warnings += _damaged_pins(store, roots)
+        source, bare = sources.split(name)
+        found, pin = _file_warnings(source.config, bare, name, settings[name].draft,
+                                    no_drafts=no_drafts, require_verify=require_verify)
+        warnings += found
+        if pin is not None:
+            roots[source.name][name] = pin
+    for source in sources.items:
+        warnings += _damaged_pins(PinStore(source.config.pinned_dir), roots[source.name])
     if database:
         warnings += _database_warnings(config, {w.migration for w in warnings}, variables)
     warnings += _lint_warnings(config, lint_variables, everything=lint)
     return warnings
+
+
+def _file_warnings(config: Config, bare: str, name: str, draft: bool, *, no_drafts: bool,
+                   require_verify: bool) -> tuple[list[CheckWarning], str | None]:
+    """What ``check`` finds in one migration's folder (``bare`` in ``config``'s folder,
+    ``name`` as people type it: ``audit:<m>`` for a source's), and its usable pin."""
+    from spawn_db.errors import PinStoreError
+
+    folder = config.migrations_dir / bare
+    warnings = []
+    if require_verify and not (folder / VERIFY).is_file():
+        warnings.append(CheckWarning(
+            name, f"migration {name} has no {VERIFY}; write one (checks that run after "
+            "it is applied), or drop --require-verify", "no-verify"))
+    if draft:
+        warnings.append(CheckWarning(
+            name, f"migration {name} is a draft (draft = true in its {SETTINGS_FILE}); "
+            "apply skips it", "draft", blocking=no_drafts))
+        return warnings, None
+    try:
+        pin = read_lock(folder)
+    except PinStoreError as exc:
+        return [*warnings, CheckWarning(name, exc.message, "broken")], None
+    if pin is None:
+        message = f"migration {name} is not pinned; run `spawn migration pin {name}`"
+        return [*warnings, CheckWarning(name, message)], None
+    if not PinStore(config.pinned_dir).object_path(pin).is_file():
+        message = (f"migration {name} is pinned to {pin}, which is missing from "
+                   f"{config.pinned_dir}; restore pinned/ from version control")
+        return [*warnings, CheckWarning(name, message, "broken")], None
+    return warnings, pin
 
 
 def _lint_warnings(config: Config, variables: Any, *, everything: bool) -> list[CheckWarning]:
@@ -451,7 +508,12 @@ def _lint_warnings(config: Config, variables: Any, *, everything: bool) -> list[
     from spawn_db.lint.lint import lint_migrations
 
     only = None if everything else frozenset({RECREATE_RULE})
-    report = lint_migrations(config, variables=variables, only=only)
+    folders = None
+    if config.sources:
+        from spawn_db.migrate.sources import Sources
+
+        folders = Sources(config).folders()
+    report = lint_migrations(config, variables=variables, only=only, folders=folders)
     return [CheckWarning(f.migration, f"{f.location}: {f.rule}: {f.message}", "lint",
                          blocking=f.severity == "error") for f in report.findings]
 
@@ -472,16 +534,21 @@ def _damaged_pins(store: PinStore, roots: dict[str, str]) -> list[CheckWarning]:
 
 
 def _database_warnings(config: Config, known: set[str], variables: Any) -> list[CheckWarning]:
+    """The applied migrations of every source modified since, and the pending ones pinned
+    to older components than their source's working tree."""
     from spawn_db.migrate.apply import is_done, state_of, status
     from spawn_db.migrate.drift import stale_components
+    from spawn_db.migrate.sources import Sources
 
     report = status(config, variables=variables)
-    found = [CheckWarning(m.name, m.problem or m.name, m.state) for m in report.troubled
-             if m.name not in known and m.on_filesystem]
-    pending = [m.name for m in report.migrations
-               if m.on_filesystem and m.pinned and m.state != "broken"
+    rows = report.named()
+    found = [CheckWarning(n, m.problem or n, m.state) for n, m in rows
+             if m.state in ("modified", "broken") and n not in known and m.on_filesystem]
+    pending = [n for n, m in rows if m.on_filesystem and m.pinned and m.state != "broken"
                and not is_done(state_of(m.latest))]
-    found += [CheckWarning(s.migration, s.message(), "stale")
-              for s in stale_components(config, pending, variables)]
-    order = {m.name: i for i, m in enumerate(report.migrations)}
+    for source, bare in Sources(config).stretches(pending):
+        for stale in stale_components(source.config, bare, variables):
+            stale = replace(stale, migration=source.qualify(stale.migration))
+            found.append(CheckWarning(stale.migration, stale.message(), "stale"))
+    order = {n: i for i, (n, _) in enumerate(rows)}
     return sorted(found, key=lambda w: order.get(w.migration, 0))

@@ -541,6 +541,10 @@ class MigrationRun:
 
     # -- plumbing ------------------------------------------------------------------------
 
+    def shown(self, name: str) -> str:
+        """``name`` as people and hooks see it (a source's run: ``audit:<name>``)."""
+        return name
+
     def notice(self, text: str) -> None:
         self.notices.append(text)
 
@@ -653,7 +657,8 @@ class MigrationRun:
             # A scripted migration's SQL hooks run in sessions of their own, its steps' own.
             scripted = current.steps is not None
             if self.hooks is not None:
-                self.hooks.run("before_each_migration", migration=current.name, sql=scripted)
+                self.hooks.run("before_each_migration", migration=self.shown(current.name),
+                               sql=scripted)
             if current.steps is not None:
                 from spawn_db.migrate.steps import run_steps
 
@@ -662,7 +667,8 @@ class MigrationRun:
                 self.run_isolated(current)
             self.verifier.after(current)
             if self.hooks is not None:
-                self.hooks.run("after_each_migration", migration=current.name, sql=scripted)
+                self.hooks.run("after_each_migration", migration=self.shown(current.name),
+                               sql=scripted)
             return self.render_next(current)
         runner = self.ensure_runner()
         if self.inline and self.write_ahead:
@@ -1020,7 +1026,8 @@ class MigrationRun:
             self.succeeded(rendered, seconds)
             if hooks is not None and not checked:
                 # Nothing can follow a script that ends unfinished in its session.
-                hooks.run("after_each_migration", migration=rendered.name, commands=False)
+                hooks.run("after_each_migration", migration=self.shown(rendered.name),
+                          commands=False)
             return
         self.record_failure(rendered, _isolated_error(process.exit))
 
@@ -1037,7 +1044,7 @@ class MigrationRun:
         hook = hooks.session_hook("before_each_migration" if last[0] == "b"
                                   else "after_each_migration", last[1])
         error = _error_text(exit.stderr) or f"psql exited with code {exit.code}"
-        failure = hooks.failed_in_session(hook, error, rendered.name)
+        failure = hooks.failed_in_session(hook, error, self.shown(rendered.name))
         if last[0] == "b" and "m" not in kinds:
             seconds = time.monotonic() - (rendered.started or time.monotonic())
             note = f"not run: {hook.label} failed before it: {error}"

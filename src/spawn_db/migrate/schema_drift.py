@@ -22,6 +22,7 @@ build that fails is dropped at once.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,11 +129,13 @@ def _changed(live: dict[str, Any], built: dict[str, Any]) -> dict[str, tuple[Any
 def schema_drift(config: Config, *, pinned: bool = True, variables: Any = None) -> DriftReport:
     """Build the applied migrations on a scratch database and compare the target with it."""
     from spawn_db.migrate.apply import tracking_session
+    from spawn_db.migrate.sources import Sources
 
     started = time.monotonic()
     target = config.target()
+    sources = Sources(config)
     with tracking_session(config, target) as tracking:
-        rows = tracking.latest() if tracking.exists() else {}
+        rows = sources.latest(tracking)
     applied = from_baseline(config, sorted(
         (row for row in rows.values() if is_done(state_of(row))),
         key=lambda row: row.history_id))
@@ -141,7 +144,9 @@ def schema_drift(config: Config, *, pinned: bool = True, variables: Any = None) 
     query = catalog_query((target.spawn_schema,))
     try:
         for row in applied:
-            scripts.append(_render_checked(config, row, pinned=pinned, variables=variables))
+            source, bare = sources.split(row.name)
+            scripts.append(_render_checked(source.config, bare, row, pinned=pinned,
+                                           variables=variables))
         control = engine.control_session(None)
         try:
             database = control.database
@@ -183,27 +188,36 @@ def from_baseline(config: Config, applied: list[HistoryRow]) -> list[HistoryRow]
     from it, so drift also says whether a baseline still matches the migrations it replaced."""
     from spawn_db.migrate.settings import load_settings
 
-    baselines = [row.name for row in applied
-                 if (config.migrations_dir / row.name).is_dir()
+    baselines = [row.name for row in applied if _own(row)
+                 and (config.migrations_dir / row.name).is_dir()
                  and load_settings(config, row.name).baseline]
     if not baselines:
         return applied
     newest = max(baselines)
     first = [row for row in applied if row.name == newest]
-    return first + [row for row in applied if row.name > newest]
+    # A baseline replaces the main folder's older migrations; a source's are its own.
+    return first + [row for row in applied if not _own(row) or row.name > newest]
 
 
-def _render_checked(config: Config, row: HistoryRow, *, pinned: bool,
+def _own(row: HistoryRow) -> bool:
+    """Whether ``row`` is the main folder's (a ``[[sources]]`` one's is ``audit:<m>``)."""
+    from spawn_db.migrate.sources import SEPARATOR
+
+    return SEPARATOR not in row.name
+
+
+def _render_checked(config: Config, bare: str, row: HistoryRow, *, pinned: bool,
                     variables: Any) -> Rendered:
-    """``row``'s migration rendered as apply would, its checksum matching the history's."""
-    folder = config.migrations_dir / row.name
+    """``row``'s migration (``bare`` in ``config``'s folder: a source's for ``audit:<m>``)
+    rendered as apply would, its checksum matching the history's; named as ``row`` is."""
+    folder = config.migrations_dir / bare
     if not (folder / "up.sql").is_file():
         raise DriftCheckFailed(
             f"migration {row.name} is applied but {Project(config).display(folder)} has no "
             "up.sql, so the schema it built cannot be rebuilt; restore the migration's folder"
         )
     try:
-        rendered = render_migration(config, row.name, pinned=pinned, variables=variables)
+        rendered = render_migration(config, bare, pinned=pinned, variables=variables)
     except NotPinned:
         raise NotPinned(
             f"migration {row.name} is not pinned (no lock.toml), so it cannot be rendered "
@@ -219,7 +233,7 @@ def _render_checked(config: Config, row: HistoryRow, *, pinned: bool,
             "schema cannot be rebuilt from them; restore its up.sql, components or pin (see "
             "`spawn migration status`), or pass the --variables it was applied with"
         )
-    return rendered
+    return dataclasses.replace(rendered, name=row.name)
 
 
 def _build_and_read(engine: Engine, control: ControlSession, scripts: list[Rendered],

@@ -174,6 +174,12 @@ class Sources:
             names.extend(source.qualify(n) for n in found)
         return sorted(names, key=self.key) if self.several else names
 
+    def folders(self) -> dict[str, tuple[Config, str]]:
+        """Every migration by qualified name, in apply order: its folder's config and its
+        folder name (``lint.lint.Folders``, for ``spawn lint`` and ``check``)."""
+        return {name: (source.config, bare) for name in self.names
+                for source, bare in [self.split(name)]}
+
     def key(self, qualified: str) -> tuple[str, int, str]:
         """Timestamp first, then the main folder before the sources (by name), then name."""
         source, bare = self.split(qualified)
@@ -309,9 +315,12 @@ class SourceRun(MigrationRun):
     def counted(self) -> tuple[int, int]:
         return self.before + len(self.outcomes), self.whole
 
+    def shown(self, name: str) -> str:
+        return self.source.qualify(name)
+
     def failure(self, rendered: Rendered, note: str, said: str = "psql said"
                 ) -> MigrationFailed:
-        named = dataclasses.replace(rendered, name=self.source.qualify(rendered.name))
+        named = dataclasses.replace(rendered, name=self.shown(rendered.name))
         return super().failure(named, note, said)
 
 

@@ -213,7 +213,7 @@ def _run_command(run: MigrationRun, rendered: Rendered, step: Step, folder: Path
     from spawn_db.db.target import display_command
     from spawn_db.migrate.hooks import Hooks
 
-    env = Hooks(run.config).environment("step", migration=rendered.name)
+    env = Hooks(run.config).environment("step", migration=run.shown(rendered.name))
     env["SPAWN_STEP"] = str(step.number)
     try:
         done = subprocess.run(list(step.command), cwd=folder, env=env, capture_output=True,

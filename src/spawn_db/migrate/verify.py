@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from spawn_db.config import Config
@@ -55,6 +55,7 @@ from spawn_db.project import Project
 
 if TYPE_CHECKING:
     from spawn_db.migrate.runner import MigrationRun
+    from spawn_db.migrate.sources import Sources
 
 APPLICATION = "spawn verify"
 QUIT_NOTE = "verify.sql stopped at a \\quit before its end"
@@ -218,31 +219,32 @@ class ApplyVerifier:
             self.record_failure(rendered, error, seconds)
         if stderr:
             run.reporter.output("".join(stderr))
-        run.reporter.output(f"  {rendered.name}: verify.sql passed "
+        run.reporter.output(f"  {run.shown(rendered.name)}: verify.sql passed "
                             f"({seconds * 1000:.0f} ms)")
 
     def record_failure(self, rendered: Rendered, error: str, seconds: float) -> None:
         run = self.run
+        name = run.shown(rendered.name)
         note = f"{VERIFY_FAILED}{error}"
         record = rendered.record("FAILURE", status_note=note, execution_seconds=seconds)
         try:
             run.tracking.write([*run.take_pending(), record], durable=True)
         except (ControlError, DatabaseError) as exc:
             raise NotRecorded(
-                f"migration {rendered.name} ran, but its verify.sql failed, and spawn could not "
+                f"migration {name} ran, but its verify.sql failed, and spawn could not "
                 f"record the failure ({exc}); its history shows it applied. psql said:\n{error}"
             ) from None
         why = "was interrupted" if run.interrupted else "failed"
-        before = len(run.outcomes) - 1
+        done, total = run.counted()
         path = Project(run.config).display(run.config.migrations_dir / rendered.name / VERIFY)
         raise MigrationFailed(
-            f"migration {rendered.name} ran, but its verify script {path} {why} ({before} of "
-            f"{run.total} applied before it); recorded as FAILURE in "
+            f"migration {name} ran, but its verify script {path} {why} ({done - 1} of "
+            f"{total} applied before it); recorded as FAILURE in "
             f"{run.tracking.schema}.migration_history, and the run stopped. psql said:\n"
             f"{error}\nThe migration's changes are committed: fix what verify.sql found "
-            f"(or verify.sql itself), then run `spawn migration apply {rendered.name} --retry` "
+            f"(or verify.sql itself), then run `spawn migration apply {name} --retry` "
             f"(which runs up.sql again), or, if the database is right as it is, "
-            f"`spawn migration adopt {rendered.name}`"
+            f"`spawn migration adopt {name}`"
         )
 
     def close(self) -> None:
@@ -270,33 +272,41 @@ def verify_applied(
     outcome as it comes; ``on_output`` what the scripts printed (of a passing one).
     """
     from spawn_db.migrate.apply import tracking_session
+    from spawn_db.migrate.sources import Sources
 
-    project = Project(config)
-    named = project.resolve_migration(migration) if migration else None
+    sources = Sources(config)
+    named = sources.resolve(migration) if migration else None
     target = config.target()
     with tracking_session(config, target) as tracking:
-        states = tracking.latest() if tracking.exists() else {}
+        states = sources.latest(tracking)
         settings = SessionSetup.for_tracking(tracking).settings
     applied = sorted((row for row in states.values() if is_done(state_of(row))),
                      key=lambda row: row.history_id)
     if named is not None:
-        names = [_check_named(config, named, states)]
+        names = [_check_named(sources, named, states)]
     else:
-        on_disk = set(project.migration_names())
-        names = [r.name for r in applied if r.name in on_disk and has_verify(config, r.name)]
+        on_disk = set(sources.names)
+        names = [r.name for r in applied if r.name in on_disk and _has_verify(sources, r.name)]
     engine = engine_for(config, target)
     opening = "".join(f"{statement};\n" for statement in settings)
     outcomes = []
     for name in names:
-        outcome = _verify_one(config, engine, name, opening, pinned=pinned,
+        source, bare = sources.split(name)
+        outcome = _verify_one(source.config, engine, bare, opening, pinned=pinned,
                               variables=variables, on_output=on_output)
+        outcome = replace(outcome, name=name)
         outcomes.append(outcome)
         if each is not None:
             each(outcome)
     return VerifyReport(tuple(outcomes), len(applied))
 
 
-def _check_named(config: Config, name: str, states: dict[str, Any]) -> str:
+def _has_verify(sources: Sources, qualified: str) -> bool:
+    source, bare = sources.split(qualified)
+    return has_verify(source.config, bare)
+
+
+def _check_named(sources: Sources, name: str, states: dict[str, Any]) -> str:
     state = state_of(states.get(name))
     if not is_done(state):
         again = " --retry" if state in ("failed", "attempted") else ""
@@ -305,8 +315,8 @@ def _check_named(config: Config, name: str, states: dict[str, Any]) -> str:
             f"re-runs the verify scripts of applied migrations: apply it first (`spawn "
             f"migration apply {name}{again}` runs its verify.sql too)"
         )
-    if not has_verify(config, name):
-        path = Project(config).display(config.migrations_dir / name / VERIFY)
+    if not _has_verify(sources, name):
+        path = Project(sources.config).display(sources.folder(name) / VERIFY)
         raise UsageError(f"migration {name} has no verify script; create {path} beside its "
                          "up.sql to check what it did")
     return name

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from spawn_db.db.engine import Engine
     from spawn_db.db.psql import ControlSession
     from spawn_db.migrate.runner import Rendered
+    from spawn_db.migrate.sources import Sources
 
 TEMPLATE_PREFIX = "spawn_tpl_"
 COPY_PREFIX = "spawn_testdb_"
@@ -125,22 +126,14 @@ def render_template(config: Config, names: list[str], *, variables: Any = None,
     repeatable migration in ``requires`` order, from the working tree, as apply runs
     them after the migrations."""
     from spawn_db.migrate.apply import pins_optional
-    from spawn_db.migrate.runner import render_migration, uses_pin
+    from spawn_db.migrate.sources import Sources
 
     optional = pins_optional(config, True)
+    sources = Sources(config)
     build = TemplateBuild(TemplateInputs(config.environment, ()))
     try:
         for position, name in enumerate(names, 1):
-            from_pin = uses_pin(config, name, True, optional)
-            if from_pin and not (config.migrations_dir / name / "lock.toml").is_file():
-                raise NotPinned(
-                    f"migration {name} is not pinned (no lock.toml), and fresh test databases "
-                    "are built from pins; run `spawn migration pin "
-                    f"{name}`, or make pins optional for this target "
-                    '(`pin = "optional"` in its [targets.<name>] table)'
-                )
-            build.scripts.append(render_migration(config, name, pinned=from_pin,
-                                                  variables=variables, position=position))
+            build.scripts.append(_render_one(sources, name, optional, variables, position))
         if repeatables:
             _render_repeatables(config, build, variables)
     except BaseException:
@@ -150,6 +143,28 @@ def render_template(config: Config, names: list[str], *, variables: Any = None,
         (f"repeatable:{s.name}" if s.name in build.repeatables else s.name,
          s.checksum.hex(), s.pin or "") for s in build.scripts))
     return build
+
+
+def _render_one(sources: Sources, name: str, optional: bool, variables: Any,
+                position: int, script: str = "up.sql") -> Rendered:
+    """Migration ``name`` (``audit:<m>``: from that source's folder, components and pins)
+    rendered as apply renders it, named as given, so a template's hash and its errors
+    tell the sources apart."""
+    from spawn_db.migrate.runner import render_migration, uses_pin
+
+    source, bare = sources.split(name)
+    from_pin = uses_pin(source.config, bare, True, optional)
+    if from_pin and not (source.config.migrations_dir / bare / "lock.toml").is_file():
+        raise NotPinned(
+            f"migration {name} is not pinned (no lock.toml), and fresh test databases "
+            "are built from pins; run `spawn migration pin "
+            f"{name}`, or make pins optional for this target "
+            '(`pin = "optional"` in its [targets.<name>] table)'
+        )
+    rendered = render_migration(source.config, bare, pinned=from_pin, variables=variables,
+                                position=position, script=script)
+    rendered.name = name
+    return rendered
 
 
 def _render_repeatables(config: Config, build: TemplateBuild, variables: Any) -> None:
@@ -282,13 +297,12 @@ def run_on(config: Config, engine: Engine, database: str, names: list[str], *,
     if down:
         from spawn_db.migrate.apply import pins_optional
         from spawn_db.migrate.migration import DOWN
-        from spawn_db.migrate.runner import render_migration, uses_pin
+        from spawn_db.migrate.sources import Sources
 
         optional = pins_optional(config, True)
+        sources = Sources(config)
         for name in names:
-            rendered = render_migration(config, name, pinned=uses_pin(config, name, True,
-                                                                      optional),
-                                        variables=variables, script=DOWN)
+            rendered = _render_one(sources, name, optional, variables, 1, DOWN)
             try:
                 _run_step(engine, database, rendered, "the down.sql of migration")
             finally:
@@ -638,11 +652,13 @@ def apply_migration_function(config: Config, variables: Any) -> Callable[[Any], 
 
     def apply_migration(name: Any) -> SqlMarkup:
         from spawn_db.migrate.runner import render_migration
+        from spawn_db.migrate.sources import Sources
 
         if not isinstance(name, str) or not name:
             raise NotFoundError(f"apply_migration() takes a migration's folder name as a "
                                 f"string, not {name!r}")
-        folder = config.migrations_dir / name
+        source, bare = Sources(config).split(name)  # audit:<m>: a [[sources]] folder's
+        folder = source.config.migrations_dir / bare
         if not (folder / "up.sql").is_file():
             raise NotFoundError(
                 f"apply_migration({name!r}): there is no migration {name} "
@@ -652,7 +668,7 @@ def apply_migration_function(config: Config, variables: Any) -> Callable[[Any], 
             raise NotPinned(
                 f"apply_migration({name!r}): migration {name} is not pinned (no lock.toml), "
                 f"and tests inline migrations from their pins; run `spawn migration pin {name}`")
-        rendered = render_migration(config, name, pinned=True, variables=variables)
+        rendered = render_migration(source.config, bare, pinned=True, variables=variables)
         try:
             rendered.spool.seek(0)
             return SqlMarkup(rendered.spool.read().decode("utf-8"))

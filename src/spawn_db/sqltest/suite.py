@@ -265,8 +265,10 @@ class TestRunner:
             return False
         if settings.migrate_to is None:
             return None
-        try:
-            return self.project.resolve_migration(settings.migrate_to)
+        from spawn_db.migrate.sources import Sources
+
+        try:  # audit:<m> names a [[sources]] folder's migration
+            return Sources(self.config).resolve(settings.migrate_to)
         except SpawnError as exc:
             raise type(exc)(f"{self.project.display(self.config.tests_dir / name)}/test.toml: "
                             f"migrate_to: {exc.message}") from None
