@@ -122,10 +122,29 @@ class PinValidation:
 
 
 def validate_pins(config: Config, *, all_objects: bool = False) -> PinValidation:
+    """Every lock.toml and the objects it reaches, of the main folder and of each
+    ``[[sources]]`` folder (its own migrations and ``pinned/``; its migrations named
+    ``<source>:<folder>``)."""
+    if not config.sources:
+        return _validate_folder(config, all_objects)
+    from spawn_db.migrate.sources import Sources
+
+    parts = [_validate_folder(source.config, all_objects, source.qualify)
+             for source in Sources(config).items]
+    return PinValidation(
+        {name: message for part in parts for name, message in part.broken_locks.items()},
+        [bad for part in parts for bad in part.bad_objects],
+        sum(part.checked for part in parts), sum(part.checked_unreachable for part in parts))
+
+
+def _validate_folder(config: Config, all_objects: bool,
+                     qualify: Callable[[str], str] = str) -> PinValidation:
     roots, broken = lock_roots(config)
-    found = inspect.validate(PinStore(config.pinned_dir), roots, all_objects=all_objects)
-    return PinValidation(broken, found.bad_objects(), len(found.reachable),
-                         found.checked_unreachable)
+    found = inspect.validate(PinStore(config.pinned_dir),
+                             {qualify(name): root for name, root in roots.items()},
+                             all_objects=all_objects)
+    return PinValidation({qualify(name): message for name, message in broken.items()},
+                         found.bad_objects(), len(found.reachable), found.checked_unreachable)
 
 
 # -- unused objects ------------------------------------------------------------------------
