@@ -85,7 +85,12 @@ def test_file(count: int, work_ms: int) -> str:
     return "\n\n".join(lines)
 
 
-def run(root: Path, times: Path) -> dict[str, float]:
+def run(root: Path, times: Path, sessions: list[float] | None = None) -> dict[str, float]:
+    """One pytest run; each test's seconds. ``sessions`` gets the whole run's seconds
+    (collection, the tests, and the drops the plugin waits for at the end)."""
+    import time
+
+    started = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SPAWN_"))
            or k == "SPAWN_POSTGRES_BIN"}
     env["BENCH_TIMES"] = str(times)
@@ -94,6 +99,8 @@ def run(root: Path, times: Path) -> dict[str, float]:
                           text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the benchmark's pytest run failed:\n{done.stdout}{done.stderr}")
+    if sessions is not None:
+        sessions.append(time.perf_counter() - started)
     found: dict[str, float] = json.loads(times.read_text())
     return found
 
@@ -116,6 +123,7 @@ class Figures:
     bare: list[float] = field(default_factory=list)
     creates: list[float] = field(default_factory=list)
     drops: list[float] = field(default_factory=list)
+    sessions: list[float] = field(default_factory=list)
 
 
 def measure(root: Path, rounds: int) -> Figures:
@@ -124,7 +132,7 @@ def measure(root: Path, rounds: int) -> Figures:
     log = root / ".spawn" / "postgres.log"
     for number in range(rounds):
         start = log.stat().st_size
-        times = run(root, root / f"times-{number}.json")
+        times = run(root, root / f"times-{number}.json", figures.sessions)
         figures.with_db += [s for name, s in times.items() if name.startswith("test_db_")]
         figures.bare += [s for name, s in times.items() if name.startswith("test_bare_")]
         for kind, name, ms in logged_statements(log, start):
@@ -141,7 +149,8 @@ def report(work_ms: int, figures: Figures) -> float:
     print(f"tests of {work_ms} ms ({len(figures.with_db)} with spawn_db, "
           f"{len(figures.bare)} bare; bare median {floor * 1000:.1f} ms): spawn_db adds "
           f"median {median_ms:.1f} ms, p90 {costs[int(len(costs) * 0.9)]:.1f} ms, max "
-          f"{costs[-1]:.1f} ms")
+          f"{costs[-1]:.1f} ms; whole pytest run "
+          f"{', '.join(f'{seconds:.2f}' for seconds in figures.sessions)} s")
     for what, values in (("CREATE DATABASE ... TEMPLATE", figures.creates),
                          ("DROP DATABASE", figures.drops)):
         if values:
