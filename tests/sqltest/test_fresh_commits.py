@@ -10,20 +10,14 @@ from typing import Any
 
 from tests.sqltest.test_fresh import (  # noqa: F401 (the fixture drops spawn's databases)
     _drop_spawn_databases,
-    fresh_project,
 )
+from tests.sqltest.test_fresh_pool import pool
 
 
 def test_renames_commit_asynchronously_and_the_copy_is_usable_at_once(
     db_project: Any,
 ) -> None:
-    from spawn_db.config import Overrides, load_config
-    from spawn_db.db.engine import engine_for
-    from spawn_db.sqltest.fresh import FreshDatabases
-
-    project = fresh_project(db_project)
-    config = load_config(Overrides(config_file=str(project.config_path)))
-    fresh = FreshDatabases(config, engine_for(config), ahead=1)
+    project, fresh = pool(db_project, ahead=1)
     try:
         template = fresh.template()
         fresh.expect_copies(template, 2)
