@@ -36,8 +36,15 @@ def spawn_databases(db_project: Any) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _drop_spawn_databases(pg_server: Any) -> Iterator[None]:
-    """Templates and kept copies live on the session's server: drop them after each test."""
+    """Templates and kept copies live on the session's server: drop them before each test
+    (tests in other files keep theirs there: the pytest plugin's templates, by design)
+    and after it."""
+    _drop_all_spawn_databases(pg_server)
     yield
+    _drop_all_spawn_databases(pg_server)
+
+
+def _drop_all_spawn_databases(pg_server: Any) -> None:
     names = pg_server.query(
         "SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE datname LIKE "
         "'spawn\\_tpl\\_%' OR datname LIKE 'spawn\\_testdb\\_%'")
