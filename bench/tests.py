@@ -205,17 +205,19 @@ def make_fresh_project(root: Path, cluster: Cluster, count: int) -> list[str]:
 
 
 def logged_statements(log: Path, start: int) -> list[tuple[str, str, float]]:
-    """(kind, database, milliseconds) of each ``CREATE DATABASE`` and ``ALTER DATABASE …
-    RENAME`` the server logged after byte ``start`` of its log (``duration: … ms
-    statement: CREATE DATABASE "x" …``); kind is ``create`` or ``rename``."""
+    """(kind, database, milliseconds) of each ``CREATE DATABASE``, ``ALTER DATABASE …
+    RENAME`` and ``DROP DATABASE`` the server logged after byte ``start`` of its log
+    (``duration: … ms statement: CREATE DATABASE "x" …``); kind is ``create``,
+    ``rename``, ``alter`` or ``drop``."""
     import re
 
-    pattern = re.compile(r'duration: ([\d.]+) ms\s+statement: (CREATE|ALTER) DATABASE "?([\w]+)"?'
-                         r'( RENAME)?')
+    pattern = re.compile(r'duration: ([\d.]+) ms\s+statement: (CREATE|ALTER|DROP) DATABASE '
+                         r'(?:IF EXISTS )?"?([\w]+)"?( RENAME)?')
     text = log.read_bytes()[start:].decode("utf-8", "replace")
     found = []
     for m in pattern.finditer(text):
-        kind = "create" if m.group(2) == "CREATE" else "rename" if m.group(4) else "alter"
+        kind = {"CREATE": "create", "DROP": "drop"}.get(m.group(2)) or (
+            "rename" if m.group(4) else "alter")
         found.append((kind, m.group(3), float(m.group(1))))
     return found
 
@@ -300,6 +302,8 @@ def fresh_round(work: Path, cluster: Cluster, project: Path, names: list[str],
     creates = [ms for kind, name, ms in statements
                if kind == "create" and name.startswith("spawn_testdb_")]
     renames = [ms for kind, _name, ms in statements if kind == "rename"]
+    drops = [ms for kind, name, ms in statements
+             if kind == "drop" and name.startswith("spawn_testdb_")]
     waits: list[float] = json.loads(waits_file.read_text().splitlines()[-1])
     load = os.getloadavg()[0]
     pool = " ".join(f"{k}={v}" for k, v in os.environ.items() if k.startswith("BENCH_FRESH_"))
@@ -318,6 +322,9 @@ def fresh_round(work: Path, cluster: Cluster, project: Path, names: list[str],
             f"renames: {len(renames)}, median "
             f"{statistics.median(renames) if renames else 0:.1f} ms, max "
             f"{max(renames, default=0):.1f} ms")
+    if drops:
+        say(f"  (server side) DROP DATABASE: {len(drops)}, median "
+            f"{statistics.median(drops):.1f} ms, max {max(drops):.1f} ms")
     ok_once = len(templates) == 1
     ok_copies = (len(waits) == len(names) == len(creates)
                  and max(waits, default=0) < COPY_TARGET_MS)

@@ -5,7 +5,7 @@ PostgreSQL and the real `spawn`."""
 from __future__ import annotations
 
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.helpers import start_spawn
 from tests.sqltest.test_fresh import (  # noqa: F401 (the fixture drops spawn's databases)
@@ -14,6 +14,9 @@ from tests.sqltest.test_fresh import (  # noqa: F401 (the fixture drops spawn's 
     spawn_databases,
 )
 
+if TYPE_CHECKING:
+    from spawn_db.sqltest.fresh import FreshDatabases
+
 READY = "SELECT count(*) FROM pg_database WHERE datname LIKE 'spawn\\_testdb\\_%\\_ready'"
 
 
@@ -21,16 +24,22 @@ def copies(project: Any) -> list[str]:
     return [d.split()[0] for d in spawn_databases(project) if d.startswith("spawn_testdb_")]
 
 
-def test_copies_are_made_ahead_no_more_than_announced_and_named_after_their_test(
-    db_project: Any,
-) -> None:
+def pool(db_project: Any, **options: int) -> tuple[Any, FreshDatabases]:
+    """``fresh_project(db_project)`` and a ``FreshDatabases`` on its target (``options``:
+    ``ahead``, ``makers``); the caller closes it."""
     from spawn_db.config import Overrides, load_config
     from spawn_db.db.engine import engine_for
     from spawn_db.sqltest.fresh import FreshDatabases
 
     project = fresh_project(db_project)
     config = load_config(Overrides(config_file=str(project.config_path)))
-    fresh = FreshDatabases(config, engine_for(config), ahead=2)
+    return project, FreshDatabases(config, engine_for(config), **options)
+
+
+def test_copies_are_made_ahead_no_more_than_announced_and_named_after_their_test(
+    db_project: Any,
+) -> None:
+    project, fresh = pool(db_project, ahead=2)
     try:
         template = fresh.template()
         fresh.expect_copies(template, 3)
@@ -55,13 +64,7 @@ def test_copies_are_made_ahead_no_more_than_announced_and_named_after_their_test
 
 
 def test_unused_copies_made_ahead_are_dropped_at_close(db_project: Any) -> None:
-    from spawn_db.config import Overrides, load_config
-    from spawn_db.db.engine import engine_for
-    from spawn_db.sqltest.fresh import FreshDatabases
-
-    project = fresh_project(db_project)
-    config = load_config(Overrides(config_file=str(project.config_path)))
-    fresh = FreshDatabases(config, engine_for(config))
+    project, fresh = pool(db_project)
     try:
         fresh.expect_copies(fresh.template(), 5)
         project.database.wait_until(f"SELECT ({READY}) = 2")
@@ -115,13 +118,7 @@ def test_a_killed_runs_copies_made_ahead_are_found_by_clean(db_project: Any) -> 
 
 def test_copy_without_announcing_makes_one_on_the_spot(db_project: Any) -> None:
     """The pytest plugin's path: no expect_copies, so no thread and no copy made ahead."""
-    from spawn_db.config import Overrides, load_config
-    from spawn_db.db.engine import engine_for
-    from spawn_db.sqltest.fresh import FreshDatabases
-
-    project = fresh_project(db_project)
-    config = load_config(Overrides(config_file=str(project.config_path)))
-    fresh = FreshDatabases(config, engine_for(config))
+    project, fresh = pool(db_project)
     try:
         name = fresh.copy(fresh.template(), "alone")
         assert copies(project) == [name]
