@@ -777,22 +777,13 @@ class MigrationRun:
         lost = self.setup.lock_gone
         statements = [*self.setup.after_reset(carried),
                       *self.migration_settings(following), DURABLE_COMMIT,
-                      *self.chained_rows(done, following, f"NOT {lost}"),
+                      *self.tracking.history_statements([done.record("SUCCESS",
+                                                                     since_attempt=True)]),
+                      self.tracking.insert_where(following.record("ATTEMPTED"), f"NOT {lost}"),
                       f"SELECT now() AS spawn_t0, {mark} AS spawn_mark, {lost} AS spawn_lost, "
                       f"{self.setup.lock_runner()} AS spawn_runner_lock, {RESET_CHECKS} FROM "
                       "(SELECT pg_advisory_unlock_all() AS spawn_unlock OFFSET 0) u"]
         return " \\;\n".join(statements)
-
-    def chained_rows(self, done: Rendered, following: Rendered, condition: str) -> list[str]:
-        """``done``'s SUCCESS row, then ``following``'s ATTEMPTED row where ``condition``
-        holds: one INSERT when both migrations are registered (as they are, but for one the
-        run could not register)."""
-        success = done.record("SUCCESS", since_attempt=True)
-        attempted = following.record("ATTEMPTED")
-        if success.migration_id is not None:
-            return [self.tracking.insert_then(success, attempted, condition)]
-        return [*self.tracking.history_statements([success]),
-                self.tracking.insert_where(attempted, condition)]
 
     def migration_settings(self, current: Rendered) -> list[str]:
         """What a shared migration starts with: its name in ``pg_stat_activity`` and, when

@@ -357,16 +357,6 @@ class Tracking:
         return (f"{self._insert_into()}SELECT {record.migration_id}, {self._values(record)} "
                 f"WHERE {condition}")
 
-    def insert_then(self, first: Record, then: Record, condition: str) -> str:
-        """One INSERT writing ``first`` and, only when the SQL ``condition`` holds
-        (evaluated once), ``then`` after it (a higher history id): one statement to parse,
-        plan and start instead of two, between every two chained migrations. Both
-        migration ids must be known."""
-        assert first.migration_id is not None and then.migration_id is not None
-        return (f"{self._insert_into()}SELECT {first.migration_id}, {self._values(first)} "
-                f"UNION ALL SELECT {then.migration_id}, {self._values(then)} "
-                f"WHERE {condition}")
-
     def _insert_into(self) -> str:
         """``created_at`` is the wall clock, not ``now()``: an outcome row and the next
         ATTEMPTED row share a transaction but mark different moments."""
