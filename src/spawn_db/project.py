@@ -207,8 +207,9 @@ class Project:
     def migration_names(self) -> list[str]:
         """Folders with an ``up.sql``, and scripted migrations (``[[steps]]``, no up.sql)."""
         names = _folders_with(self.config.migrations_dir, "up.sql")
+        plain = set(names)  # not the list: 10,000 migrations made that 50M comparisons
         scripted = [n for n in _folders_with(self.config.migrations_dir, STEPS_SETTINGS)
-                    if n not in names and is_scripted(self.migration_dir(n))]
+                    if n not in plain and is_scripted(self.migration_dir(n))]
         return sorted(names + scripted) if scripted else names
 
     def migration_dir(self, name: str) -> Path:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from spawn_db.config import Config, TargetConfig
     from spawn_db.db.psql import ControlSession, PsqlProcess
 
@@ -22,8 +24,16 @@ class Engine(Protocol):
         """A request/response session for spawn's own SQL (lock, tracking rows)."""
         ...
 
-    def script_session(self, application_name: str | None = None) -> PsqlProcess:
-        """A session that runs scripts streamed to it, where the target connects."""
+    def script_session(self, application_name: str | None = None,
+                       options: Sequence[tuple[str, str]] = ()) -> PsqlProcess:
+        """A session that runs scripts streamed to it, where the target connects;
+        ``options`` are server settings to connect with where the engine can pass them
+        (``carries_options``), which ``RESET ALL`` then returns to."""
+        ...
+
+    @property
+    def carries_options(self) -> bool:
+        """Whether ``script_session``'s ``options`` reach the server at connect time."""
         ...
 
     @property

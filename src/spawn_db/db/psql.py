@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -438,13 +438,28 @@ class PsqlEngine:
     def control_session(self, database: str | None) -> ControlSession:
         return ControlSession(self.argv, database=database)
 
-    def script_session(self, application_name: str | None = None) -> PsqlProcess:
+    def script_session(self, application_name: str | None = None,
+                       options: Sequence[tuple[str, str]] = ()) -> PsqlProcess:
         """A psql for scripts; ``application_name`` reaches every connection it makes,
-        ``\\connect`` included (through ``PGAPPNAME``), where psql itself is started."""
+        ``\\connect`` included (through ``PGAPPNAME``), where psql itself is started, and
+        so do ``options`` (``-c name=value`` in ``PGOPTIONS``) when ``carries_options``."""
         env = None
         if application_name is not None:
             env = dict(os.environ, PGAPPNAME=application_name)
+        if options and self.carries_options:
+            env = dict(os.environ) if env is None else env
+            given = env.get("PGOPTIONS", "").strip()
+            ours = " ".join(f"-c {name}={value}" for name, value in options)
+            env["PGOPTIONS"] = f"{given} {ours}" if given else ours
         return PsqlProcess(self.argv, env=env)
+
+    @property
+    def carries_options(self) -> bool:
+        """psql started directly gets spawn's environment, ``PGOPTIONS`` included; a
+        wrapper (``docker exec``, ``ssh``) may not pass it on to the psql it runs."""
+        import os.path
+
+        return os.path.basename(self.argv[0]).startswith("psql")
 
     @property
     def stops_with_spawn(self) -> bool:

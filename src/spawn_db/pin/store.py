@@ -426,17 +426,26 @@ class PinnedTree:
         return digest
 
 
+# The file write_lock writes, parsed without tomllib (which costs more than the rest of
+# reading a lock file: apply reads one per migration); anything else goes through tomllib.
+_CANONICAL_LOCK = re.compile(r'pin = "([0-9a-f]{32})"\n')
+
+
 def read_lock(migration_dir: Path) -> str | None:
     """The pinned root hash from ``lock.toml``, or None when the migration is unpinned."""
-    import tomllib
-
-    path = migration_dir / LOCK_FILE
+    path = os.path.join(migration_dir, LOCK_FILE)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise PinStoreError(f"cannot read {path}: {exc}") from None
+    canonical = _CANONICAL_LOCK.fullmatch(text)
+    if canonical is not None:
+        return canonical.group(1)
+    import tomllib
+
     try:
         pin = tomllib.loads(text).get("pin")
     except tomllib.TOMLDecodeError as exc:
