@@ -68,3 +68,23 @@ def test_a_broken_lock_of_a_source_migration_is_named(sourced: DbProject) -> Non
 
     assert exit_code == 1
     assert [lock["migration"] for lock in found["broken_locks"]] == [f"audit:{LOG}"]
+
+
+def test_diff_and_checkout_take_a_sources_migration(sourced: DbProject,
+                                                    tmp_path: Path) -> None:
+    """`audit:<m>` names a snapshot in the source's own pin store."""
+    project = pinned_project(sourced)
+    audit = audit_dir(project)
+    write(audit, "components/audit/stamp.sql", "SELECT 'audit stamp, edited';\n")
+
+    diff = project.run("pin", "diff", f"audit:{LOG}", "audit:WORKTREE", "--name-only")
+    out = tmp_path / "snapshot"
+    checkout = project.run("pin", "checkout", "audit:create-log", "--to", str(out))
+
+    assert (diff.exit_code, diff.stdout) == (0, "audit/stamp.sql\n"), diff.stderr
+    assert checkout.exit_code == 0, checkout.stderr
+    assert (out / "audit" / "stamp.sql").read_text() == "SELECT 'audit stamp';\n"
+    assert f"Checked out audit:{LOG}" in checkout.stderr
+    missing = project.run("pin", "diff", "nosuch:x", "WORKTREE")
+    assert missing.exit_code == 2
+    assert "'nosuch' is not a migration source" in missing.stderr

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -104,6 +104,21 @@ def resolve_ref(config: Config, text: str) -> Ref:
         raise UsageError(f"migration {name} is not pinned (no lock.toml), so it has no "
                          f"snapshot; pin it, or use WORKTREE for {config.components_dir}")
     return Ref(text, root, f"{name} ({root})", name)
+
+
+def _located(config: Config, text: str) -> tuple[Config, Ref]:
+    """``resolve_ref`` in the folder ``text`` names: ``audit:<ref>`` is ``<ref>`` in that
+    ``[[sources]]`` folder (its migrations, its ``pinned/``, ``audit:WORKTREE`` its
+    ``components/``); anything else is the main folder's."""
+    if not config.sources or ":" not in text:
+        return config, resolve_ref(config, text)
+    from spawn_db.migrate.sources import Sources
+
+    source, bare = Sources(config).split(text)
+    ref = resolve_ref(source.config, bare)
+    if ref.migration is None:
+        return source.config, ref
+    return source.config, replace(ref, label=source.qualify(ref.label))
 
 
 # -- validate ------------------------------------------------------------------------------
@@ -223,14 +238,15 @@ def checkout(config: Config, text: str, *, to: Path | None = None, in_place: boo
              force: bool = False) -> Checkout:
     """Write the snapshot ``text`` as files: into ``.spawn/checkout/<hash>/`` or ``to``, or
     (``in_place``) over ``components/`` after pinning the current one."""
-    ref = resolve_ref(config, text)
+    project_dir = config.project_dir
+    config, ref = _located(config, text)
     if ref.root is None:
         raise UsageError("WORKTREE is already checked out: it is components/; name a migration "
                          "or a root hash")
     store = PinStore(config.pinned_dir)
     if in_place:
         return _checkout_in_place(config, ref, store)
-    target = to or config.project_dir / ".spawn" / "checkout" / ref.root
+    target = to or project_dir / ".spawn" / "checkout" / ref.root
     _refuse_nonempty(target, force)
     if target.exists():
         shutil.rmtree(target)
@@ -324,11 +340,11 @@ def diff(config: Config, a: str, b: str, *, used: bool = False) -> PinDiff:
     ``used`` keeps only the files that A's or B's migration reads when it renders
     from its pin (includes, imports, ``read_file``...), recorded by rendering it.
     """
-    left, right = resolve_ref(config, a), resolve_ref(config, b)
-    old, new = _files(config, left), _files(config, right)
+    (left_config, left), (right_config, right) = _located(config, a), _located(config, b)
+    old, new = _files(left_config, left), _files(right_config, right)
     paths = sorted(set(old) | set(new))
     if used:
-        read = _files_read(config, [left, right])
+        read = _files_read([(left_config, left), (right_config, right)])
         paths = [p for p in paths if p in read]
     changes = []
     for path in paths:
@@ -345,15 +361,15 @@ def diff(config: Config, a: str, b: str, *, used: bool = False) -> PinDiff:
 Reader = Callable[[], bytes]
 
 
-def _files_read(config: Config, refs: Sequence[Ref]) -> set[str]:
+def _files_read(refs: Sequence[tuple[Config, Ref]]) -> set[str]:
     from spawn_db.migrate.drift import probe
 
-    migrations = [r.migration for r in refs if r.migration is not None]
+    migrations = [(config, r.migration) for config, r in refs if r.migration is not None]
     if not migrations:
         raise UsageError("--used needs a migration on at least one side (what its render "
                          "reads is the filter); name a migration instead of a hash or WORKTREE")
     read: set[str] = set()
-    for name in migrations:
+    for config, name in migrations:
         read.update(probe(config, name, pinned=True, variables=None).reads)
     return read
 
