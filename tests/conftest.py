@@ -56,6 +56,7 @@ from spawn_db.config import toml_string
 from spawn_db.db import embedded
 from spawn_db.db.pgbin import find_binaries
 from spawn_db.errors import PostgresNotFound
+from spawn_db.escape import escape_literal
 from tests.helpers import Result, run_spawn
 
 TEMPLATE = "spawn_test_template"
@@ -102,6 +103,17 @@ class PgServer:
 
     def connect_hint(self, dbname: str) -> str:
         return shlex.join(self.psql_argv(dbname))
+
+    def drop_databases_like(self, *patterns: str) -> None:
+        """Drop every database whose name is ``LIKE`` one of ``patterns`` (templates too):
+        what spawn keeps on the worker's server (drift's scratch databases, test
+        templates and kept copies) between the tests that share it."""
+        where = " OR ".join(f"datname LIKE {escape_literal(p)}" for p in patterns)
+        names = self.query(
+            f"SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE {where}")
+        for name in names.split():
+            self.query(f"ALTER DATABASE {name} IS_TEMPLATE false")
+            self.query(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @dataclass

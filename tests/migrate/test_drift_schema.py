@@ -47,17 +47,9 @@ def _drop_scratch_databases(pg_server: Any) -> Iterator[None]:
     """The scratch databases drift keeps live on the worker's server, which its tests share
     one after another: drop them before each test (tests in other files keep theirs too,
     and these count them) and after it."""
-    _drop_all_scratch(pg_server)
+    pg_server.drop_databases_like("spawn\\_drift\\_%")
     yield
-    _drop_all_scratch(pg_server)
-
-
-def _drop_all_scratch(pg_server: Any) -> None:
-    names = pg_server.query(
-        "SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE datname LIKE "
-        "'spawn\\_drift\\_%'")
-    for name in names.split():
-        pg_server.query(f"DROP DATABASE {name} WITH (FORCE)")
+    pg_server.drop_databases_like("spawn\\_drift\\_%")
 
 
 def applied(db_project: DbProject) -> str:

@@ -34,23 +34,17 @@ def spawn_databases(db_project: Any) -> list[str]:
     return rows.splitlines()
 
 
+SPAWN_DATABASES = ("spawn\\_tpl\\_%", "spawn\\_testdb\\_%")
+
+
 @pytest.fixture(autouse=True)
 def _drop_spawn_databases(pg_server: Any) -> Iterator[None]:
     """Templates and kept copies live on the worker's server, which its tests share one
     after another: drop them before each test (tests in other files keep theirs, and these
     count them) and after it."""
-    _drop_all_spawn_databases(pg_server)
+    pg_server.drop_databases_like(*SPAWN_DATABASES)
     yield
-    _drop_all_spawn_databases(pg_server)
-
-
-def _drop_all_spawn_databases(pg_server: Any) -> None:
-    names = pg_server.query(
-        "SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE datname LIKE "
-        "'spawn\\_tpl\\_%' OR datname LIKE 'spawn\\_testdb\\_%'")
-    for name in names.split():
-        pg_server.query(f"ALTER DATABASE {name} IS_TEMPLATE false")
-        pg_server.query(f"DROP DATABASE {name} WITH (FORCE)")
+    pg_server.drop_databases_like(*SPAWN_DATABASES)
 
 
 def lines(result: Result) -> list[str]:
