@@ -624,42 +624,25 @@ class Project:
                       name: str | None, *, retry: bool, pinned: bool, variables: Any) -> Any:
         """apply's ``after_shared`` for the tenant parts (its pins checked now), or None
         (``tenants="none"``, or no [tenants] in spawn.toml)."""
-        from spawn_db.fleet.tenant_ops import default_choice, tenant_phase
-
-        choice = default_choice(self.config, given)
-        if choice == "none":
-            return None
+        from spawn_db.fleet.tenant_ops import after_shared_phase
         from spawn_db.fleet.tenant_run import FleetRequest
-        from spawn_db.migrate.apply import pins_optional
 
         options = options or TenantOptions()
-        only = None
-        if name is not None:  # a source's migration has no tenant part
-            from spawn_db.migrate.sources import Sources
-
-            only = Sources(self.config).resolve(name)
         request = FleetRequest(options.jobs, options.canary, options.continue_on_error, retry,
-                               options.progress, only=only)
-        return tenant_phase(self.config, choice, request, pinned=pinned,
-                            unpinned_from_tree=pins_optional(self.config, pinned),
-                            variables=variables)
+                               options.progress)
+        return after_shared_phase(self.config, given, request, migration=name, pinned=pinned,
+                                  variables=variables)
 
     def _tenant_downs(self, given: str | None, options: TenantOptions | None, *,
                       pinned: bool, variables: Any) -> Any:
         """revert's ``before_shared``: the tenant parts' down scripts, or None."""
-        from spawn_db.fleet.tenant_ops import default_choice, revert_phase
-
-        choice = default_choice(self.config, given)
-        if choice == "none":
-            return None
+        from spawn_db.fleet.tenant_ops import before_shared_phase
         from spawn_db.fleet.tenant_run import FleetRequest
-        from spawn_db.migrate.apply import pins_optional
 
         options = options or TenantOptions()
         request = FleetRequest(options.jobs, options.canary, options.continue_on_error)
-        return revert_phase(self.config, choice, request, pinned=pinned,
-                            unpinned_from_tree=pins_optional(self.config, pinned),
-                            variables=variables, report=options.report)
+        return before_shared_phase(self.config, given, request, pinned=pinned,
+                                   variables=variables, report=options.report)
 
     def _hooks(self, enabled: bool, variables: Any = None,
                reporter: ApplyReporter | TestReporter | None = None) -> Hooks:

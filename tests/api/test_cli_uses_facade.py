@@ -29,7 +29,8 @@ WRAPPED: dict[str, frozenset[str]] = {
     "spawn_db.migrate.sources": frozenset({"locate"}),
     "spawn_db.migrate.schema_drift": frozenset({"schema_drift"}),
     "spawn_db.fleet.tenants": frozenset({"build_tenant_part"}),
-    "spawn_db.fleet.tenant_ops": frozenset({"tenant_phase", "revert_phase"}),
+    "spawn_db.fleet.tenant_ops": frozenset({"tenant_phase", "revert_phase",
+                                            "after_shared_phase", "before_shared_phase"}),
     "spawn_db.sqltest.suite": frozenset({"TestRunner", "run_ordered", "compare_tests",
                                          "expect_tests", "select_tests"}),
 }

@@ -381,10 +381,9 @@ class TargetApply:
 
     def __call__(self, config: Config) -> Done:
         from spawn_db.cli.fanout import target_output, up_to_date, with_tenants
-        from spawn_db.fleet.tenant_ops import default_choice, tenant_phase
+        from spawn_db.fleet.tenant_ops import after_shared_phase
         from spawn_db.fleet.tenant_run import FleetRequest
         from spawn_db.migrate.apply import apply as run_apply
-        from spawn_db.migrate.apply import pins_optional
         from spawn_db.migrate.hooks import Hooks
 
         variables = load_variables_option(config, self.variables_path)
@@ -396,12 +395,10 @@ class TargetApply:
 
             drift_refusal(config, pinned=self.pinned, variables=variables)
         output = target_output(config.target().name)
-        choice = default_choice(config, self.tenants)
-        fleet = None if choice == "none" else tenant_phase(
-            config, choice, FleetRequest(self.tenant_jobs, 0, self.continue_on_error,
-                                         self.retry, only=_resolved(config, self.migration_name)),
-            pinned=self.pinned, unpinned_from_tree=pins_optional(config, self.pinned),
-            variables=variables)
+        fleet = after_shared_phase(
+            config, self.tenants, FleetRequest(self.tenant_jobs, 0, self.continue_on_error,
+                                               self.retry),
+            migration=self.migration_name, pinned=self.pinned, variables=variables)
         result = run_apply(config, self.migration_name, pinned=self.pinned, retry=self.retry,
                            variables=variables, lock_timeout=self.lock_timeout,
                            with_requires=self.choice.with_requires,

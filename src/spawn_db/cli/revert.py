@@ -182,14 +182,8 @@ class TargetRevert:
     def __call__(self, config: Config) -> Done:
         from spawn_db.cli.fanout import target_output, with_tenants
         from spawn_db.errors import MigrationFailed
-        from spawn_db.fleet.tenant_ops import (
-            default_choice,
-            revert_phase,
-            revert_tenant_only,
-            tenant_only,
-        )
+        from spawn_db.fleet.tenant_ops import before_shared_phase, revert_tenant_only, tenant_only
         from spawn_db.fleet.tenant_run import FleetRequest
-        from spawn_db.migrate.apply import pins_optional
         from spawn_db.migrate.hooks import Hooks
         from spawn_db.migrate.revert import revert as run_revert
 
@@ -203,11 +197,8 @@ class TargetRevert:
             return with_tenants(config, "only tenant parts", {"reverted": []}, report,
                                 "revert")
         tenants: list[FleetReport] = []
-        choice = default_choice(config, self.tenants)
-        downs = None if choice == "none" else revert_phase(
-            config, choice, fleet, pinned=self.pinned,
-            unpinned_from_tree=pins_optional(config, self.pinned), variables=variables,
-            report=tenants.append)
+        downs = before_shared_phase(config, self.tenants, fleet, pinned=self.pinned,
+                                    variables=variables, report=tenants.append)
         try:
             result = run_revert(config, self.request, pinned=self.pinned, variables=variables,
                                 lock_timeout=self.lock_timeout, before_shared=downs,

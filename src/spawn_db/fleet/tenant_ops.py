@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any
 
 from spawn_db.config import DEFAULT_LOCK_TIMEOUT, Config
@@ -64,6 +64,40 @@ def default_choice(config: Config, given: str | None) -> str:
     if given != "none":
         tenants_config(config)
     return given
+
+
+def after_shared_phase(config: Config, given: str | None, request: FleetRequest, *,
+                       migration: str | None = None, pinned: bool = True,
+                       variables: Any = None) -> Any:
+    """apply's ``after_shared`` for ``--tenants`` ``given`` (None: the default), with the
+    tenant parts' pins checked now; None when no tenant runs. ``migration`` (as typed)
+    limits it to that migration's tenant part (a source's migration has none)."""
+    choice = default_choice(config, given)
+    if choice == "none":
+        return None
+    from spawn_db.migrate.apply import pins_optional
+
+    if migration is not None:
+        from spawn_db.migrate.sources import Sources
+
+        request = replace(request, only=Sources(config).resolve(migration))
+    return tenant_phase(config, choice, request, pinned=pinned,
+                        unpinned_from_tree=pins_optional(config, pinned), variables=variables)
+
+
+def before_shared_phase(config: Config, given: str | None, request: FleetRequest, *,
+                        pinned: bool = True, variables: Any = None,
+                        report: Callable[[FleetReport], None] | None = None) -> Any:
+    """revert's ``before_shared`` for ``--tenants`` ``given``: the tenant parts' down
+    scripts, or None when no tenant runs."""
+    choice = default_choice(config, given)
+    if choice == "none":
+        return None
+    from spawn_db.migrate.apply import pins_optional
+
+    return revert_phase(config, choice, request, pinned=pinned,
+                        unpinned_from_tree=pins_optional(config, pinned), variables=variables,
+                        report=report)
 
 
 def tenant_phase(config: Config, choice: str, request: FleetRequest, *, pinned: bool = True,
