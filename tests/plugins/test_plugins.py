@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,18 @@ HERE = Path(__file__).resolve().parent
 
 
 def pip_install(package: str, target: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--disable-pip-version-check", "--target", str(target),
-         str(HERE / package)],
-        capture_output=True, text=True, check=False, timeout=300)
+    """Build and install ``package`` from a private copy of its folder: a build writes
+    ``build/`` and ``*.egg-info`` into the source tree, and two xdist workers building the
+    same tree at once corrupted each other's metadata (CI failed on it)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "package"
+        shutil.copytree(HERE / package, copy,
+                        ignore=shutil.ignore_patterns("build", "*.egg-info"))
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+             "--no-build-isolation", "--disable-pip-version-check", "--target", str(target),
+             str(copy)],
+            capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
 
 
