@@ -142,3 +142,27 @@ def test_a_killed_runner_psql_never_leaves_its_migration_success(
     assert not set(after) & set(latest(database))
     assert database.query("SELECT to_regclass('after_1') IS NULL "
                           "AND to_regclass('after_2') IS NULL") == "t"
+
+
+def test_a_failure_while_spawn_renders_ahead_runs_nothing_after_it(
+    db_project: DbProject,
+) -> None:
+    """psql stops at a failing migration while spawn is still rendering the ones after it
+    (a slow template): spawn must notice that the session ended with migrations queued,
+    record the failure, and never start a new session for the rest. It used to replace the
+    dead session with a new one and run the next migrations there, with no history row."""
+    database = db_project.database
+    db_project.add_migration("t1", "CREATE TABLE t1 (a int);\n")
+    failing = db_project.add_migration("fails", "CREATE TABLE t2 (a int);\nSELECT 1 / 0;\n")
+    slow = "{% for i in range(400000) %}{% endfor %}"
+    after = [db_project.add_migration(f"t{n}", f"{slow}CREATE TABLE t{n} (a int);\n")
+             for n in (3, 4, 5, 6)]
+
+    result = db_project.run("migration", "apply", "--yes")
+
+    assert result.exit_code == 1, result.stderr
+    assert f"migration {failing} failed (1 of 6 applied before it)" in result.stderr
+    assert database.query("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class "
+                          "WHERE relname ~ '^t[0-9]$'") == "t1,t2"
+    assert latest(database)[failing] == "FAILURE"
+    assert not set(after) & set(latest(database))

@@ -849,6 +849,12 @@ class MigrationRun:
         return " \\;\n".join(statements)
 
     def ensure_runner(self) -> _Runner:
+        if self.runner is not None and self.runner.process.exit is not None:
+            # A session that ended with migrations queued stopped at one of them: that is
+            # the run's outcome. Only one that ended with nothing queued may be replaced.
+            self.handle_markers(self.runner)
+            if self.runner.pending:
+                self.fail(self.runner)
         if self.runner is None or self.runner.process.exit is not None:
             early, self.early_runner = self.early_runner, None
             self.runner = _Runner(self, early)
@@ -879,6 +885,8 @@ class MigrationRun:
         assert runner is not None
         while True:
             self.handle_markers(runner)
+            if runner.process.exit is not None and runner.pending:
+                self.fail(runner)
             if done():
                 return
             if runner.process.exit is not None:
