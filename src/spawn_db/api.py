@@ -620,10 +620,18 @@ class Project:
             raise UsageError("repeatables=False and only_repeatables contradict each other; "
                              "pass one of them")
 
+    def _tenants_may_run(self, given: str | None) -> bool:
+        """False when no tenant part can run (``--tenants none``, or the default without
+        [tenants]): the fleet modules are then not even imported, which a start-up of
+        every apply and revert would pay for."""
+        return given != "none" and (given is not None or self.config.tenants is not None)
+
     def _tenant_phase(self, given: str | None, options: TenantOptions | None,
                       name: str | None, *, retry: bool, pinned: bool, variables: Any) -> Any:
         """apply's ``after_shared`` for the tenant parts (its pins checked now), or None
         (``tenants="none"``, or no [tenants] in spawn.toml)."""
+        if not self._tenants_may_run(given):
+            return None
         from spawn_db.fleet.tenant_ops import after_shared_phase
         from spawn_db.fleet.tenant_run import FleetRequest
 
@@ -636,6 +644,8 @@ class Project:
     def _tenant_downs(self, given: str | None, options: TenantOptions | None, *,
                       pinned: bool, variables: Any) -> Any:
         """revert's ``before_shared``: the tenant parts' down scripts, or None."""
+        if not self._tenants_may_run(given):
+            return None
         from spawn_db.fleet.tenant_ops import before_shared_phase
         from spawn_db.fleet.tenant_run import FleetRequest
 

@@ -350,6 +350,8 @@ def _apply_json(result: ApplyResult) -> None:
 
 def _tenant_outcome(result: ApplyResult, fmt: str) -> None:
     """The tenant report (text), and exit 1 when a tenant failed."""
+    if result.after_shared is None:
+        return
     from spawn_db.cli.tenant import print_tenant_report
     from spawn_db.fleet.runner import FleetReport
     from spawn_db.fleet.tenant_ops import raise_if_failed
