@@ -413,3 +413,26 @@ def test_apply_migration_runs_only_its_own_tenant_part(db_project: DbProject) ->
     dry = db_project.run("migration", "apply", "--dry-run", "--format", "json")
     assert json.loads(dry.stdout)["tenants"] == [
         {"name": "acme", "schema": "tenant_acme", "to_run": [second], "blocked": None}]
+
+
+def test_a_failing_tenant_part_while_spawn_renders_ahead_runs_nothing_after_it(
+        db_project: DbProject) -> None:
+    """The worker's runner psql stops at a failing tenant part while spawn still renders
+    the parts after it (slow templates): the failure is recorded and no later part runs
+    in a new session (the tenant variant of the runner's queued-failure defect)."""
+    set_tenants(db_project, tenant_list(["a1"]))
+    add(db_project, "ok", tenant="CREATE TABLE t1 (id int);\n")
+    failing = add(db_project, "fails", tenant="CREATE TABLE t2 (id int);\nSELECT 1/0;\n")
+    slow = "{% for i in range(400000) %}{% endfor %}"
+    after = [add(db_project, f"late{n}", tenant=f"{slow}CREATE TABLE t{n} (id int);\n")
+             for n in (3, 4, 5)]
+
+    result = db_project.run("migration", "apply", "--yes", "--jobs", "1")
+
+    assert result.exit_code == 1, result.stderr
+    assert f"migration {failing} failed (1 of 5 applied before it)" in result.stdout
+    db = db_project.database
+    assert tables(db, "tenant_a1") == ["t1", "t2"]
+    rows = history(db, "tenant:a1")
+    assert rows[-2:] == [(failing, "APPLY", "ATTEMPTED"), (failing, "APPLY", "FAILURE")]
+    assert not {name for name, _, _ in rows} & set(after)

@@ -173,6 +173,7 @@ class TenantRun(MigrationRun):
         return [*super().migration_settings(current), self.search_path]
 
     def ensure_runner(self) -> _Runner:
+        self.fail_if_ended_with_queue()
         if self.runner is None or self.runner.process.exit is not None:
             self.runner = self.worker.runner_for(self)
             self.inline = self.runner.dbname == self.tracking.session.database

@@ -849,17 +849,22 @@ class MigrationRun:
         return " \\;\n".join(statements)
 
     def ensure_runner(self) -> _Runner:
-        if self.runner is not None and self.runner.process.exit is not None:
-            # A session that ended with migrations queued stopped at one of them: that is
-            # the run's outcome. Only one that ended with nothing queued may be replaced.
-            self.handle_markers(self.runner)
-            if self.runner.pending:
-                self.fail(self.runner)
+        self.fail_if_ended_with_queue()
         if self.runner is None or self.runner.process.exit is not None:
             early, self.early_runner = self.early_runner, None
             self.runner = _Runner(self, early)
             self.inline = self.runner.dbname == self.tracking.session.database
         return self.runner
+
+    def fail_if_ended_with_queue(self) -> None:
+        """A runner session that ended with migrations queued stopped at one of them: that
+        is the run's outcome, so it is never replaced by a new session; only a session that
+        ended with nothing queued may be."""
+        runner = self.runner
+        if runner is not None and runner.process.exit is not None:
+            self.handle_markers(runner)
+            if runner.pending:
+                self.fail(runner)
 
     def close_runner(self) -> None:
         if self.runner is None:
