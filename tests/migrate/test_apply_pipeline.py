@@ -166,3 +166,32 @@ def test_a_failure_while_spawn_renders_ahead_runs_nothing_after_it(
                           "WHERE relname ~ '^t[0-9]$'") == "t1,t2"
     assert latest(database)[failing] == "FAILURE"
     assert not set(after) & set(latest(database))
+
+
+def test_a_failing_down_script_while_spawn_renders_ahead_reverts_nothing_after_it(
+    db_project: DbProject,
+) -> None:
+    """Revert runs through the same runner: a down script fails while spawn still renders
+    the (slow) down scripts after it; it is recorded REVERT FAILURE and nothing older is
+    reverted in a new session."""
+    database = db_project.database
+    slow = "{% for i in range(400000) %}{% endfor %}"
+    names = []
+    for n in (1, 2, 3, 4, 5):
+        names.append(name := db_project.add_migration(f"t{n}", f"CREATE TABLE t{n} (a int);\n",
+                                                      pin=False))
+        down = "SELECT 1 / 0;\n" if n == 4 else f"{slow}DROP TABLE t{n};\n"
+        (db_project.spawn_dir / "migrations" / name / "down.sql").write_text(
+            down, encoding="utf-8")
+    assert db_project.run("migration", "pin", "--all").exit_code == 0
+    assert db_project.run("migration", "apply", "--yes").exit_code == 0
+
+    result = db_project.run("migration", "revert", "--steps", "5", "--yes")
+
+    assert result.exit_code == 1, result.stderr
+    assert f"reverting migration {names[3]} failed (1 of 5 reverted before it)" in result.stderr
+    assert database.query("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class "
+                          "WHERE relname ~ '^t[0-9]$'") == "t1,t2,t3,t4"
+    reverts = [(n, s) for n, a, s in history(database) if a == "REVERT"]
+    assert reverts == [(names[4], "ATTEMPTED"), (names[4], "SUCCESS"),
+                       (names[3], "ATTEMPTED"), (names[3], "FAILURE")]
