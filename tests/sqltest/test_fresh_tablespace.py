@@ -26,6 +26,7 @@ from spawn_db.db import embedded
 from spawn_db.db.target import psql_argv
 from spawn_db.sqltest.fresh import RAM_MARKER, RAM_TABLESPACE, TemplateInputs
 from tests.conftest import EmbeddedProject, PgServer
+from tests.helpers import Result
 
 # Reports, from inside a test's database, the tablespace it is in, then those of the
 # templates on the server, one per line.
@@ -93,13 +94,19 @@ def built(stderr: str) -> list[str]:
             if line.startswith("Building template database ")]
 
 
+def expect_where(project: Any, tests_table: str = "") -> Result:
+    """``fresh_setup``, the migration pinned, then `spawn test expect where`, which passes."""
+    fresh_setup(project.root, tests_table)
+    assert project.run("migration", "pin", MIGRATION).exit_code == 0
+    result: Result = project.run("test", "expect", "where")
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
 def test_fresh_tests_run_in_the_embedded_servers_tablespace_in_ram(
         embedded_project: EmbeddedProject) -> None:
     root = embedded_project.root
-    fresh_setup(root)
-    assert embedded_project.run("migration", "pin", MIGRATION).exit_code == 0
-    result = embedded_project.run("test", "expect", "where")
-    assert result.exit_code == 0, result.stderr
+    expect_where(embedded_project)
     folder = ram_folder(root)
     assert folder.parent == Path("/dev/shm")
     assert folder.name.startswith(f"spawn-{os.geteuid()}-")
@@ -147,11 +154,7 @@ def test_a_lost_ram_folder_is_rebuilt_and_the_tests_pass(
     lost in a power cut (server killed): each next run drops what was in it, rebuilds the
     template, passes, no error; `spawn test clean` then leaves nothing."""
     root = embedded_project.root
-    fresh_setup(root)
-    assert embedded_project.run("migration", "pin", MIGRATION).exit_code == 0
-    first = embedded_project.run("test", "expect", "where")
-    assert first.exit_code == 0, first.stderr
-    [template] = built(first.stderr)
+    [template] = built(expect_where(embedded_project).stderr)
     folder = ram_folder(root)
     for lose in ("by hand", "reboot", "power cut"):
         # Copies made ahead that a killed run left: made since the last checkpoint, their
@@ -185,10 +188,7 @@ def test_a_lost_ram_folder_is_rebuilt_and_the_tests_pass(
 def test_pg_default_keeps_them_on_disk_under_another_template_name(
         embedded_project: EmbeddedProject) -> None:
     root = embedded_project.root
-    fresh_setup(root)
-    assert embedded_project.run("migration", "pin", MIGRATION).exit_code == 0
-    in_ram = embedded_project.run("test", "expect", "where")
-    assert in_ram.exit_code == 0, in_ram.stderr
+    in_ram = expect_where(embedded_project)
     with (root / "spawn.toml").open("a", encoding="utf-8") as config:
         config.write('tablespace = "pg_default"\n')
     on_disk = embedded_project.run("test", "expect", "where")
@@ -237,10 +237,7 @@ def server_tablespace(pg_server: PgServer) -> Iterator[tuple[str, Path]]:
 def test_a_named_tablespace_holds_the_template_and_its_copies(
         db_project: Any, pg_server: PgServer) -> None:
     with server_tablespace(pg_server) as (name, folder):
-        fresh_setup(db_project.root, f'tablespace = "{name}"\n')
-        assert db_project.run("migration", "pin", MIGRATION).exit_code == 0
-        result = db_project.run("test", "expect", "where")
-        assert result.exit_code == 0, result.stderr
+        result = expect_where(db_project, f'tablespace = "{name}"\n')
         expected = (db_project.spawn_dir / "tests" / "where" / "expected").read_text()
         assert expected == where_expected(name, str(folder))
         [template] = built(result.stderr)

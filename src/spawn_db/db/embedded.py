@@ -577,6 +577,12 @@ def _writable_tmpfs(path: Path) -> bool:
             and os.access(path, os.W_OK | os.X_OK))
 
 
+def is_ram_folder(path: Path) -> bool:
+    """Whether ``path`` is named as ``ram_folder`` names them: the only folders spawn
+    recreates or removes for a tablespace."""
+    return path.parent == RAM_ROOT and path.name.startswith(RAM_PREFIX)
+
+
 def restore_ram_folders(cluster: Cluster, run_as: RunAs | None) -> None:
     """Before a start: recreate, empty, the RAM folder a tablespace of the cluster points
     to when it is gone (a reboot empties /dev/shm). After a crash, PostgreSQL replays the
@@ -589,8 +595,7 @@ def restore_ram_folders(cluster: Cluster, run_as: RunAs | None) -> None:
             if not link.is_symlink():
                 continue
             folder = Path(os.readlink(link))
-            if folder.parent == RAM_ROOT and folder.name.startswith(RAM_PREFIX) \
-                    and not os.path.lexists(folder):
+            if is_ram_folder(folder) and not os.path.lexists(folder):
                 private_dir(folder, run_as)  # /dev/shm is anyone's: never trust a name
 
 

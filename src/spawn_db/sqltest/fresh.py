@@ -494,11 +494,10 @@ def _remove_ram_folder(location: str) -> None:
     """Remove a RAM folder spawn made (only one named so, in /dev/shm)."""
     import shutil
 
-    from spawn_db.db.embedded import RAM_PREFIX, RAM_ROOT
+    from spawn_db.db.embedded import is_ram_folder
 
     folder = Path(location)
-    if folder.parent == RAM_ROOT and folder.name.startswith(RAM_PREFIX) \
-            and not folder.is_symlink():
+    if is_ram_folder(folder) and not folder.is_symlink():
         shutil.rmtree(folder, ignore_errors=True)
 
 
