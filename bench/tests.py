@@ -31,6 +31,11 @@ ahead, so a test usually waits only for a rename); each ``CREATE DATABASE
 spawn_testdb_… TEMPLATE spawn_tpl_…`` and rename is also timed by the server
 itself (``log_min_duration_statement = 0`` for the database spawn's control
 sessions use). ``--ahead``/``--makers`` override the pool's settings.
+Three variants (``--variants``, default all): ``disk`` (the throwaway server,
+data on its disk), ``tablespace`` (the same server with ``[tests]
+tablespace`` set to one the bench creates in /dev/shm) and ``embedded`` (what
+a user gets by default: the project's embedded server, ``fsync = on``, with
+spawn's own tablespace in RAM).
 
 Run from the repository root:  .venv/bin/python bench/tests.py [--fresh]
 Exit status 1 if a target is missed or a comparison does not pass.
@@ -167,14 +172,19 @@ def _user_exists(name: str) -> bool:
     return True
 
 
-def make_project(root: Path, cluster: Cluster, count: int) -> list[str]:
+def make_project(root: Path, cluster: Cluster, count: int, *,
+                 embedded: bool = False) -> list[str]:
+    """A project of ``count`` copying tests on ``cluster`` (``embedded``: on the project's
+    own embedded server instead)."""
     tests = root / "spawn" / "tests"
     for folder in ("components", "migrations", "pinned"):
         (root / "spawn" / folder).mkdir(parents=True)
     direct = ", ".join(f'"{a}"' for a in cluster.psql_argv())
+    command = ('{ kind = "embedded" }' if embedded
+               else f'{{ kind = "direct", direct = [{direct}] }}')
     (root / "spawn.toml").write_text(
         'spawn_folder = "spawn"\ntarget = "bench"\n\n[targets.bench]\n'
-        f'engine = "postgres-psql"\ncommand = {{ kind = "direct", direct = [{direct}] }}\n'
+        f'engine = "postgres-psql"\ncommand = {command}\n'
     )
     names = []
     for n in range(count):
@@ -185,11 +195,15 @@ def make_project(root: Path, cluster: Cluster, count: int) -> list[str]:
     return names
 
 
-def make_fresh_project(root: Path, cluster: Cluster, count: int) -> list[str]:
-    """A project whose one pinned migration builds TEMPLATE_SQL's schema, in fresh mode."""
-    names = make_project(root, cluster, 0)
+def make_fresh_project(root: Path, cluster: Cluster, count: int, *, embedded: bool = False,
+                       tablespace: str | None = None) -> list[str]:
+    """A project whose one pinned migration builds TEMPLATE_SQL's schema, in fresh mode
+    (``tablespace``: its ``[tests] tablespace``)."""
+    names = make_project(root, cluster, 0, embedded=embedded)
     with (root / "spawn.toml").open("a") as config:
         config.write('environment = "dev"\n\n[tests]\ndatabase = "fresh"\n')
+        if tablespace is not None:
+            config.write(f'tablespace = "{tablespace}"\n')
     migration = root / "spawn" / "migrations" / "20260101000000-schema"
     migration.mkdir(parents=True)
     (migration / "up.sql").write_text(TEMPLATE_SQL)
@@ -255,38 +269,104 @@ def record_copies(out: str, argv: list[str]) -> int:
     return 0
 
 
-def fresh_benchmark(work: Path, cluster: Cluster, runs: int = 1) -> bool:
-    """40 tests in fresh mode with -j 2: one template build, every copy under 60 ms.
+@dataclass(frozen=True)
+class FreshServer:
+    """Where one fresh-mode variant runs: a superuser psql on the server's ``postgres``
+    database (where spawn's control sessions make the copies) and the server's log."""
 
-    A copy is timed twice: on the server (each ``CREATE DATABASE … TEMPLATE``, made
-    ahead in the background by spawn since the pool, so not on a test's path) and
-    as each test waits for it in spawn (``FreshDatabases.copy``: taking a copy made
-    ahead and renaming it, or making one when none is ready). The target applies to
-    the wait."""
+    label: str
+    psql_argv: list[str]
+    log: Path
+
+    def sql(self, text: str) -> str:
+        done = subprocess.run([*self.psql_argv, "-qAt", "-v", "ON_ERROR_STOP=1"], input=text,
+                              text=True, check=True, capture_output=True)
+        return done.stdout.strip()
+
+
+FRESH_VARIANTS = ("disk", "tablespace", "embedded")
+BENCH_TABLESPACE = "bench_ram"
+
+
+def fresh_benchmark(work: Path, cluster: Cluster, runs: int = 1,
+                    variants: tuple[str, ...] = FRESH_VARIANTS) -> bool:
+    """40 tests in fresh mode with -j 2: one template build, every copy under 60 ms, in
+    each variant: ``disk`` (the plain server, data on its disk), ``tablespace`` (the same
+    server, ``[tests] tablespace`` set to one the bench makes in /dev/shm) and
+    ``embedded`` (what a user gets by default: the project's embedded server, durable,
+    with spawn's own tablespace in RAM)."""
+    ok = True
+    for variant in variants:
+        project = work / f"fresh-{variant}"
+        project.mkdir()
+        if variant == "embedded":
+            ok = fresh_on_embedded(work, cluster, project, runs) and ok
+        elif variant == "tablespace":
+            ok = fresh_in_tablespace(work, cluster, project, runs) and ok
+        else:
+            make_fresh_project(project, cluster, FRESH_TESTS)
+            server = FreshServer("plain server, data on disk", cluster.psql_argv(),
+                                 work / "pg" / "server.log")
+            ok = fresh_runs(work, server, project, runs) and ok
+    return ok
+
+
+def fresh_in_tablespace(work: Path, cluster: Cluster, project: Path, runs: int) -> bool:
+    """The plain server with ``[tests] tablespace`` in a folder of /dev/shm (tmpfs)."""
+    folder = Path("/dev/shm") / f"bench-ram-{os.getpid()}"
+    folder.mkdir(mode=0o700)
+    if cluster.run_as:
+        shutil.chown(folder, cluster.run_as[2])
+    server = FreshServer(f"plain server, [tests] tablespace in {folder}",
+                         cluster.psql_argv(), work / "pg" / "server.log")
+    try:
+        server.sql(f"CREATE TABLESPACE {BENCH_TABLESPACE} LOCATION '{folder}'")
+        make_fresh_project(project, cluster, FRESH_TESTS, tablespace=BENCH_TABLESPACE)
+        return fresh_runs(work, server, project, runs)
+    finally:
+        server.sql(f"DROP TABLESPACE IF EXISTS {BENCH_TABLESPACE}")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh_on_embedded(work: Path, cluster: Cluster, project: Path, runs: int) -> bool:
+    """The project's embedded server (``spawn db``'s; ``fsync = on``) and its tablespace
+    in RAM, as a user runs fresh tests by default; stopped at the end."""
+    make_fresh_project(project, cluster, FRESH_TESTS, embedded=True)
+    from spawn_db.config import Overrides, load_config
+    from spawn_db.db.target import psql_argv
+
+    config = load_config(Overrides(config_file=str(project / "spawn.toml")))
+    server = FreshServer("the embedded server (fsync on), spawn's tablespace in RAM",
+                         psql_argv(config), project / ".spawn" / "postgres.log")
+    try:
+        return fresh_runs(work, server, project, runs)
+    finally:
+        run_child([sys.executable, "-m", "spawn_db", "db", "stop"], cwd=project)
+
+
+def fresh_runs(work: Path, server: FreshServer, project: Path, runs: int) -> bool:
+    """``runs`` rounds from no template, then ``spawn test clean`` must leave nothing."""
     spawn = [sys.executable, "-m", "spawn_db"]
-    project = work / "fresh-project"
-    project.mkdir()
-    names = make_fresh_project(project, cluster, FRESH_TESTS)
+    say(f"fresh mode on {server.label}:")
+    names = sorted(p.name for p in (project / "spawn" / "tests").iterdir())
     checked(run_child([*spawn, "test", "expect", "--yes", "-j", "2"], cwd=project),
             "spawn test expect (fresh)")
     ok = True
     for run_no in range(runs):
         checked(run_child([*spawn, "test", "clean"], cwd=project), "spawn test clean")
-        ok = fresh_round(work, cluster, project, names, run_no) and ok
+        ok = fresh_round(work, server, project, names, run_no) and ok
     checked(run_child([*spawn, "test", "clean"], cwd=project), "spawn test clean")
-    leftovers = subprocess.run([*cluster.psql_argv(), "-Atc",
-                                "SELECT count(*) FROM pg_database WHERE datname LIKE "
-                                "'spawn\\_%'"], capture_output=True, text=True, check=True)
-    say(f"spawn databases left after `spawn test clean`: {leftovers.stdout.strip()}")
-    return ok and leftovers.stdout.strip() == "0"
+    left = server.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'spawn\\_%'")
+    say(f"  spawn databases left after `spawn test clean`: {left}")
+    return ok and left == "0"
 
 
-def fresh_round(work: Path, cluster: Cluster, project: Path, names: list[str],
+def fresh_round(work: Path, server: FreshServer, project: Path, names: list[str],
                 run_no: int) -> bool:
     import json
 
-    cluster.sql("ALTER DATABASE postgres SET log_min_duration_statement = 0;")
-    log = work / "pg" / "server.log"
+    server.sql("ALTER DATABASE postgres SET log_min_duration_statement = 0;")
+    log = server.log
     start = log.stat().st_size
     waits_file = work / f"copy-waits-{run_no}.json"
     try:
@@ -295,7 +375,7 @@ def fresh_round(work: Path, cluster: Cluster, project: Path, names: list[str],
                                  "-j", "2"], cwd=project),
                       "spawn test compare -j 2 (fresh)")
     finally:
-        cluster.sql("ALTER DATABASE postgres RESET log_min_duration_statement;")
+        server.sql("ALTER DATABASE postgres RESET log_min_duration_statement;")
     statements = logged_statements(log, start)
     templates = [ms for kind, name, ms in statements
                  if kind == "create" and name.startswith("spawn_tpl_")]
@@ -306,10 +386,15 @@ def fresh_round(work: Path, cluster: Cluster, project: Path, names: list[str],
              if kind == "drop" and name.startswith("spawn_testdb_")]
     waits: list[float] = json.loads(waits_file.read_text().splitlines()[-1])
     load = os.getloadavg()[0]
+    size = server.sql("SELECT pg_size_pretty(pg_database_size(datname)) || ' in ' || "
+                      "coalesce(nullif(pg_tablespace_location(dattablespace), ''), "
+                      "'the data directory') FROM pg_database WHERE datname LIKE "
+                      "'spawn\\_tpl\\_%'")
     pool = " ".join(f"{k}={v}" for k, v in os.environ.items() if k.startswith("BENCH_FRESH_"))
     say(f"fresh mode, run {run_no + 1} ({pool or 'spawn defaults'}): {len(names)} tests, "
         f"`spawn test compare -j 2` from no template took {run.seconds:.2f}s "
         f"(load average {load:.1f})")
+    say(f"  the template (so each copy): {size}")
     say(f"  template builds (CREATE DATABASE spawn_tpl_…): {len(templates)} "
         f"({', '.join(f'{ms:.1f} ms' for ms in templates)})")
     say(f"  each test's wait for its copy, in spawn, in order: "
@@ -391,6 +476,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
     p.add_argument("--fresh", action="store_true",
                    help="only the fresh-mode benchmark (40 tests, -j 2, copies < 60 ms)")
+    p.add_argument("--variants", nargs="+", choices=FRESH_VARIANTS,
+                   help="fresh mode: where the copies go (default: all three): disk, "
+                        "tablespace (in /dev/shm), embedded (its own RAM tablespace)")
     p.add_argument("--ahead", type=int,
                    help="fresh mode: copies made ahead (spawn's default 2; 0: none)")
     p.add_argument("--makers", type=int,
@@ -416,7 +504,8 @@ def main() -> int:
         say(f"server: {cluster.bin_dir} (fsync={'on' if args.fsync else 'off'}), "
             f"psql: {cluster.psql}")
         if args.fresh:
-            return 0 if fresh_benchmark(work, cluster, args.runs) else 1
+            variants = tuple(args.variants or FRESH_VARIANTS)
+            return 0 if fresh_benchmark(work, cluster, args.runs, variants) else 1
         cluster.sql("CREATE DATABASE bench_template;")
         cluster.sql(TEMPLATE_SQL, "bench_template")
         project = work / "project"

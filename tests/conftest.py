@@ -433,7 +433,12 @@ def _stop_project_server(root: Path) -> None:
         config = load_config(Overrides(config_file=str(root / "spawn.toml")))
         for target in config.targets.values():
             if target.command.kind == "embedded":
-                embedded.stop(embedded.project_cluster(config, target))
+                cluster = embedded.project_cluster(config, target)
+                embedded.stop(cluster)
+                # Its tablespace in RAM (fresh test databases) outlives the project.
+                ram = embedded.ram_folder(cluster)
+                if ram is not None:
+                    shutil.rmtree(ram, ignore_errors=True)
     except Exception as exc:  # teardown must not hide the test's own failure
         print(f"warning: could not stop the embedded server of {root}: {exc}")
 

@@ -46,7 +46,7 @@ TEMPLATES_KEYS = ("undefined",)
 LINT_KEYS = ("disable",)
 UNDEFINED_MODES = ("lenient", "strict")
 MIGRATIONS_KEYS = ("order",)
-TESTS_KEYS = ("database",)
+TESTS_KEYS = ("database", "tablespace")
 TEST_DATABASES = ("target", "fresh")
 DATA_KEYS = ("url", "sha256", "command", "path")
 DATA_SCHEMES = ("https", "http")
@@ -233,6 +233,9 @@ class Config:
     # ``spawn_db.remote.mirror`` pulls before a command and pushes after it.
     spawn_folder_url: str | None = None
     tests_database: TestDatabase = "target"
+    # ``[tests] tablespace``: where fresh mode's template (so its copies) is created; None:
+    # the embedded server's RAM tablespace, else the server's default (``sqltest.fresh``).
+    tests_tablespace: str | None = None
     hooks: Mapping[str, tuple[HookConfig, ...]] = field(default_factory=dict)
     data_sources: Mapping[str, DataSource] = field(default_factory=dict)
     sources: tuple[SourceConfig, ...] = ()
@@ -481,6 +484,8 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         raise ConfigError(f"{path}: `secrets` must be a table: [secrets] then "
                           '`recipients = ["age1..."]`, and [secrets.<name>] per secret')
     tests_database = _tests_database(raw, path, warnings)
+    tests_tablespace = _optional_name(raw.get("tests", {}), "tablespace", path, "[tests]",
+                                      pg_name=True)
     hooks = _hooks(raw, path, warnings)
     data_sources = _data_sources(raw, path, warnings)
     sources = _sources(raw, path, warnings)
@@ -507,6 +512,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, overrides: Overrides) -> Co
         secrets_table=secrets_table,
         spawn_folder_url=folder_url,
         tests_database=tests_database,
+        tests_tablespace=tests_tablespace,
         hooks=hooks,
         data_sources=data_sources,
         sources=sources,
@@ -971,7 +977,7 @@ def _checked_name(value: str, key: str, path: Path, where: str, *, pg_name: bool
 
 
 _EXAMPLES = {"spawn_database": "spawn", "spawn_schema": DEFAULT_SCHEMA, "database": "postgres",
-             "target": "local", "environment": "dev"}
+             "tablespace": "pg_default", "target": "local", "environment": "dev"}
 
 
 def _optional_name(

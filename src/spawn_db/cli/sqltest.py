@@ -332,7 +332,9 @@ def clean(app: App) -> None:
         info(f"Dropped test database {copy}")
     for scratch in cleaned.scratch:
         info(f"Dropped drift scratch database {scratch}")
-    if not cleaned.templates and not cleaned.copies and not cleaned.scratch:
+    if cleaned.ram_folder is not None:
+        info(f"Dropped tablespace spawn_ram and its folder {cleaned.ram_folder}")
+    if not (cleaned.templates or cleaned.copies or cleaned.scratch or cleaned.ram_folder):
         note("Nothing to drop: no spawn_tpl_*, spawn_testdb_* or spawn_drift_* databases on "
              "the server.")
 

@@ -73,6 +73,10 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 SHORT_TMP = Path("/tmp")
 DURABLE_TMP = Path("/var/tmp")
+# Where fresh test databases live in RAM (``ram_folder``): a tmpfs on every Linux, shared by
+# every user and service, unlike $XDG_RUNTIME_DIR (a login's, often small, gone at logout).
+RAM_ROOT = Path("/dev/shm")
+RAM_PREFIX = "spawn-"
 
 _children: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -299,6 +303,7 @@ def _start_locked(cluster: Cluster) -> Running:
     else:
         _check_major(cluster, bins, existing)
         _check_owner(cluster, run_as)
+        restore_ram_folders(cluster, run_as)
     _clear_stale(cluster)
     _clear_stale_socket_lock(cluster)
     found = _launch(cluster, bins, run_as)
@@ -541,6 +546,57 @@ def _check_owner(cluster: Cluster, run_as: RunAs | None) -> None:
             f"{cluster.data_dir} belongs to user {user_name(owner)}, so PostgreSQL cannot run "
             f"it as {user_name(expected)}; run spawn as {user_name(owner)} (or as root)"
         )
+
+
+# -- the tablespace in RAM -----------------------------------------------------------------
+
+
+def ram_folder(cluster: Cluster) -> Path | None:
+    """The folder of the cluster's tablespace in RAM (``sqltest.fresh``), or None when
+    /dev/shm is not a writable tmpfs: ``spawn-<uid>-<hash of the data directory>``, so two
+    clusters, or two users' clusters of one project folder, never share one."""
+    if not _writable_tmpfs(RAM_ROOT):
+        return None
+    key = hashlib.sha256(str(cluster.data_dir.resolve()).encode()).hexdigest()[:12]
+    return RAM_ROOT / f"{RAM_PREFIX}{os.geteuid()}-{key}"
+
+
+def _writable_tmpfs(path: Path) -> bool:
+    """Whether ``path`` is the mount point of a tmpfs mounted read-write that we may write
+    into (``/proc/self/mounts``: the last mount on a point is the one seen)."""
+    found = None
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) >= 4 and fields[1] == str(path):
+                    found = fields
+    except OSError:
+        return False
+    return (found is not None and found[2] == "tmpfs" and "ro" not in found[3].split(",")
+            and os.access(path, os.W_OK | os.X_OK))
+
+
+def is_ram_folder(path: Path) -> bool:
+    """Whether ``path`` is named as ``ram_folder`` names them: the only folders spawn
+    recreates or removes for a tablespace."""
+    return path.parent == RAM_ROOT and path.name.startswith(RAM_PREFIX)
+
+
+def restore_ram_folders(cluster: Cluster, run_as: RunAs | None) -> None:
+    """Before a start: recreate, empty, the RAM folder a tablespace of the cluster points
+    to when it is gone (a reboot empties /dev/shm). After a crash, PostgreSQL replays the
+    creation of the databases that were in it and stops at a missing tablespace folder;
+    with the folder back it starts, and spawn then finds the databases incomplete (its
+    marker is gone) and builds them again."""
+    links = cluster.data_dir / "pg_tblspc"
+    with contextlib.suppress(OSError):
+        for link in links.iterdir():
+            if not link.is_symlink():
+                continue
+            folder = Path(os.readlink(link))
+            if is_ram_folder(folder) and not os.path.lexists(folder):
+                private_dir(folder, run_as)  # /dev/shm is anyone's: never trust a name
 
 
 # -- users and directories -----------------------------------------------------------------
