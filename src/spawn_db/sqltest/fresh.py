@@ -564,8 +564,9 @@ class FreshDatabases:
     of its own; one could not keep up with ``-j 2`` of short tests) keep up to
     ``ahead`` of them made ahead, named ``spawn_testdb_…_ready``; ``copy``
     takes one and renames it after its test (a catalog update), and ``drop``
-    hands the copy to the same threads, which drop it once no copy is wanted
-    sooner. They never make more copies than were announced, so a finished
+    hands the copy to one more thread (a drop waits for a checkpoint; the
+    makers help only once ``close`` began or when drops pile up). They never
+    make more copies than were announced, so a finished
     run leaves nothing; a killed one may leave ready copies, which ``spawn
     test clean`` finds by their prefix like any other test database.
 
@@ -684,10 +685,14 @@ class FreshDatabases:
             # The sessions (psql processes) are started here, not in the threads: a thread
             # that forks while the main thread is in ThreadPoolExecutor.submit (``-j``)
             # can break that executor's lock ("release unlocked lock", seen in CI runs).
-            sessions = [self.engine.control_session(None) for _ in range(max(1, self.makers))]
+            # One more session than makers: the one that drops. A drop waits for a
+            # checkpoint (PostgreSQL forces one), which on a durable server means the disk:
+            # a maker doing it would leave tests waiting for copies meanwhile.
+            sessions = [self.engine.control_session(None)
+                        for _ in range(max(1, self.makers) + 1)]
             for number, session in enumerate(sessions):
-                worker = threading.Thread(target=self._work, args=(session,), daemon=True,
-                                          name=f"spawn-fresh-copies-{number}")
+                worker = threading.Thread(target=self._work, args=(session, number == 0),
+                                          daemon=True, name=f"spawn-fresh-copies-{number}")
                 self._workers.append(worker)
                 worker.start()
         self._state.notify_all()
@@ -703,11 +708,12 @@ class FreshDatabases:
                 return template
         return None
 
-    def _work(self, session: ControlSession) -> None:
-        """Make copies ahead first (a test may be waiting for one), then drop; end when
-        ``close`` says so and nothing is left to drop."""
+    def _work(self, session: ControlSession, dropper: bool) -> None:
+        """The dropper drops; the others make copies ahead (a test may be waiting for one),
+        and help with the drops once ``close`` began; all end when ``close`` says so and
+        nothing is left to drop."""
         try:
-            while (task := self._next_task()) is not None:
+            while (task := self._next_task(dropper)) is not None:
                 kind, name = task
                 if kind == "make":
                     self._make_ahead(session, name)
@@ -716,20 +722,24 @@ class FreshDatabases:
         finally:
             session.close()
 
-    def _next_task(self) -> tuple[str, str] | None:
-        """("make", template) or ("drop", database), waiting for one; None at the end."""
+    def _next_task(self, dropper: bool) -> tuple[str, str] | None:
+        """("make", template) or ("drop", database), waiting for one; None at the end.
+
+        Makers also drop once ``close`` began, and when drops pile up (a slow pool must
+        not pile up copies on the server's disk)."""
         with self._state:
-            while not self._closing and not self._drops and self._fill_needed() is None:
+            while True:
+                piled = len(self._drops) >= MAX_PENDING_DROPS
+                template = None if dropper or piled else self._fill_needed()
+                if template is not None:
+                    self._making[template] = self._making.get(template, 0) + 1
+                    return "make", template
+                if self._drops and (dropper or piled or self._closing):
+                    self._state.notify_all()
+                    return "drop", self._drops.pop(0)
+                if self._closing:
+                    return None
                 self._state.wait()
-            template = self._fill_needed()
-            if len(self._drops) >= MAX_PENDING_DROPS:
-                template = None  # a slow pool must not pile up copies on the server's disk
-            if template is not None:
-                self._making[template] = self._making.get(template, 0) + 1
-                return "make", template
-            if self._drops:
-                return "drop", self._drops.pop(0)
-            return None
 
     def _make_ahead(self, session: ControlSession, template: str) -> None:
         made: str | None = None
