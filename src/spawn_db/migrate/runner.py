@@ -71,6 +71,7 @@ from spawn_db.errors import (
     DatabaseError,
     LockLost,
     MigrationFailed,
+    MigrationStillRunning,
     NotRecorded,
     SpawnError,
     TemplateError,
@@ -78,6 +79,7 @@ from spawn_db.errors import (
 from spawn_db.escape import escape_literal
 from spawn_db.migrate.tracking import (
     ASYNC_COMMIT,
+    BACKEND_PATIENCE,
     ELAPSED,
     LOCK_LOST_SETTING,
     USER_NAMESPACE,
@@ -131,6 +133,22 @@ STATEMENT_FAILED_NOTE = (
     "of its statements committed before you retry or adopt it)"
 )
 APPLICATION = "spawn apply"
+# The note of a FAILURE row after a psql that ended abnormally (killed, crashed): spawn ended
+# the migration's session before writing it (MigrationRun.end_session).
+ENDED_NOTE = (
+    "psql ended before the migration did (killed, crashed, or its connection lost); spawn made "
+    "sure its server session had ended before writing this row, so nothing of it runs any "
+    "more. Statements it had finished before psql ended may have committed (the one running "
+    "then too, if its commit came first): check what it changed (`spawn migration drift` "
+    "shows schema objects it left) before you run it again"
+)
+# After psql stopped at an error, how long its session may take to end by itself before spawn
+# ends it.
+ERROR_EXIT_GRACE = 1.0
+# Every migration session keeps its backend's pid in this psql variable and prints it after
+# this marker kind (``backend_marker``), so that spawn can end the session when psql dies.
+BACKEND_PID_VARIABLE = "spawn_pid"
+BACKEND_PID_MARKER = "p"
 # A shared runner that also writes the history runs each migration with asynchronous commits
 # and commits each ATTEMPTED row with the session's original setting, kept at its start in
 # the psql variable spawn_sync: one WAL flush per migration (see MigrationRun.migration_settings).
@@ -447,10 +465,28 @@ class SessionSetup:
 
     def opening(self) -> str:
         """psql input that sets the session up, printing nothing; it keeps the session's
-        own ``synchronous_commit`` in the psql variable ``spawn_sync``."""
+        own ``synchronous_commit`` in the psql variable ``spawn_sync`` and its backend's pid
+        in ``spawn_pid`` (for ``backend_marker``: one more column, no more round trips)."""
         statements = [*self.settings, f"SELECT {self.lock_runner()} AS spawn_runner_lock, "
-                      f"{SESSION_SYNC} AS {SESSION_SYNC_VARIABLE}"]
+                      f"{SESSION_SYNC} AS {SESSION_SYNC_VARIABLE}, "
+                      f"pg_catalog.pg_backend_pid() AS {BACKEND_PID_VARIABLE}"]
         return " \\;\n".join(statements) + " \\gset\n"
+
+
+def backend_marker(process: PsqlProcess, kind: str = BACKEND_PID_MARKER, then: str = "") -> str:
+    """psql input printing the marker ``kind`` followed by the session's backend pid (set
+    by ``SessionSetup.opening``), e.g. ``nonce'p4242``, and ``then``.
+
+    psql writes it out before it sends the next statement, so a psql that dies without
+    having printed it never started the migration; one that printed it names the server
+    session spawn must see ended before it writes the migration's outcome
+    (``MigrationRun.end_session``)."""
+    return f"\\echo {marker_literal(process.nonce, kind)}:{BACKEND_PID_VARIABLE}{then}\n"
+
+
+def backend_pid(markers: Iterable[tuple[str, int, float | None]]) -> int | None:
+    """The pid ``backend_marker`` printed, among a finished psql's ``markers``."""
+    return next((number for kind, number, _ in markers if kind == BACKEND_PID_MARKER), None)
 
 
 def application_name(migration: str | None = None) -> str:
@@ -462,9 +498,14 @@ def start_runner(engine: Engine, setup: SessionSetup) -> PsqlProcess:
     process = engine.script_session(application_name(), setup.options)
     process.write(PSQL_PREAMBLE)
     process.write(setup.opening())
-    process.write(f"\\echo {marker_literal(process.nonce, 'c')} :DBNAME\n")
+    process.write(_connected(process))
     process.pump(0)
     return process
+
+
+def _connected(process: PsqlProcess) -> str:
+    """psql input printing ``nonce'c<backend pid> <database>``: the runner is connected."""
+    return backend_marker(process, "c", " :DBNAME")
 
 
 CONNECT_POLL = 1.0
@@ -483,12 +524,15 @@ class _Runner:
         self.queued: deque[Rendered] = deque()
         self.confirmed: set[int] = set()
         self.dbname = ""
+        self.pid: int | None = None  # the backend's, which ``MigrationRun.fail`` ends
         head = f"{self.process.nonce}'c"
         while True:
             for line in list(self.process.lines):
                 self.process.lines.popleft()
                 if head in line:
-                    self.dbname = line.split(head, 1)[1].strip() or "?"
+                    pid, _, dbname = line.split(head, 1)[1].partition(" ")
+                    self.pid = int(pid) if pid.isdigit() else None
+                    self.dbname = dbname.strip() or "?"
             if self.dbname:
                 break
             if self.process.exit is not None:
@@ -499,7 +543,7 @@ class _Runner:
             before = len(self.process.lines)
             run.pump(self.process, CONNECT_POLL)
             if len(self.process.lines) == before and not self.process.pending:
-                self.process.write(f"\\echo {marker_literal(self.process.nonce, 'c')} :DBNAME\n")
+                self.process.write(_connected(self.process))
 
     def confirm(self, position: int) -> None:
         self.confirmed.add(position)
@@ -943,18 +987,63 @@ class MigrationRun:
         rendered = self.by_position.get(position or 0)
         if rendered is None:
             raise DatabaseError(f"psql stopped unexpectedly: {error}")
+        note = self.end_session(rendered, runner.pid, exit, error)
         if "e" in rendered.seen:
             if OPEN_TRANSACTION_SETTING in error:
                 self.record_failure(rendered, OPEN_TRANSACTION_NOTE)
             raise not_recorded(rendered.name, self.tracking, error, rendered.activity)
         if "s" in rendered.seen:
-            self.record_failure(rendered, error)
+            self.record_failure(rendered, note)
         if not self.started_in_this_run(rendered):
             raise DatabaseError(
                 f"psql stopped before migration {rendered.name} started (nothing of it ran or "
                 f"was recorded): {error}"
             )
         self.record_failure(rendered, f"psql stopped before the migration started: {error}")
+
+    def end_session(self, rendered: Rendered, pid: int | None, exit: Exit, error: str) -> str:
+        """Make sure the server session of ``rendered``'s psql, which ended with ``exit``
+        saying ``error``, is gone before spawn writes the migration's outcome (a statement
+        still running there would commit after a FAILURE row that says it failed); return
+        the note for that row (``ended_note``). Raise ``MigrationStillRunning``, writing
+        nothing, when the session cannot be confirmed gone.
+
+        ``pid`` is the backend ``backend_marker`` printed; None when psql died before it
+        printed it, and so before it sent any of the migration. A psql that exited 0 read
+        all its input and closed its connection itself. After an error the server reported
+        (exit code 3) the session ends by itself at once: spawn waits a moment before it
+        ends it, so a role that may not end sessions still gets its FAILURE row.
+        """
+        if pid is None or exit.code == 0:
+            return error
+        grace = 0.0 if _ended_abnormally(exit) else ERROR_EXIT_GRACE
+        try:
+            if self.tracking.end_backend(pid, grace=grace):
+                return ended_note(exit, error)
+            why = (f"it was still there {BACKEND_PATIENCE:g} s after spawn asked PostgreSQL "
+                   "to end it")
+        except DatabaseError as exc:
+            why = f"spawn could not end it: {exc.message}"
+        raise self.still_running(rendered, pid, exit, why)
+
+    def still_running(self, rendered: Rendered, pid: int, exit: Exit,
+                      why: str) -> MigrationStillRunning:
+        """The error that leaves ``rendered`` ATTEMPTED because its session may live on."""
+        name, s = rendered.name, self.tracking.schema
+        if rendered.activity == "REVERT":
+            what, then = (f"the down script of migration {name}",
+                          f"then run `spawn migration revert {name} --retry`")
+        else:
+            what, then = (f"migration {name}", f"then run `spawn migration apply {name} "
+                          f"--retry`, or `spawn migration adopt {name}` if it completed")
+        return MigrationStillRunning(
+            f"psql running {what} exited with code {exit.code}, and its server session "
+            f"(pid {pid}) may still be running a statement that can commit, so spawn did not "
+            f"record a FAILURE: the history shows it ATTEMPTED in {s}.migration_history. "
+            f"Wait until `SELECT pid FROM pg_stat_activity WHERE pid = {pid}` returns no row "
+            f"(or end it as a role allowed to: `SELECT pg_terminate_backend({pid})`), check "
+            f"what it changed, {then}. Why the session is not known to be gone: {why}"
+        )
 
     def lock_lost(self) -> LockLost:
         done = len(self.outcomes)
@@ -1024,6 +1113,7 @@ class MigrationRun:
         self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
         process.write(PSQL_PREAMBLE)
         process.write(self.setup.opening())
+        process.write(backend_marker(process))
         hooks = self.hooks if self.hooks is not None and self.hooks.has_session_sql() else None
         if hooks is not None:
             process.write(hooks.session_sql("before_each_migration", _marker(process, "b")))
@@ -1051,7 +1141,10 @@ class MigrationRun:
         process.close_input()
         while process.exit is None:
             self.pump(process)
-        seen = [(kind, number) for kind, number, _ in process.markers()]
+        markers = list(process.markers())
+        note = self.end_session(rendered, backend_pid(markers), process.exit,
+                                _isolated_error(process.exit))
+        seen = [(kind, number) for kind, number, _ in markers]
         confirmed = any(kind == "r" for kind, _ in seen)
         if hooks is not None and not (process.exit.code == 0 and confirmed):
             self.hook_failed_in_session(rendered, hooks, seen, process.exit)
@@ -1065,7 +1158,7 @@ class MigrationRun:
                 hooks.run("after_each_migration", migration=self.shown(rendered.name),
                           commands=False)
             return
-        self.record_failure(rendered, _isolated_error(process.exit))
+        self.record_failure(rendered, note)
 
     def hook_failed_in_session(self, rendered: Rendered, hooks: Hooks,
                                seen: list[tuple[str, int]], exit: Exit) -> None:
@@ -1097,6 +1190,19 @@ class MigrationRun:
 
 def _marker(process: PsqlProcess, kind: str) -> Callable[[int], str]:
     return lambda index: f"\\echo {marker_literal(process.nonce, f'{kind}{index}')}\n"
+
+
+def _ended_abnormally(exit: Exit) -> bool:
+    """psql ended neither at the end of its input (0) nor at an error the server reported
+    (3, ``ON_ERROR_STOP``): killed, crashed, or its connection lost (a wrapper passes the
+    code of the psql it runs on, or its own when it dies)."""
+    return exit.code not in (0, 3)
+
+
+def ended_note(exit: Exit, error: str) -> str:
+    """A FAILURE row's note: ``error``, and, when psql ended abnormally (its session ended
+    since: ``MigrationRun.end_session``), what that means for the migration's statements."""
+    return f"{error}\n{ENDED_NOTE}" if _ended_abnormally(exit) else error
 
 
 def _isolated_error(exit: Exit) -> str:

@@ -49,6 +49,8 @@ USER_NAMESPACE = "default"
 SPAWN_NAMESPACE = "spawn"
 MAX_NAME_LENGTH = 256
 ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+# How long spawn waits for a migration's session to end once it asked PostgreSQL to end it.
+BACKEND_PATIENCE = 10.0
 # Named in the error a runner statement raises when the control session lost the lock.
 LOCK_LOST_SETTING = "spawn.the migration lock was lost"
 # In a runner session: the time since its last ATTEMPTED row (psql variable spawn_t0).
@@ -516,6 +518,38 @@ class Tracking:
                                    what="ending a migration session")
             stage = "cancelled" if stage == "wait" else "terminated"
             deadline = time.monotonic() + patience
+
+    def end_backend(self, pid: int, *, grace: float = 0.0, patience: float = BACKEND_PATIENCE,
+                    poll: float = 0.01) -> bool:
+        """Make sure backend ``pid`` (a migration's session whose psql has ended) is gone:
+        wait up to ``grace`` seconds for it to leave ``pg_stat_activity`` by itself, then
+        terminate it and wait up to ``patience`` seconds more. True once it has left, False
+        if it is still there; ControlError when PostgreSQL refuses to end it (the control
+        session's role may not signal it).
+
+        A backend outlives its psql until it next checks its client (within
+        ``client_connection_check_interval``; never on PostgreSQL 13) or its statement
+        ends, and a statement that ends commits: a migration's outcome may be written only
+        once its session is gone. A backend aborts its transaction before it leaves
+        ``pg_stat_activity``. PostgreSQL 13's ``pg_terminate_backend`` has no timeout, so
+        this polls.
+        """
+        where = f"FROM pg_catalog.pg_stat_activity WHERE pid = {int(pid)}"
+        what = f"ending migration session {int(pid)}"
+        started = time.monotonic()
+        terminated = False
+        while True:
+            waited = time.monotonic() - started
+            if not terminated and waited >= grace:
+                count = f"count(pg_catalog.pg_terminate_backend(pid)) {where}"
+                terminated = True
+            else:
+                count = f"count(*) {where}"
+            if self.session.query(f"SELECT {count}", what=what) == "0":
+                return True
+            if waited >= grace + patience:
+                return False
+            time.sleep(poll)
 
     def lock_holders(self) -> list[LockHolder]:
         key = lock_key() & 0xFFFFFFFFFFFFFFFF
