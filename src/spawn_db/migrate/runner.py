@@ -149,6 +149,10 @@ ERROR_EXIT_GRACE = 1.0
 # this marker kind (``backend_marker``), so that spawn can end the session when psql dies.
 BACKEND_PID_VARIABLE = "spawn_pid"
 BACKEND_PID_MARKER = "p"
+# The settings spawn connects with besides SessionSetup.options (target.session_env), and the
+# psql variable saying whether the runner's connection kept them (SessionSetup.resets_to_setup).
+CONNECT_SETTINGS = (("client_encoding", "UTF8"), ("standard_conforming_strings", "on"))
+RESETS_VARIABLE = "spawn_resets"
 # A shared runner that also writes the history runs each migration with asynchronous commits
 # and commits each ATTEMPTED row with the session's original setting, kept at its start in
 # the psql variable spawn_sync: one WAL flush per migration (see MigrationRun.migration_settings).
@@ -463,14 +467,32 @@ class SessionSetup:
         k1, k2 = self.runner_key
         return f"pg_advisory_lock_shared({k1}, {k2})"
 
-    def opening(self) -> str:
+    def opening(self, *, check_reset: bool = False) -> str:
         """psql input that sets the session up, printing nothing; it keeps the session's
         own ``synchronous_commit`` in the psql variable ``spawn_sync`` and its backend's pid
-        in ``spawn_pid`` (for ``backend_marker``: one more column, no more round trips)."""
+        in ``spawn_pid`` (for ``backend_marker``: one more column, no more round trips),
+        and, with ``check_reset``, ``resets_to_setup`` in ``spawn_resets``."""
+        check = f", {self.resets_to_setup()} AS {RESETS_VARIABLE}" if check_reset else ""
         statements = [*self.settings, f"SELECT {self.lock_runner()} AS spawn_runner_lock, "
                       f"{SESSION_SYNC} AS {SESSION_SYNC_VARIABLE}, "
-                      f"pg_catalog.pg_backend_pid() AS {BACKEND_PID_VARIABLE}"]
+                      f"pg_catalog.pg_backend_pid() AS {BACKEND_PID_VARIABLE}{check}"]
         return " \\;\n".join(statements) + " \\gset\n"
+
+    def resets_to_setup(self) -> str:
+        """SQL, true when ``RESET ALL`` returns the session to spawn's settings: it
+        connected (``pg_settings.reset_val``) with the setup's ``options`` and with UTF-8
+        and standard-conforming strings (``CONNECT_SETTINGS``).
+
+        spawn passes them in the environment (``PGOPTIONS``, ``PGCLIENTENCODING``), which a
+        conninfo ``client_encoding`` or ``options`` outranks, and which a wrapper may
+        replace; a runner connected otherwise gets its settings set again after each
+        migration (``after_reset``), or the next migration's UTF-8 would be read as LATIN1.
+        """
+        pairs = [*self.options, *CONNECT_SETTINGS]
+        wanted = ", ".join(f"({escape_literal(name)}, {escape_literal(value)})"
+                           for name, value in pairs)
+        return (f"(SELECT count(*) = {len(pairs)} FROM pg_catalog.pg_settings "
+                f"WHERE (name, reset_val) IN ({wanted}))")
 
 
 def backend_marker(process: PsqlProcess, kind: str = BACKEND_PID_MARKER, then: str = "") -> str:
@@ -497,15 +519,22 @@ def start_runner(engine: Engine, setup: SessionSetup) -> PsqlProcess:
     """Start a runner psql; it connects while spawn does other work."""
     process = engine.script_session(application_name(), setup.options)
     process.write(PSQL_PREAMBLE)
-    process.write(setup.opening())
+    process.write(setup.opening(check_reset=True))
     process.write(_connected(process))
     process.pump(0)
     return process
 
 
 def _connected(process: PsqlProcess) -> str:
-    """psql input printing ``nonce'c<backend pid> <database>``: the runner is connected."""
-    return backend_marker(process, "c", " :DBNAME")
+    """psql input printing ``nonce'c<backend pid> <t|f> <database>``: the runner is
+    connected, and whether ``RESET ALL`` returns it to spawn's settings."""
+    return backend_marker(process, "c", f" :{RESETS_VARIABLE} :DBNAME")
+
+
+def _connected_fields(text: str) -> tuple[int | None, bool, str]:
+    """What ``_connected`` printed after its marker: (backend pid, resets, database)."""
+    pid, resets, dbname = [*text.split(" ", 2), "", ""][:3]
+    return int(pid) if pid.isdigit() else None, resets == "t", dbname.strip() or "?"
 
 
 CONNECT_POLL = 1.0
@@ -517,8 +546,9 @@ class _Runner:
     def __init__(self, run: MigrationRun, process: PsqlProcess | None = None) -> None:
         self.run = run
         self.process = process or start_runner(run.engine, run.setup)
-        # Started by start_runner, with the setup's options where the engine passes them.
-        self.carried = run.engine.carries_options
+        # Started by start_runner, with the setup's options where the engine passes them
+        # and the connection kept them (read with the pid below).
+        self.carried = False
         self.process.on_output = run.reporter.output
         self.process.on_stderr = run.notice
         self.queued: deque[Rendered] = deque()
@@ -530,9 +560,8 @@ class _Runner:
             for line in list(self.process.lines):
                 self.process.lines.popleft()
                 if head in line:
-                    pid, _, dbname = line.split(head, 1)[1].partition(" ")
-                    self.pid = int(pid) if pid.isdigit() else None
-                    self.dbname = dbname.strip() or "?"
+                    self.pid, resets, self.dbname = _connected_fields(line.split(head, 1)[1])
+                    self.carried = run.engine.carries_options and resets
             if self.dbname:
                 break
             if self.process.exit is not None:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 import xxhash
 
 from spawn_db.errors import LockUnavailable
-from spawn_db.escape import Identifier, escape_bytea, escape_literal
+from spawn_db.escape import Identifier, ascii_bytea, ascii_literal, escape_literal
 
 if TYPE_CHECKING:
     from spawn_db.db.psql import ControlSession
@@ -369,21 +369,24 @@ class Tracking:
         )
 
     def _values(self, rec: Record) -> str:
+        """The row's values in pure ASCII (``ascii_literal``): a shared runner writes them
+        in the message that resets the session after a migration, which PostgreSQL reads
+        with the client encoding and string syntax the migration left."""
         if rec.since_attempt:
             elapsed = ELAPSED
         else:
             elapsed = f"{escape_literal(f'{rec.execution_seconds:.6f} seconds')}::interval"
         return ", ".join((
-            escape_literal(rec.activity), escape_literal(rec.created_by or self.created_by),
-            escape_literal(rec.description), escape_literal(rec.status_note),
-            escape_literal(rec.status), escape_bytea(rec.checksum),
-            "NULL" if rec.pin_hash is None else escape_literal(rec.pin_hash), elapsed,
+            ascii_literal(rec.activity), ascii_literal(rec.created_by or self.created_by),
+            ascii_literal(rec.description), ascii_literal(rec.status_note),
+            ascii_literal(rec.status), ascii_bytea(rec.checksum),
+            "NULL" if rec.pin_hash is None else ascii_literal(rec.pin_hash), elapsed,
             "clock_timestamp()",
         ))
 
     def _insert_new(self, rec: Record) -> str:
         s = self.s
-        name, ns = escape_literal(rec.name), escape_literal(rec.namespace)
+        name, ns = ascii_literal(rec.name), ascii_literal(rec.namespace)
         return (
             f"WITH new AS (INSERT INTO {s}.migration (name, namespace) VALUES ({name}, {ns}) "
             "ON CONFLICT (name, namespace) DO NOTHING RETURNING migration_id) "
