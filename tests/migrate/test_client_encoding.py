@@ -181,3 +181,27 @@ def test_bookkeeping_values_mean_the_same_in_any_session(
                         "SET client_encoding = 'UTF8' \\; SET standard_conforming_strings = on")
 
     assert got == f"{text.encode().hex()}|{data.hex()}"
+
+
+def test_sql_hooks_after_a_migration_that_changed_the_encoding_keep_utf8(
+    db_project: DbProject,
+) -> None:
+    """A migration's SQL hooks run in its session (they see its settings), but spawn sends
+    their text as UTF-8 with standard-conforming strings: it says so again after the
+    migration, whatever encoding the migration left."""
+    database = db_project.database
+    database.query("CREATE TABLE hook_log (n serial, a text)")
+    hooks = db_project.spawn_dir / "hooks"
+    hooks.mkdir()
+    (hooks / "log.sql").write_text("INSERT INTO hook_log (a) VALUES ('é\\');\n",
+                                   encoding="utf-8")
+    with db_project.config_path.open("a", encoding="utf-8") as config:
+        config.write('\n[[hooks.after_each_migration]]\nsql = "hooks/log.sql"\n')
+    db_project.add_migration("latin1", "SET client_encoding = 'LATIN1';\n"
+                                       "SET standard_conforming_strings = off;\n")
+
+    result = db_project.run("migration", "apply", "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    assert database.query("SELECT encode(convert_to(a, 'UTF8'), 'hex') FROM hook_log") \
+        == "é\\".encode().hex()

@@ -65,7 +65,13 @@ from spawn_db.db.psql import (
     marker_literal,
 )
 from spawn_db.db.psqlscan import INCOMPLETE, ScriptShape, analyze
-from spawn_db.db.target import PSQL_PREAMBLE, SESSION_SETTINGS, display_command, mask_secrets
+from spawn_db.db.target import (
+    PSQL_PREAMBLE,
+    SESSION_PIN,
+    SESSION_SETTINGS,
+    display_command,
+    mask_secrets,
+)
 from spawn_db.errors import (
     ControlError,
     DatabaseError,
@@ -1163,6 +1169,9 @@ class MigrationRun:
                 process.statement_marker(
                     f"SELECT {marker_literal(process.nonce, 'd')} AS spawn_mark, "
                     f"{OPEN_TRANSACTION_CHECK}{STATEMENT_FAILED_CHECK}")
+                # Spawn sends the hooks' text as UTF-8 with standard strings, whatever
+                # client_encoding or string syntax the migration left in the session.
+                process.write(SESSION_PIN)
                 process.write(hooks.session_sql("after_each_migration", _marker(process, "k")))
                 extra = ""
             process.statement_marker(self.runner_message(
