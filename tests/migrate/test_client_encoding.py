@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from spawn_db.db.psql import ControlSession
 from spawn_db.escape import ascii_bytea, ascii_literal
-from tests.conftest import DbProject, PgServer, TestDatabase
+from tests.conftest import DbProject, EmbeddedProject, PgServer, TestDatabase
 from tests.migrate.test_apply_targets import set_target, toml_list, write_script
 
 USER = "josé"
@@ -205,3 +205,87 @@ def test_sql_hooks_after_a_migration_that_changed_the_encoding_keep_utf8(
     assert result.exit_code == 0, result.stderr
     assert database.query("SELECT encode(convert_to(a, 'UTF8'), 'hex') FROM hook_log") \
         == "é\\".encode().hex()
+
+
+def latin1_command(project: DbProject, tmp_path: Path, how: str) -> dict[str, str]:
+    """Make the target connect in LATIN1: through a psql-named wrapper exporting
+    ``PGCLIENTENCODING`` (spawn's own environment then says UTF8), or with LATIN1 in
+    spawn's environment; the environment to run spawn with."""
+    database = project.database
+    if how == "environment":
+        return {**USER_ENV, "PGCLIENTENCODING": "LATIN1"}
+    wrapper = write_script(tmp_path / "psql-latin1", "export PGCLIENTENCODING=LATIN1\n"
+                                                     f'exec {shlex.quote(database.psql)} "$@"\n')
+    argv = [str(wrapper), *database.psql_argv()[1:]]
+    set_target(project, f'{{ kind = "direct", direct = {toml_list(argv)} }}')
+    return dict(USER_ENV)
+
+
+def utf8_hex(database: TestDatabase, expression: str, table: str) -> str:
+    return database.query(f"SELECT encode(convert_to({expression}, 'UTF8'), 'hex') FROM {table}")
+
+
+@pytest.mark.parametrize("how", ["wrapper", "environment"])
+def test_verify_scripts_tests_and_adopt_write_and_read_utf8(
+    db_project: DbProject, tmp_path: Path, how: str,
+) -> None:
+    """The other sessions spawn opens on a target that connects in LATIN1: a verify script
+    (during apply and with ``migration verify``) compares with what the migration wrote, a
+    failing one's message is the FAILURE note, a test's output, and an adopted migration's
+    description, all exact UTF-8."""
+    database = db_project.database
+    env = latin1_command(db_project, tmp_path, how)
+    first = db_project.add_migration("first", SECOND)
+    (db_project.spawn_dir / "migrations" / first / "verify.sql").write_text(
+        "DO $$ BEGIN IF (SELECT a FROM x) <> 'é' OR (SELECT octet_length(a) FROM x) <> 2 "
+        "THEN RAISE EXCEPTION 'wrong bytes'; END IF; END $$;\n", encoding="utf-8")
+    failing = db_project.add_migration("failing", "SELECT 1;\n")
+    (db_project.spawn_dir / "migrations" / failing / "verify.sql").write_text(
+        "DO $$ BEGIN RAISE EXCEPTION 'échec: %', (SELECT a FROM x); END $$;\n",
+        encoding="utf-8")
+    db_project.add_test("enc", "SELECT a, octet_length(a) AS bytes FROM x;\n")
+
+    applied = db_project.run("migration", "apply", "--yes", env=env)
+
+    assert applied.exit_code == 1, applied.stderr
+    assert "ERROR:  échec: é\n" in applied.stderr
+    note = "verify failed: ERROR:  échec: é"
+    assert utf8_hex(database, f"left(status_note, {len(note)})",
+                    "_spawn.migration_history WHERE status_id_status = 'FAILURE'") \
+        == note.encode().hex()
+    verified = db_project.run("migration", "verify", first, env=env)
+    assert (verified.exit_code, verified.stdout) == (0, f"ok      {first}\n"), verified.stderr
+    tested = db_project.run("test", "run", "enc", env=env)
+    assert (tested.exit_code, tested.stdout) == (
+        0, " a | bytes \n---+-------\n é |     2\n(1 row)\n\n"), tested.stderr
+    adopted = db_project.run("migration", "adopt", failing, "--yes", "--description",
+                             "réparé à la main", env=env)
+    assert adopted.exit_code == 0, adopted.stderr
+    assert utf8_hex(database, "description",
+                    "_spawn.migration_history WHERE activity_id_activity = 'ADOPT'") \
+        == "réparé à la main".encode().hex()
+    assert history_bytes(database)[-1][2] == USER.encode().hex()
+
+
+def test_the_embedded_target_and_db_shell(embedded_project: EmbeddedProject) -> None:
+    """The embedded server's target with LATIN1 in spawn's environment: apply writes UTF-8
+    (data and history). ``spawn db shell`` is psql as the user runs it and writes no
+    history: it keeps the user's ``PGCLIENTENCODING`` (a LATIN1 terminal needs it), and
+    reads the same bytes back in it."""
+    folder = embedded_project.root / "spawn" / "migrations" / "20240101000000-enc"
+    folder.mkdir(parents=True)
+    (folder / "up.sql").write_text(SECOND, encoding="utf-8")
+    env = {**USER_ENV, "PGCLIENTENCODING": "LATIN1"}
+
+    applied = embedded_project.run("migration", "apply", "--yes", "--no-pin", env=env)
+
+    assert applied.exit_code == 0, applied.stderr
+    shell = embedded_project.run(
+        "db", "shell", "--", "-Atc",
+        "SELECT current_setting('client_encoding'), encode(convert_to(a, 'UTF8'), 'hex') "
+        "FROM x UNION ALL SELECT DISTINCT 'created_by', "
+        "encode(convert_to(created_by, 'UTF8'), 'hex') FROM _spawn.migration_history "
+        "WHERE migration_id_migration = (SELECT migration_id FROM _spawn.migration "
+        "WHERE name = '20240101000000-enc')", env=env)
+    assert (shell.exit_code, shell.stdout) == (
+        0, f"LATIN1|{'é'.encode().hex()}\ncreated_by|{USER.encode().hex()}\n"), shell.stderr
