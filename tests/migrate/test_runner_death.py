@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from spawn_db.db.psql import ControlSession
 from spawn_db.escape import escape_literal
+from spawn_db.migrate.tracking import Tracking
 from tests.conftest import DbProject, TestDatabase
 from tests.helpers import start_spawn
 from tests.migrate.history import history
@@ -274,3 +276,33 @@ def test_a_session_spawn_may_not_end_leaves_the_migration_attempted(
         # PostgreSQL 15's words, then 16's and later.
         "(must be a superuser to terminate superuser process|"
         "permission denied to terminate process\nDETAIL:  [^\n]+)\n$", err), err
+
+
+def test_end_backend_ends_a_session_and_gives_up_on_one_that_stays(
+    database: TestDatabase,
+) -> None:
+    """``Tracking.end_backend`` against real processes: a session in a long statement is
+    terminated and gone when it returns True; a process that ``pg_terminate_backend``
+    cannot end (the checkpointer, listed in ``pg_stat_activity``) is still there after the
+    patience, and it says so with False instead of waiting for ever."""
+    sleeper = subprocess.Popen([*database.psql_argv(), "-c", "SELECT pg_sleep(60)"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    control = ControlSession(database.psql_argv())
+    try:
+        waiting = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND query = 'SELECT pg_sleep(60)'")
+        database.wait_until(f"SELECT EXISTS ({waiting})")
+        pid = int(database.query(waiting))
+        tracking = Tracking(control, "_spawn")
+        checkpointer = int(database.query(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"))
+
+        assert tracking.end_backend(pid) is True
+        assert database.query(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") == "0"
+        started = time.monotonic()
+        assert tracking.end_backend(checkpointer, patience=0.3) is False
+        assert 0.3 <= time.monotonic() - started < 10
+    finally:
+        control.close()
+        sleeper.kill()
+        sleeper.wait()
