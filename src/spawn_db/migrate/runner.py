@@ -1063,14 +1063,19 @@ class MigrationRun:
 
     def still_running(self, rendered: Rendered, pid: int, exit: Exit,
                       why: str) -> MigrationStillRunning:
-        """The error that leaves ``rendered`` ATTEMPTED because its session may live on."""
-        name, s = rendered.name, self.tracking.schema
+        """The error that leaves ``rendered`` ATTEMPTED because its session may live on
+        (the commands it names are the default namespace's; a tenant's, a source's or a
+        repeatable's run is retried the way its command runs it)."""
+        name, s = self.shown(rendered.name), self.tracking.schema
         if rendered.activity == "REVERT":
             what, then = (f"the down script of migration {name}",
                           f"then run `spawn migration revert {name} --retry`")
-        else:
+        elif self.namespace == USER_NAMESPACE:
             what, then = (f"migration {name}", f"then run `spawn migration apply {name} "
                           f"--retry`, or `spawn migration adopt {name}` if it completed")
+        else:
+            what, then = (f"migration {name} (namespace {self.namespace})",
+                          "then run the same command again with `--retry`")
         return MigrationStillRunning(
             f"psql running {what} exited with code {exit.code}, and its server session "
             f"(pid {pid}) may still be running a statement that can commit, so spawn did not "
