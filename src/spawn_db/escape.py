@@ -34,6 +34,28 @@ def escape_literal(text: str) -> str:
     return "'" + body + "'"
 
 
+def ascii_literal(text: str) -> str:
+    """``text`` as an SQL expression in pure ASCII that means the same in any session.
+
+    PostgreSQL converts a whole message from the client encoding and lexes it before it
+    runs any statement in it, so a message that resets the session after a migration
+    and writes a history row is read with whatever ``client_encoding`` and
+    ``standard_conforming_strings`` the migration left. ASCII text is an
+    ``escape_literal`` (its ``E''`` form when it has a backslash); anything else is its
+    UTF-8 bytes in hex, converted by the server as a UTF-8 literal would be.
+    """
+    if text.isascii():
+        return escape_literal(text)
+    _refuse_nul(text, "literal")
+    return f"convert_from(decode('{text.encode('utf-8').hex()}', 'hex'), 'UTF8')"
+
+
+def ascii_bytea(data: bytes) -> str:
+    """A ``bytea`` value that means the same in any session (see ``ascii_literal``):
+    ``'\\x…'`` would be an escape string with ``standard_conforming_strings`` off."""
+    return f"decode('{data.hex()}', 'hex')"
+
+
 def escape_identifier(text: str) -> str:
     """Quote ``text`` as an identifier exactly like libpq's ``PQescapeIdentifier``."""
     _refuse_nul(text, "identifier")

@@ -65,12 +65,19 @@ from spawn_db.db.psql import (
     marker_literal,
 )
 from spawn_db.db.psqlscan import INCOMPLETE, ScriptShape, analyze
-from spawn_db.db.target import PSQL_PREAMBLE, SESSION_SETTINGS, display_command, mask_secrets
+from spawn_db.db.target import (
+    PSQL_PREAMBLE,
+    SESSION_PIN,
+    SESSION_SETTINGS,
+    display_command,
+    mask_secrets,
+)
 from spawn_db.errors import (
     ControlError,
     DatabaseError,
     LockLost,
     MigrationFailed,
+    MigrationStillRunning,
     NotRecorded,
     SpawnError,
     TemplateError,
@@ -78,6 +85,7 @@ from spawn_db.errors import (
 from spawn_db.escape import escape_literal
 from spawn_db.migrate.tracking import (
     ASYNC_COMMIT,
+    BACKEND_PATIENCE,
     ELAPSED,
     LOCK_LOST_SETTING,
     USER_NAMESPACE,
@@ -131,6 +139,26 @@ STATEMENT_FAILED_NOTE = (
     "of its statements committed before you retry or adopt it)"
 )
 APPLICATION = "spawn apply"
+# The note of a FAILURE row after a psql that ended abnormally (killed, crashed): spawn ended
+# the migration's session before writing it (MigrationRun.end_session).
+ENDED_NOTE = (
+    "psql ended before the migration did (killed, crashed, or its connection lost); spawn made "
+    "sure its server session had ended before writing this row, so nothing of it runs any "
+    "more. Statements it had finished before psql ended may have committed (the one running "
+    "then too, if its commit came first): check what it changed (`spawn migration drift` "
+    "shows schema objects it left) before you run it again"
+)
+# After psql stopped at an error, how long its session may take to end by itself before spawn
+# ends it.
+ERROR_EXIT_GRACE = 1.0
+# Every migration session keeps its backend's pid in this psql variable and prints it after
+# this marker kind (``backend_marker``), so that spawn can end the session when psql dies.
+BACKEND_PID_VARIABLE = "spawn_pid"
+BACKEND_PID_MARKER = "p"
+# The settings spawn connects with besides SessionSetup.options (target.session_env), and the
+# psql variable saying whether the runner's connection kept them (SessionSetup.resets_to_setup).
+CONNECT_SETTINGS = (("client_encoding", "UTF8"), ("standard_conforming_strings", "on"))
+RESETS_VARIABLE = "spawn_resets"
 # A shared runner that also writes the history runs each migration with asynchronous commits
 # and commits each ATTEMPTED row with the session's original setting, kept at its start in
 # the psql variable spawn_sync: one WAL flush per migration (see MigrationRun.migration_settings).
@@ -445,12 +473,48 @@ class SessionSetup:
         k1, k2 = self.runner_key
         return f"pg_advisory_lock_shared({k1}, {k2})"
 
-    def opening(self) -> str:
+    def opening(self, *, check_reset: bool = False) -> str:
         """psql input that sets the session up, printing nothing; it keeps the session's
-        own ``synchronous_commit`` in the psql variable ``spawn_sync``."""
+        own ``synchronous_commit`` in the psql variable ``spawn_sync`` and its backend's pid
+        in ``spawn_pid`` (for ``backend_marker``: one more column, no more round trips),
+        and, with ``check_reset``, ``resets_to_setup`` in ``spawn_resets``."""
+        check = f", {self.resets_to_setup()} AS {RESETS_VARIABLE}" if check_reset else ""
         statements = [*self.settings, f"SELECT {self.lock_runner()} AS spawn_runner_lock, "
-                      f"{SESSION_SYNC} AS {SESSION_SYNC_VARIABLE}"]
+                      f"{SESSION_SYNC} AS {SESSION_SYNC_VARIABLE}, "
+                      f"pg_catalog.pg_backend_pid() AS {BACKEND_PID_VARIABLE}{check}"]
         return " \\;\n".join(statements) + " \\gset\n"
+
+    def resets_to_setup(self) -> str:
+        """SQL, true when ``RESET ALL`` returns the session to spawn's settings: it
+        connected (``pg_settings.reset_val``) with the setup's ``options`` and with UTF-8
+        and standard-conforming strings (``CONNECT_SETTINGS``).
+
+        spawn passes them in the environment (``PGOPTIONS``, ``PGCLIENTENCODING``), which a
+        conninfo ``client_encoding`` or ``options`` outranks, and which a wrapper may
+        replace; a runner connected otherwise gets its settings set again after each
+        migration (``after_reset``), or the next migration's UTF-8 would be read as LATIN1.
+        """
+        pairs = [*self.options, *CONNECT_SETTINGS]
+        wanted = ", ".join(f"({escape_literal(name)}, {escape_literal(value)})"
+                           for name, value in pairs)
+        return (f"(SELECT count(*) = {len(pairs)} FROM pg_catalog.pg_settings "
+                f"WHERE (name, reset_val) IN ({wanted}))")
+
+
+def backend_marker(process: PsqlProcess, kind: str = BACKEND_PID_MARKER, then: str = "") -> str:
+    """psql input printing the marker ``kind`` followed by the session's backend pid (set
+    by ``SessionSetup.opening``), e.g. ``nonce'p4242``, and ``then``.
+
+    psql writes it out before it sends the next statement, so a psql that dies without
+    having printed it never started the migration; one that printed it names the server
+    session spawn must see ended before it writes the migration's outcome
+    (``MigrationRun.end_session``)."""
+    return f"\\echo {marker_literal(process.nonce, kind)}:{BACKEND_PID_VARIABLE}{then}\n"
+
+
+def backend_pid(markers: Iterable[tuple[str, int, float | None]]) -> int | None:
+    """The pid ``backend_marker`` printed, among a finished psql's ``markers``."""
+    return next((number for kind, number, _ in markers if kind == BACKEND_PID_MARKER), None)
 
 
 def application_name(migration: str | None = None) -> str:
@@ -461,10 +525,22 @@ def start_runner(engine: Engine, setup: SessionSetup) -> PsqlProcess:
     """Start a runner psql; it connects while spawn does other work."""
     process = engine.script_session(application_name(), setup.options)
     process.write(PSQL_PREAMBLE)
-    process.write(setup.opening())
-    process.write(f"\\echo {marker_literal(process.nonce, 'c')} :DBNAME\n")
+    process.write(setup.opening(check_reset=True))
+    process.write(_connected(process))
     process.pump(0)
     return process
+
+
+def _connected(process: PsqlProcess) -> str:
+    """psql input printing ``nonce'c<backend pid> <t|f> <database>``: the runner is
+    connected, and whether ``RESET ALL`` returns it to spawn's settings."""
+    return backend_marker(process, "c", f" :{RESETS_VARIABLE} :DBNAME")
+
+
+def _connected_fields(text: str) -> tuple[int | None, bool, str]:
+    """What ``_connected`` printed after its marker: (backend pid, resets, database)."""
+    pid, resets, dbname = [*text.split(" ", 2), "", ""][:3]
+    return int(pid) if pid.isdigit() else None, resets == "t", dbname.strip() or "?"
 
 
 CONNECT_POLL = 1.0
@@ -476,19 +552,22 @@ class _Runner:
     def __init__(self, run: MigrationRun, process: PsqlProcess | None = None) -> None:
         self.run = run
         self.process = process or start_runner(run.engine, run.setup)
-        # Started by start_runner, with the setup's options where the engine passes them.
-        self.carried = run.engine.carries_options
+        # Started by start_runner, with the setup's options where the engine passes them
+        # and the connection kept them (read with the pid below).
+        self.carried = False
         self.process.on_output = run.reporter.output
         self.process.on_stderr = run.notice
         self.queued: deque[Rendered] = deque()
         self.confirmed: set[int] = set()
         self.dbname = ""
+        self.pid: int | None = None  # the backend's, which ``MigrationRun.fail`` ends
         head = f"{self.process.nonce}'c"
         while True:
             for line in list(self.process.lines):
                 self.process.lines.popleft()
                 if head in line:
-                    self.dbname = line.split(head, 1)[1].strip() or "?"
+                    self.pid, resets, self.dbname = _connected_fields(line.split(head, 1)[1])
+                    self.carried = run.engine.carries_options and resets
             if self.dbname:
                 break
             if self.process.exit is not None:
@@ -499,7 +578,7 @@ class _Runner:
             before = len(self.process.lines)
             run.pump(self.process, CONNECT_POLL)
             if len(self.process.lines) == before and not self.process.pending:
-                self.process.write(f"\\echo {marker_literal(self.process.nonce, 'c')} :DBNAME\n")
+                self.process.write(_connected(self.process))
 
     def confirm(self, position: int) -> None:
         self.confirmed.add(position)
@@ -948,18 +1027,68 @@ class MigrationRun:
         rendered = self.by_position.get(position or 0)
         if rendered is None:
             raise DatabaseError(f"psql stopped unexpectedly: {error}")
+        note = self.end_session(rendered, runner.pid, exit, error)
         if "e" in rendered.seen:
             if OPEN_TRANSACTION_SETTING in error:
                 self.record_failure(rendered, OPEN_TRANSACTION_NOTE)
             raise not_recorded(rendered.name, self.tracking, error, rendered.activity)
         if "s" in rendered.seen:
-            self.record_failure(rendered, error)
+            self.record_failure(rendered, note)
         if not self.started_in_this_run(rendered):
             raise DatabaseError(
                 f"psql stopped before migration {rendered.name} started (nothing of it ran or "
                 f"was recorded): {error}"
             )
         self.record_failure(rendered, f"psql stopped before the migration started: {error}")
+
+    def end_session(self, rendered: Rendered, pid: int | None, exit: Exit, error: str) -> str:
+        """Make sure the server session of ``rendered``'s psql, which ended with ``exit``
+        saying ``error``, is gone before spawn writes the migration's outcome (a statement
+        still running there would commit after a FAILURE row that says it failed); return
+        the note for that row (``ended_note``). Raise ``MigrationStillRunning``, writing
+        nothing, when the session cannot be confirmed gone.
+
+        ``pid`` is the backend ``backend_marker`` printed; None when psql died before it
+        printed it, and so before it sent any of the migration. A psql that exited 0 read
+        all its input and closed its connection itself. After an error the server reported
+        (exit code 3) the session ends by itself at once: spawn waits a moment before it
+        ends it, so a role that may not end sessions still gets its FAILURE row.
+        """
+        if pid is None or exit.code == 0:
+            return error
+        grace = 0.0 if _ended_abnormally(exit) else ERROR_EXIT_GRACE
+        try:
+            if self.tracking.end_backend(pid, grace=grace):
+                return ended_note(exit, error)
+            why = (f"it was still there {BACKEND_PATIENCE:g} s after spawn asked PostgreSQL "
+                   "to end it")
+        except DatabaseError as exc:
+            why = f"spawn could not end it: {exc.message}"
+        raise self.still_running(rendered, pid, exit, why)
+
+    def still_running(self, rendered: Rendered, pid: int, exit: Exit,
+                      why: str) -> MigrationStillRunning:
+        """The error that leaves ``rendered`` ATTEMPTED because its session may live on
+        (the commands it names are the default namespace's; a tenant's, a source's or a
+        repeatable's run is retried the way its command runs it)."""
+        name, s = self.shown(rendered.name), self.tracking.schema
+        if rendered.activity == "REVERT":
+            what, then = (f"the down script of migration {name}",
+                          f"then run `spawn migration revert {name} --retry`")
+        elif self.namespace == USER_NAMESPACE:
+            what, then = (f"migration {name}", f"then run `spawn migration apply {name} "
+                          f"--retry`, or `spawn migration adopt {name}` if it completed")
+        else:
+            what, then = (f"migration {name} (namespace {self.namespace})",
+                          "then run the same command again with `--retry`")
+        return MigrationStillRunning(
+            f"psql running {what} exited with code {exit.code}, and its server session "
+            f"(pid {pid}) may still be running a statement that can commit, so spawn did not "
+            f"record a FAILURE: the history shows it ATTEMPTED in {s}.migration_history. "
+            f"Wait until `SELECT pid FROM pg_stat_activity WHERE pid = {pid}` returns no row "
+            f"(or end it as a role allowed to: `SELECT pg_terminate_backend({pid})`), check "
+            f"what it changed, {then}. Why the session is not known to be gone: {why}"
+        )
 
     def lock_lost(self) -> LockLost:
         done = len(self.outcomes)
@@ -1029,6 +1158,7 @@ class MigrationRun:
         self.reporter.started(rendered.name, rendered.position, self.total, self.elapsed())
         process.write(PSQL_PREAMBLE)
         process.write(self.setup.opening())
+        process.write(backend_marker(process))
         hooks = self.hooks if self.hooks is not None and self.hooks.has_session_sql() else None
         if hooks is not None:
             process.write(hooks.session_sql("before_each_migration", _marker(process, "b")))
@@ -1049,6 +1179,9 @@ class MigrationRun:
                 process.statement_marker(
                     f"SELECT {marker_literal(process.nonce, 'd')} AS spawn_mark, "
                     f"{OPEN_TRANSACTION_CHECK}{STATEMENT_FAILED_CHECK}")
+                # Spawn sends the hooks' text as UTF-8 with standard strings, whatever
+                # client_encoding or string syntax the migration left in the session.
+                process.write(SESSION_PIN)
                 process.write(hooks.session_sql("after_each_migration", _marker(process, "k")))
                 extra = ""
             process.statement_marker(self.runner_message(
@@ -1056,7 +1189,10 @@ class MigrationRun:
         process.close_input()
         while process.exit is None:
             self.pump(process)
-        seen = [(kind, number) for kind, number, _ in process.markers()]
+        markers = list(process.markers())
+        note = self.end_session(rendered, backend_pid(markers), process.exit,
+                                _isolated_error(process.exit))
+        seen = [(kind, number) for kind, number, _ in markers]
         confirmed = any(kind == "r" for kind, _ in seen)
         if hooks is not None and not (process.exit.code == 0 and confirmed):
             self.hook_failed_in_session(rendered, hooks, seen, process.exit)
@@ -1070,7 +1206,7 @@ class MigrationRun:
                 hooks.run("after_each_migration", migration=self.shown(rendered.name),
                           commands=False)
             return
-        self.record_failure(rendered, _isolated_error(process.exit))
+        self.record_failure(rendered, note)
 
     def hook_failed_in_session(self, rendered: Rendered, hooks: Hooks,
                                seen: list[tuple[str, int]], exit: Exit) -> None:
@@ -1102,6 +1238,19 @@ class MigrationRun:
 
 def _marker(process: PsqlProcess, kind: str) -> Callable[[int], str]:
     return lambda index: f"\\echo {marker_literal(process.nonce, f'{kind}{index}')}\n"
+
+
+def _ended_abnormally(exit: Exit) -> bool:
+    """psql ended neither at the end of its input (0) nor at an error the server reported
+    (3, ``ON_ERROR_STOP``): killed, crashed, or its connection lost (a wrapper passes the
+    code of the psql it runs on, or its own when it dies)."""
+    return exit.code not in (0, 3)
+
+
+def ended_note(exit: Exit, error: str) -> str:
+    """A FAILURE row's note: ``error``, and, when psql ended abnormally (its session ended
+    since: ``MigrationRun.end_session``), what that means for the migration's statements."""
+    return f"{error}\n{ENDED_NOTE}" if _ended_abnormally(exit) else error
 
 
 def _isolated_error(exit: Exit) -> str:

@@ -184,6 +184,8 @@ def _run_sql(run: MigrationRun, rendered: Rendered, sql: str) -> str | None:
         STATEMENT_FAILED_CHECK,
         _isolated_error,
         application_name,
+        backend_marker,
+        backend_pid,
     )
 
     process = run.engine.script_session(application_name(rendered.name))
@@ -191,6 +193,7 @@ def _run_sql(run: MigrationRun, rendered: Rendered, sql: str) -> str | None:
     process.on_stderr = run.notice
     process.write(PSQL_PREAMBLE)
     process.write(run.setup.opening())
+    process.write(backend_marker(process))
     process.write(rendered.secret_input)  # the \set lines of the secrets the steps use
     process.write(sql)
     process.write("\n;")
@@ -200,11 +203,13 @@ def _run_sql(run: MigrationRun, rendered: Rendered, sql: str) -> str | None:
     process.close_input()
     while process.exit is None:
         run.pump(process)
-    confirmed = any(kind == "r" for kind, _, _ in process.markers())
+    markers = list(process.markers())
+    confirmed = any(kind == "r" for kind, _, _ in markers)
     run.flush_notices()
     if process.exit.code == 0 and confirmed:
         return None
-    return _isolated_error(process.exit)
+    return run.end_session(rendered, backend_pid(markers), process.exit,
+                           _isolated_error(process.exit))
 
 
 def _run_command(run: MigrationRun, rendered: Rendered, step: Step, folder: Path) -> str | None:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 import xxhash
 
 from spawn_db.errors import LockUnavailable
-from spawn_db.escape import Identifier, escape_bytea, escape_literal
+from spawn_db.escape import Identifier, ascii_bytea, ascii_literal, escape_literal
 
 if TYPE_CHECKING:
     from spawn_db.db.psql import ControlSession
@@ -49,6 +49,8 @@ USER_NAMESPACE = "default"
 SPAWN_NAMESPACE = "spawn"
 MAX_NAME_LENGTH = 256
 ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+# How long spawn waits for a migration's session to end once it asked PostgreSQL to end it.
+BACKEND_PATIENCE = 10.0
 # Named in the error a runner statement raises when the control session lost the lock.
 LOCK_LOST_SETTING = "spawn.the migration lock was lost"
 # In a runner session: the time since its last ATTEMPTED row (psql variable spawn_t0).
@@ -367,21 +369,24 @@ class Tracking:
         )
 
     def _values(self, rec: Record) -> str:
+        """The row's values in pure ASCII (``ascii_literal``): a shared runner writes them
+        in the message that resets the session after a migration, which PostgreSQL reads
+        with the client encoding and string syntax the migration left."""
         if rec.since_attempt:
             elapsed = ELAPSED
         else:
             elapsed = f"{escape_literal(f'{rec.execution_seconds:.6f} seconds')}::interval"
         return ", ".join((
-            escape_literal(rec.activity), escape_literal(rec.created_by or self.created_by),
-            escape_literal(rec.description), escape_literal(rec.status_note),
-            escape_literal(rec.status), escape_bytea(rec.checksum),
-            "NULL" if rec.pin_hash is None else escape_literal(rec.pin_hash), elapsed,
+            ascii_literal(rec.activity), ascii_literal(rec.created_by or self.created_by),
+            ascii_literal(rec.description), ascii_literal(rec.status_note),
+            ascii_literal(rec.status), ascii_bytea(rec.checksum),
+            "NULL" if rec.pin_hash is None else ascii_literal(rec.pin_hash), elapsed,
             "clock_timestamp()",
         ))
 
     def _insert_new(self, rec: Record) -> str:
         s = self.s
-        name, ns = escape_literal(rec.name), escape_literal(rec.namespace)
+        name, ns = ascii_literal(rec.name), ascii_literal(rec.namespace)
         return (
             f"WITH new AS (INSERT INTO {s}.migration (name, namespace) VALUES ({name}, {ns}) "
             "ON CONFLICT (name, namespace) DO NOTHING RETURNING migration_id) "
@@ -516,6 +521,38 @@ class Tracking:
                                    what="ending a migration session")
             stage = "cancelled" if stage == "wait" else "terminated"
             deadline = time.monotonic() + patience
+
+    def end_backend(self, pid: int, *, grace: float = 0.0, patience: float = BACKEND_PATIENCE,
+                    poll: float = 0.01) -> bool:
+        """Make sure backend ``pid`` (a migration's session whose psql has ended) is gone:
+        wait up to ``grace`` seconds for it to leave ``pg_stat_activity`` by itself, then
+        terminate it and wait up to ``patience`` seconds more. True once it has left, False
+        if it is still there; ControlError when PostgreSQL refuses to end it (the control
+        session's role may not signal it).
+
+        A backend outlives its psql until it next checks its client (within
+        ``client_connection_check_interval``; never on PostgreSQL 13) or its statement
+        ends, and a statement that ends commits: a migration's outcome may be written only
+        once its session is gone. A backend aborts its transaction before it leaves
+        ``pg_stat_activity``. PostgreSQL 13's ``pg_terminate_backend`` has no timeout, so
+        this polls.
+        """
+        where = f"FROM pg_catalog.pg_stat_activity WHERE pid = {int(pid)}"
+        what = f"ending migration session {int(pid)}"
+        started = time.monotonic()
+        terminated = False
+        while True:
+            waited = time.monotonic() - started
+            if not terminated and waited >= grace:
+                count = f"count(pg_catalog.pg_terminate_backend(pid)) {where}"
+                terminated = True
+            else:
+                count = f"count(*) {where}"
+            if self.session.query(f"SELECT {count}", what=what) == "0":
+                return True
+            if waited >= grace + patience:
+                return False
+            time.sleep(poll)
 
     def lock_holders(self) -> list[LockHolder]:
         key = lock_key() & 0xFFFFFFFFFFFFFFFF
