@@ -271,3 +271,14 @@ def test_the_template_name_changes_with_the_tablespace(first: str, second: str) 
     assert plain.name != one.name
     assert (one.name == two.name) == (first == second)
     assert TemplateInputs("dev", migrations, "").name == plain.name
+
+
+def test_a_dev_shm_without_room_keeps_the_templates_on_the_disk() -> None:
+    """A container's /dev/shm is often 64 MB, which a few copies would fill mid-run: spawn
+    uses it only with ``RAM_MIN_FREE`` free, measured on the real file system."""
+    shm = os.statvfs(embedded.RAM_ROOT)
+    free = shm.f_bavail * shm.f_frsize
+    assert embedded.has_room(embedded.RAM_ROOT, need=free // 2)
+    assert not embedded.has_room(embedded.RAM_ROOT, need=free + (1 << 30))
+    assert not embedded.has_room(embedded.RAM_ROOT / "missing" / "folder", need=1)
+    assert embedded.RAM_MIN_FREE == 1 << 30

@@ -77,6 +77,10 @@ DURABLE_TMP = Path("/var/tmp")
 # every user and service, unlike $XDG_RUNTIME_DIR (a login's, often small, gone at logout).
 RAM_ROOT = Path("/dev/shm")
 RAM_PREFIX = "spawn-"
+# Free space /dev/shm must have for spawn to put test databases there: a template and the
+# copies alive at once are about 7.5 MB each before data, and a container's /dev/shm is
+# often 64 MB (Docker's default), which a few copies would fill mid-run.
+RAM_MIN_FREE = 1 << 30
 
 _children: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -555,10 +559,20 @@ def ram_folder(cluster: Cluster) -> Path | None:
     """The folder of the cluster's tablespace in RAM (``sqltest.fresh``), or None when
     /dev/shm is not a writable tmpfs: ``spawn-<uid>-<hash of the data directory>``, so two
     clusters, or two users' clusters of one project folder, never share one."""
-    if not _writable_tmpfs(RAM_ROOT):
+    if not _writable_tmpfs(RAM_ROOT) or not has_room(RAM_ROOT):
         return None
     key = hashlib.sha256(str(cluster.data_dir.resolve()).encode()).hexdigest()[:12]
     return RAM_ROOT / f"{RAM_PREFIX}{os.geteuid()}-{key}"
+
+
+def has_room(path: Path, need: int = RAM_MIN_FREE) -> bool:
+    """Whether the file system of ``path`` has ``need`` bytes free for an unprivileged
+    writer."""
+    try:
+        found = os.statvfs(path)
+    except OSError:
+        return False
+    return found.f_bavail * found.f_frsize >= need
 
 
 def _writable_tmpfs(path: Path) -> bool:
