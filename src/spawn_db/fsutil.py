@@ -135,7 +135,11 @@ def make_private_dir(path: str | os.PathLike[str]) -> None:
         if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o066:
             os.chmod(target, stat.S_IMODE(info.st_mode) & ~0o066)
         return
-    os.chmod(target, PRIVATE_DIR_MODE)
+    # Only the owner's bits the umask took: another spawn process may already have let the
+    # embedded server's group through (0710) between the mkdir and now.
+    mode = stat.S_IMODE(os.lstat(target).st_mode)
+    if mode & PRIVATE_DIR_MODE != PRIVATE_DIR_MODE:
+        os.chmod(target, mode | PRIVATE_DIR_MODE)
 
 
 def write_all(fd: int, data: bytes) -> None:
