@@ -79,6 +79,11 @@ def psql_run(argv: list[str], sql: str) -> str:
     return done.stdout.strip()
 
 
+# Every database spawn keeps on a server between commands (templates, test copies, drift's
+# scratch databases): `spawn test clean` lists them all, so tests that check its output start
+# from none on their worker's server (``PgServer.drop_databases_like``).
+SPAWN_DATABASES = ("spawn\\_tpl\\_%", "spawn\\_testdb\\_%", "spawn\\_drift\\_%")
+
 @dataclass
 class PgServer:
     """The session's server: throwaway cluster (``data_dir`` set) or ``SPAWN_TEST_DSN``."""

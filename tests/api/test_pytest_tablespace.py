@@ -8,11 +8,10 @@ from pathlib import Path
 
 from spawn_db.config import toml_string
 from spawn_db.sqltest.fresh import RAM_TABLESPACE
-from tests.conftest import EmbeddedProject, PgServer
+from tests.conftest import SPAWN_DATABASES, EmbeddedProject, PgServer
 from tests.e2e.test_pytest_plugin import run_pytest
 from tests.sqltest.test_fresh_tablespace import (
     MIGRATION,
-    SPAWN_DATABASES,
     fresh_setup,
     ram_folder,
     server_tablespace,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from spawn_db.db.catalog import CatalogObject
 from spawn_db.migrate.schema_drift import Difference, compare
-from tests.conftest import DbProject
+from tests.conftest import SPAWN_DATABASES, DbProject
 
 SCHEMA = (
     "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL DEFAULT '');\n"
@@ -45,11 +45,11 @@ def kept_comment(db_project: DbProject) -> str:
 @pytest.fixture(autouse=True)
 def _drop_scratch_databases(pg_server: Any) -> Iterator[None]:
     """The scratch databases drift keeps live on the worker's server, which its tests share
-    one after another: drop them before each test (tests in other files keep theirs too,
-    and these count them) and after it."""
-    pg_server.drop_databases_like("spawn\\_drift\\_%")
+    one after another: drop them, and the test templates `spawn test clean` would list too,
+    before each test (tests in other files keep theirs, and these count them) and after."""
+    pg_server.drop_databases_like(*SPAWN_DATABASES)
     yield
-    pg_server.drop_databases_like("spawn\\_drift\\_%")
+    pg_server.drop_databases_like(*SPAWN_DATABASES)
 
 
 def applied(db_project: DbProject) -> str:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import SPAWN_DATABASES
 from tests.helpers import Result
 
 
@@ -34,7 +35,6 @@ def spawn_databases(db_project: Any) -> list[str]:
     return rows.splitlines()
 
 
-SPAWN_DATABASES = ("spawn\\_tpl\\_%", "spawn\\_testdb\\_%")
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from spawn_db.config import Overrides, load_config
 from spawn_db.db import embedded
 from spawn_db.db.target import psql_argv
 from spawn_db.sqltest.fresh import RAM_MARKER, RAM_TABLESPACE, TemplateInputs
-from tests.conftest import EmbeddedProject, PgServer
+from tests.conftest import SPAWN_DATABASES, EmbeddedProject, PgServer
 from tests.helpers import Result
 
 # Reports, from inside a test's database, the tablespace it is in, then those of the
@@ -40,7 +40,6 @@ WHERE_SQL = (
     " WHERE d.datistemplate AND d.datname LIKE 'spawn\\_tpl\\_%' ORDER BY 1;\n"
 )
 MIGRATION = "20240101000000-t"
-SPAWN_DATABASES = ("spawn\\_tpl\\_%", "spawn\\_testdb\\_%")
 
 
 @pytest.fixture(autouse=True)
