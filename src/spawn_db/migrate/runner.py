@@ -969,12 +969,12 @@ class MigrationRun:
         assert runner is not None
         while True:
             self.handle_markers(runner)
-            if runner.process.exit is not None and runner.pending:
+            # An ended session is the run's outcome whenever migrations were queued in it,
+            # even when ``done`` holds already.
+            if runner.process.exit is not None and (runner.pending or not done()):
                 self.fail(runner)
             if done():
                 return
-            if runner.process.exit is not None:
-                self.fail(runner)
             self.pump(runner.process)
 
     def handle_markers(self, runner: _Runner) -> None:
