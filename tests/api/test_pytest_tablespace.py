@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spawn_db.config import toml_string
-from spawn_db.sqltest.fresh import RAM_TABLESPACE
+from spawn_db.sqltest.tablespace import RAM_TABLESPACE
 from tests.conftest import SPAWN_DATABASES, EmbeddedProject, PgServer
 from tests.e2e.test_pytest_plugin import run_pytest
 from tests.sqltest.test_fresh_tablespace import (

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from spawn_db.config import Overrides, load_config
 from spawn_db.db import embedded
 from spawn_db.db.target import psql_argv
-from spawn_db.sqltest.fresh import RAM_MARKER, RAM_TABLESPACE, TemplateInputs
+from spawn_db.sqltest.fresh import TemplateInputs
+from spawn_db.sqltest.tablespace import RAM_MARKER, RAM_TABLESPACE
 from tests.conftest import SPAWN_DATABASES, EmbeddedProject, PgServer
 from tests.helpers import Result
 

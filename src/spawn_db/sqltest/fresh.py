@@ -30,12 +30,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spawn_db.config import Config
 from spawn_db.errors import (
-    ConfigError,
     ControlError,
     MigrationFailed,
     NotFoundError,
@@ -48,7 +46,6 @@ from spawn_db.project import Project
 from spawn_db.render.sqlvalue import SqlMarkup
 
 if TYPE_CHECKING:
-    from spawn_db.db.embedded_proc import RunAs
     from spawn_db.db.engine import Engine
     from spawn_db.db.psql import ControlSession
     from spawn_db.migrate.runner import Rendered
@@ -207,6 +204,8 @@ def ensure_template(config: Config, *, migrate_to: str | None = None, variables:
     try:
         control = engine.control_session(None)
         try:
+            from spawn_db.sqltest.tablespace import template_tablespace
+
             tablespace = template_tablespace(config, control)
             build.inputs = dataclasses.replace(build.inputs, tablespace=tablespace or "")
             name = build.inputs.name
@@ -337,170 +336,6 @@ def _run_step(engine: Engine, database: str, script: Rendered, what: str) -> Non
                               f"(psql said:)\n{error}")
 
 
-# -- the tablespace ---------------------------------------------------------------------------
-
-DEFAULT_TABLESPACE = "pg_default"
-RAM_TABLESPACE = "spawn_ram"
-# In the RAM folder, beside PostgreSQL's PG_<version>_<catalog> folder: the tablespace's oid,
-# written once it was made. A folder without it was emptied (by hand, or by a reboot and
-# ``embedded.restore_ram_folders``): what the catalog says is in it is gone or incomplete.
-RAM_MARKER = "spawn-tablespace"
-
-
-@dataclass(frozen=True)
-class RamPlace:
-    """Where the embedded server's tablespace in RAM is, and who its server runs as."""
-
-    folder: Path
-    run_as: RunAs | None
-
-
-def template_tablespace(config: Config, control: ControlSession) -> str | None:
-    """The tablespace templates (so their copies) are created in: ``[tests] tablespace``,
-    which must exist on the server ("pg_default": None); unset, the embedded server's
-    tablespace in RAM, made or repaired now, when /dev/shm allows one; else None (the
-    server's default). A copy of a small template on a disk costs 30-240 ms, mostly
-    creating files; in RAM about 17 ms (bench/README.md)."""
-    chosen = config.tests_tablespace
-    if chosen == DEFAULT_TABLESPACE:
-        return None
-    if chosen is not None:
-        if _tablespace_row(control, chosen) is None:
-            raise ConfigError(
-                f"{config.path}: [tests] tablespace {chosen!r} does not exist on the server "
-                f"of target {config.target().name!r}; create it there (`CREATE TABLESPACE "
-                f"{escape_identifier(chosen)} LOCATION '/dev/shm/…'` as a superuser), or "
-                f'remove the key (`tablespace = "{DEFAULT_TABLESPACE}"` keeps templates on '
-                "the server's default)")
-        return chosen
-    place = ram_place(config)
-    if place is None:
-        return None
-    ensure_ram_tablespace(control, place)
-    return RAM_TABLESPACE
-
-
-def ram_place(config: Config) -> RamPlace | None:
-    """The RAM folder of the selected target's embedded server, or None (another kind
-    of target, or no writable tmpfs at /dev/shm)."""
-    target = config.target()
-    if target.command.kind != "embedded":
-        return None
-    from spawn_db.db.embedded import project_cluster, ram_folder
-    from spawn_db.db.embedded_proc import server_user
-
-    cluster = project_cluster(config, target)
-    folder = ram_folder(cluster)
-    return None if folder is None else RamPlace(folder, server_user(cluster.data_dir))
-
-
-def ensure_ram_tablespace(control: ControlSession, place: RamPlace) -> None:
-    """``spawn_ram`` at ``place``, intact: made when missing; when its folder was
-    emptied or lost, the databases that were in it are dropped, and it is made again
-    (under a lock, so concurrent spawn processes repair it once)."""
-    if _ram_intact(_tablespace_row(control, RAM_TABLESPACE), place):
-        return
-    from spawn_db.migrate.schema_drift import advisory_lock
-
-    with advisory_lock(control, build_lock_key(RAM_TABLESPACE), "RAM tablespace"):
-        row = _tablespace_row(control, RAM_TABLESPACE)
-        if _ram_intact(row, place):
-            return
-        if row is not None:
-            _drop_ram_tablespace(control, row[1])
-        _create_ram_tablespace(control, place)
-
-
-def _tablespace_row(control: ControlSession, name: str) -> tuple[str, str] | None:
-    """(oid, location) of tablespace ``name`` (location "" for pg_default), or None."""
-    found = control.query(
-        "SELECT oid || '|' || coalesce(pg_catalog.pg_tablespace_location(oid), '') FROM "
-        f"pg_catalog.pg_tablespace WHERE spcname = {escape_literal(name)}",
-        what=f"look for tablespace {name}")
-    if not found:
-        return None
-    oid, _, location = found.partition("|")
-    return oid, location
-
-
-def _ram_intact(row: tuple[str, str] | None, place: RamPlace) -> bool:
-    """Whether the tablespace is at ``place`` and its folder is the one made for it."""
-    if row is None or row[1] != str(place.folder):
-        return False
-    try:
-        return (place.folder / RAM_MARKER).read_text(encoding="ascii").strip() == row[0]
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _create_ram_tablespace(control: ControlSession, place: RamPlace) -> None:
-    """The folder made empty and private, the tablespace in it, then a checkpoint: a
-    crash must never replay the tablespace's creation, which stops at a folder that a
-    reboot took away. The marker last: a half-made one is repaired next time."""
-    import shutil
-
-    from spawn_db.db.embedded_proc import private_dir
-    from spawn_db.fsutil import atomic_write_text
-
-    shutil.rmtree(place.folder, ignore_errors=True)
-    private_dir(place.folder, place.run_as)
-    control.query(f"CREATE TABLESPACE {RAM_TABLESPACE} LOCATION "
-                  f"{escape_literal(str(place.folder))}", what="create the RAM tablespace")
-    control.query("CHECKPOINT", what="checkpoint after creating the RAM tablespace")
-    row = _tablespace_row(control, RAM_TABLESPACE)
-    if row is not None:
-        atomic_write_text(place.folder / RAM_MARKER, row[0] + "\n", durable=False)
-
-
-def _drop_ram_tablespace(control: ControlSession, location: str) -> None:
-    """Drop every database in ``spawn_ram`` (their files may be gone), then the
-    tablespace, then its folder."""
-    _drop_lost(control, _databases_in(control, RAM_TABLESPACE))
-    control.query(f"DROP TABLESPACE IF EXISTS {RAM_TABLESPACE}",
-                  what="drop the RAM tablespace")
-    _remove_ram_folder(location)
-
-
-def _databases_in(control: ControlSession, tablespace: str) -> list[str]:
-    rows = control.query(
-        "SELECT d.datname FROM pg_catalog.pg_database d JOIN pg_catalog.pg_tablespace t "
-        f"ON t.oid = d.dattablespace WHERE t.spcname = {escape_literal(tablespace)} "
-        "ORDER BY 1", what=f"list the databases in tablespace {tablespace}")
-    return [row for row in rows.splitlines() if row]
-
-
-def _drop_lost(control: ControlSession, names: list[str]) -> None:
-    """Drop databases whose files may have vanished. ``DROP DATABASE`` forgets a
-    database's buffers, then asks for a checkpoint, which fails while another lost
-    database still has dirty buffers (PostgreSQL 15 and 18: "checkpoint request
-    failed"); so each is tried once, then the ones that failed again, their buffers
-    gone by then."""
-    left = list(names)
-    for _ in range(3):
-        failed = []
-        for name in left:
-            try:
-                drop_database(control, name, attempts=1)
-            except ControlError:
-                failed.append(name)
-        if not failed:
-            return
-        left = failed
-    for name in left:
-        drop_database(control, name)
-
-
-def _remove_ram_folder(location: str) -> None:
-    """Remove a RAM folder spawn made (only one named so, in /dev/shm)."""
-    import shutil
-
-    from spawn_db.db.embedded import is_ram_folder
-
-    folder = Path(location)
-    if is_ram_folder(folder) and not folder.is_symlink():
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 # -- copies -----------------------------------------------------------------------------------
 
 
@@ -550,7 +385,7 @@ def rename_database(control: ControlSession, old: str, new: str) -> None:
 
 
 POOL_LABEL = "ready"
-# Drops wait while a copy is wanted sooner, but no more than this many.
+# Drops queued for the dropper beyond which the makers stop making copies and drop too.
 MAX_PENDING_DROPS = 8
 
 
@@ -833,36 +668,21 @@ def clean(config: Config, *, engine: Engine | None = None) -> Cleaned:
     """Drop every template and test database spawn made on the target's server, and the
     scratch databases ``spawn migration drift`` kept there."""
     from spawn_db.db.engine import engine_for
+    from spawn_db.sqltest.tablespace import drop_if_empty, forget_lost_copies, ram_place
 
     engine = engine or engine_for(config)
     place = ram_place(config)
     control = engine.control_session(None)
     try:
         templates, copies, scratch = _by_prefix(control, TEMPLATE_PREFIX, COPY_PREFIX)
-        row = _tablespace_row(control, RAM_TABLESPACE) if place is not None else None
-        if place is not None and row is not None and not _ram_intact(row, place):
-            _drop_lost(control, [n for n in _databases_in(control, RAM_TABLESPACE)
-                                 if n.startswith((TEMPLATE_PREFIX, COPY_PREFIX))])
+        location = forget_lost_copies(control, place, (TEMPLATE_PREFIX, COPY_PREFIX))
         for name in copies + templates + scratch:
             drop_database(control, name)
-        dropped = row is not None and _drop_if_empty(control, row[1])
+        dropped = location is not None and drop_if_empty(control, location)
     finally:
         control.close()
     return Cleaned(tuple(templates), tuple(copies), tuple(scratch),
-                   row[1] if row is not None and dropped else None)
-
-
-def _drop_if_empty(control: ControlSession, location: str) -> bool:
-    """Drop ``spawn_ram`` and its folder when no database is left in it; whether it was."""
-    if _databases_in(control, RAM_TABLESPACE):
-        return False
-    try:
-        control.query(f"DROP TABLESPACE IF EXISTS {RAM_TABLESPACE}",
-                      what="drop the RAM tablespace")
-    except ControlError:  # something else of the user's is in it: it stays, as it is
-        return False
-    _remove_ram_folder(location)
-    return True
+                   location if dropped else None)
 
 
 # -- apply_migration() in tests ---------------------------------------------------------------
