@@ -215,7 +215,7 @@ def plan_tenant_downs(config: Config, choice: str, names: Sequence[str], *, pinn
     (``each`` gets the SQL); read-only, no lock, no secret fetched."""
     from spawn_db.migrate.apply import pins_optional, tracking_session
     from spawn_db.migrate.migration import TENANT_DOWN
-    from spawn_db.migrate.runner import uses_pin
+    from spawn_db.migrate.rendered import uses_pin
 
     parts = TenantParts.load(config)
     with_parts = [n for n in names if n in parts.names]

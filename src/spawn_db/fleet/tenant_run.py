@@ -33,14 +33,8 @@ from spawn_db.fleet.tenants import (
 )
 from spawn_db.migrate.apply import NullReporter
 from spawn_db.migrate.migration import TENANT, TENANT_DOWN
-from spawn_db.migrate.runner import (
-    MigrationRun,
-    Rendered,
-    SessionSetup,
-    _Runner,
-    spool_rendered,
-    with_secrets,
-)
+from spawn_db.migrate.rendered import Rendered, spool_rendered, with_secrets
+from spawn_db.migrate.runner import MigrationRun, SessionSetup, _Runner
 from spawn_db.migrate.tracking import LOCK_SEED, HistoryRow, Tracking
 
 if TYPE_CHECKING:

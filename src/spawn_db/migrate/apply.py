@@ -30,15 +30,10 @@ from spawn_db.migrate.plan import State as State
 from spawn_db.migrate.plan import is_done as is_done
 from spawn_db.migrate.plan import plan as make_plan
 from spawn_db.migrate.plan import state_of as state_of
+from spawn_db.migrate.rendered import render_migration, uses_pin
 from spawn_db.migrate.runner import ApplyReporter as ApplyReporter
 from spawn_db.migrate.runner import MigrationOutcome as MigrationOutcome
-from spawn_db.migrate.runner import (
-    MigrationRun,
-    SessionSetup,
-    render_migration,
-    start_runner,
-    uses_pin,
-)
+from spawn_db.migrate.runner import MigrationRun, SessionSetup, start_runner
 from spawn_db.migrate.settings import MigrationSettings
 from spawn_db.migrate.sources import Sources, StretchedRun
 from spawn_db.migrate.tracking import (

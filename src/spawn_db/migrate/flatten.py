@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from spawn_db.db.catalog import CatalogObject
     from spawn_db.db.engine import Engine
     from spawn_db.db.psql import ControlSession
-    from spawn_db.migrate.runner import Rendered
+    from spawn_db.migrate.rendered import Rendered
 
 SCRATCH_PREFIX = "spawn_flatten_"
 BASELINE_LABEL = "the new baseline"
@@ -208,7 +208,7 @@ def check_baseline(config: Config, names: list[str], template: str, *, pinned: b
     variable (``{% if variables.env == "prod" %}``), or a value was used in a way the
     template cannot say, and this is where it shows. Objects are compared as ``spawn
     migration drift`` compares them."""
-    from spawn_db.migrate.runner import spool_rendered
+    from spawn_db.migrate.rendered import spool_rendered
     from spawn_db.migrate.schema_drift import compare
     from spawn_db.render.template import WorkingTreeSource, compile_template, template_context
 
@@ -267,7 +267,7 @@ def _built(config: Config, scripts: list[Rendered]
 def _render(config: Config, names: list[str], *, pinned: bool,
             variables: Any) -> list[Rendered]:
     from spawn_db.migrate.apply import _require_pins, pins_optional
-    from spawn_db.migrate.runner import render_migration, uses_pin
+    from spawn_db.migrate.rendered import render_migration, uses_pin
     from spawn_db.migrate.sources import Sources
 
     optional = pins_optional(config, pinned)

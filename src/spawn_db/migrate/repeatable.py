@@ -51,15 +51,8 @@ from spawn_db.fsutil import (
     open_regular,
     real_folder,
 )
-from spawn_db.migrate.runner import (
-    ApplyReporter,
-    MigrationOutcome,
-    MigrationRun,
-    Rendered,
-    SessionSetup,
-    spool_rendered,
-    with_secrets,
-)
+from spawn_db.migrate.rendered import Rendered, spool_rendered, with_secrets
+from spawn_db.migrate.runner import ApplyReporter, MigrationOutcome, MigrationRun, SessionSetup
 from spawn_db.migrate.settings import _names, _string, find_cycle
 from spawn_db.migrate.tracking import HistoryRow, LockHolder, Tracking
 from spawn_db.project import Project, validate_name
@@ -280,7 +273,7 @@ def _chunks(config: Config, name: str, variables: Any, source: ComponentSource |
 def render_repeatable(config: Config, name: str, *, variables: Any,
                       position: int = 1) -> Rendered:
     """``name`` rendered whole into a spool, with its checksum (its identity) and the
-    script's shape (whether it may share the runner), as ``runner.render_migration``
+    script's shape (whether it may share the runner), as ``rendered.render_migration``
     renders a migration."""
     used: list[str] = []
     chunks = _chunks(config, name, variables, used_secrets=used)

@@ -35,14 +35,8 @@ from spawn_db.migrate.apply import (
 )
 from spawn_db.migrate.migration import DOWN
 from spawn_db.migrate.plan import is_done, state_of
-from spawn_db.migrate.runner import (
-    ApplyReporter,
-    MigrationOutcome,
-    SessionSetup,
-    render_migration,
-    start_runner,
-    uses_pin,
-)
+from spawn_db.migrate.rendered import render_migration, uses_pin
+from spawn_db.migrate.runner import ApplyReporter, MigrationOutcome, SessionSetup, start_runner
 from spawn_db.migrate.settings import MigrationSettings
 from spawn_db.migrate.sources import Sources
 from spawn_db.migrate.tracking import HistoryRow

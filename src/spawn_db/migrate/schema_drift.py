@@ -37,7 +37,7 @@ from spawn_db.db.target import PSQL_PREAMBLE, SESSION_PIN
 from spawn_db.errors import ControlError, DriftCheckFailed, NotPinned, SpawnError
 from spawn_db.escape import escape_identifier, escape_literal
 from spawn_db.migrate.plan import is_done, state_of
-from spawn_db.migrate.runner import Rendered, render_migration
+from spawn_db.migrate.rendered import Rendered, render_migration
 from spawn_db.migrate.tracking import HistoryRow
 from spawn_db.project import Project
 

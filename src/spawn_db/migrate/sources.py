@@ -36,7 +36,8 @@ from spawn_db.errors import (
     MigrationSettingsError,
     UsageError,
 )
-from spawn_db.migrate.runner import ApplyReporter, MigrationOutcome, MigrationRun, Rendered
+from spawn_db.migrate.rendered import Rendered
+from spawn_db.migrate.runner import ApplyReporter, MigrationOutcome, MigrationRun
 from spawn_db.migrate.settings import (
     SETTINGS_FILE,
     MigrationSettings,

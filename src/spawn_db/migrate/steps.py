@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from spawn_db.errors import MigrationSettingsError
 
 if TYPE_CHECKING:
-    from spawn_db.migrate.runner import MigrationRun, Rendered
+    from spawn_db.migrate.rendered import Rendered
+    from spawn_db.migrate.runner import MigrationRun
 
 STEPS_FOLDER = "steps"
 STEP_KEYS = ("sql", "command")

@@ -45,12 +45,8 @@ from spawn_db.errors import (
 )
 from spawn_db.migrate.migration import VERIFY
 from spawn_db.migrate.plan import is_done, state_of
-from spawn_db.migrate.runner import (
-    Rendered,
-    SessionSetup,
-    _error_text,
-    render_migration,
-)
+from spawn_db.migrate.rendered import Rendered, render_migration
+from spawn_db.migrate.runner import SessionSetup, _error_text
 from spawn_db.project import Project
 
 if TYPE_CHECKING:

@@ -48,7 +48,7 @@ from spawn_db.render.sqlvalue import SqlMarkup
 if TYPE_CHECKING:
     from spawn_db.db.engine import Engine
     from spawn_db.db.psql import ControlSession
-    from spawn_db.migrate.runner import Rendered
+    from spawn_db.migrate.rendered import Rendered
     from spawn_db.migrate.sources import Sources
 
 TEMPLATE_PREFIX = "spawn_tpl_"
@@ -156,7 +156,7 @@ def _render_one(sources: Sources, name: str, optional: bool, variables: Any,
     """Migration ``name`` (``audit:<m>``: from that source's folder, components and pins)
     rendered as apply renders it, named as given, so a template's hash and its errors
     tell the sources apart."""
-    from spawn_db.migrate.runner import render_migration, uses_pin
+    from spawn_db.migrate.rendered import render_migration, uses_pin
 
     source, bare = sources.split(name)
     from_pin = uses_pin(source.config, bare, True, optional)
@@ -695,7 +695,7 @@ def apply_migration_function(config: Config, variables: Any) -> Callable[[Any], 
     project = Project(config)
 
     def apply_migration(name: Any) -> SqlMarkup:
-        from spawn_db.migrate.runner import render_migration
+        from spawn_db.migrate.rendered import render_migration
         from spawn_db.migrate.sources import Sources
 
         if not isinstance(name, str) or not name:
